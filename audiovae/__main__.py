@@ -1,0 +1,5 @@
+"""``python -m audiovae`` runs the CLI."""
+
+from .cli import main
+
+main()

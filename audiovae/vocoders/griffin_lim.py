@@ -1,0 +1,93 @@
+"""Batched fast Griffin-Lim (Perraudin, Balazs & Sondergaard 2013): phase from magnitude, on any device.
+
+With momentum 0 this is the classic Griffin-Lim (1984). Momentum 0.99 (librosa's default) converges far faster:
+at 32 iterations it reaches a spectral convergence plain Griffin-Lim needs several times as many iterations for.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from ..features import MelConfig, MelSpectrogram, istft, stft
+
+__all__ = ["griffin_lim", "GriffinLim"]
+
+
+def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, momentum: float = 0.99,
+                init: str = "random", seed: int | None = 0, length: int | None = None,
+                window: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+    """Estimate a waveform whose STFT magnitude is ``magnitude``.
+
+    Args:
+        magnitude: linear STFT magnitude (power 1) ``[..., n_freqs, frames]`` with ``n_freqs = n_fft // 2 + 1``.
+        config: the STFT parameters (hop, window, padding) the magnitude was computed with.
+        n_iter: iterations; each costs one STFT and one inverse STFT.
+        momentum: fast Griffin-Lim momentum in ``[0, 1)``; 0 gives classic Griffin-Lim.
+        init: ``"random"`` (uniform phase, reproducible with ``seed``) or ``"zeros"`` (zero phase).
+        seed: seed for the random phase; ``None`` draws from the global generator.
+        length: output length in samples (default ``(frames - 1) * hop_length``).
+        window: analysis window on the right device (built from ``config`` when omitted).
+        progress: show a progress bar over iterations.
+
+    Returns:
+        Waveform ``[..., T]``, float32, on ``magnitude``'s device.
+    """
+    if magnitude.shape[-2] != config.n_freqs:
+        raise ConfigError(f"griffin_lim: magnitude has {magnitude.shape[-2]} frequency bins, "
+                          f"config n_fft={config.n_fft} needs {config.n_freqs}")
+    if not 0.0 <= momentum < 1.0:
+        raise ConfigError(f"griffin_lim: momentum={momentum} must be in [0, 1)")
+    if n_iter < 0:
+        raise ConfigError(f"griffin_lim: n_iter={n_iter} must be >= 0")
+    if init not in ("random", "zeros"):
+        raise ConfigError(f"griffin_lim: init={init!r} must be 'random' or 'zeros'")
+    mag = magnitude.float()
+    device = mag.device
+    if window is None:
+        window = torch.hann_window(config.win_length, periodic=True, device=device)
+    if length is None:
+        length = (mag.shape[-1] - 1) * config.hop_length
+    if init == "random":
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed) if seed is not None else gen.seed()
+        phase = torch.rand(mag.shape, generator=gen, device=device) * (2 * math.pi)
+        angles = torch.polar(torch.ones_like(mag), phase)
+    else:
+        angles = torch.ones_like(mag, dtype=torch.complex64)
+    rebuilt = torch.zeros_like(angles)
+    alpha = momentum / (1.0 + momentum)
+    with torch.autocast(device_type=device.type, enabled=False):
+        for _ in tqdm(range(n_iter), desc="griffin-lim", unit="it", disable=not progress, leave=False, delay=2.0):
+            previous = rebuilt
+            rebuilt = stft(istft(mag * angles, config, window, length), config, window)
+            angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt)  # z / |z|
+        return istft(mag * angles, config, window, length)
+
+
+class GriffinLim(nn.Module):
+    """Vocoder: log-mel ``[B, n_mels, frames]`` -> waveform ``[B, T]`` via mel inversion + fast Griffin-Lim.
+
+    Stateless apart from its settings; ``.to(device)`` moves the filterbank and window.
+    """
+
+    name = "griffin-lim"
+
+    def __init__(self, config: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99,
+                 init: str = "random", seed: int | None = 0, inverse_iter: int = 32) -> None:
+        super().__init__()
+        self.config = config or MelConfig()
+        self.n_iter, self.momentum, self.init, self.seed, self.inverse_iter = n_iter, momentum, init, seed, inverse_iter
+        self.mel = MelSpectrogram(self.config)
+
+    def forward(self, logmel: torch.Tensor, length: int | None = None, progress: bool = False) -> torch.Tensor:
+        magnitude = self.mel.inverse(logmel, n_iter=self.inverse_iter)
+        return griffin_lim(magnitude, self.config, n_iter=self.n_iter, momentum=self.momentum, init=self.init,
+                           seed=self.seed, length=length, window=self.mel.window, progress=progress)
+
+    def extra_repr(self) -> str:
+        return f"n_iter={self.n_iter}, momentum={self.momentum}, init={self.init!r}"

@@ -1,0 +1,43 @@
+"""Shared helpers for the benchmarks: best-of-N timing in alternating blocks, and headers (not part of the package)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def _once(fn: Callable[[], object], sync: bool) -> float:
+    t0 = time.perf_counter()
+    fn()
+    if sync:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def best_of(fn: Callable[[], object], repeat: int = 7, warmup: int = 1, sync: bool = False) -> float:
+    """Best wall time in seconds over ``repeat`` runs after ``warmup`` runs (synchronising CUDA when asked)."""
+    for _ in range(warmup):
+        _once(fn, sync)
+    return min(_once(fn, sync) for _ in range(repeat))
+
+
+def race(fns: dict[str, Callable[[], object]], repeat: int = 7, rounds: int = 3,
+         sync: bool = False) -> dict[str, float]:
+    """Best time of each function, measured in alternating blocks (A x repeat, B x repeat, A x repeat, ...).
+
+    Blocks rather than single interleaved calls: right after one library runs, its idle worker threads (OpenBLAS,
+    OpenMP) still spin for a while and steal cores from the other, which would penalise whichever runs second.
+    Each block starts with one untimed warm-up call; alternating blocks spread machine noise over both.
+    """
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], best_of(fn, repeat, warmup=1, sync=sync))
+    return best
+
+
+def header(title: str) -> None:
+    print(f"# {title}  (torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+          f"{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''})")

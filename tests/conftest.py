@@ -1,0 +1,77 @@
+"""Shared fixtures: real signals (sweeps, synthesized speech) and a CLI runner that runs the real entry point."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+SR = 22050
+
+
+def chirp(seconds: float = 3.0, sr: int = SR, fmin: float = 60.0, fmax: float = 8000.0, amp: float = 0.5) -> np.ndarray:
+    """Exponential sine sweep, float32."""
+    return (amp * librosa.chirp(fmin=fmin, fmax=fmax, sr=sr, duration=seconds)).astype(np.float32)
+
+
+def sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def speech_path(tmp_path_factory) -> Path:
+    """A sentence of synthesized speech from espeak-ng (installed by .ci/run), as a 22.05 kHz WAV."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng; .ci/run does)")
+    path = tmp_path_factory.mktemp("speech") / "espeak.wav"
+    subprocess.run([exe, "-v", "en-us", "-s", "150", "-w", str(path),
+                    "The quick brown fox jumps over the lazy dog near the river bank."], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech(speech_path) -> np.ndarray:
+    y, sr = sf.read(speech_path, dtype="float32")
+    y = librosa.resample(y, orig_sr=sr, target_sr=SR)
+    return y.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def example_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "audiovae" / "assets" / "example.wav"
+
+
+def devices() -> list:
+    """CPU always; CUDA as well when a GPU is present (the same tests then check CUDA correctness)."""
+    return ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 300) -> Result:
+    """Run ``python -m audiovae ARGS`` in a subprocess: the real entry point, exit code and streams."""
+    env = dict(os.environ, COLUMNS="120")
+    p = subprocess.run([sys.executable, "-m", "audiovae", *map(str, args)], capture_output=True, text=True,
+                       cwd=cwd, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def write(path: Path, data: np.ndarray, sr: int, subtype: str | None = None) -> Path:
+    sf.write(path, data, sr, subtype=subtype)
+    return path
