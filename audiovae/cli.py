@@ -37,8 +37,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def command(fn: F) -> F:
-    """Register ``fn`` as a command whose expected failures end in one line on stderr and exit code 1."""
+def _guarded(fn: F) -> F:
+    """Wrap ``fn`` so that expected failures end in one line on stderr and exit code 1, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -51,7 +51,12 @@ def command(fn: F) -> F:
         except MemoryError:
             raise _fail("out of memory (try a shorter input or --device cpu)") from None
 
-    app.command(help=fn.__doc__)(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def command(fn: F) -> F:
+    """Register ``fn`` as a top-level command, guarded by :func:`_guarded`."""
+    app.command(help=fn.__doc__)(_guarded(fn))
     return fn
 
 
@@ -82,11 +87,14 @@ def _seconds(s: float) -> str:
 
 
 @command
-def info(path: Annotated[Path, typer.Argument(help="An audio file.")]) -> None:
-    """Describe an audio file: duration, sample rate, channels, format, peak and RMS level.
+def info(path: Annotated[Path, typer.Argument(help="An audio file or a model checkpoint (.safetensors).")]) -> None:
+    """Describe an audio file (duration, rate, channels, format, levels) or a checkpoint (model, speakers, training).
 
     Example: audiovae info speech.wav
     """
+    if path.suffix in (".safetensors", ".pt", ".ckpt"):
+        _checkpoint_info(path)
+        return
     from .audio import info as audio_info
 
     i = audio_info(path)
@@ -98,6 +106,23 @@ def info(path: Annotated[Path, typer.Argument(help="An audio file.")]) -> None:
                f"  peak         {i.peak_dbfs:.1f} dBFS\n"
                f"  RMS          {i.rms_dbfs:.1f} dBFS"
                + (f"\n  clipped      {i.clipped_samples} samples at full scale" if i.clipped_samples else ""))
+
+
+def _checkpoint_info(path: Path) -> None:
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    model = ckpt.model
+    params = sum(p.numel() for p in model.parameters())
+    lines = [f"{path}", f"  task         {ckpt.task}",
+             f"  model        {model.model_type}, {params / 1e6:.2f} M parameters",
+             f"  latents      {model.config.latent_dim} x {ckpt.mel.frame_rate / model.hop_factor:.1f} frames/s",
+             f"  front end    {ckpt.mel.sample_rate} Hz, {ckpt.mel.n_mels} mels, hop {ckpt.mel.hop_length}",
+             f"  vocoder      {ckpt.vocoder.get('name', 'griffin-lim')}"]
+    if ckpt.speakers:
+        lines.append(f"  speakers     {', '.join(ckpt.speakers)}")
+    lines += [f"  {k:<12} {v}" for k, v in ckpt.info.items()]
+    typer.echo("\n".join(lines))
 
 
 @command
@@ -170,6 +195,228 @@ def plot(
     wave, _ = audio.load(input, config.sample_rate, min_samples=config.min_samples)
     plot_logmel(output, MelSpectrogram(config)(wave), config, title=title or input.name)
     typer.echo(f"wrote {output}")
+
+
+ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.safetensors) from `audiovae train`.",
+                                         dir_okay=False)]
+SpeakerOpt = Annotated[str | None, typer.Option("--speaker", "-s", help="Speaker name or index (conditioned models; "
+                                                "see `audiovae info CKPT`).")]
+
+
+def _load(model: Path, device: str):  # noqa: ANN202
+    from .checkpoint import load_checkpoint
+    from .device import resolve_device
+
+    return load_checkpoint(model, resolve_device(device))
+
+
+@command
+def reconstruct(input: Annotated[Path, typer.Argument(help="Audio file.")], output: OutOpt, model: ModelOpt,
+                speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+    """Pass a file through a trained model: encode, decode (posterior mean), vocode. Compare with `resynth`.
+
+    Example: audiovae reconstruct speech.wav -o speech_vae.wav --model runs/speech_vae/model.safetensors
+    """
+    from . import audio
+    from .fileio import check_output_path
+    from .pipelines import latent
+
+    check_output_path(output)
+    ckpt = _load(model, device)
+    wave, sr = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
+    audio.save(output, latent.reconstruct(wave, ckpt, speaker), sr)
+    typer.echo(f"wrote {output}")
+
+
+@command
+def encode(input: Annotated[Path, typer.Argument(help="Audio file.")],
+           output: Annotated[Path, typer.Option("--output", "-o", help="Latents (.npy, [dim, frames]).",
+                                                dir_okay=False)],
+           model: ModelOpt, speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+    """Encode a file to its latent sequence (posterior means) as a .npy array [latent_dim, latent_frames].
+
+    Example: audiovae encode speech.wav -o z.npy --model model.safetensors
+    """
+    import numpy as np
+
+    from . import audio
+    from .fileio import atomic_path
+    from .pipelines import latent
+
+    ckpt = _load(model, device)
+    wave, _ = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
+    z = latent.encode(wave, ckpt, speaker).numpy()
+    with atomic_path(output) as tmp, open(tmp, "wb") as f:
+        np.save(f, z)
+    typer.echo(f"wrote {output} {tuple(z.shape)}")
+
+
+@command
+def decode(latents: Annotated[Path, typer.Argument(help="Latents (.npy) from `audiovae encode`.")], output: OutOpt,
+           model: ModelOpt, speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+    """Decode a latent sequence (.npy, [latent_dim, frames]) to audio.
+
+    Example: audiovae decode z.npy -o out.wav --model model.safetensors
+    """
+    import numpy as np
+    import torch
+
+    from . import audio
+    from .errors import AudiovaeError
+    from .fileio import check_output_path
+    from .pipelines import latent
+
+    check_output_path(output)
+    try:
+        z = torch.from_numpy(np.load(latents, allow_pickle=False)).float()
+    except (OSError, ValueError) as e:
+        raise AudiovaeError(f"{latents}: not a readable .npy array ({str(e).splitlines()[0]})") from None
+    ckpt = _load(model, device)
+    audio.save(output, latent.decode(z, ckpt, speaker), ckpt.mel.sample_rate)
+    typer.echo(f"wrote {output}")
+
+
+@command
+def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
+                b: Annotated[Path, typer.Argument(help="Second audio file.")], output: OutOpt, model: ModelOpt,
+                steps: Annotated[int, typer.Option(help="Points on the path, ends included.", min=2)] = 5,
+                path: Annotated[str, typer.Option(help="linear or slerp (spherical, per latent frame).")] = "linear",
+                speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+    """Walk the latent space from A to B; the output holds the steps one after another, 0.3 s apart.
+
+    Example: audiovae interpolate a.wav b.wav -o walk.wav --steps 5 --path slerp --model model.safetensors
+    """
+    import torch
+
+    from . import audio
+    from .fileio import check_output_path
+    from .pipelines import latent
+
+    check_output_path(output)
+    ckpt = _load(model, device)
+    sr = ckpt.mel.sample_rate
+    wa, _ = audio.load(a, sr, min_samples=ckpt.mel.min_samples)
+    wb, _ = audio.load(b, sr, min_samples=ckpt.mel.min_samples)
+    waves = latent.interpolate(wa, wb, ckpt, steps, path, speaker)
+    pause = latent.gap(0.3, sr)
+    audio.save(output, torch.cat([x for w in waves for x in (w, pause)][:-1]), sr)
+    typer.echo(f"wrote {output} ({steps} steps)")
+
+
+corpus_app = typer.Typer(help="Build the offline corpora (speech, noisy speech, music) used by recipes and tests.",
+                         no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+WorkersOpt = Annotated[int, typer.Option(help="Parallel processes (0 = one per CPU core).", min=0)]
+SeedOpt = Annotated[int, typer.Option(help="Seed of every random choice (the output is identical for a seed).")]
+
+
+def corpus_command(fn: F) -> F:
+    """Like :func:`command`, on the ``corpus`` sub-app."""
+    corpus_app.command(help=fn.__doc__)(_guarded(fn))
+    return fn
+
+
+@corpus_command
+def speech(
+    out: Annotated[Path, typer.Argument(help="Output folder.", file_okay=False)],
+    sentences: Annotated[int, typer.Option(help="Harvard sentences per speaker (720 = all).", min=1, max=720)] = 720,
+    speakers: Annotated[str | None, typer.Option(help="Comma-separated voices (default: all).")] = None,
+    holdout_speaker: Annotated[str | None, typer.Option(help="Put every file of this speaker in the test split.")]
+    = None,
+    workers: WorkersOpt = 0,
+    seed: SeedOpt = 0,
+) -> None:
+    """Synthesise a parallel multi-speaker English corpus with festival and flite (every speaker, same sentences).
+
+    Splits are by sentence: a test sentence never appears in training.
+
+    Example: audiovae corpus speech corpora/speech --sentences 100
+    """
+    from .data.corpora.speech import DEFAULT_SPEAKERS, SpeechCorpusConfig, build_speech_corpus
+
+    names = tuple(s.strip() for s in speakers.split(",")) if speakers else DEFAULT_SPEAKERS
+    cfg = SpeechCorpusConfig(sentences=sentences, speakers=names, holdout_speaker=holdout_speaker, workers=workers,
+                             seed=seed)
+    typer.echo(str(build_speech_corpus(out, cfg)))
+
+
+@corpus_command
+def noisy(
+    out: Annotated[Path, typer.Argument(help="Output folder.", file_okay=False)],
+    clean: Annotated[Path | None, typer.Option(help="A built speech corpus (default: build one inside OUT).")]
+    = None,
+    sentences: Annotated[int, typer.Option(help="Sentences per speaker when building the clean corpus.", min=1)]
+    = 120,
+    music: Annotated[Path | None, typer.Option(help="A built music corpus for the music noise (default: "
+                                                    "synthesised notes).")] = None,
+    snrs: Annotated[str, typer.Option(help="Comma-separated SNRs in dB.")] = "-5,0,5,10,15,20",
+    real_voice: Annotated[bool, typer.Option(help="Add festvox-ru's real recordings (speaker ru_nsh).")] = True,
+    workers: WorkersOpt = 0,
+    seed: SeedOpt = 0,
+) -> None:
+    """Mix clean speech with white/pink/brown noise, hum, babble, reverberation (music and factory: test only).
+
+    Example: audiovae corpus noisy corpora/noisy --clean corpora/speech --music corpora/music
+    """
+    from .data.corpora.noisy import NoisyCorpusConfig, build_noisy_corpus
+    from .errors import ConfigError
+
+    try:
+        snr_values = tuple(float(x) for x in snrs.split(","))
+    except ValueError:
+        raise ConfigError(f"--snrs {snrs!r}: expected comma-separated numbers, e.g. -5,0,5,10") from None
+    cfg = NoisyCorpusConfig(clean=str(clean) if clean else None, clean_sentences=sentences,
+                            music=str(music) if music else None, snrs=snr_values, real_voice=real_voice,
+                            workers=workers, seed=seed)
+    typer.echo(str(build_noisy_corpus(out, cfg)))
+
+
+@corpus_command
+def music(
+    out: Annotated[Path, typer.Argument(help="Output folder.", file_okay=False)],
+    minutes: Annotated[float, typer.Option(help="Total duration to render.", min=0.1)] = 75.0,
+    soundfont: Annotated[Path | None, typer.Option(help="A General-MIDI .sf2 (default: FluidR3_GM, else "
+                                                        "TimGM6mb).")] = None,
+    workers: WorkersOpt = 0,
+    seed: SeedOpt = 0,
+) -> None:
+    """Render music21's bundled scores (chorales, folk tunes, ...) with fluidsynth on several instruments.
+
+    Splits are by piece. Example: audiovae corpus music corpora/music --minutes 75
+    """
+    from .data.corpora.music import MusicCorpusConfig, build_music_corpus
+
+    cfg = MusicCorpusConfig(minutes=minutes, soundfont=str(soundfont) if soundfont else None, workers=workers,
+                            seed=seed)
+    typer.echo(str(build_music_corpus(out, cfg)))
+
+
+@command
+def cache(
+    data: Annotated[Path, typer.Argument(help="A corpus folder, a manifest.jsonl or a dataset folder.")],
+    cache_dir: Annotated[Path, typer.Option("--cache-dir", help="Where feature shards go.", file_okay=False)]
+    = Path(".audiovae-cache"),
+    layout: Annotated[str, typer.Option(help="auto, manifest, speakers, vctk, libritts, voicebank or music.")]
+    = "auto",
+    workers: WorkersOpt = 0,
+) -> None:
+    """Precompute log-mel features of a dataset into memory-mapped shards (reused until files or MelConfig change).
+
+    Unreadable files are listed and skipped. Example: audiovae cache corpora/speech --cache-dir cache
+    """
+    from .data.cache import FeatureCache
+    from .data.layouts import discover
+    from .features import MelConfig
+
+    entries = discover(data, layout)
+    paths = [e.path for e in entries] + [e.clean for e in entries if e.clean]
+    store = FeatureCache(cache_dir, MelConfig())
+    before = len(store)
+    skipped = store.update(paths, workers=workers)
+    typer.echo(f"{store.dir}: {len(store)} files cached ({len(store) - before} new), {len(skipped)} skipped")
+    for s in skipped:
+        typer.echo(f"  skipped {s}")
 
 
 def main() -> None:

@@ -95,3 +95,69 @@ def test_warnings_are_one_line(tmp_path):
     assert r.returncode == 0
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == [f"audiovae: warning: {src}: input is silent (peak -inf dBFS)"]
+
+
+def test_cache_command_reports_bad_files_and_reuses(tmp_path):
+    for spk in ("alice", "bob"):
+        (tmp_path / "data" / spk).mkdir(parents=True)
+        write(tmp_path / "data" / spk / "a.wav", chirp(1.0), SR)
+    (tmp_path / "data" / "bob" / "broken.wav").write_text("not audio")
+    r = run_cli("cache", tmp_path / "data", "--cache-dir", tmp_path / "cache", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert "2 files cached (2 new), 1 skipped" in r.stdout and "broken.wav: not a readable audio file" in r.stdout
+    r = run_cli("cache", tmp_path / "data", "--cache-dir", tmp_path / "cache", "--workers", "1")
+    assert "2 files cached (0 new), 1 skipped" in r.stdout
+
+
+def test_corpus_commands_validate_options(tmp_path):
+    r = run_cli("corpus", "noisy", tmp_path / "n", "--snrs", "five,ten")
+    assert r.returncode == 1 and r.stderr.strip() == ("audiovae: error: --snrs 'five,ten': expected comma-separated "
+                                                      "numbers, e.g. -5,0,5,10")
+    r = run_cli("cache", tmp_path / "nothing-here")
+    assert r.returncode == 1 and "no such file or folder" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture()
+def tiny_checkpoint(tmp_path):
+    from audiovae.checkpoint import Checkpoint, save_checkpoint
+    from audiovae.features import MelConfig
+    from audiovae.models import build_model
+
+    model = build_model("cvae", {"n_speakers": 2, "channels": (32, 32), "latent_dim": 8, "blocks": 1})
+    return save_checkpoint(tmp_path / "tiny.safetensors",
+                           Checkpoint(model, MelConfig(), ["alice", "bob"], task="convert", info={"step": 3}))
+
+
+def test_latent_commands_round_trip(tmp_path, tiny_checkpoint):
+    src = write(tmp_path / "a.wav", chirp(1.0), SR)
+    src2 = write(tmp_path / "b.wav", chirp(1.5, fmin=400.0), SR)
+    r = run_cli("info", tiny_checkpoint)
+    assert r.returncode == 0 and "cvae" in r.stdout and "alice, bob" in r.stdout and "8 x 21.5 frames/s" in r.stdout
+    r = run_cli("reconstruct", src, "-o", tmp_path / "r.wav", "-m", tiny_checkpoint, "-s", "bob")
+    assert r.returncode == 0, r.stderr
+    assert sf.info(tmp_path / "r.wav").frames == SR
+    r = run_cli("encode", src, "-o", tmp_path / "z.npy", "-m", tiny_checkpoint, "-s", "1")
+    z = np.load(tmp_path / "z.npy")
+    assert r.returncode == 0 and z.shape == (8, 22)  # 87 frames / 4, rounded up
+    r = run_cli("decode", tmp_path / "z.npy", "-o", tmp_path / "d.wav", "-m", tiny_checkpoint, "-s", "alice")
+    assert r.returncode == 0 and sf.info(tmp_path / "d.wav").frames == (22 * 4 - 1) * 256  # 88 mel frames
+    r = run_cli("interpolate", src, src2, "-o", tmp_path / "i.wav", "-m", tiny_checkpoint, "-s", "alice",
+                "--steps", "3", "--path", "slerp")
+    assert r.returncode == 0
+    # three decodes of min(22, 33) latent frames, two 0.3 s pauses
+    assert sf.info(tmp_path / "i.wav").frames == 3 * (88 - 1) * 256 + 2 * int(np.ceil(0.3 * SR))
+
+
+def test_latent_commands_errors(tmp_path, tiny_checkpoint):
+    src = write(tmp_path / "a.wav", chirp(1.0), SR)
+    cases = [
+        (["reconstruct", src, "-o", tmp_path / "o.wav", "-m", tiny_checkpoint], "needs a speaker; choose one of: "
+                                                                                 "alice, bob"),
+        (["reconstruct", src, "-o", tmp_path / "o.wav", "-m", tiny_checkpoint, "-s", "carol"], "unknown speaker"),
+        (["reconstruct", src, "-o", tmp_path / "o.wav", "-m", tmp_path / "none.safetensors"], "no such checkpoint"),
+        (["decode", src, "-o", tmp_path / "o.wav", "-m", tiny_checkpoint, "-s", "0"], "not a readable .npy"),
+    ]
+    for args, message in cases:
+        r = run_cli(*args)
+        assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "o.wav").exists()

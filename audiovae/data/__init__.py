@@ -1,0 +1,1 @@
+"""Data: manifests, corpus builders (offline, deterministic), dataset layouts and the feature cache."""

@@ -1,0 +1,181 @@
+"""PyTorch datasets over manifest entries: random log-mel segments, speaker ids, noisy/clean pairs, on-the-fly mixing.
+
+Crops are drawn from a generator seeded by ``(seed, epoch, index)``, so an epoch is reproducible and a resumed run
+sees the same data as an uninterrupted one (``set_epoch``). Features come from a :class:`FeatureCache` when one is
+given (fast), else are computed on the fly. A file that turns out to be unreadable is reported with its path and
+replaced by another item, never fatal.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .. import audio
+from ..errors import AudiovaeError, ConfigError
+from ..features import MelConfig, MelSpectrogram
+from .cache import FeatureCache
+from .manifest import Entry
+from .mixing import coloured_noise, fit_length, mix_at_snr
+
+
+class DataWarning(UserWarning):
+    """A file of a dataset was skipped (the message names it and says why)."""
+
+
+@dataclass(frozen=True)
+class SpeakerMap:
+    """Speaker name <-> integer id, in sorted name order (stable across runs; saved in checkpoints)."""
+
+    names: tuple[str, ...]
+
+    @classmethod
+    def from_entries(cls, entries: Sequence[Entry]) -> SpeakerMap:
+        return cls(tuple(sorted({e.speaker for e in entries if e.speaker})))
+
+    def id(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ConfigError(f"unknown speaker {name!r}; known: {', '.join(self.names)}") from None
+
+    def name(self, index: int) -> str:
+        if not 0 <= index < len(self.names):
+            raise ConfigError(f"speaker index {index} out of range 0..{len(self.names) - 1}")
+        return self.names[index]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def select(entries: Sequence[Entry], split: str | None = None,
+           min_seconds: float = 0.0) -> tuple[list[Entry], list[str]]:
+    """Entries of one split whose header was readable and long enough; the rest as ``"path: reason"``."""
+    keep, skipped = [], []
+    for e in entries:
+        if split is not None and e.split != split:
+            continue
+        if e.duration < 0:
+            skipped.append(f"{e.path}: not a readable audio file")
+        elif e.duration < min_seconds:
+            skipped.append(f"{e.path}: too short ({e.duration:.3f} s)")
+        else:
+            keep.append(e)
+    return keep, skipped
+
+
+class MelSegments(Dataset):
+    """Random fixed-length log-mel crops ``[n_mels, segment_frames]`` of each file, one item per file per epoch.
+
+    Items are dicts: ``mel`` (float32), ``length`` (valid frames; shorter files are padded with the log floor),
+    ``speaker`` (id, or -1), and for noisy/clean entries ``clean`` cropped at the same frames.
+    """
+
+    def __init__(self, entries: Sequence[Entry], config: MelConfig, segment_frames: int = 128,
+                 cache: FeatureCache | None = None, speakers: SpeakerMap | None = None, seed: int = 0) -> None:
+        if segment_frames <= 0:
+            raise ConfigError(f"segment_frames={segment_frames} must be > 0")
+        self.entries = list(entries)
+        if not self.entries:
+            raise ConfigError("MelSegments: no entries (empty split, or every file was skipped)")
+        self.config, self.segment_frames, self.cache, self.seed = config, segment_frames, cache, seed
+        self.speakers = speakers or SpeakerMap.from_entries(self.entries)
+        self.epoch = 0
+        self.failed: dict[str, str] = {}
+        self._mel: MelSpectrogram | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _features(self, path: str) -> np.ndarray:
+        """``[frames, n_mels]`` log-mel of a file: from the cache, else computed now."""
+        if self.cache is not None and path in self.cache:
+            return self.cache[path]
+        if self._mel is None:
+            self._mel = MelSpectrogram(self.config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wave, _ = audio.load(path, self.config.sample_rate, min_samples=self.config.min_samples)
+        with torch.inference_mode():
+            return self._mel(wave).T.numpy()
+
+    def _crop(self, feats: np.ndarray, start: int) -> tuple[torch.Tensor, int]:
+        seg = np.asarray(feats[start: start + self.segment_frames], dtype=np.float32)
+        length = len(seg)
+        if length < self.segment_frames:
+            pad = np.full((self.segment_frames - length, seg.shape[1]), np.log(self.config.log_floor), np.float32)
+            seg = np.concatenate([seg, pad])
+        return torch.from_numpy(seg.T.copy()), length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        for attempt in range(len(self.entries)):
+            i = (index + attempt) % len(self.entries)
+            e = self.entries[i]
+            if e.path in self.failed:
+                continue
+            try:
+                feats = self._features(e.path)
+                clean = self._features(e.clean) if e.clean else None
+            except AudiovaeError as err:
+                self.failed[e.path] = str(err)
+                warnings.warn(f"skipping {err}", DataWarning, stacklevel=2)
+                continue
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            frames = len(feats) if clean is None else min(len(feats), len(clean))
+            start = int(rng.integers(0, max(1, frames - self.segment_frames + 1)))
+            mel, length = self._crop(feats, start)
+            item: dict[str, torch.Tensor | int] = {
+                "mel": mel, "length": length, "speaker": self.speakers.id(e.speaker) if e.speaker else -1}
+            if clean is not None:
+                item["clean"] = self._crop(clean, start)[0]
+            return item
+        raise AudiovaeError("MelSegments: every file of the dataset failed to load")
+
+
+class MixedPairs(Dataset):
+    """Noisy/clean pairs mixed on the fly: a clean crop plus a noise crop (from files, or coloured noise when no
+    noise files are given) at an SNR drawn from ``snr_range``. Items are ``mel`` (noisy), ``clean``, ``snr``."""
+
+    def __init__(self, clean: Sequence[Entry], config: MelConfig, noise: Sequence[Entry] = (),
+                 snr_range: tuple[float, float] = (-5.0, 20.0), segment_frames: int = 128, seed: int = 0) -> None:
+        if not clean:
+            raise ConfigError("MixedPairs: no clean entries")
+        self.clean, self.noise = list(clean), list(noise)
+        self.config, self.snr_range, self.segment_frames, self.seed = config, snr_range, segment_frames, seed
+        self.epoch = 0
+        self._mel = MelSpectrogram(config)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    def _load(self, path: str) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return audio.load(path, self.config.sample_rate, min_samples=self.config.min_samples)[0].numpy()
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | float]:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        n = (self.segment_frames - 1) * self.config.hop_length
+        speech = self._load(self.clean[index].path)
+        start = int(rng.integers(0, max(1, len(speech) - n + 1)))
+        speech = np.pad(speech[start: start + n], (0, max(0, n - len(speech[start:]))))
+        if self.noise:
+            noise = fit_length(self._load(self.noise[int(rng.integers(len(self.noise)))].path), n, rng)
+        else:
+            noise = coloured_noise(n, float(rng.uniform(0.0, 2.0)), rng)
+        snr = float(rng.uniform(*self.snr_range))
+        mixture, target = mix_at_snr(speech, noise, snr)
+        with torch.inference_mode():
+            mels = self._mel(torch.from_numpy(np.stack([mixture, target])))
+        return {"mel": mels[0].clone(), "clean": mels[1].clone(), "snr": snr}

@@ -1,0 +1,72 @@
+"""Noise synthesis and mixing at a given SNR: pure numpy functions shared by the noisy-corpus builder and the
+on-the-fly mixing dataset, so a mixture made offline and one made during training are the same thing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NOISE_COLOURS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectral density ~ 1 / f**exponent
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise with power spectral density ~ 1/f**exponent (0 white, 1 pink, 2 brown), unit RMS."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(spec.size, dtype=np.float64)
+    f[0] = 1.0
+    spec *= f ** (-exponent / 2.0)
+    spec[0] = 0.0
+    y = np.fft.irfft(spec, n)
+    return (y / max(rms(y), 1e-12)).astype(np.float32)
+
+
+def mains_hum(n: int, sample_rate: int, rng: np.random.Generator, mains: float | None = None) -> np.ndarray:
+    """Mains hum: 50 or 60 Hz with decaying odd/even harmonics, slow amplitude wobble and a little hiss; unit RMS."""
+    f0 = mains or float(rng.choice([50.0, 60.0]))
+    t = np.arange(n) / sample_rate
+    y = np.zeros(n)
+    for k in range(1, 12):
+        if f0 * k >= sample_rate / 2:
+            break
+        y += (0.7 ** (k - 1)) * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 2 * np.pi))
+    y *= 1.0 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t)
+    y += 0.02 * rng.standard_normal(n)
+    return (y / max(rms(y), 1e-12)).astype(np.float32)
+
+
+def fit_length(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Loop or crop ``noise`` to ``n`` samples from a random offset."""
+    if noise.size == 0:
+        raise ValueError("fit_length: empty noise")
+    reps = -(-n // noise.size) + 1
+    tiled = np.tile(noise, reps)
+    start = int(rng.integers(0, noise.size))
+    return tiled[start: start + n]
+
+
+def noise_gain(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
+    """Factor for ``noise`` so that ``20 log10(rms(speech) / rms(gain * noise)) == snr_db``."""
+    return rms(speech) / max(rms(noise), 1e-12) / (10.0 ** (snr_db / 20.0))
+
+
+def peak_scale(x: np.ndarray, peak: float = 0.99) -> float:
+    """Factor that brings ``x`` under ``peak`` (1 when it already is)."""
+    top = float(np.max(np.abs(x), initial=0.0))
+    return peak / top if top > peak else 1.0
+
+
+def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float,
+               peak: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
+    """Add ``noise`` to ``clean`` at ``snr_db``; returns ``(mixture, clean)``.
+
+    Both are scaled by the same factor if the mixture would clip, so the pair stays consistent (the target is always
+    exactly the speech inside the mixture).
+    """
+    if clean.shape != noise.shape:
+        raise ValueError(f"mix_at_snr: shapes differ {clean.shape} vs {noise.shape}")
+    mixture = clean + noise_gain(clean, noise, snr_db) * noise
+    scale = peak_scale(mixture, peak)
+    return (mixture * scale).astype(np.float32), (clean * scale).astype(np.float32)
