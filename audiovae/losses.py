@@ -1,0 +1,88 @@
+"""Loss terms and their schedules: reconstruction on normalised log-mel, KL with beta, annealing and free bits,
+and the diagnostics that catch posterior collapse. Pure functions; the models compose them in ``loss()``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ConfigError
+
+
+def reconstruction(target: torch.Tensor, estimate: torch.Tensor, kind: str = "l1",
+                   logscale: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean reconstruction error per element: ``l1``, ``l2``, or Gaussian negative log-likelihood (``nll``, with a
+    learnt log standard deviation ``logscale``). ``mask`` ``[B, 1, T]`` excludes padded frames."""
+    diff = estimate - target
+    if kind == "l1":
+        err = diff.abs()
+    elif kind == "l2":
+        err = diff.square()
+    elif kind == "nll":
+        if logscale is None:
+            raise ConfigError("reconstruction: kind='nll' needs a logscale")
+        err = 0.5 * (diff * torch.exp(-logscale)).square() + logscale + 0.5 * math.log(2 * math.pi)
+    else:
+        raise ConfigError(f"reconstruction: kind={kind!r} must be 'l1', 'l2' or 'nll'")
+    if mask is None:
+        return err.mean()
+    mask = mask.expand_as(err)
+    return (err * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per element, in nats."""
+    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)
+
+
+def kl_per_dim(kl: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Average KL of each latent dimension ``[D]`` over batch and (unmasked) latent frames, from ``[B, D, T]``."""
+    if mask is None:
+        return kl.mean(dim=(0, 2))
+    mask = mask.expand_as(kl)
+    return (kl * mask).sum(dim=(0, 2)) / mask.sum(dim=(0, 2)).clamp_min(1.0)
+
+
+def free_bits(kl_dims: torch.Tensor, nats: float) -> torch.Tensor:
+    """Free bits (Kingma et al. 2016): dimensions under ``nats`` cost nothing, so the optimiser has no reason to push
+    them to zero. Returns the KL to optimise, summed over dimensions."""
+    return kl_dims.clamp_min(nats).sum() if nats > 0 else kl_dims.sum()
+
+
+@dataclass(frozen=True)
+class KLSchedule:
+    """Weight of the KL term over training steps: ``beta`` times an annealing factor in [0, 1].
+
+    ``mode``: ``constant``, ``linear`` (0 -> 1 over ``warmup`` steps) or ``cyclical`` (Fu et al. 2019: ``cycles``
+    repetitions of a linear ramp over the first ``ratio`` of each cycle, then flat, across ``total`` steps).
+    """
+
+    beta: float = 1.0
+    mode: str = "linear"
+    warmup: int = 5000
+    total: int = 100_000
+    cycles: int = 4
+    ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("constant", "linear", "cyclical"):
+            raise ConfigError(f"KLSchedule.mode={self.mode!r} must be 'constant', 'linear' or 'cyclical'")
+        if self.beta < 0:
+            raise ConfigError(f"KLSchedule.beta={self.beta} must be >= 0")
+
+    def __call__(self, step: int) -> float:
+        if self.mode == "constant":
+            return self.beta
+        if self.mode == "linear":
+            return self.beta * min(1.0, step / max(1, self.warmup))
+        period = max(1, self.total // max(1, self.cycles))
+        phase = (step % period) / period
+        return self.beta * min(1.0, phase / self.ratio)
+
+
+def active_units(means: torch.Tensor, threshold: float = 1e-2) -> int:
+    """Active latent units (Burda et al. 2016): dimensions whose posterior mean varies across data by more than
+    ``threshold`` (variance over batch and frames of ``[B, D, T]`` means). Few active units = posterior collapse."""
+    return int((means.transpose(0, 1).reshape(means.shape[1], -1).var(dim=1) > threshold).sum())

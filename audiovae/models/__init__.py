@@ -1,0 +1,31 @@
+"""Models behind one interface (:class:`LatentModel`); a registry maps a config's ``type`` to a class."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..errors import ConfigError
+from .base import DiagonalGaussian, LatentModel, LossOutput
+from .vae import CVAE, ConvVAE, VAEConfig
+
+__all__ = ["MODELS", "build_model", "LatentModel", "LossOutput", "DiagonalGaussian", "ConvVAE", "CVAE", "VAEConfig"]
+
+MODELS: dict[str, type[LatentModel]] = {cls.model_type: cls for cls in (ConvVAE, CVAE)}
+
+
+def model_config(model_type: str, values: dict):  # noqa: ANN201 - the model's own config dataclass
+    """The config dataclass of ``model_type`` from a dict; unknown keys are named in the error."""
+    if model_type not in MODELS:
+        raise ConfigError(f"unknown model type {model_type!r}; choose one of: {', '.join(sorted(MODELS))}")
+    cls = MODELS[model_type].config_class
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"model type {model_type!r} has no option(s) {', '.join(unknown)}")
+    return cls(**values)
+
+
+def build_model(model_type: str, values: dict) -> LatentModel:
+    """Instantiate a registered model from its type and config values."""
+    config = model_config(model_type, values)
+    return MODELS[model_type](config)

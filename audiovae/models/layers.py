@@ -1,0 +1,91 @@
+"""Building blocks shared by the models: weight-normalised 1-D convolutions over time with mel bins (or latent
+dimensions) as channels. No batch norm anywhere: its batch statistics fight the KL term (DESIGN.md)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+def conv1d(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, dilation: int = 1) -> nn.Conv1d:
+    """Weight-normalised 'same' convolution (for odd kernels and stride 1)."""
+    return weight_norm(nn.Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation,
+                                 padding=dilation * (kernel - 1) // 2))
+
+
+class FiLM(nn.Module):
+    """Feature-wise affine modulation from a conditioning vector (speaker embedding): ``x * (1 + g) + b``."""
+
+    def __init__(self, cond_dim: int, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)  # starts as the identity, so conditioning is learnt, not imposed
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.proj(cond).unsqueeze(-1).chunk(2, dim=1)
+        return x * (1 + gamma) + beta
+
+
+class ResBlock(nn.Module):
+    """Two dilated convolutions with a skip; optional instance norm (removes per-utterance channel statistics, e.g.
+    speaker timbre, in a CVAE encoder) and optional FiLM conditioning (speaker, in a CVAE decoder)."""
+
+    def __init__(self, channels: int, dilation: int = 1, instance_norm: bool = False, cond_dim: int = 0) -> None:
+        super().__init__()
+        self.conv1 = conv1d(channels, channels, 3, dilation=dilation)
+        self.conv2 = conv1d(channels, channels, 3)
+        self.norm = nn.InstanceNorm1d(channels, affine=False) if instance_norm else nn.Identity()
+        self.film = FiLM(cond_dim, channels) if cond_dim else None
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(self.conv1(self.act(x)))
+        if self.film is not None and cond is not None:
+            h = self.film(h, cond)
+        return x + self.conv2(self.act(h))
+
+
+class Stage(nn.Module):
+    """ResBlocks (dilations 1, 3, 9, ...) then a strided resampling by ``factor`` (down: conv, up: transposed).
+
+    ``factor`` is 1 or even, so that ``T`` frames map to exactly ``T / factor`` and back.
+    """
+
+    def __init__(self, c_in: int, c_out: int, factor: int, blocks: int, up: bool, instance_norm: bool = False,
+                 cond_dim: int = 0) -> None:
+        super().__init__()
+        if factor != 1 and factor % 2:
+            raise ValueError(f"Stage: factor={factor} must be 1 or even")
+        channels = c_out if up else c_in
+        self.blocks = nn.ModuleList(ResBlock(channels, 3 ** (i % 3), instance_norm, cond_dim) for i in range(blocks))
+        self.up = up
+        if factor == 1:
+            self.resample: nn.Module = conv1d(c_in, c_out, 3)
+        elif up:
+            self.resample = weight_norm(nn.ConvTranspose1d(c_in, c_out, 2 * factor, stride=factor,
+                                                           padding=factor // 2))
+        else:
+            self.resample = weight_norm(nn.Conv1d(c_in, c_out, 2 * factor, stride=factor, padding=factor // 2))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if self.up:
+            x = self.resample(x)
+        for block in self.blocks:
+            x = block(x, cond)
+        return x if self.up else self.resample(x)
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity forward, gradient times ``-scale`` backward: trains a classifier while pushing its input to hide
+    what the classifier looks for (speaker identity in a CVAE's z)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: ANN001
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+        return -ctx.scale * grad, None

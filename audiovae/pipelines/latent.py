@@ -1,0 +1,112 @@
+"""Inference through a trained model's latent space: reconstruct, encode, decode, interpolate.
+
+Each function takes waveforms (at the checkpoint's rate) and a loaded :class:`~audiovae.checkpoint.Checkpoint` and
+returns waveforms or latents; file handling stays in the CLI. Latents are posterior means ``[D, T']`` (float32).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..checkpoint import Checkpoint
+from ..errors import ConfigError
+from ..features import MelSpectrogram
+from ..vocoders import build_vocoder
+
+
+def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | None:
+    """Speaker name or index -> id tensor ``[1]``; ``None`` for unconditioned models. Errors list the speakers."""
+    if not ckpt.speakers:
+        if speaker is not None:
+            raise ConfigError("this model has no speakers; drop --speaker")
+        return None
+    if speaker is None:
+        raise ConfigError(f"this model needs a speaker; choose one of: {', '.join(ckpt.speakers)}")
+    if isinstance(speaker, int) or str(speaker).isdigit():
+        index = int(speaker)
+        if not 0 <= index < len(ckpt.speakers):
+            raise ConfigError(f"speaker index {index} out of range; choose 0..{len(ckpt.speakers) - 1} or a name: "
+                              f"{', '.join(ckpt.speakers)}")
+    elif speaker in ckpt.speakers:
+        index = ckpt.speakers.index(speaker)
+    else:
+        raise ConfigError(f"unknown speaker {speaker!r}; choose one of: {', '.join(ckpt.speakers)}")
+    return torch.tensor([index], device=ckpt.model.mel_mean.device)
+
+
+def vocoder_for(ckpt: Checkpoint, name: str | None = None, **overrides) -> torch.nn.Module:
+    """The checkpoint's default vocoder (or ``name``), on the model's device."""
+    settings = dict(ckpt.vocoder)
+    settings.pop("name", None)
+    settings.update(overrides)
+    return build_vocoder(name or ckpt.vocoder.get("name", "griffin-lim"), ckpt.mel, **settings).to(
+        ckpt.model.mel_mean.device)
+
+
+def _logmel(wave: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:
+    mel = MelSpectrogram(ckpt.mel).to(ckpt.model.mel_mean.device)
+    return mel(wave.to(ckpt.model.mel_mean.device).reshape(1, -1))
+
+
+@torch.inference_mode()
+def encode(wave: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None) -> torch.Tensor:
+    """Waveform ``[T]`` -> posterior mean ``[D, T']``."""
+    return ckpt.model.encode(_logmel(wave, ckpt), speaker_id(ckpt, speaker)).mode()[0].float().cpu()
+
+
+@torch.inference_mode()
+def decode(z: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None, vocoder: torch.nn.Module | None = None,
+           length: int | None = None) -> torch.Tensor:
+    """Latents ``[D, T']`` -> waveform ``[T]``."""
+    dim = ckpt.model.config.latent_dim
+    if z.ndim != 2 or z.shape[0] != dim:
+        raise ConfigError(f"latents of shape {tuple(z.shape)} do not fit this model (expects [{dim}, frames])")
+    device = ckpt.model.mel_mean.device
+    logmel = ckpt.model.decode(z.to(device).unsqueeze(0).float(), speaker_id(ckpt, speaker))
+    return (vocoder or vocoder_for(ckpt))(logmel, length=length)[0].cpu()
+
+
+@torch.inference_mode()
+def reconstruct(wave: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None,
+                vocoder: torch.nn.Module | None = None) -> torch.Tensor:
+    """Waveform -> log-mel -> model -> log-mel -> vocoder -> waveform of the same length."""
+    logmel = _logmel(wave, ckpt)
+    estimate = ckpt.model.reconstruct(logmel, speaker_id(ckpt, speaker))
+    return (vocoder or vocoder_for(ckpt))(estimate, length=wave.numel())[0].cpu()
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation of latent vectors along dim 0 (per frame); linear where they are nearly parallel."""
+    na, nb = a.norm(dim=0, keepdim=True), b.norm(dim=0, keepdim=True)
+    cos = ((a * b).sum(dim=0, keepdim=True) / (na * nb).clamp_min(1e-8)).clamp(-1.0, 1.0)
+    omega = torch.acos(cos)
+    so = torch.sin(omega)
+    linear = (1 - t) * a + t * b
+    spherical = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so.clamp_min(1e-8)
+    return torch.where(so > 1e-4, spherical, linear)
+
+
+def interpolate(wave_a: torch.Tensor, wave_b: torch.Tensor, ckpt: Checkpoint, steps: int = 5, path: str = "linear",
+                speaker: str | int | None = None, vocoder: torch.nn.Module | None = None) -> list[torch.Tensor]:
+    """Decode ``steps`` points on the path from ``encode(a)`` to ``encode(b)`` (cropped to the shorter one)."""
+    if steps < 2:
+        raise ConfigError(f"--steps {steps}: need at least 2 (the two ends)")
+    if path not in ("linear", "slerp"):
+        raise ConfigError(f"--path {path!r}: choose linear or slerp")
+    za, zb = encode(wave_a, ckpt, speaker), encode(wave_b, ckpt, speaker)
+    frames = min(za.shape[-1], zb.shape[-1])
+    za, zb = za[:, :frames], zb[:, :frames]
+    vocoder = vocoder or vocoder_for(ckpt)
+    out = []
+    for i in range(steps):
+        t = i / (steps - 1)
+        z = (1 - t) * za + t * zb if path == "linear" else slerp(za, zb, t)
+        out.append(decode(z, ckpt, speaker, vocoder))
+    return out
+
+
+def gap(seconds: float, sample_rate: int) -> torch.Tensor:
+    """Silence placed between concatenated results."""
+    return torch.zeros(int(math.ceil(seconds * sample_rate)))
