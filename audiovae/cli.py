@@ -121,7 +121,12 @@ def _checkpoint_info(path: Path) -> None:
              f"  vocoder      {ckpt.vocoder.get('name', 'griffin-lim')}"]
     if ckpt.speakers:
         lines.append(f"  speakers     {', '.join(ckpt.speakers)}")
-    lines += [f"  {k:<12} {v}" for k, v in ckpt.info.items()]
+    for k, v in ckpt.info.items():
+        if isinstance(v, list) and len(v) > 8 and all(isinstance(x, int | float) for x in v):
+            v = f"{len(v)} values, {min(v):.3g} to {max(v):.3g}"
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        lines.append(f"  {k:<12} {v}")
     typer.echo("\n".join(lines))
 
 
@@ -208,6 +213,25 @@ def _load(model: Path, device: str):  # noqa: ANN202
     from .device import resolve_device
 
     return load_checkpoint(model, resolve_device(device))
+
+
+@command
+def train(
+    config: Annotated[str, typer.Argument(help="A YAML file, or a packaged config name: speech_vae, speech_cvae.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.steps=500 "
+                                                                "data.train=corpora/speech.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in train.out_dir exactly where its last "
+                                                          "checkpoint left it.")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a model; checkpoints, CSV log and validation plots go to train.out_dir. Multi-GPU/CPU: torchrun.
+
+    Example: audiovae train speech_vae data.train=corpora/speech train.steps=3000
+    """
+    from .training import train as run
+
+    path = run(config, overrides or [], device=device, resume=resume)
+    typer.echo(f"wrote {path}")
 
 
 @command
