@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sys
 import time
@@ -231,7 +232,8 @@ def train(
     from .training import train as run
 
     path = run(config, overrides or [], device=device, resume=resume)
-    typer.echo(f"wrote {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
+        typer.echo(f"wrote {path}")
 
 
 @command

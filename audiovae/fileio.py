@@ -45,9 +45,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode a plain open() would
     try:
         yield tmp
+        # after the writer (some writers replace the file): mkstemp's 0600 -> the mode a plain open() would give
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:  # flush to disk before the rename makes the file visible
             os.fsync(f.fileno())
         os.replace(tmp, out)

@@ -86,3 +86,24 @@ def active_units(means: torch.Tensor, threshold: float = 1e-2) -> int:
     """Active latent units (Burda et al. 2016): dimensions whose posterior mean varies across data by more than
     ``threshold`` (variance over batch and frames of ``[B, D, T]`` means). Few active units = posterior collapse."""
     return int((means.transpose(0, 1).reshape(means.shape[1], -1).var(dim=1) > threshold).sum())
+
+
+STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))  # (n_fft, hop, win), Parallel WaveGAN's
+
+
+def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor,
+                          resolutions: tuple[tuple[int, int, int], ...] = STFT_RESOLUTIONS) -> torch.Tensor:
+    """Multi-resolution STFT distance between waveforms ``[..., T]`` (Yamamoto et al. 2020): per resolution, spectral
+    convergence plus L1 of log magnitudes, averaged. A training term wherever waveforms are produced (the neural
+    vocoder) and a quality measure in the evaluations; a log-mel model can only use it through a differentiable
+    vocoder."""
+    n = min(estimate.shape[-1], target.shape[-1])
+    x, y = estimate[..., :n].reshape(-1, n).float(), target[..., :n].reshape(-1, n).float()
+    total = x.new_zeros(())
+    for n_fft, hop, win in resolutions:
+        window = torch.hann_window(win, device=x.device)
+        spec = [torch.stft(s, n_fft, hop, win, window, return_complex=True).abs().clamp_min(1e-7) for s in (x, y)]
+        sc = torch.linalg.vector_norm(spec[1] - spec[0], dim=(-2, -1)) / torch.linalg.vector_norm(
+            spec[1], dim=(-2, -1)).clamp_min(1e-7)
+        total = total + sc.mean() + (spec[1].log() - spec[0].log()).abs().mean()
+    return total / len(resolutions)

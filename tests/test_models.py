@@ -174,3 +174,23 @@ def test_malicious_truncated_and_foreign_files_are_refused(tmp_path):
     state = build_model("vae", TINY).state_dict()
     torch.save({"state_dict": state, "audiovae": json.dumps(meta)}, tmp_path / "plain.pt")
     assert load_checkpoint(tmp_path / "plain.pt").model.model_type == "vae"
+
+
+def test_multi_resolution_stft_distance():
+    from audiovae.losses import multi_resolution_stft
+
+    clean = torch.from_numpy(chirp(1.0))
+    assert float(multi_resolution_stft(clean, clean)) == pytest.approx(0.0, abs=1e-6)
+    small = multi_resolution_stft(clean + 0.001 * torch.randn_like(clean), clean)
+    large = multi_resolution_stft(clean + 0.1 * torch.randn_like(clean), clean)
+    assert 0 < float(small) < float(large)
+    estimate = (clean + 0.05 * torch.randn_like(clean)).requires_grad_()
+    multi_resolution_stft(estimate, clean).backward()
+    assert estimate.grad is not None and float(estimate.grad.abs().sum()) > 0
+
+
+def test_checkpoint_file_gets_normal_permissions(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", Checkpoint(build_model("vae", TINY), MelConfig()))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
