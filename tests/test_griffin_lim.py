@@ -96,3 +96,11 @@ def test_bad_parameters_name_themselves():
     with pytest.raises(ConfigError, match="unknown vocoder 'hifigan'; choose one of: griffin-lim"):
         build_vocoder("hifigan", CFG)
     assert isinstance(build_vocoder("griffin-lim", CFG), GriffinLim)
+
+
+def test_any_output_length_is_accepted():
+    """A decoder's frame count need not match the requested length (latent frames are rounded up)."""
+    mag = magnitude(chirp(1.0))  # 87 frames
+    for length in (20000, 22050, 23000):
+        out = griffin_lim(mag, CFG, n_iter=4, length=length)
+        assert out.shape == (length,) and torch.isfinite(out).all()

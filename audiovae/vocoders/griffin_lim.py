@@ -30,7 +30,8 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
         momentum: fast Griffin-Lim momentum in ``[0, 1)``; 0 gives classic Griffin-Lim.
         init: ``"random"`` (uniform phase, reproducible with ``seed``) or ``"zeros"`` (zero phase).
         seed: seed for the random phase; ``None`` draws from the global generator.
-        length: output length in samples (default ``(frames - 1) * hop_length``).
+        length: output length in samples (default ``(frames - 1) * hop_length``); the iterations run at the
+            frames' natural length and the result is then cut or zero-padded, so any length is accepted.
         window: analysis window on the right device (built from ``config`` when omitted).
         progress: show a progress bar over iterations.
 
@@ -50,8 +51,9 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
     device = mag.device
     if window is None:
         window = torch.hann_window(config.win_length, periodic=True, device=device)
+    natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames
     if length is None:
-        length = (mag.shape[-1] - 1) * config.hop_length
+        length = natural
     if init == "random":
         gen = torch.Generator(device=device)
         gen.manual_seed(seed) if seed is not None else gen.seed()
@@ -64,9 +66,12 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
     with torch.autocast(device_type=device.type, enabled=False):
         for _ in tqdm(range(n_iter), desc="griffin-lim", unit="it", disable=not progress, leave=False, delay=2.0):
             previous = rebuilt
-            rebuilt = stft(istft(mag * angles, config, window, length), config, window)
+            rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
             angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt)  # z / |z|
-        return istft(mag * angles, config, window, length)
+        wave = istft(mag * angles, config, window, natural)
+    if length != natural:
+        wave = wave[..., :length] if length < natural else torch.nn.functional.pad(wave, (0, length - natural))
+    return wave
 
 
 class GriffinLim(nn.Module):
