@@ -329,6 +329,79 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
     typer.echo(f"wrote {output} ({steps} steps)")
 
 
+@command
+def speakers(model: ModelOpt) -> None:
+    """List the speakers of a voice-conversion model (index and name; either works for --speaker).
+
+    Example: audiovae speakers --model runs/speech_cvae/model.safetensors
+    """
+    ckpt = _load(model, "cpu")
+    if not ckpt.speakers:
+        typer.echo(f"{model}: no speakers (a {ckpt.model.model_type} model for task {ckpt.task})")
+    for i, name in enumerate(ckpt.speakers):
+        typer.echo(f"{i:3d}  {name}")
+
+
+@command
+def convert(
+    source: Annotated[Path, typer.Argument(help="An audio file, or a folder of them (converted in batch).")],
+    speaker: Annotated[str, typer.Option("--speaker", "-s", help="Target speaker: name or index "
+                                                                 "(see `audiovae speakers`).")],
+    model: ModelOpt,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (single input; default "
+                                                "<name>_<speaker>.wav).", dir_okay=False)] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Output folder for a folder of inputs.",
+                                          file_okay=False)] = Path("converted"),
+    source_speaker: Annotated[str | None, typer.Option(help="Speaker of the input (default: estimated by the "
+                                                            "model).")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Convert speech to another speaker's voice: encode with the source speaker, decode with the target.
+
+    A folder is converted file by file; unreadable files are reported and skipped, the rest still written.
+
+    Example: audiovae convert speech.wav --speaker slt --model runs/speech_cvae/model.safetensors
+    """
+    from . import audio
+    from .data.layouts import AUDIO_EXTENSIONS
+    from .errors import AudiovaeError
+    from .fileio import check_output_path
+    from .pipelines.convert import convert as run
+    from .pipelines.latent import speaker_id, vocoder_for
+
+    ckpt = _load(model, device)
+    speaker_id(ckpt, speaker)  # an unknown target fails before any work
+    if source.is_dir():
+        inputs = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        if not inputs:
+            raise AudiovaeError(f"{source}: no audio files in this folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        jobs = [(p, out_dir / f"{p.stem}_{ckpt.speakers[int(speaker_id(ckpt, speaker))]}.wav") for p in inputs]
+    else:
+        name = ckpt.speakers[int(speaker_id(ckpt, speaker))]
+        jobs = [(source, output or Path(f"{source.stem}_{name}.wav"))]
+    vocoder = vocoder_for(ckpt)
+    failed = []
+    for src, dst in jobs:
+        try:
+            check_output_path(dst)
+            if dst.exists() and dst.resolve() == src.resolve():
+                raise AudiovaeError(f"{dst}: output would overwrite the input")
+            wave, sr = audio.load(src, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
+            out, estimated = run(wave, ckpt, speaker, source_speaker, vocoder)
+            audio.save(dst, out, sr)
+            typer.echo(f"wrote {dst} ({estimated} -> {ckpt.speakers[int(speaker_id(ckpt, speaker))]})")
+        except AudiovaeError as e:
+            if len(jobs) == 1:
+                raise
+            failed.append(str(e))
+            typer.echo(f"audiovae: skipped {e}", err=True)
+    if len(jobs) > 1:
+        typer.echo(f"converted {len(jobs) - len(failed)} of {len(jobs)} files into {out_dir}")
+        if failed:
+            raise typer.Exit(1)
+
+
 corpus_app = typer.Typer(help="Build the offline corpora (speech, noisy speech, music) used by recipes and tests.",
                          no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")

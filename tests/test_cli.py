@@ -9,6 +9,7 @@ import torch
 from conftest import SR, chirp, run_cli, write
 
 COMMANDS = ["info", "example", "resynth", "plot", "cache", "train", "reconstruct", "encode", "decode", "interpolate",
+            "convert", "speakers",
             "corpus speech", "corpus noisy", "corpus music"]
 
 
