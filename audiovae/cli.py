@@ -402,6 +402,42 @@ def convert(
             raise typer.Exit(1)
 
 
+evaluate_app = typer.Typer(help="Objective evaluations of trained models, as tables (and JSON).",
+                           no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command(name="vc")
+@_guarded
+def evaluate_vc(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", help="A parallel test set: a speech corpus folder or manifest "
+                                                      "(its test split is used).")],
+    sentences: Annotated[int, typer.Option(help="Held-out sentences per ordered speaker pair.", min=1)] = 4,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.",
+                                                  dir_okay=False)] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Voice conversion on parallel held-out sentences, all ordered speaker pairs: MCD (DTW), resemblyzer
+    similarity to target and source, speaker-ID accuracy; with the ceiling (target resynthesised) and the floor
+    (source unconverted).
+
+    Example: audiovae evaluate vc --model runs/speech_cvae/model.safetensors --data corpora/speech --json vc.json
+    """
+    import json
+
+    from .data.layouts import discover
+    from .fileio import atomic_path
+    from .pipelines.evaluate_vc import evaluate_vc as run
+
+    ckpt = _load(model, device)
+    report = run(ckpt, [e for e in discover(data) if e.split == "test"], sentences)
+    typer.echo(report.table())
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+
+
 corpus_app = typer.Typer(help="Build the offline corpora (speech, noisy speech, music) used by recipes and tests.",
                          no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")

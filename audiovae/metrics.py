@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from .features import MelConfig, hann_window, stft
@@ -24,3 +27,30 @@ def mel_l1(logmel_a: torch.Tensor, logmel_b: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of two natural-log mel spectrograms, per item (frames trimmed to the shorter)."""
     frames = min(logmel_a.shape[-1], logmel_b.shape[-1])
     return (logmel_a[..., :frames] - logmel_b[..., :frames]).abs().mean(dim=(-2, -1))
+
+
+def mel_cepstrum(logmel: torch.Tensor, n_coeffs: int = 24) -> torch.Tensor:
+    """Cepstral coefficients 1..n_coeffs (c0, the level, excluded) of a natural-log mel spectrogram
+    ``[..., n_mels, frames]``: ``c_d = (1/M) sum_m L_m cos(pi d (m + 1/2) / M)``, the real cepstrum of the log-mel
+    envelope extended symmetrically, so that the usual mel-cepstral-distortion formula applies to it."""
+    n_mels = logmel.shape[-2]
+    k = torch.arange(n_mels, dtype=torch.float64, device=logmel.device)
+    basis = torch.cos(torch.pi / n_mels * (k[:, None] + 0.5) * k[None, :]) / n_mels
+    cep = torch.einsum("...mt,mk->...kt", logmel.double(), basis)
+    return cep[..., 1: n_coeffs + 1, :].float()
+
+
+def mel_cepstral_distortion(logmel: torch.Tensor, reference: torch.Tensor, n_coeffs: int = 24) -> float:
+    """Mel-cepstral distortion in dB, ``(10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2)`` averaged over frames aligned
+    by dynamic time warping (so different durations and timing are not counted as distortion). Inputs are
+    ``[n_mels, frames]`` natural-log mel spectrograms; silent frames of either side are dropped first."""
+    import librosa
+
+    def voiced(x: torch.Tensor) -> torch.Tensor:
+        energy = x.exp().sum(0)
+        return x[:, energy > energy.max() * 1e-3]  # frames within 30 dB of the loudest
+
+    a, b = (mel_cepstrum(voiced(x), n_coeffs).double().numpy() for x in (logmel, reference))
+    _, path = librosa.sequence.dtw(X=a, Y=b, metric="euclidean")
+    diff = a[:, path[:, 0]] - b[:, path[:, 1]]
+    return float(10.0 / math.log(10.0) * np.sqrt(2.0 * (diff ** 2).sum(0)).mean())
