@@ -1,0 +1,71 @@
+"""End-to-end voice conversion speed (load -> log-mel -> encode -> decode -> Griffin-Lim 32 -> save), x-realtime.
+
+Run: ``python bench/convert.py --model CKPT --data corpora/speech [--files 20] [--device auto]``. Converts held-out
+files one after another as the CLI's folder mode does, each to the next speaker of the table, with the source
+speaker given and estimated, and prints x-realtime beside the analysis-synthesis baseline (`resynth`: the same
+Griffin-Lim without a model), measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import header  # noqa: E402
+
+from audiovae import audio  # noqa: E402
+from audiovae.checkpoint import load_checkpoint  # noqa: E402
+from audiovae.data.layouts import discover  # noqa: E402
+from audiovae.device import resolve_device  # noqa: E402
+from audiovae.pipelines.convert import convert  # noqa: E402
+from audiovae.pipelines.latent import vocoder_for  # noqa: E402
+from audiovae.pipelines.resynth import resynthesize  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--files", type=int, default=20)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    header("voice conversion, end to end")
+    device = resolve_device(args.device)
+    ckpt = load_checkpoint(args.model, device)
+    vocoder = vocoder_for(ckpt)
+    files = [e for e in discover(args.data) if e.split == "test" and e.speaker in ckpt.speakers][: args.files]
+    sr = ckpt.mel.sample_rate
+    target = {s: ckpt.speakers[(i + 1) % len(ckpt.speakers)] for i, s in enumerate(ckpt.speakers)}
+    convert(audio.load(files[0].path, sr)[0], ckpt, target[files[0].speaker], files[0].speaker, vocoder)  # warm-up
+
+    def run(process) -> tuple[float, float]:  # noqa: ANN001
+        seconds, t0 = 0.0, time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, e in enumerate(files):
+                wave, _ = audio.load(e.path, sr, min_samples=ckpt.mel.min_samples)
+                audio.save(Path(tmp) / f"{i}.wav", process(wave, e), sr)
+                seconds += wave.numel() / sr
+        return seconds, time.perf_counter() - t0
+
+    audio_s, t_conv = run(lambda w, e: convert(w, ckpt, target[e.speaker], e.speaker, vocoder)[0])
+    _, t_estimated = run(lambda w, e: convert(w, ckpt, target[e.speaker], None, vocoder)[0])
+    _, t_resynth = run(lambda w, e: resynthesize(w, vocoder))
+    print(f"{device.type:5s} convert, source given       {audio_s / t_conv:7.1f}x realtime ({len(files)} files, "
+          f"{audio_s:.0f} s)")
+    print(f"{device.type:5s} convert, source estimated   {audio_s / t_estimated:7.1f}x realtime")
+    print(f"{device.type:5s} resynth (GL32 only)         {audio_s / t_resynth:7.1f}x realtime")
+    print(f"{device.type:5s} ratio convert / resynth     {t_resynth / t_conv:7.2f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()
