@@ -9,6 +9,7 @@ from itertools import islice
 from pathlib import Path
 
 import librosa
+import mido
 import numpy as np
 import pytest
 import soundfile as sf
@@ -125,6 +126,45 @@ def test_a_broken_score_is_skipped_not_fatal(tune_corpus):
     out, summary = tune_corpus
     assert len(summary.skipped) == 1 and summary.skipped[0].startswith("bach-broken: ")
     assert [e.piece for e in _entries(out)] == [TUNE]
+
+
+def _notes_left_sounding(path: Path) -> set[tuple[int, int]]:
+    """(channel, pitch) of the notes still on at the end, as a synthesizer reads the events: in order."""
+    sounding: set[tuple[int, int]] = set()
+    for track in mido.MidiFile(path).tracks:
+        for msg in track:
+            if msg.type == "note_on" and msg.velocity > 0:
+                sounding.add((msg.channel, msg.note))
+            elif msg.type in ("note_on", "note_off"):
+                sounding.discard((msg.channel, msg.note))
+    return sounding
+
+
+def test_a_long_movement_becomes_its_opening_with_every_note_ended(tmp_path):
+    """A 10-minute quartet movement is cut to its opening bars (without expanding its repeats: minutes), and no
+    note is left sounding, which would make fluidsynth render an organ for hours."""
+    piece = next(p for p in music.catalogue() if p.id == "beethoven-opus59no3-movement2")
+    pm = music.score_midi(piece, "organ", 60.0)
+    assert 50.0 < pm.get_end_time() <= 59.0
+    pm.write(str(tmp_path / "piece.mid"))
+    assert not _notes_left_sounding(tmp_path / "piece.mid")
+
+
+def test_a_note_starting_a_hair_before_the_cut_does_not_hang(tmp_path):
+    """The bar line found by pretty_midi can be 1e-14 s after a note's start: clipped there, the note is shorter than
+    a MIDI tick, and its note-off would be written before its note-on."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    organ = pretty_midi.Instrument(program=19)
+    organ.notes = [pretty_midi.Note(80, 60 + k % 12, k * 0.5, k * 0.5 + 1.0) for k in range(40)]
+    organ.notes.append(pretty_midi.Note(80, 72, 16.0 - 1e-13, 17.0))  # bar 9 starts at 16 s
+    pm.instruments.append(organ)
+    music._cut(pm, 17.5)
+    assert max(n.end for n in organ.notes) == pytest.approx(16.0)
+    pm.write(str(tmp_path / "cut.mid"))
+    assert not _notes_left_sounding(tmp_path / "cut.mid")
 
 
 def test_order_spreads_styles_and_instruments():

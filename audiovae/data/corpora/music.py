@@ -5,9 +5,10 @@ O'Neill, Aird and Ryan collections, Palestrina, Monteverdi, trecento music, stri
 instruments with a General-MIDI soundfont from Debian (``fluid-soundfont-gm``, or the small ``timgm6mb-soundfont``).
 
 Pieces are drawn in turn from four styles (chorales, folk, early, classical) and within a style in turn from its
-collections, so that the 12,000 Essen folk songs do not drown the 70 quartet movements; each piece gets one
-instrument, dealt from a shuffled deck so that every instrument gets its share. The order depends on ``seed`` only,
-and results are consumed in that order whatever the number of workers, so a rerun gives identical bytes.
+collections, so that the 8,500 Essen folk songs do not drown the 70 quartet movements; each piece gets one
+instrument, dealt from a shuffled deck so that every instrument gets its share. Long pieces keep their opening
+``max_piece_seconds``, cut at a bar line. The order depends on ``seed`` only, and results are consumed in that order
+whatever the number of workers, so a rerun gives identical bytes (for one music21 and fluidsynth version).
 Splits are by piece: a piece and all its audio are in exactly one split.
 """
 
@@ -66,8 +67,8 @@ PEAK_DBFS = -3.0
 TRIM_DB = 60.0  # leading and trailing audio this far below the peak is cut
 TAIL_SECONDS = 1.0  # room left after a cut piece's last note for the release and the reverb
 FADE_SECONDS = 0.05  # fade-out where a tail still has to be cut at max_piece_seconds
-# Shorter notes (grace notes, a note clipped at the cut) are dropped: written back as MIDI, a note shorter than a tick
-# has its note-off sorted before its note-on, and a stuck organ note makes fluidsynth render for hours.
+# Shorter notes are dropped: written back as MIDI, a note shorter than a tick has its note-off sorted before its
+# note-on, and a stuck organ note makes fluidsynth render for hours.
 MIN_NOTE_SECONDS = 0.01
 RENDER_TIMEOUT = 120.0  # seconds; a minute of music renders in about one
 _APT = "apt-get install fluidsynth fluid-soundfont-gm"
@@ -111,7 +112,7 @@ class Piece:
 
     id: str  # "<collection>-<path in the collection>[-<number>]", safe as a file name
     collection: str
-    path: str  # relative to music21's corpus folder
+    path: str  # relative to music21's corpus folder (or absolute)
     number: int | None = None
 
 
@@ -235,13 +236,14 @@ def _instrument_deck(instruments: tuple[str, ...], seed: int) -> Iterator[str]:
 
 
 def _cut(pm: pretty_midi.PrettyMIDI, limit: float) -> None:
-    """End the score by ``limit`` seconds, at the last bar line of its second half if there is one."""
-    if pm.get_end_time() <= limit:
-        return
-    bars = [float(b) for b in pm.get_downbeats() if limit / 2 <= b <= limit]
-    end = bars[-1] if bars else limit
+    """End the score by ``limit`` seconds, at the last bar line of its second half if there is one; drop the notes
+    shorter than ``MIN_NOTE_SECONDS`` (grace notes, and notes starting a rounding error before the cut)."""
+    end = pm.get_end_time()
+    if end > limit:
+        bars = [float(b) for b in pm.get_downbeats() if limit / 2 <= b <= limit]
+        end = bars[-1] if bars else limit
     for inst in pm.instruments:
-        inst.notes = [n for n in inst.notes if n.start < end]
+        inst.notes = [n for n in inst.notes if min(n.end, end) - n.start >= MIN_NOTE_SECONDS]
         for n in inst.notes:
             n.end = min(n.end, end)
         inst.control_changes = [c for c in inst.control_changes if c.time < end]
@@ -287,7 +289,6 @@ def score_midi(piece: Piece, instrument: str, max_seconds: float) -> pretty_midi
     _cut(pm, max_seconds - min(TAIL_SECONDS, max_seconds / 4))
     for inst in pm.instruments:
         inst.program, inst.is_drum = program(instrument), False
-        inst.notes = [n for n in inst.notes if n.end - n.start >= MIN_NOTE_SECONDS]
     if not any(inst.notes for inst in pm.instruments):
         raise ValueError("the score has no notes")
     return pm
@@ -411,6 +412,7 @@ def build_music_corpus(out_dir: str | os.PathLike[str], config: MusicCorpusConfi
 
     Missing fluidsynth, soundfont or Python packages raise :class:`AudiovaeError` before any work, naming the
     package to install. A piece that fails to parse or render is listed in ``summary.skipped`` and passed over.
+    WAV files left in ``out_dir/wav`` by an earlier build that this one did not make are deleted.
     """
     start = time.perf_counter()
     _require_packages()
