@@ -370,16 +370,15 @@ def convert(
     from .pipelines.latent import speaker_id, vocoder_for
 
     ckpt = _load(model, device)
-    speaker_id(ckpt, speaker)  # an unknown target fails before any work
+    target = ckpt.speakers[int(speaker_id(ckpt, speaker))]  # an unknown target fails before any work
     if source.is_dir():
         inputs = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         if not inputs:
             raise AudiovaeError(f"{source}: no audio files in this folder")
         out_dir.mkdir(parents=True, exist_ok=True)
-        jobs = [(p, out_dir / f"{p.stem}_{ckpt.speakers[int(speaker_id(ckpt, speaker))]}.wav") for p in inputs]
+        jobs = [(p, out_dir / f"{p.stem}_{target}.wav") for p in inputs]
     else:
-        name = ckpt.speakers[int(speaker_id(ckpt, speaker))]
-        jobs = [(source, output or Path(f"{source.stem}_{name}.wav"))]
+        jobs = [(source, output or Path(f"{source.stem}_{target}.wav"))]
     vocoder = vocoder_for(ckpt)
     failed = []
     for src, dst in jobs:
@@ -390,7 +389,7 @@ def convert(
             wave, sr = audio.load(src, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
             out, estimated = run(wave, ckpt, speaker, source_speaker, vocoder)
             audio.save(dst, out, sr)
-            typer.echo(f"wrote {dst} ({estimated} -> {ckpt.speakers[int(speaker_id(ckpt, speaker))]})")
+            typer.echo(f"wrote {dst} ({estimated} -> {target})")
         except AudiovaeError as e:
             if len(jobs) == 1:
                 raise

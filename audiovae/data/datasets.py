@@ -49,6 +49,18 @@ class SpeakerMap:
             raise ConfigError(f"speaker index {index} out of range 0..{len(self.names) - 1}")
         return self.names[index]
 
+    def lookup(self, speaker: str | int) -> int:
+        """Id of a speaker given by name or index (as users type either on the command line)."""
+        if isinstance(speaker, int) or str(speaker).isdigit():
+            index = int(speaker)
+            if not 0 <= index < len(self.names):
+                raise ConfigError(f"speaker index {index} out of range; choose 0..{len(self.names) - 1} or a name: "
+                                  f"{', '.join(self.names)}")
+            return index
+        if speaker not in self.names:
+            raise ConfigError(f"unknown speaker {speaker!r}; choose one of: {', '.join(self.names)}")
+        return self.names.index(speaker)
+
     def __len__(self) -> int:
         return len(self.names)
 

@@ -11,6 +11,7 @@ import math
 import torch
 
 from ..checkpoint import Checkpoint
+from ..data.datasets import SpeakerMap
 from ..errors import ConfigError
 from ..features import MelSpectrogram
 from ..vocoders import build_vocoder
@@ -24,15 +25,7 @@ def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | No
         return None
     if speaker is None:
         raise ConfigError(f"this model needs a speaker; choose one of: {', '.join(ckpt.speakers)}")
-    if isinstance(speaker, int) or str(speaker).isdigit():
-        index = int(speaker)
-        if not 0 <= index < len(ckpt.speakers):
-            raise ConfigError(f"speaker index {index} out of range; choose 0..{len(ckpt.speakers) - 1} or a name: "
-                              f"{', '.join(ckpt.speakers)}")
-    elif speaker in ckpt.speakers:
-        index = ckpt.speakers.index(speaker)
-    else:
-        raise ConfigError(f"unknown speaker {speaker!r}; choose one of: {', '.join(ckpt.speakers)}")
+    index = SpeakerMap(tuple(ckpt.speakers)).lookup(speaker)
     return torch.tensor([index], device=ckpt.model.mel_mean.device)
 
 
