@@ -1,0 +1,195 @@
+"""Speech denoising with a VAE: estimate the clean log-mel, turn it into a gain on the noisy STFT.
+
+The model (a ``ConvVAE`` trained on noisy/clean pairs, ``batch["clean"]`` as its target) sees the noisy log-mel and
+decodes the clean one. Their ratio is a gain per mel band and frame, ``exp(clean - noisy)`` limited to
+``[floor, 1]``; it is interpolated to the bins of an STFT of the input *at its own rate* (so a 48 kHz input keeps
+its bandwidth and nothing is resampled on the way out) and applied to every channel, keeping the noisy phase. So
+the output is not limited by a vocoder; ``method="vocoder"`` decodes the clean log-mel with the model's vocoder
+instead (Griffin-Lim), to hear what the model alone produces.
+
+Files of any length go through :func:`denoise_file` in overlapping chunks (linear crossfades), read and written
+block by block, so memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .. import audio
+from ..checkpoint import Checkpoint
+from ..errors import ConfigError
+from ..features import MelConfig, MelSpectrogram, hann_window, hz_to_mel, istft, mel_to_hz, stft
+from ..fileio import atomic_path
+from .latent import vocoder_for
+from .vae_nmf import VAENMFConfig, vae_nmf
+
+METHODS = ("mask", "vocoder", "prior")
+
+
+def mel_gain(noisy: torch.Tensor, clean: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
+    """Gain per mel band and frame from two log-mels (nats): ``exp(clean - noisy)`` limited to ``[floor, 1]``."""
+    return torch.exp(clean - noisy).clamp(floor, 1.0)
+
+
+def band_centres(cfg: MelConfig) -> np.ndarray:
+    """Centre frequency (Hz) of each mel band of ``cfg``."""
+    htk = cfg.mel_scale == "htk"
+    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.f_min, htk), hz_to_mel(cfg.f_max, htk), cfg.n_mels + 2), htk)
+    return edges[1:-1]
+
+
+def _lerp(values: torch.Tensor, src: np.ndarray, dst: np.ndarray, dim: int) -> torch.Tensor:
+    """Linear interpolation of ``values`` along ``dim`` from positions ``src`` (increasing) to ``dst``; constant
+    beyond the ends."""
+    dst = np.clip(dst, src[0], src[-1])
+    hi = np.clip(np.searchsorted(src, dst, side="right"), 1, len(src) - 1)
+    lo = hi - 1
+    w = torch.from_numpy(((dst - src[lo]) / np.maximum(src[hi] - src[lo], 1e-12)).astype(np.float32))
+    shape = [1] * values.ndim
+    shape[dim] = len(dst)
+    w = w.to(values.device).reshape(shape)
+    lo_t, hi_t = (torch.from_numpy(i).to(values.device) for i in (lo, hi))
+    return values.index_select(dim, lo_t) * (1 - w) + values.index_select(dim, hi_t) * w
+
+
+def apply_mel_gain(x: torch.Tensor, sample_rate: int, gain: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
+    """Apply gains ``[n_mels, frames]`` (bands and frames of ``cfg``) to every channel of ``x`` ``[C, T]`` at its own
+    ``sample_rate``: interpolated between band centres over frequency (the top band's gain above it) and between
+    frames over time, on an STFT with the model's window and hop in seconds; the phase is kept."""
+    native = native_stft_config(cfg, sample_rate)
+    window = hann_window(native)
+    n = x.shape[-1]
+    pad = max(0, native.n_fft - n)
+    spec = stft(torch.nn.functional.pad(x, (0, pad)), native, window)  # [C, bins, frames]
+    bins = np.fft.rfftfreq(native.n_fft, 1.0 / sample_rate)
+    g = _lerp(gain, band_centres(cfg), bins, dim=0)  # [bins, model frames]
+    model_frames = np.arange(g.shape[1]) * cfg.hop_length / cfg.sample_rate
+    frames = np.arange(spec.shape[-1]) * native.hop_length / sample_rate
+    g = _lerp(g, model_frames, frames, dim=1)
+    return istft(spec * g, native, window, length=n + pad)[..., :n]
+
+
+def native_stft_config(cfg: MelConfig, sample_rate: int) -> MelConfig:
+    """An STFT at ``sample_rate`` with the same window and hop *in seconds* as the model's."""
+    ratio = sample_rate / cfg.sample_rate
+    n_fft = max(16, 2 * round(cfg.n_fft * ratio / 2))
+    hop = max(1, round(cfg.hop_length * ratio))
+    win = min(n_fft, max(2, 2 * round(cfg.win_length * ratio / 2)))
+    return MelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop, win_length=win, n_mels=cfg.n_mels,
+                     f_min=0.0, f_max=min(cfg.f_max, sample_rate / 2), center=True, pad_mode="constant")
+
+
+@dataclass
+class Denoiser:
+    """A loaded denoising model and how to apply it (callable on ``[C, T]`` waveforms at any rate)."""
+
+    ckpt: Checkpoint
+    strength: float = 1.0
+    method: str = "mask"
+    floor: float = 0.05
+    prior: VAENMFConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ConfigError(f"--strength {self.strength}: must be between 0 (input unchanged) and 1")
+        if self.method not in METHODS:
+            raise ConfigError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.ckpt.speakers:
+            raise ConfigError("this model is speaker-conditioned (a voice-conversion model), not a denoiser")
+        if self.method == "prior":
+            if self.ckpt.task == "denoise":
+                raise ConfigError("--method prior needs a VAE of clean speech (e.g. `audiovae train speech_vae`), "
+                                  "not a denoiser trained on noisy pairs")
+            self.ckpt.model.requires_grad_(False)
+        self.device = self.ckpt.model.mel_mean.device
+        self.mel = MelSpectrogram(self.ckpt.mel).to(self.device)
+        self._vocoder: torch.nn.Module | None = None
+
+    def clean_logmel(self, mono: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noisy and estimated clean log-mel ``[1, M, F]`` of a mono waveform at the model's rate: the model's
+        decoding, or with ``method="prior"`` the noisy log-mel under the VAE-NMF Wiener gain."""
+        with torch.inference_mode():
+            noisy = self.mel(mono.to(self.device).reshape(1, -1))
+            if self.method != "prior":
+                return noisy, self.ckpt.model.reconstruct(noisy)
+        speech, noise = vae_nmf(noisy.clone(), self.ckpt.model, self.prior)
+        return noisy, noisy + torch.log(speech / (speech + noise)).unsqueeze(0)
+
+    def __call__(self, wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """Denoise ``wave`` ``[C, T]`` (or ``[T]``) at ``sample_rate``; same shape out."""
+        squeeze = wave.ndim == 1
+        x = wave.reshape(-1, wave.shape[-1]).float()
+        cfg = self.ckpt.mel
+        mono = audio.resample(x.mean(dim=0).numpy(), sample_rate, cfg.sample_rate)
+        pad = max(0, cfg.min_samples - mono.shape[-1])
+        noisy, clean = self.clean_logmel(torch.from_numpy(np.pad(mono, (0, pad))))
+        with torch.inference_mode():
+            y = self._render(x, sample_rate, noisy, clean, mono.shape[-1])
+        out = self.strength * y + (1.0 - self.strength) * x
+        return out[0] if squeeze else out
+
+    def _render(self, x: torch.Tensor, sample_rate: int, noisy: torch.Tensor, clean: torch.Tensor,
+                model_samples: int) -> torch.Tensor:
+        cfg, n = self.ckpt.mel, x.shape[-1]
+        if self.method == "vocoder":
+            if self._vocoder is None:
+                self._vocoder = vocoder_for(self.ckpt)
+            y = self._vocoder(clean, length=clean.shape[-1] * cfg.hop_length)[0, :model_samples].cpu().numpy()
+            y = torch.from_numpy(audio.resample(y, cfg.sample_rate, sample_rate))
+            return torch.nn.functional.pad(y, (0, max(0, n - y.numel())))[:n].expand_as(x)
+        return apply_mel_gain(x, sample_rate, mel_gain(noisy, clean, self.floor)[0].cpu(), cfg)
+
+
+@dataclass
+class FileResult:
+    seconds: float
+    sample_rate: int
+    channels: int
+
+
+def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoiser: Denoiser,
+                 chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
+                 on_progress: Callable[[float], None] | None = None) -> FileResult:
+    """Denoise an audio file of any length into ``dst`` (same rate and channels; format from ``dst``'s extension,
+    the input's sample format kept when that format allows it), in overlapping chunks crossfaded linearly.
+
+    Memory is bounded by the chunk, not the file. The output appears only when complete (temp file + rename).
+    """
+    src, dst = Path(src), Path(dst)
+    if overlap_seconds <= 0 or chunk_seconds <= 2 * overlap_seconds:
+        raise ConfigError(f"chunks of {chunk_seconds} s with {overlap_seconds} s overlap: need chunk > 2 x overlap > 0")
+    fmt, default_subtype = audio.output_format(dst)
+    with audio.open_file(src) as f:
+        sr, channels, total = f.samplerate, f.channels, f.frames
+        if total <= 0:
+            raise audio.AudioError(f"{src}: contains no samples")
+        subtype = f.subtype if sf.check_format(fmt, f.subtype) else default_subtype
+        length, overlap = int(chunk_seconds * sr), int(overlap_seconds * sr)
+        hop = length - overlap
+        with atomic_path(dst) as tmp, sf.SoundFile(tmp, "w", sr, channels, subtype=subtype, format=fmt) as out:
+            pos, tail = 0, None
+            while pos < total:
+                f.seek(pos)
+                block = f.read(length, dtype="float32", always_2d=True)
+                if not np.isfinite(block).all():
+                    raise audio.AudioError(f"{src}: contains NaN or Inf samples")
+                y = denoiser(torch.from_numpy(np.ascontiguousarray(block.T)), sr).numpy()
+                if tail is not None:
+                    fade = np.linspace(0.0, 1.0, tail.shape[1], endpoint=False, dtype=np.float32)
+                    y[:, : tail.shape[1]] = tail * (1 - fade) + y[:, : tail.shape[1]] * fade
+                last = pos + block.shape[0] >= total
+                keep = y if last else y[:, :hop]
+                out.write(np.clip(keep.T, -1.0, 1.0) if subtype.startswith("PCM") else keep.T)
+                tail = None if last else y[:, hop:]
+                pos = total if last else pos + hop
+                if on_progress is not None:
+                    on_progress(min(pos, total) / sr)
+    return FileResult(total / sr, sr, channels)
+
