@@ -58,7 +58,8 @@ def _db(x: float) -> float:
     return 20.0 * math.log10(x) if x > 0 else -math.inf
 
 
-def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
+def open_file(path: str | os.PathLike[str]) -> sf.SoundFile:
+    """Open an audio file for reading block by block; a one-line :class:`AudioError` for anything unreadable."""
     p = Path(path)
     if not p.exists():
         raise AudioError(f"{p}: no such file")
@@ -84,7 +85,7 @@ def _read_all(f: sf.SoundFile, path: Path) -> np.ndarray:
 def info(path: str | os.PathLike[str]) -> AudioInfo:
     """Describe a file without loading it whole (block-wise scan, so a 1-hour file costs little memory)."""
     p = Path(path)
-    with _open(p) as f:
+    with open_file(p) as f:
         peak, sq, n, clipped = 0.0, 0.0, 0, 0
         try:
             for block in f.blocks(blocksize=_BLOCK, dtype="float32", always_2d=True):
@@ -143,7 +144,7 @@ def load(path: str | os.PathLike[str], sample_rate: int | None = None, *, mono: 
     if sample_rate is not None and sample_rate <= 0:
         raise AudioError(f"{path}: sample_rate must be positive, got {sample_rate}")
     p = Path(path)
-    with _open(p) as f:
+    with open_file(p) as f:
         rate = f.samplerate
         data = _read_all(f, p)  # [T, C]
     if data.shape[0] == 0:
@@ -168,6 +169,15 @@ _DEFAULT_SUBTYPE = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "
                     "W64": "PCM_16", "AU": "PCM_16", "CAF": "PCM_16"}
 
 
+def output_format(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """libsndfile format and default sample format for an output file, from its extension."""
+    out = Path(path)
+    fmt = _FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise AudioError(f"{out}: unknown output format {out.suffix!r}; use one of {', '.join(sorted(_FORMATS))}")
+    return fmt, _DEFAULT_SUBTYPE[fmt]
+
+
 def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_rate: int,
          subtype: str | None = None) -> Path:
     """Write ``wave`` (``[T]`` mono or ``[C, T]``) atomically: temp file in the same folder, then rename.
@@ -176,9 +186,7 @@ def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_r
     (Vorbis/MP3 for those formats). Samples are clipped to [-1, 1] for integer subtypes.
     """
     out = Path(path)
-    fmt = _FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise AudioError(f"{out}: unknown output format {out.suffix!r}; use one of {', '.join(sorted(_FORMATS))}")
+    fmt, default = output_format(out)
     if isinstance(wave, torch.Tensor):
         wave = wave.detach().to("cpu", torch.float32).numpy()
     data = np.asarray(wave, dtype=np.float32)
@@ -186,7 +194,7 @@ def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_r
         raise AudioError(f"{out}: expected a non-empty [T] or [C, T] waveform, got shape {tuple(data.shape)}")
     if not np.isfinite(data).all():
         raise AudioError(f"{out}: refusing to write NaN or Inf samples")
-    subtype = subtype or _DEFAULT_SUBTYPE[fmt]
+    subtype = subtype or default
     if not sf.check_format(fmt, subtype):
         raise AudioError(f"{out}: subtype {subtype!r} is not valid for {fmt}")
     if subtype.startswith(("PCM", "MPEG", "VORBIS", "OPUS", "ALAC")):

@@ -36,6 +36,8 @@ class DataConfig:
         conditioning: ``speaker`` (batches carry speaker ids; the model's ``n_speakers`` is set from the data) or
             ``none``.
         valid_items: validation crops at most (a seeded choice; 0 = every file).
+        exclude_speakers: speakers left out of training and validation (to test one-shot conversion to a voice
+            the model never heard).
     """
 
     train: str = ""
@@ -46,8 +48,10 @@ class DataConfig:
     num_workers: int = 0
     conditioning: str = "none"
     valid_items: int = 256
+    exclude_speakers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.exclude_speakers = tuple(self.exclude_speakers)
         if self.conditioning not in ("speaker", "none"):
             raise ConfigError(f"data.conditioning={self.conditioning!r} must be 'speaker' or 'none'")
         for name in ("segment_frames",):

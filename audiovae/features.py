@@ -286,6 +286,12 @@ class MelSpectrogram(nn.Module):
         with torch.autocast(device_type=wave.device.type, enabled=False):
             return self.mel(wave).clamp_min_(self.config.log_floor).log_()
 
+    def from_magnitude(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """Log-mel of a spectrogram from :meth:`magnitude` (e.g. after :func:`audiovae.pitch.warp_frequency`); equals
+        ``forward`` of the waveform it came from."""
+        with torch.autocast(device_type=magnitude.device.type, enabled=False):
+            return (self.mel_fb @ magnitude.float()).clamp_min_(self.config.log_floor).log_()
+
     def inverse(self, logmel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
         """Log-mel ``[..., n_mels, frames]`` -> linear STFT magnitude ``[..., n_freqs, frames]`` (power 1)."""
         with torch.autocast(device_type=logmel.device.type, enabled=False):

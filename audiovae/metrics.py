@@ -54,3 +54,14 @@ def mel_cepstral_distortion(logmel: torch.Tensor, reference: torch.Tensor, n_coe
     _, path = librosa.sequence.dtw(X=a, Y=b, metric="euclidean")
     diff = a[:, path[:, 0]] - b[:, path[:, 1]]
     return float(10.0 / math.log(10.0) * np.sqrt(2.0 * (diff ** 2).sum(0)).mean())
+
+
+def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al., 2019), means removed; ``[T]`` each."""
+    ref = np.asarray(reference, dtype=np.float64) - np.mean(reference)
+    est = np.asarray(estimate, dtype=np.float64) - np.mean(estimate)
+    n = min(len(ref), len(est))
+    ref, est = ref[:n], est[:n]
+    target = (est @ ref) / max(ref @ ref, 1e-12) * ref
+    noise = est - target
+    return float(10 * np.log10(max(target @ target, 1e-12) / max(noise @ noise, 1e-12)))

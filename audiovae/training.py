@@ -40,6 +40,7 @@ from .features import MelConfig
 from .fileio import atomic_path
 from .losses import active_units
 from .models import LatentModel, LossOutput, build_model
+from .pitch import speaker_registers
 from .plots import plot_logmels
 
 __all__ = ["RunConfig", "DataConfig", "TrainConfig", "Trainer", "load_run_config", "packaged_configs", "train",
@@ -229,6 +230,11 @@ class Trainer:
             raise ConfigError("data.train is not set: point it at a corpus folder, a manifest or a dataset folder "
                               "(e.g. data.train=corpora/speech)")
         entries = discover(dc.train, dc.layout)
+        if dc.exclude_speakers:
+            unknown = sorted(set(dc.exclude_speakers) - {e.speaker for e in entries})
+            if unknown:
+                raise ConfigError(f"data.exclude_speakers: {', '.join(unknown)} not in {dc.train}")
+            entries = [e for e in entries if e.speaker not in dc.exclude_speakers]
         min_seconds = mel.min_samples / mel.sample_rate
         train, skipped = select(entries, "train", min_seconds)
         if dc.valid:
@@ -245,10 +251,14 @@ class Trainer:
                 warnings.warn(f"{dc.train}: no validation files; validating on training files instead", stacklevel=3)
             valid = train
         self.speakers: SpeakerMap | None = None
+        self.data_info: dict = {}  # facts about the data that the checkpoint keeps (used at inference)
         if dc.conditioning == "speaker":
             self.speakers = SpeakerMap.from_entries(train)
             if not len(self.speakers):
                 raise ConfigError(f"{dc.train}: data.conditioning=speaker but the files have no speaker labels")
+            if self.is_main:  # each voice's pitch register, for `convert --pitch auto`
+                registers = speaker_registers(train, mel)
+                self.data_info["pitch"] = {name: r.to_list() for name, r in registers.items()}
             train = [e for e in train if e.speaker]
             valid = [e for e in valid if e.speaker in self.speakers.names] or train
         elif self.config.model["type"] == "cvae":
@@ -648,7 +658,7 @@ class Trainer:
     def _checkpoint(self) -> Checkpoint:
         model = self.ema if self.ema is not None else self.model
         task = self.config.task or ("convert" if self.speakers is not None else "reconstruct")
-        info = {"step": self.step, "epoch": self.epoch}
+        info = {"step": self.step, "epoch": self.epoch, **self.data_info}
         info.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.last_valid.items()})
         return Checkpoint(model, self.config.mel, list(self.speakers.names) if self.speakers else [], task, info=info)
 

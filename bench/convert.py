@@ -1,14 +1,16 @@
 """End-to-end voice conversion speed (load -> log-mel -> encode -> decode -> Griffin-Lim 32 -> save), x-realtime.
 
 Run: ``python bench/convert.py --model CKPT --data corpora/speech [--files 20] [--device auto]``. Converts held-out
-files one after another as the CLI's folder mode does, each to the next speaker of the table, with the source
-speaker given and estimated, and prints x-realtime beside the analysis-synthesis baseline (`resynth`: the same
-Griffin-Lim without a model), measured in the same run.
+files one after another as the CLI's folder mode does (batch), each to the next speaker of the table, and one-shot
+to a voice given by a reference file when the model has a speaker encoder; then one file through the real command
+line (``audiovae convert``: start-up and model loading included). Prints x-realtime beside the analysis-synthesis
+baseline (`resynth`: the same Griffin-Lim without a model), measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +26,7 @@ from audiovae import audio  # noqa: E402
 from audiovae.checkpoint import load_checkpoint  # noqa: E402
 from audiovae.data.layouts import discover  # noqa: E402
 from audiovae.device import resolve_device  # noqa: E402
-from audiovae.pipelines.convert import convert  # noqa: E402
+from audiovae.pipelines.convert import convert, reference_voice  # noqa: E402
 from audiovae.pipelines.latent import vocoder_for  # noqa: E402
 from audiovae.pipelines.resynth import resynthesize  # noqa: E402
 
@@ -56,13 +58,29 @@ def main() -> None:
         return seconds, time.perf_counter() - t0
 
     audio_s, t_conv = run(lambda w, e: convert(w, ckpt, target[e.speaker], e.speaker, vocoder)[0])
-    _, t_estimated = run(lambda w, e: convert(w, ckpt, target[e.speaker], None, vocoder)[0])
+    _, t_model = run(lambda w, e: convert(w, ckpt, target[e.speaker], e.speaker, vocoder, pitch="model")[0])
     _, t_resynth = run(lambda w, e: resynthesize(w, vocoder))
-    print(f"{device.type:5s} convert, source given       {audio_s / t_conv:7.1f}x realtime ({len(files)} files, "
-          f"{audio_s:.0f} s)")
-    print(f"{device.type:5s} convert, source estimated   {audio_s / t_estimated:7.1f}x realtime")
+    print(f"{device.type:5s} convert, batch of files     {audio_s / t_conv:7.1f}x realtime ({len(files)} files, "
+          f"{audio_s:.0f} s; --pitch auto)")
+    print(f"{device.type:5s} the same, --pitch model     {audio_s / t_model:7.1f}x realtime")
+    if getattr(ckpt.model, "speaker_encoder", None) is not None:
+        t0 = time.perf_counter()
+        voice = reference_voice(ckpt, [audio.load(files[-1].path, sr)[0]])
+        t_embed = time.perf_counter() - t0
+        _, t_one_shot = run(lambda w, e: convert(w, ckpt, voice, None, vocoder)[0])
+        print(f"{device.type:5s} convert, one-shot reference {audio_s / t_one_shot:7.1f}x realtime "
+              f"(embedding the reference: {1000 * t_embed:.0f} ms)")
     print(f"{device.type:5s} resynth (GL32 only)         {audio_s / t_resynth:7.1f}x realtime")
     print(f"{device.type:5s} ratio convert / resynth     {t_resynth / t_conv:7.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "audiovae", "convert", files[0].path, "--speaker",
+                        target[files[0].speaker], "--model", args.model, "-o", str(Path(tmp) / "out.wav"),
+                        "--device", args.device], check=True, capture_output=True)
+        t_cli = time.perf_counter() - t0
+    seconds = audio.info(files[0].path).duration
+    print(f"{device.type:5s} one file, `audiovae convert` {seconds / t_cli:6.1f}x realtime ({seconds:.1f} s of audio "
+          f"in {t_cli:.1f} s, start-up and model loading included)")
     if device.type == "cuda":
         torch.cuda.synchronize()
 

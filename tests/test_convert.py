@@ -3,24 +3,40 @@ trained model and is measured by the voice-conversion recipe)."""
 
 from __future__ import annotations
 
+import librosa
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from conftest import SR, chirp, run_cli, write
+from safetensors import safe_open
 
 from audiovae.checkpoint import Checkpoint, save_checkpoint
 from audiovae.errors import ConfigError
 from audiovae.features import MelConfig, MelSpectrogram
 from audiovae.models import build_model
-from audiovae.pipelines.convert import convert, estimate_speaker
+from audiovae.pipelines.convert import (
+    Voice,
+    check_pitch,
+    convert,
+    estimate_speaker,
+    reference_voice,
+    source_logmel,
+    speaker_embedding,
+    table_voice,
+)
+from audiovae.pitch import Register
+from audiovae.pretrained import bundled_path
+from audiovae.vocoders import GriffinLim
 
 NAMES = ["anna", "ben", "cleo"]
 
 
-def tiny_cvae(seed: int = 0) -> Checkpoint:
+def tiny_cvae(seed: int = 0, **options) -> Checkpoint:
     """A CVAE whose speakers decode very differently (large random FiLM embeddings), as a trained one would."""
     torch.manual_seed(seed)
-    model = build_model("cvae", {"n_speakers": 3, "channels": (32, 32), "latent_dim": 8, "blocks": 1}).eval()
+    model = build_model("cvae", {"n_speakers": 3, "channels": (32, 32), "latent_dim": 8, "blocks": 1,
+                                 "speaker_encoder": True} | options).eval()
     with torch.no_grad():
         model.speakers.weight.normal_(0.0, 3.0)
         for block in model.modules():
@@ -47,17 +63,56 @@ def test_convert_keeps_length_and_changes_the_voice():
     assert source == "anna" and out_b.shape == wave.shape and torch.isfinite(out_b).all()
     mel = MelSpectrogram()
     assert float((mel(out_b) - mel(out_c)).abs().mean()) > 0.05  # a different target, a different voice
-    _, estimated = convert(wave, ckpt, "ben")
-    assert estimated in NAMES
+    _, unneeded = convert(wave, ckpt, "ben")  # the encoder ignores the speaker: nothing to estimate
+    _, estimated = convert(wave, tiny_cvae(encoder_speaker=True), "ben")
+    assert unneeded is None and estimated in NAMES
+    embedding = speaker_embedding([wave, wave[:SR]], ckpt)
+    assert embedding.shape == (1, 64)
+    out_e, _ = convert(wave, ckpt, Voice("e", embedding))
+    out_a, _ = convert(wave, ckpt, Voice("a", ckpt.model.speakers.weight[:1]))  # anna's row, as an embedding
+    torch.testing.assert_close(out_a, convert(wave, ckpt, "anna")[0])
+    assert out_e.shape == wave.shape and float((mel(out_e) - mel(out_a)).abs().mean()) > 0.01
+    with pytest.raises(ConfigError, match="no speaker encoder"):
+        speaker_embedding([wave], tiny_cvae(speaker_encoder=False))
     plain = Checkpoint(build_model("vae", {"channels": (32, 32), "latent_dim": 8}), MelConfig())
     with pytest.raises(ConfigError, match="has no speakers"):
         convert(wave, plain, "ben")
 
 
+def harmonic(f0: float, seconds: float = 1.0) -> torch.Tensor:
+    t = np.arange(int(seconds * SR)) / SR
+    y = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 25))
+    return torch.from_numpy((0.3 * y / np.abs(y).max()).astype(np.float32))
+
+
+def test_pitch_register_is_moved_to_the_target_before_encoding():
+    ckpt = tiny_cvae()
+    ckpt.info["pitch"] = {"ben": Register(float(np.log(240.0)), 0.1).to_list()}
+    ben, anna = table_voice(ckpt, "ben"), table_voice(ckpt, "anna")
+    assert abs(ben.register.hz - 240) < 0.1 and anna.register is None  # anna's register was not recorded
+    mel = MelSpectrogram()
+    low, high = harmonic(120.0), harmonic(240.0)
+    moved = source_logmel(low, ckpt, ben, "auto")  # an octave up: close to the real 240 Hz tone
+    assert (moved - mel(high)[None]).abs().mean() < 0.5 * (mel(low) - mel(high)).abs().mean()
+    torch.testing.assert_close(source_logmel(low, ckpt, ben, "model"), mel(low)[None])
+    torch.testing.assert_close(source_logmel(low, ckpt, anna, "auto"), mel(low)[None])  # nothing to move to
+    assert (source_logmel(low, ckpt, anna, "12") - moved).abs().mean() < 0.02  # an octave by hand: the same
+    with torch.no_grad():  # convert encodes the moved input
+        z = ckpt.model.encode(moved).mode()
+        expected = ckpt.model.decode(z, ben.condition)[..., : moved.shape[-1]]
+    vocoder = GriffinLim(ckpt.mel, n_iter=4)
+    torch.testing.assert_close(convert(low, ckpt, "ben", vocoder=vocoder)[0], vocoder(expected, length=SR)[0])
+    voice = reference_voice(ckpt, [harmonic(200.0), harmonic(210.0, 0.5)], "dana")
+    assert voice.name == "dana" and abs(voice.register.hz / 203 - 1) < 0.02
+    assert check_pitch("-3.5") == -3.5 and check_pitch("model") == "model"
+    with pytest.raises(ConfigError, match="--pitch 'up'"):
+        check_pitch("up")
+
+
 def test_convert_and_speakers_commands(tmp_path):
     ckpt = save_checkpoint(tmp_path / "vc.safetensors", tiny_cvae())
     r = run_cli("speakers", "--model", ckpt)
-    assert r.returncode == 0 and r.stdout.split() == ["0", "anna", "1", "ben", "2", "cleo"]
+    assert r.returncode == 0 and r.stdout.split()[:6] == ["0", "anna", "1", "ben", "2", "cleo"]
     (tmp_path / "in").mkdir()
     src = write(tmp_path / "in" / "a.wav", chirp(1.0), SR)
     write(tmp_path / "in" / "b.flac", chirp(0.7, sr=16000), 16000)
@@ -72,6 +127,31 @@ def test_convert_and_speakers_commands(tmp_path):
     r = run_cli("convert", src, "-s", "dave", "-m", ckpt, "-o", tmp_path / "x.wav")
     assert r.returncode == 1 and r.stderr.strip() == ("audiovae: error: unknown speaker 'dave'; choose one of: "
                                                       "anna, ben, cleo") and not (tmp_path / "x.wav").exists()
+    r = run_cli("convert", src, "-s", "ben", "--pitch", "high", "-m", ckpt, "-o", tmp_path / "x.wav")
+    assert r.returncode == 1 and "--pitch 'high'" in r.stderr and not (tmp_path / "x.wav").exists()
+    r = run_cli("convert", src, "-s", "ben", "--pitch", "-4", "--vocoder", "griffin-lim", "-m", ckpt, "-o",
+                tmp_path / "x.wav")
+    assert r.returncode == 0 and sf.info(tmp_path / "x.wav").frames == SR
+
+
+def test_one_shot_conversion_from_a_reference_recording(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "vc.safetensors", tiny_cvae())
+    src = write(tmp_path / "src.wav", chirp(1.0), SR)
+    ref = write(tmp_path / "dana.wav", chirp(0.8, fmin=200.0), SR)
+    r = run_cli("convert", src, "--speaker-ref", ref, "-m", ckpt, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "-> dana" in r.stdout and sf.info(tmp_path / "src_dana.wav").frames == SR
+    assert "any other voice: --speaker-ref" in run_cli("speakers", "-m", ckpt).stdout
+    (tmp_path / "bad.wav").write_text("not audio")
+    r = run_cli("convert", src, "--speaker-ref", tmp_path / "bad.wav", "-m", ckpt, "-o", tmp_path / "y.wav")
+    assert r.returncode == 1 and "bad.wav" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for both_or_neither in (["-s", "anna", "--speaker-ref", ref], []):
+        r = run_cli("convert", src, *both_or_neither, "-m", ckpt, "-o", tmp_path / "y.wav")
+        assert r.returncode == 1 and "one of the two" in r.stderr
+    assert not (tmp_path / "y.wav").exists()
+    plain = save_checkpoint(tmp_path / "plain.safetensors", tiny_cvae(speaker_encoder=False))
+    r = run_cli("convert", src, "--speaker-ref", ref, "-m", plain)
+    assert r.returncode == 1 and "no speaker encoder" in r.stderr
 
 
 def test_evaluate_vc_reports_converted_ceiling_and_floor(tmp_path):
@@ -109,3 +189,40 @@ def test_evaluate_vc_reports_converted_ceiling_and_floor(tmp_path):
     assert floor["sim_source"] > floor["sim_target"] and floor["closer_to_target"] == 0.0
     assert ceiling["closer_to_target"] == 1.0 and ceiling["mcd_db"] < floor["mcd_db"]
     assert len(report["per_pair"]) == 6 and all(v["mcd_db"] > 0 for v in report["per_pair"].values())
+    assert report["unseen"] is None
+    two = tiny_cvae(n_speakers=2)  # knows anna and ben; one-shot also scores conversion to cleo
+    two.speakers = NAMES[:2]
+    r = run_cli("evaluate", "vc", "--model", save_checkpoint(tmp_path / "two.safetensors", two), "--data",
+                tmp_path / "corpus", "--sentences", "1", "--one-shot", "--json", tmp_path / "one_shot.json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "one_shot.json").read_text())
+    assert "  unseen" in r.stdout and report["unseen_speakers"] == ["cleo"] and report["pairs"] == 6
+    assert report["unseen"]["mcd_db"] > 0 and report["floor"] == floor  # the same references, the same floor
+
+
+# --- the bundled model ----------------------------------------------------------------------------------------------
+
+def median_f0(wave: np.ndarray) -> float:
+    f0, voiced, _ = librosa.pyin(wave, fmin=60, fmax=400, sr=SR, frame_length=1024)
+    return float(np.median(f0[voiced]))
+
+
+@pytest.mark.skipif(not bundled_path("voice_conversion").exists(), reason="the bundled model is being trained")
+def test_bundled_model_converts_the_example_offline(tmp_path, example_path):
+    """The README's main job: `audiovae convert example.wav --speaker B` with the model inside the package. The
+    result must carry the target's pitch register (a low and a high voice of the table: C = kal, D = kal_hi)."""
+    path = bundled_path("voice_conversion")
+    assert path.stat().st_size <= 15e6
+    with safe_open(path, "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} <= {"F16", "I64"}
+    r = run_cli("speakers")
+    assert r.returncode == 0 and [line.split()[1] for line in r.stdout.splitlines()[:8]] == list("ABCDEFGH")
+    assert "C  kal (festival kal_diphone)" in r.stdout and "--speaker-ref" in r.stdout
+    r = run_cli("convert", example_path, "--speaker", "B", cwd=tmp_path)
+    assert r.returncode == 0 and "-> B" in r.stdout, r.stderr
+    assert sf.info(tmp_path / "example_B.wav").frames == sf.info(example_path).frames
+    for speaker in "CD":
+        assert run_cli("convert", example_path, "-s", speaker, "-o", tmp_path / f"{speaker}.wav").returncode == 0
+    low, high = (median_f0(sf.read(tmp_path / f"{s}.wav", dtype="float32")[0]) for s in "CD")
+    source = median_f0(sf.read(example_path, dtype="float32")[0])
+    assert low < 0.8 * source and high > 1.4 * low, (source, low, high)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from conftest import chirp
@@ -194,3 +195,43 @@ def test_checkpoint_file_gets_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def voice(f0: float, formant: float, seconds: float, rng: np.random.Generator) -> torch.Tensor:
+    """A synthetic 'speaker': harmonics of a wandering F0 under one resonance (its timbre)."""
+    t = np.arange(int(seconds * 22050)) / 22050
+    f = f0 * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t + rng.uniform(0, 6)))
+    phase = 2 * np.pi * np.cumsum(f) / 22050
+    y = sum(np.sin(k * phase) / (1 + ((k * f0 - formant) / 300) ** 2) for k in range(1, 40))
+    return torch.from_numpy((0.3 * y / np.abs(y).max()).astype(np.float32))
+
+
+def test_embeddings_condition_like_the_table_and_the_speaker_encoder_learns_the_voices():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = build_model("cvae", TINY | {"n_speakers": 3, "speaker_dim": 16, "speaker_encoder": True})
+    mel = MelSpectrogram()
+    voices = [(110, 700), (210, 2000), (300, 1200)]
+    z = model.encode(speech_like(3), torch.tensor([0, 1, 2])).mode()
+    ids = torch.tensor([2, 0, 1])  # an embedding is a speaker: decoding with the table's rows is the same
+    torch.testing.assert_close(model.decode(z, ids), model.decode(z, model.speakers(ids)))
+    with pytest.raises(ConfigError, match=r"\[batch, 16\]"):
+        model.decode(z, torch.zeros(3, 8))
+    ids = torch.tensor([0, 1, 2])
+    batch = {"mel": mel(torch.stack([voice(*voices[i], 0.75, rng) for i in ids.tolist()])), "speaker": ids}
+    assert model.loss(batch, 0).logs["speaker_encoder"] > 0
+    optimizer = torch.optim.Adam(model.speaker_encoder.parameters(), 3e-3)
+    for step in range(60):  # the encoder's own objective: regress each voice onto its table row
+        ids = torch.tensor([step % 3, (step + 1) % 3, (step + 2) % 3] * 2)
+        batch = mel(torch.stack([voice(*voices[i], 0.75, rng) for i in ids.tolist()]))
+        _, losses = model.training_condition({"mel": batch, "speaker": ids}, torch.ones(6, 1, batch.shape[-1]))
+        optimizer.zero_grad()
+        losses["speaker_encoder"].backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        fresh = mel(torch.stack([voice(*v, 1.2, rng) for v in voices]))  # longer clips than in training
+        distances = torch.cdist(model.embed_speaker(fresh), model.speakers.weight)
+    assert distances.argmin(dim=1).tolist() == [0, 1, 2]
+    with pytest.raises(ConfigError, match="no speaker encoder"):
+        build_model("cvae", TINY | {"n_speakers": 2}).embed_speaker(fresh)

@@ -89,3 +89,28 @@ class GradientReversal(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
         return -ctx.scale * grad, None
+
+
+class SpeakerEncoder(nn.Module):
+    """Utterance -> speaker embedding: residual convolutions over (normalised) log-mel frames, then the mean and
+    standard deviation of each channel over the valid frames (statistics pooling, as in x-vectors), projected to
+    ``out_dim``. No instance norm: per-utterance channel statistics are exactly the timbre it should capture."""
+
+    def __init__(self, n_mels: int, out_dim: int, channels: int = 256, blocks: int = 3) -> None:
+        super().__init__()
+        self.inp = conv1d(n_mels, channels, 5)
+        self.blocks = nn.ModuleList(ResBlock(channels, 3 ** (i % 3)) for i in range(blocks))
+        self.out = nn.Linear(2 * channels, out_dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``[B, n_mels, T]``, ``mask`` ``[B, 1, T]`` (1 on valid frames) -> ``[B, out_dim]``."""
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h)
+        h = torch.nn.functional.silu(h)
+        if mask is None:
+            mask = torch.ones_like(h[:, :1])
+        n = mask.sum(dim=-1).clamp_min(1.0)
+        mean = (h * mask).sum(dim=-1) / n
+        var = (((h - mean.unsqueeze(-1)) ** 2) * mask).sum(dim=-1) / n
+        return self.out(torch.cat([mean, (var + 1e-5).sqrt()], dim=1))

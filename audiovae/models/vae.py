@@ -4,7 +4,9 @@ Encoder: 1-D convolutions over time with mel bins as channels, residual stages t
 ``prod(factors)``, then per-latent-frame mean and log-variance. Decoder: the mirror image. The CVAE adds a speaker
 embedding table that conditions every decoder block by FiLM (and optionally the encoder), instance normalisation in
 the encoder to strip per-utterance timbre, and an optional adversarial speaker classifier on z (gradient reversal)
-that pushes speaker identity out of the latents. ``batch["clean"]``, when present, is the decoder's target: the same
+that pushes speaker identity out of the latents, and optionally a speaker encoder (reference recording -> embedding,
+regressed onto the table and used in place of it for part of each batch) for one-shot conversion to voices outside
+the table. ``batch["clean"]``, when present, is the decoder's target: the same
 model is then a denoising VAE (noisy in, clean out).
 """
 
@@ -20,7 +22,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..losses import KLSchedule, free_bits, gaussian_kl, kl_per_dim, reconstruction
 from .base import DiagonalGaussian, LatentModel, LossOutput
-from .layers import GradientReversal, Stage, conv1d
+from .layers import GradientReversal, SpeakerEncoder, Stage, conv1d
 
 
 @dataclass
@@ -41,6 +43,10 @@ class VAEConfig:
         encoder_speaker: also condition the encoder on the speaker.
         instance_norm: instance normalisation in the encoder blocks.
         adversary_weight: weight of the gradient-reversed speaker classifier on z (0 disables).
+        speaker_encoder: train a speaker encoder with the CVAE (one-shot conversion to voices not in the table).
+        speaker_encoder_mix: share of each training batch decoded with the encoder's embedding instead of the
+            table's, so the decoder learns to follow embeddings off the table's points.
+        speaker_encoder_weight: weight of the encoder's regression onto the (stop-gradient) table embedding.
     """
 
     n_mels: int = 80
@@ -60,6 +66,9 @@ class VAEConfig:
     encoder_speaker: bool = False
     instance_norm: bool = False
     adversary_weight: float = 0.0
+    speaker_encoder: bool = False
+    speaker_encoder_mix: float = 0.5
+    speaker_encoder_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.channels, self.factors = tuple(self.channels), tuple(self.factors)
@@ -70,6 +79,8 @@ class VAEConfig:
         if self.recon not in ("l1", "l2", "nll"):
             raise ConfigError(f"VAEConfig.recon={self.recon!r} must be 'l1', 'l2' or 'nll'")
         KLSchedule(self.beta, self.kl_mode)  # validates beta and mode
+        if not 0.0 <= self.speaker_encoder_mix <= 1.0:
+            raise ConfigError(f"VAEConfig.speaker_encoder_mix={self.speaker_encoder_mix} must be in [0, 1]")
 
     def kl_schedule(self) -> KLSchedule:
         return KLSchedule(self.beta, self.kl_mode, self.kl_warmup, self.kl_total, self.kl_cycles)
@@ -152,12 +163,12 @@ class ConvVAE(LatentModel):
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> LossOutput:
         mel = batch["mel"]
         target = batch.get("clean", mel)
-        speaker = batch.get("speaker")
         frames = mel.shape[-1]
+        mask, latent_mask = self._masks(batch, frames)
+        speaker, extra = self.training_condition(batch, mask)
         posterior = self.encode(mel, speaker)
         z = posterior.sample()
         estimate = self.decode(z, speaker)[..., :frames]
-        mask, latent_mask = self._masks(batch, frames)
         logscale = self.logscale
         recon = reconstruction(self.normalize(target), self.normalize(estimate), self.config.recon, logscale, mask)
         kl_dims = kl_per_dim(gaussian_kl(posterior.mean, posterior.logvar), latent_mask)
@@ -168,12 +179,17 @@ class ConvVAE(LatentModel):
         with torch.no_grad():  # detached tensors: the Trainer converts them only on logging steps (no GPU sync)
             logs = {"recon": recon.detach(), "kl": kl.detach(), "kl_weight": weight,
                     "mel_l1": reconstruction(target, estimate, "l1", mask=mask), "min_kl_dim": kl_dims.min()}
-        extra = self.extra_losses(z, batch)
+        extra.update(self.extra_losses(z, batch))
         for name, value in extra.items():
             total = total + value
             logs[name] = value.detach()
         return LossOutput({"model": total}, logs, {"estimate": estimate.detach(), "z": posterior.mean.detach(),
                                                    "kl_dims": kl_dims.detach()})
+
+    def training_condition(self, batch: dict[str, torch.Tensor], mask: torch.Tensor
+                           ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """What conditions encoder and decoder in training, and the losses that come with it (hook for the CVAE)."""
+        return batch.get("speaker"), {}
 
     def extra_losses(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Hook for conditioned variants (the CVAE's speaker adversary); none here."""
@@ -181,7 +197,11 @@ class ConvVAE(LatentModel):
 
 
 class CVAE(ConvVAE):
-    """Speaker-conditioned VAE: decode the content of z in any speaker's voice."""
+    """Speaker-conditioned VAE: decode the content of z in any speaker's voice.
+
+    ``speaker`` arguments are ids into the table (``[B]`` integers) or embeddings (``[B, speaker_dim]`` floats, from
+    :meth:`embed_speaker` on a reference recording when the model has a speaker encoder).
+    """
 
     model_type = "cvae"
 
@@ -193,11 +213,38 @@ class CVAE(ConvVAE):
         nn.init.normal_(self.speakers.weight, std=0.3)
         self.adversary = nn.Sequential(conv1d(config.latent_dim, 128, 3), nn.SiLU(), conv1d(128, config.n_speakers, 1)
                                        ) if config.adversary_weight > 0 else None
+        self.speaker_encoder = SpeakerEncoder(config.n_mels, config.speaker_dim) if config.speaker_encoder else None
 
     def condition(self, speaker: torch.Tensor | None) -> torch.Tensor:
         if speaker is None:
             raise ConfigError("CVAE: a speaker id is needed to encode/decode (see `audiovae speakers`)")
+        if speaker.is_floating_point():
+            if speaker.ndim != 2 or speaker.shape[1] != self.config.speaker_dim:
+                raise ConfigError(f"speaker embedding of shape {tuple(speaker.shape)}; this model takes "
+                                  f"[batch, {self.config.speaker_dim}]")
+            return speaker
         return self.speakers(speaker)
+
+    def embed_speaker(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-mel ``[B, n_mels, T]`` of reference speech -> speaker embeddings ``[B, speaker_dim]``."""
+        if self.speaker_encoder is None:
+            raise ConfigError("this model has no speaker encoder (train it with model.speaker_encoder=true for "
+                              "one-shot conversion); use a speaker of its table instead")
+        return self.speaker_encoder(self.normalize(mel), mask)
+
+    def training_condition(self, batch: dict[str, torch.Tensor], mask: torch.Tensor
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ids = batch["speaker"]
+        if self.speaker_encoder is None:
+            return ids, {}
+        table = self.speakers(ids)
+        embedded = self.embed_speaker(batch["mel"], mask)
+        match = ((embedded - table.detach()) ** 2).sum(dim=-1).mean()
+        losses = {"speaker_encoder": self.config.speaker_encoder_weight * match}
+        if not self.training:  # validation measures the table path, the same for every run
+            return table, losses
+        use = torch.rand(ids.shape[0], 1, device=ids.device) < self.config.speaker_encoder_mix
+        return torch.where(use, embedded, table), losses
 
     def extra_losses(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.adversary is None:

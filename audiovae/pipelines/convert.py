@@ -1,11 +1,25 @@
-"""Voice conversion with a speaker-conditioned model: encode with the source speaker, decode with the target.
+"""Voice conversion with a speaker-conditioned model: encode the content, decode it in the target's voice.
 
-When the source speaker is not given it is estimated by analysis-by-synthesis: the utterance is decoded with every
-speaker of the table and the one whose decoding matches the input best (mel L1) is taken. That needs no extra network
-and uses exactly what the model learnt about each voice.
+The target is a :class:`Voice`: a speaker of the model's table (:func:`table_voice`, by name or index) or, one-shot,
+an embedding of reference recordings made by the speaker encoder trained with the model (:func:`reference_voice`).
+
+**Pitch register.** The decoder draws the harmonics itself, so it moves F0 towards the register it learnt for each
+table speaker. It does so only partly when source and target are far apart (a low male read by a high voice), and
+it knows nothing of a one-shot voice's register. ``pitch="auto"`` therefore moves the source's log-F0 mean and
+spread to the target's (the classic linear log-F0 transform) *before* encoding, by warping each frame's frequency
+axis (:mod:`audiovae.pitch`); the target's register is measured on the training data (stored in the checkpoint)
+or on the reference recordings. ``pitch="model"`` leaves it to the decoder; a number shifts by that many
+semitones.
+
+The source speaker matters only when the encoder is speaker-conditioned (``encoder_speaker``); then, if not given,
+it is estimated by analysis-by-synthesis: the utterance is decoded with every speaker of the table and the one
+whose decoding matches the input best (mel L1) is taken.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -13,7 +27,20 @@ from ..checkpoint import Checkpoint
 from ..errors import ConfigError
 from ..features import MelSpectrogram
 from ..metrics import mel_l1
-from .latent import speaker_id, vocoder_for
+from ..pitch import Register, register, track_f0, warp_frequency, warp_ratios
+from .latent import logmel, speaker_id, vocoder_for
+
+PITCH_MODES = ("auto", "model")
+
+
+@dataclass
+class Voice:
+    """A conversion target: what conditions the decoder (an id ``[1]`` or an embedding ``[1, speaker_dim]``) and,
+    when known, the voice's pitch register."""
+
+    name: str
+    condition: torch.Tensor
+    register: Register | None = None
 
 
 def _require_speakers(ckpt: Checkpoint) -> None:
@@ -22,32 +49,100 @@ def _require_speakers(ckpt: Checkpoint) -> None:
                           "voice conversion needs a speaker-conditioned model (e.g. `audiovae train speech_cvae`)")
 
 
+def table_voice(ckpt: Checkpoint, speaker: str | int) -> Voice:
+    """A speaker of the model's table, by name or index; its register from the checkpoint when recorded."""
+    _require_speakers(ckpt)
+    ids = speaker_id(ckpt, speaker)
+    name = ckpt.speakers[int(ids)]
+    stored = ckpt.info.get("pitch", {}).get(name)
+    return Voice(name, ids, Register.from_list(stored) if stored else None)
+
+
+def utterance_register(waves: Sequence[torch.Tensor], ckpt: Checkpoint) -> Register | None:
+    """Pitch register of the voice in ``waves`` (``[T]`` each, at the model's rate); ``None`` if none is voiced."""
+    tracks = [track_f0(w.float().cpu(), ckpt.mel) for w in waves]
+    return register([f for f, _ in tracks], [v for _, v in tracks])
+
+
 @torch.inference_mode()
-def estimate_speaker(logmel: torch.Tensor, ckpt: Checkpoint) -> int:
-    """Index of the speaker whose decoding of ``logmel`` ``[1, n_mels, T]`` reproduces it best."""
+def speaker_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> torch.Tensor:
+    """Embedding ``[1, speaker_dim]`` of the voice in ``references`` (waveforms ``[T]`` at the model's rate): the
+    mean of the speaker encoder's embedding of each. A few seconds of speech in all is enough; more averages out
+    what one sentence's content adds."""
+    _require_speakers(ckpt)
+    if not references:
+        raise ConfigError("speaker_embedding: no reference recordings given")
+    if getattr(ckpt.model, "speaker_encoder", None) is None:
+        raise ConfigError("this model has no speaker encoder, so it cannot take --speaker-ref; choose one of its "
+                          f"speakers: {', '.join(ckpt.speakers)}")
+    return torch.cat([ckpt.model.embed_speaker(logmel(w, ckpt)) for w in references]).mean(dim=0, keepdim=True)
+
+
+def reference_voice(ckpt: Checkpoint, references: Sequence[torch.Tensor], name: str = "reference") -> Voice:
+    """A voice outside the table, given by recordings of it (one-shot): its embedding and register."""
+    return Voice(name, speaker_embedding(references, ckpt), utterance_register(references, ckpt))
+
+
+def check_pitch(pitch: str | float) -> str | float:
+    """``auto``, ``model`` or a number of semitones (also as a string, as typed on the command line)."""
+    if isinstance(pitch, int | float):
+        return float(pitch)
+    if pitch in PITCH_MODES:
+        return pitch
+    try:
+        return float(pitch)
+    except ValueError:
+        raise ConfigError(f"--pitch {pitch!r}: give auto, model or a number of semitones (e.g. -4)") from None
+
+
+def source_logmel(wave: torch.Tensor, ckpt: Checkpoint, target: Voice, pitch: str | float = "auto") -> torch.Tensor:
+    """The model's input ``[1, n_mels, frames]`` for ``wave``, its pitch register moved as ``pitch`` asks."""
+    pitch = check_pitch(pitch)
+    if pitch == "model" or pitch == 0.0 or (pitch == "auto" and target.register is None):
+        return logmel(wave, ckpt)
+    device = ckpt.model.mel_mean.device
+    analysis = MelSpectrogram(ckpt.mel).to(device)
+    magnitude = analysis.magnitude(wave.to(device).reshape(1, -1))
+    if pitch == "auto":
+        f0, voiced = track_f0(wave.float().cpu(), ckpt.mel)
+        source = register([f0], [voiced])
+        if source is None:  # nothing voiced: nothing to move
+            return analysis.from_magnitude(magnitude)
+        ratio = warp_ratios(f0, voiced, source, target.register).to(device)
+    else:
+        ratio = 2.0 ** (pitch / 12.0)
+    return analysis.from_magnitude(warp_frequency(magnitude, ratio))
+
+
+@torch.inference_mode()
+def estimate_speaker(mel: torch.Tensor, ckpt: Checkpoint) -> int:
+    """Index of the speaker whose decoding of ``mel`` ``[1, n_mels, T]`` reproduces it best."""
     _require_speakers(ckpt)
     model, n = ckpt.model, len(ckpt.speakers)
-    ids = torch.arange(n, device=logmel.device)
-    batch = logmel.expand(n, -1, -1)
+    ids = torch.arange(n, device=mel.device)
+    batch = mel.expand(n, -1, -1)
     z = model.encode(batch, ids).mode()  # per-speaker encoding when the encoder is conditioned too
-    errors = mel_l1(model.decode(z, ids)[..., : logmel.shape[-1]], batch)
+    errors = mel_l1(model.decode(z, ids)[..., : mel.shape[-1]], batch)
     return int(errors.argmin())
 
 
 @torch.inference_mode()
-def convert(wave: torch.Tensor, ckpt: Checkpoint, target: str | int, source: str | int | None = None,
-            vocoder: torch.nn.Module | None = None) -> tuple[torch.Tensor, str]:
+def convert(wave: torch.Tensor, ckpt: Checkpoint, target: Voice | str | int, source: str | int | None = None,
+            vocoder: torch.nn.Module | None = None, pitch: str | float = "auto") -> tuple[torch.Tensor, str | None]:
     """Convert ``wave`` (``[T]`` at the checkpoint's rate) to the ``target`` voice.
 
-    Returns the converted waveform (same length) and the source speaker's name (given or estimated).
+    ``target`` is a :class:`Voice` or a speaker name or index of the table; ``pitch`` is ``auto``, ``model`` or
+    semitones (see the module's docstring). Returns the converted waveform (same length) and the source speaker's
+    name: as given, as estimated when the encoder needs it, else ``None``.
     """
     _require_speakers(ckpt)
-    device = ckpt.model.mel_mean.device
-    logmel = MelSpectrogram(ckpt.mel).to(device)(wave.to(device).reshape(1, -1))
-    src = speaker_id(ckpt, source) if source is not None else torch.tensor([estimate_speaker(logmel, ckpt)],
-                                                                            device=device)
-    tgt = speaker_id(ckpt, target)
-    z = ckpt.model.encode(logmel, src).mode()
-    converted = ckpt.model.decode(z, tgt)[..., : logmel.shape[-1]]
+    model = ckpt.model
+    voice = target if isinstance(target, Voice) else table_voice(ckpt, target)
+    mel = source_logmel(wave, ckpt, voice, pitch)
+    src = speaker_id(ckpt, source) if source is not None else None
+    if src is None and model.config.encoder_speaker:
+        src = torch.tensor([estimate_speaker(mel, ckpt)], device=mel.device)
+    z = model.encode(mel, src).mode()
+    converted = model.decode(z, voice.condition.to(mel.device))[..., : mel.shape[-1]]
     wave_out = (vocoder or vocoder_for(ckpt))(converted, length=wave.numel())[0].cpu()
-    return wave_out, ckpt.speakers[int(src)]
+    return wave_out, None if src is None else ckpt.speakers[int(src)]

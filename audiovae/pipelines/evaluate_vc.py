@@ -3,14 +3,22 @@
 For each sentence read by all speakers and each pair (source, target): convert the source's reading to the target
 voice and compare it with the target's real reading of the same sentence — mel-cepstral distortion after DTW
 alignment, and speaker similarity with resemblyzer (cosine to each speaker's reference embedding, made from *other*
-held-out sentences so content does not leak in); speaker identification is the nearest reference. Two references
+held-out sentences so content does not leak in); speaker identification is the nearest reference; the pitch
+register error is the distance in semitones between the mean log-F0 of the converted and of the real target
+utterance. Two references
 are measured the same way: the **ceiling**, the target's real reading passed through the same vocoder (what perfect
 conversion would score), and the **floor**, the source's reading unconverted.
+
+``one_shot``: every target is given to the model by one reference recording (another held-out sentence of the
+target, never one scored or used for the resemblyzer references) through its speaker encoder, and the speakers are
+all those of the test set, so voices the model never heard (``data.exclude_speakers`` at training) are scored too,
+in their own row.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -25,7 +33,8 @@ from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..features import MelSpectrogram
 from ..metrics import mel_cepstral_distortion
-from .convert import convert
+from ..pitch import register, track_f0
+from .convert import convert, reference_voice, table_voice
 from .latent import vocoder_for
 
 
@@ -35,6 +44,7 @@ class Scores:
     similarity to the target's reference beats the source's)."""
 
     mcd_db: float
+    f0_error_st: float
     sim_target: float
     sim_source: float
     closer_to_target: float
@@ -50,14 +60,24 @@ class VCReport:
     sentences: int
     pairs: int
     per_pair: dict[str, dict[str, float]] = field(default_factory=dict)
+    unseen: Scores | None = None  # one-shot: pairs whose target is not in the model's table
+    unseen_speakers: list[str] = field(default_factory=list)
+    pitch: str | float = "auto"
 
     def table(self) -> str:
-        head = (f"{'':10s} {'MCD dB':>8s} {'sim→target':>11s} {'sim→source':>11s} {'closer→tgt':>11s} "
-                f"{'spk-ID acc':>11s}")
-        lines = [f"{self.pairs} ordered speaker pairs x {self.sentences} held-out sentences", head]
-        for name in ("converted", "ceiling", "floor"):
-            s = getattr(self, name)
-            lines.append(f"{name:10s} {s.mcd_db:8.2f} {s.sim_target:11.3f} {s.sim_source:11.3f} "
+        head = (f"{'':10s} {'MCD dB':>8s} {'F0 err st':>9s} {'sim→target':>11s} {'sim→source':>11s} "
+                f"{'closer→tgt':>11s} {'spk-ID acc':>11s}")
+        lines = [f"{self.pairs} ordered speaker pairs x {self.sentences} held-out sentences, --pitch {self.pitch}",
+                 head]
+        if self.unseen is not None:
+            lines[0] += (f"; one-shot targets, 'unseen' = targets {', '.join(self.unseen_speakers)} "
+                         "(not in the model's table)")
+        rows = [("converted", self.converted)]
+        if self.unseen is not None:
+            rows.append(("  unseen", self.unseen))
+        rows += [("ceiling", self.ceiling), ("floor", self.floor)]
+        for name, s in rows:
+            lines.append(f"{name:10s} {s.mcd_db:8.2f} {s.f0_error_st:9.2f} {s.sim_target:11.3f} {s.sim_source:11.3f} "
                          f"{100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
         return "\n".join(lines)
 
@@ -80,16 +100,21 @@ def _scores(records: list[dict]) -> Scores:
         by_pair[(r["source"], r["target"])].append(r)
     closer = [np.mean([r["sim_target"] for r in rs]) > np.mean([r["sim_source"] for r in rs])
               for rs in by_pair.values()]
-    return Scores(float(np.mean([r["mcd"] for r in records])), float(np.mean([r["sim_target"] for r in records])),
+    return Scores(float(np.mean([r["mcd"] for r in records])), float(np.nanmean([r["f0_error"] for r in records])),
+                  float(np.mean([r["sim_target"] for r in records])),
                   float(np.mean([r["sim_source"] for r in records])), float(np.mean(closer)),
                   float(np.mean([r["predicted"] == r["target"] for r in records])))
 
 
-def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, progress: bool = True) -> VCReport:
+def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, progress: bool = True,
+                one_shot: bool = False, pitch: str | float = "auto") -> VCReport:
     """Evaluate ``ckpt`` on ``entries`` (a parallel test set: speaker, text and absolute path set)."""
     from resemblyzer import preprocess_wav
 
-    speakers = list(ckpt.speakers)
+    if one_shot:
+        speakers = sorted({e.speaker for e in entries if e.speaker})
+    else:
+        speakers = list(ckpt.speakers)
     by_text: dict[str, dict[str, str]] = defaultdict(dict)
     for e in entries:
         if e.speaker in speakers and e.text:
@@ -118,22 +143,36 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
         ref = np.mean([embed(load(by_text[t][s])) for t in others[:8]], axis=0)
         refs[s] = ref / np.linalg.norm(ref)
     names, matrix = list(refs), np.stack(list(refs.values()))
+    if one_shot:  # the target as the model sees it: one held-out sentence, disjoint from everything scored
+        reference = others[8] if len(others) > 8 else others[-1]
+        targets = {s: reference_voice(ckpt, [load(by_text[reference][s])], s) for s in speakers}
+    else:
+        targets = {s: table_voice(ckpt, s) for s in speakers}
+    unseen = [s for s in speakers if s not in ckpt.speakers]
+
+    def log_f0(wave: torch.Tensor) -> float:
+        f0, voiced = track_f0(wave, ckpt.mel)
+        found = register([f0], [voiced])
+        return found.mean if found is not None else float("nan")
 
     def record(wave: torch.Tensor, real_target: torch.Tensor, source: str, target: str) -> dict:
         e = embed(wave)
         with torch.inference_mode():
             mcd = mel_cepstral_distortion(mel(wave), mel(real_target))
-        return {"source": source, "target": target, "mcd": mcd, "sim_target": float(e @ refs[target]),
+        f0_error = abs(log_f0(wave) - target_f0[target]) * 12 / math.log(2)  # semitones
+        return {"source": source, "target": target, "mcd": mcd, "f0_error": f0_error,
+                "sim_target": float(e @ refs[target]),
                 "sim_source": float(e @ refs[source]), "predicted": names[int(np.argmax(matrix @ e))]}
 
     converted, ceiling, floor = [], [], []
     pairs = list(itertools.permutations(speakers, 2))
     for text in tqdm(chosen, desc="evaluate vc", unit="sentence", disable=not progress):
         waves = {s: load(by_text[text][s]) for s in speakers}
+        target_f0 = {s: log_f0(w) for s, w in waves.items()}
         with torch.inference_mode():
             resynth = {s: vocoder(mel(w)[None], length=w.numel())[0] for s, w in waves.items()}
         for src, tgt in pairs:
-            out, _ = convert(waves[src], ckpt, tgt, src, vocoder)
+            out, _ = convert(waves[src], ckpt, targets[tgt], src if src in ckpt.speakers else None, vocoder, pitch)
             converted.append(record(out, waves[tgt], src, tgt))
             ceiling.append(record(resynth[tgt], waves[tgt], src, tgt))
             floor.append(record(waves[src], waves[tgt], src, tgt))
@@ -141,6 +180,9 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
     for src, tgt in pairs:
         rs = [r for r in converted if (r["source"], r["target"]) == (src, tgt)]
         per_pair[f"{src}->{tgt}"] = {"mcd_db": float(np.mean([r["mcd"] for r in rs])),
+                                     "f0_error_st": float(np.nanmean([r["f0_error"] for r in rs])),
                                      "sim_target": float(np.mean([r["sim_target"] for r in rs])),
                                      "sim_source": float(np.mean([r["sim_source"] for r in rs]))}
-    return VCReport(_scores(converted), _scores(ceiling), _scores(floor), speakers, len(chosen), len(pairs), per_pair)
+    unseen_records = [r for r in converted if r["target"] in unseen]
+    return VCReport(_scores(converted), _scores(ceiling), _scores(floor), speakers, len(chosen), len(pairs), per_pair,
+                    _scores(unseen_records) if unseen_records else None, unseen, pitch)

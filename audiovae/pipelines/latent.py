@@ -38,7 +38,8 @@ def vocoder_for(ckpt: Checkpoint, name: str | None = None, **overrides) -> torch
         ckpt.model.mel_mean.device)
 
 
-def _logmel(wave: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:
+def logmel(wave: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:
+    """Waveform ``[T]`` -> the model's log-mel input ``[1, n_mels, frames]`` on the model's device."""
     mel = MelSpectrogram(ckpt.mel).to(ckpt.model.mel_mean.device)
     return mel(wave.to(ckpt.model.mel_mean.device).reshape(1, -1))
 
@@ -46,7 +47,7 @@ def _logmel(wave: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:
 @torch.inference_mode()
 def encode(wave: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None) -> torch.Tensor:
     """Waveform ``[T]`` -> posterior mean ``[D, T']``."""
-    return ckpt.model.encode(_logmel(wave, ckpt), speaker_id(ckpt, speaker)).mode()[0].float().cpu()
+    return ckpt.model.encode(logmel(wave, ckpt), speaker_id(ckpt, speaker)).mode()[0].float().cpu()
 
 
 @torch.inference_mode()
@@ -57,16 +58,15 @@ def decode(z: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None, 
     if z.ndim != 2 or z.shape[0] != dim:
         raise ConfigError(f"latents of shape {tuple(z.shape)} do not fit this model (expects [{dim}, frames])")
     device = ckpt.model.mel_mean.device
-    logmel = ckpt.model.decode(z.to(device).unsqueeze(0).float(), speaker_id(ckpt, speaker))
-    return (vocoder or vocoder_for(ckpt))(logmel, length=length)[0].cpu()
+    mel = ckpt.model.decode(z.to(device).unsqueeze(0).float(), speaker_id(ckpt, speaker))
+    return (vocoder or vocoder_for(ckpt))(mel, length=length)[0].cpu()
 
 
 @torch.inference_mode()
 def reconstruct(wave: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None,
                 vocoder: torch.nn.Module | None = None) -> torch.Tensor:
     """Waveform -> log-mel -> model -> log-mel -> vocoder -> waveform of the same length."""
-    logmel = _logmel(wave, ckpt)
-    estimate = ckpt.model.reconstruct(logmel, speaker_id(ckpt, speaker))
+    estimate = ckpt.model.reconstruct(logmel(wave, ckpt), speaker_id(ckpt, speaker))
     return (vocoder or vocoder_for(ckpt))(estimate, length=wave.numel())[0].cpu()
 
 

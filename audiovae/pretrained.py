@@ -1,0 +1,34 @@
+"""Models that ship inside the package, usable by name wherever a checkpoint path is accepted.
+
+Each one is an fp16 safetensors checkpoint of at most 15 MB, reproduced by a recipe (named below), so that the
+headline commands work offline right after ``pip install``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
+BUNDLED: dict[str, str] = {
+    "voice_conversion": "CVAE over 8 synthetic voices named A-H, with a speaker encoder; "
+                        "recipes/voice_conversion/run.sh",
+}
+DEFAULT_VC = "voice_conversion"
+
+
+def bundled_path(name: str) -> Path:
+    """Path of a bundled model by name."""
+    if name not in BUNDLED:
+        raise ConfigError(f"no bundled model {name!r}; bundled: {', '.join(BUNDLED)}")
+    return MODELS_DIR / f"{name}.safetensors"
+
+
+def resolve_model(model: str | os.PathLike[str]) -> Path:
+    """A checkpoint path as given, or a bundled model's file when ``model`` is one of their names."""
+    path = Path(model)
+    if str(model) in BUNDLED and not path.exists():
+        return bundled_path(str(model))
+    return path

@@ -1,0 +1,69 @@
+"""Export a trained run as a bundled model: fp16 safetensors of at most 15 MB, with its provenance in the info.
+
+Usage: ``python recipes/export.py RUN/model.safetensors -o OUT.safetensors [--letters] [--evaluation EVAL.json]
+[--recipe recipes/NAME/run.sh]``
+
+``--letters`` (voice conversion) renames the speakers A, B, C, … in their sorted order and records which voice each
+letter is (engine, voice, how it was derived), so ``audiovae speakers`` can tell. Evaluation numbers, when given, go
+into the info too. The weights are the run's (EMA) weights in float16: half the size, and the log-mels they produce
+differ from float32's by far less than the model's own error (checked and printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import string
+from pathlib import Path
+
+import torch
+
+from audiovae.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from audiovae.data.corpora.speech import VOICES
+
+LIMIT_MB = 15.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path, help="model.safetensors of a training run")
+    ap.add_argument("-o", "--output", type=Path, required=True, help="e.g. audiovae/assets/models/NAME.safetensors")
+    ap.add_argument("--letters", action="store_true", help="rename the speakers A, B, C, ... (voice conversion)")
+    ap.add_argument("--evaluation", type=Path, help="evaluation JSON of the same model, recorded in its info")
+    ap.add_argument("--recipe", default="", help="the recipe that reproduces the file, recorded in its info")
+    args = ap.parse_args()
+
+    ckpt = load_checkpoint(args.model)
+    speakers, info = list(ckpt.speakers), dict(ckpt.info, recipe=args.recipe)
+    if args.letters:
+        if len(speakers) > len(string.ascii_uppercase):
+            raise SystemExit(f"{args.model}: {len(speakers)} speakers; letters run out at 26")
+        letters = list(string.ascii_uppercase[: len(speakers)])
+        info["voices"] = {letter: f"{name} ({VOICES[name].engine} {VOICES[name].name}): {VOICES[name].about}"
+                          if name in VOICES else name for letter, name in zip(letters, speakers, strict=True)}
+        info["trained_speakers"], speakers = speakers, letters
+        rename = dict(zip(info["trained_speakers"], letters, strict=True))
+        info["pitch"] = {rename[name]: stats for name, stats in info.get("pitch", {}).items()}
+    if args.evaluation:
+        report = json.loads(args.evaluation.read_text())
+        report.pop("per_pair", None)  # the summary rows are enough to compare versions
+        info["evaluation"] = report
+    bundled = Checkpoint(ckpt.model, ckpt.mel, speakers, ckpt.task, ckpt.vocoder, info)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(args.output, bundled, dtype=torch.float16)
+    size_mb = args.output.stat().st_size / 1e6
+
+    half = load_checkpoint(args.output)  # the fp16 file decodes like the fp32 model
+    mel = torch.randn(2, ckpt.mel.n_mels, 200) + ckpt.model.mel_mean[:, None]
+    ids = torch.tensor([0, len(speakers) - 1]) if speakers else None
+    with torch.inference_mode():
+        diff = float((half.model.reconstruct(mel, ids) - ckpt.model.reconstruct(mel, ids)).abs().mean())
+    for letter, voice in info.get("voices", {}).items():
+        print(f"  {letter}  {voice}")
+    print(f"wrote {args.output}: {size_mb:.1f} MB (limit {LIMIT_MB:g}), fp16 vs fp32 mean |log-mel diff| {diff:.4f}")
+    if size_mb > LIMIT_MB:
+        raise SystemExit(f"{args.output}: {size_mb:.1f} MB is over the {LIMIT_MB:g} MB limit for bundled models")
+
+
+if __name__ == "__main__":
+    main()
