@@ -130,7 +130,8 @@ def _checkpoint_info(path: Path) -> None:
     for k, v in rows:
         if isinstance(v, dict):  # e.g. the bundled model's voices and evaluation
             lines.append(f"  {k}")
-            lines += [f"    {kk:<{width - 2}} {vv}" for kk, vv in v.items()]
+            lines += [f"    {kk:<{width - 2}} " + (", ".join(f"{a}={b}" for a, b in vv.items()) if isinstance(vv, dict)
+                                                else str(vv)) for kk, vv in v.items()]
             continue
         if isinstance(v, list) and len(v) > 8 and all(isinstance(x, int | float) for x in v):
             v = f"{len(v)} values, {min(v):.3g} to {max(v):.3g}"
@@ -251,9 +252,11 @@ def train(
 
 
 @command
-def reconstruct(input: Annotated[Path, typer.Argument(help="Audio file.")], output: OutOpt, model: ModelOpt,
-                speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+def reconstruct(input: Annotated[Path, typer.Argument(help="Audio file.")], output: OutOpt,
+                model: ModelOpt = Path("voice_conversion"), speaker: SpeakerOpt = None,
+                device: DeviceOpt = "auto") -> None:
     """Pass a file through a trained model: encode, decode (posterior mean), vocode. Compare with `resynth`.
+    Without --model, the bundled voice-conversion model (then --speaker picks the voice it is decoded in).
 
     Example: audiovae reconstruct speech.wav -o speech_vae.wav --model runs/speech_vae/model.safetensors
     """
@@ -385,16 +388,27 @@ def _batch(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], str], ver
 
 @command
 def speakers(model: VCModelOpt = Path("voice_conversion")) -> None:
-    """List the speakers of a voice-conversion model (index and name; either works for --speaker).
+    """List the speakers of a voice-conversion model: index and name (either works for --speaker) and, where the
+    model records them, the voice each comes from, its sex and its median F0 on the training data.
 
     Example: audiovae speakers   (the bundled model: voices A-H and where they come from)
     """
+    from .pipelines.convert import speaker_rows
+
     ckpt = _load(model, "cpu")
     if not ckpt.speakers:
         typer.echo(f"{model}: no speakers (a {ckpt.model.model_type} model for task {ckpt.task})")
-    voices = ckpt.info.get("voices", {})
-    for i, name in enumerate(ckpt.speakers):
-        typer.echo(f"{i:3d}  {name}" + (f"  {voices[name]}" if name in voices else ""))
+    rows = speaker_rows(ckpt)
+    width = max((len(str(r["name"])) for r in rows), default=0)
+    for r in rows:
+        line = f"{r['index']:3d}  {r['name']:<{width}}"
+        if "voice" in r:
+            line += f"  {r['voice']:<7} {r.get('sex', ''):<7}"
+        if "median_f0_hz" in r:
+            line += f"  F0 {r['median_f0_hz']:3.0f} Hz"
+        if "made_by" in r or "about" in r:
+            line += "  " + ": ".join(str(r[k]) for k in ("made_by", "about") if k in r)
+        typer.echo(line.rstrip())
     if getattr(ckpt.model, "speaker_encoder", None) is not None:
         typer.echo("any other voice: --speaker-ref REF.wav (one-shot, through the model's speaker encoder)")
 
@@ -512,34 +526,47 @@ app.add_typer(evaluate_app, name="evaluate")
 @evaluate_app.command(name="vc")
 @_guarded
 def evaluate_vc(
-    model: ModelOpt,
     data: Annotated[Path, typer.Option("--data", help="A parallel test set: a speech corpus folder or manifest "
                                                       "(its test split is used).")],
+    model: VCModelOpt = Path("voice_conversion"),
     sentences: Annotated[int, typer.Option(help="Held-out sentences per ordered speaker pair.", min=1)] = 4,
     one_shot: Annotated[bool, typer.Option("--one-shot", help="Give every target by one reference recording "
                                            "(speaker encoder), including test-set voices the model never heard.")
                         ] = False,
     pitch: Annotated[str, typer.Option(help="Pitch register handling, as in `audiovae convert`.")] = "auto",
+    real: Annotated[Path | None, typer.Option("--real", help="Instead: a folder of real recordings of one speaker "
+                                              "(e.g. /usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav), "
+                                              "converted to every speaker of the model.", file_okay=False)] = None,
+    files: Annotated[int, typer.Option(help="With --real: recordings to convert (the next 8 make the source's "
+                                       "reference).", min=1)] = 5,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.",
                                                   dir_okay=False)] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Voice conversion on parallel held-out sentences, all ordered speaker pairs: MCD (DTW), pitch register error,
     resemblyzer similarity to target and source, speaker-ID accuracy; with the ceiling (target resynthesised) and
-    the floor (source unconverted). --one-shot scores conversion to voices given by a reference recording.
+    the floor (source unconverted). --one-shot scores conversion to voices given by a reference recording; --real
+    scores conversion of real recordings of a speaker outside the corpus (no MCD: there is no parallel reading).
 
-    Example: audiovae evaluate vc --model runs/speech_cvae/model.safetensors --data corpora/speech --json vc.json
+    Example: audiovae evaluate vc --data corpora/speech --json vc.json   (the bundled model)
     """
     import json
 
-    from .data.layouts import discover
+    from .data.layouts import AUDIO_EXTENSIONS, discover
     from .fileio import atomic_path
     from .pipelines.convert import check_pitch
     from .pipelines.evaluate_vc import evaluate_vc as run
+    from .pipelines.evaluate_vc import evaluate_vc_real
 
     ckpt = _load(model, device)
-    report = run(ckpt, [e for e in discover(data) if e.split == "test"], sentences, one_shot=one_shot,
-                 pitch=check_pitch(pitch))
+    test = [e for e in discover(data) if e.split == "test"]
+    if real is not None:
+        if not real.is_dir():
+            raise AudiovaeError(f"{real}: no such folder")
+        recordings = sorted(p for p in real.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch))
+    else:
+        report = run(ckpt, test, sentences, one_shot=one_shot, pitch=check_pitch(pitch))
     typer.echo(report.table())
     if json_out:
         with atomic_path(json_out) as tmp:

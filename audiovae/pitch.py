@@ -77,22 +77,29 @@ def track_f0(wave: torch.Tensor, config: MelConfig, fmin: float = F0_MIN, fmax: 
 
 @dataclass(frozen=True)
 class Register:
-    """A voice's pitch register: mean and standard deviation of natural-log F0 over voiced frames."""
+    """A voice's pitch register: mean, standard deviation and median of natural-log F0 over voiced frames."""
 
     mean: float
     std: float
+    median: float | None = None  # None in checkpoints written before it was recorded
 
     @property
     def hz(self) -> float:
         """Geometric-mean F0 in Hz."""
         return math.exp(self.mean)
 
+    @property
+    def median_hz(self) -> float:
+        """Median F0 in Hz (the geometric mean where the median was not recorded)."""
+        return math.exp(self.median if self.median is not None else self.mean)
+
     def to_list(self) -> list[float]:
-        return [round(self.mean, 5), round(self.std, 5)]
+        values = [self.mean, self.std] + ([self.median] if self.median is not None else [])
+        return [round(v, 5) for v in values]
 
     @classmethod
     def from_list(cls, values: list[float]) -> Register:
-        return cls(float(values[0]), float(values[1]))
+        return cls(*(float(v) for v in values[:3]))
 
 
 def register(f0s: list[torch.Tensor], voiced: list[torch.Tensor]) -> Register | None:
@@ -100,7 +107,7 @@ def register(f0s: list[torch.Tensor], voiced: list[torch.Tensor]) -> Register | 
     logs = torch.cat([torch.log(f[v]) for f, v in zip(f0s, voiced, strict=True)])
     if logs.numel() < 5:
         return None
-    return Register(float(logs.mean()), max(float(logs.std()), 1e-3))
+    return Register(float(logs.mean()), max(float(logs.std()), 1e-3), float(logs.median()))
 
 
 def warp_ratios(f0: torch.Tensor, voiced: torch.Tensor, source: Register, target: Register,

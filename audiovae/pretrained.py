@@ -20,7 +20,8 @@ DEFAULT_VC = "voice_conversion"
 
 
 def bundled_path(name: str) -> Path:
-    """Path of a bundled model by name."""
+    """Path of a bundled model by name (``voice-conversion`` and ``voice_conversion`` are the same)."""
+    name = name.replace("-", "_")
     if name not in BUNDLED:
         raise ConfigError(f"no bundled model {name!r}; bundled: {', '.join(BUNDLED)}")
     return MODELS_DIR / f"{name}.safetensors"
@@ -29,6 +30,6 @@ def bundled_path(name: str) -> Path:
 def resolve_model(model: str | os.PathLike[str]) -> Path:
     """A checkpoint path as given, or a bundled model's file when ``model`` is one of their names."""
     path = Path(model)
-    if str(model) in BUNDLED and not path.exists():
+    if str(model).replace("-", "_") in BUNDLED and not path.exists():
         return bundled_path(str(model))
     return path

@@ -4,9 +4,11 @@ Usage: ``python recipes/export.py RUN/model.safetensors -o OUT.safetensors [--le
 [--recipe recipes/NAME/run.sh]``
 
 ``--letters`` (voice conversion) renames the speakers A, B, C, … in their sorted order and records which voice each
-letter is (engine, voice, how it was derived), so ``audiovae speakers`` can tell. Evaluation numbers, when given, go
-into the info too. The weights are the run's (EMA) weights in float16: half the size, and the log-mels they produce
-differ from float32's by far less than the model's own error (checked and printed).
+letter is (corpus voice, engine, how it was derived, sex, median F0), so ``audiovae speakers`` can tell. With
+``--data CORPUS`` every speaker's pitch register (mean, spread and median of log-F0) is measured again on its
+training files, so that checkpoints trained before the median was recorded get it too. Evaluation numbers, when
+given, go into the info too. The weights are the run's (EMA) weights in float16: half the size, and the log-mels they
+produce differ from float32's by far less than the model's own error (checked and printed).
 """
 
 from __future__ import annotations
@@ -20,8 +22,21 @@ import torch
 
 from audiovae.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from audiovae.data.corpora.speech import VOICES
+from audiovae.data.layouts import discover
+from audiovae.pitch import Register, speaker_registers
 
 LIMIT_MB = 15.0
+
+
+def describe(name: str, pitch: list[float] | None) -> dict[str, object]:
+    """What ``audiovae speakers`` prints for one voice of the bundled model."""
+    voice = VOICES.get(name)
+    out: dict[str, object] = {"voice": name}
+    if voice is not None:
+        out |= {"sex": voice.sex, "made_by": f"{voice.engine} {voice.name}", "about": voice.about}
+    if pitch:
+        out["median_f0_hz"] = round(Register.from_list(pitch).median_hz, 1)
+    return out
 
 
 def main() -> None:
@@ -31,16 +46,20 @@ def main() -> None:
     ap.add_argument("--letters", action="store_true", help="rename the speakers A, B, C, ... (voice conversion)")
     ap.add_argument("--evaluation", type=Path, help="evaluation JSON of the same model, recorded in its info")
     ap.add_argument("--recipe", default="", help="the recipe that reproduces the file, recorded in its info")
+    ap.add_argument("--data", type=Path, help="the training corpus: measure each speaker's pitch register again")
     args = ap.parse_args()
 
     ckpt = load_checkpoint(args.model)
     speakers, info = list(ckpt.speakers), dict(ckpt.info, recipe=args.recipe)
+    if args.data:
+        train = [e for e in discover(args.data) if e.split == "train" and e.speaker in speakers]
+        info["pitch"] = {name: r.to_list() for name, r in speaker_registers(train, ckpt.mel).items()}
     if args.letters:
         if len(speakers) > len(string.ascii_uppercase):
             raise SystemExit(f"{args.model}: {len(speakers)} speakers; letters run out at 26")
         letters = list(string.ascii_uppercase[: len(speakers)])
-        info["voices"] = {letter: f"{name} ({VOICES[name].engine} {VOICES[name].name}): {VOICES[name].about}"
-                          if name in VOICES else name for letter, name in zip(letters, speakers, strict=True)}
+        info["voices"] = {letter: describe(name, info.get("pitch", {}).get(name))
+                          for letter, name in zip(letters, speakers, strict=True)}
         info["trained_speakers"], speakers = speakers, letters
         rename = dict(zip(info["trained_speakers"], letters, strict=True))
         info["pitch"] = {rename[name]: stats for name, stats in info.get("pitch", {}).items()}
@@ -59,7 +78,7 @@ def main() -> None:
     with torch.inference_mode():
         diff = float((half.model.reconstruct(mel, ids) - ckpt.model.reconstruct(mel, ids)).abs().mean())
     for letter, voice in info.get("voices", {}).items():
-        print(f"  {letter}  {voice}")
+        print(f"  {letter}  " + ", ".join(f"{k}={v}" for k, v in voice.items()))
     print(f"wrote {args.output}: {size_mb:.1f} MB (limit {LIMIT_MB:g}), fp16 vs fp32 mean |log-mel diff| {diff:.4f}")
     if size_mb > LIMIT_MB:
         raise SystemExit(f"{args.output}: {size_mb:.1f} MB is over the {LIMIT_MB:g} MB limit for bundled models")

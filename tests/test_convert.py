@@ -199,6 +199,21 @@ def test_evaluate_vc_reports_converted_ceiling_and_floor(tmp_path):
     assert "  unseen" in r.stdout and report["unseen_speakers"] == ["cleo"] and report["pairs"] == 6
     assert report["unseen"]["mcd_db"] > 0 and report["floor"] == floor  # the same references, the same floor
 
+    (tmp_path / "real" / "dora").mkdir(parents=True)  # "real" recordings of a voice outside the corpus
+    for i, text in enumerate(texts + ["A large size in stockings is hard to sell."]):
+        subprocess.run(["espeak-ng", "-v", "en+m3", "-w", str(tmp_path / "real" / "dora" / f"{i}.wav"), text],
+                       check=True)
+    r = run_cli("evaluate", "vc", "--model", ckpt, "--data", tmp_path / "corpus", "--real", tmp_path / "real" / "dora",
+                "--files", "2", "--json", tmp_path / "real.json")
+    assert r.returncode == 0, r.stderr
+    assert "2 real recordings of dora x 3 targets" in r.stdout
+    real = json.loads((tmp_path / "real.json").read_text())
+    assert real["floor"]["sim_source"] > real["floor"]["sim_target"] and real["floor"]["closer_to_target"] == 0.0
+    assert real["converted"]["f0_error_st"] >= 0 and real["targets"] == NAMES
+    r = run_cli("evaluate", "vc", "--model", ckpt, "--data", tmp_path / "corpus", "--real", tmp_path / "real" / "dora",
+                "--files", "4")
+    assert r.returncode == 1 and "need 4 to convert" in r.stderr
+
 
 # --- the bundled model ----------------------------------------------------------------------------------------------
 

@@ -245,7 +245,8 @@ def test_cvae_checkpoint_holds_the_speaker_folders(speakers_dir, tmp_path):
     assert ckpt.speakers == sorted(SPEAKERS) and ckpt.model.config.n_speakers == 3 and ckpt.task == "convert"
     registers = ckpt.info["pitch"]  # each voice's pitch register, for `convert --pitch auto`
     assert sorted(registers) == sorted(SPEAKERS)
-    assert all(50 < math.exp(mean) < 500 and std > 0 for mean, std in registers.values())
+    assert all(50 < math.exp(mean) < 500 and std > 0 and 50 < math.exp(median) < 500
+               for mean, std, median in registers.values())
     mel = torch.randn(1, 80, 32) - 5
     assert ckpt.model.reconstruct(mel, torch.tensor([2])).shape == mel.shape
 

@@ -58,6 +58,22 @@ def table_voice(ckpt: Checkpoint, speaker: str | int) -> Voice:
     return Voice(name, ids, Register.from_list(stored) if stored else None)
 
 
+def speaker_rows(ckpt: Checkpoint) -> list[dict[str, object]]:
+    """One row per speaker of the table: index, name and, where the checkpoint records them, the voice it comes from
+    (``voices``, written by the export of a bundled model: voice, sex, how it was made) and its median F0 in Hz
+    (from the pitch registers measured on the training data)."""
+    voices, pitch = ckpt.info.get("voices", {}), ckpt.info.get("pitch", {})
+    rows = []
+    for i, name in enumerate(ckpt.speakers):
+        row: dict[str, object] = {"index": i, "name": name}
+        voice = voices.get(name)
+        row |= voice if isinstance(voice, dict) else ({"about": voice} if voice else {})
+        if name in pitch:
+            row["median_f0_hz"] = round(Register.from_list(pitch[name]).median_hz, 1)
+        rows.append(row)
+    return rows
+
+
 def utterance_register(waves: Sequence[torch.Tensor], ckpt: Checkpoint) -> Register | None:
     """Pitch register of the voice in ``waves`` (``[T]`` each, at the model's rate); ``None`` if none is voiced."""
     tracks = [track_f0(w.float().cpu(), ckpt.mel) for w in waves]

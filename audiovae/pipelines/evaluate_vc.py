@@ -22,6 +22,7 @@ import math
 import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -94,6 +95,36 @@ def _speaker_encoder():  # noqa: ANN202
     return VoiceEncoder(device="cpu", verbose=False)
 
 
+class _Judge:
+    """What every evaluation here measures with: audio loading at the model's rate, resemblyzer embeddings
+    (unit-norm), speaker references (the normalised mean over several utterances), mean log-F0."""
+
+    def __init__(self, ckpt: Checkpoint) -> None:
+        self.ckpt, self.encoder = ckpt, _speaker_encoder()
+        self.mel = MelSpectrogram(ckpt.mel)
+        self.vocoder = vocoder_for(ckpt)
+
+    def load(self, path: str | Path) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return audio.load(path, self.ckpt.mel.sample_rate, min_samples=self.ckpt.mel.min_samples)[0]
+
+    def embed(self, wave: torch.Tensor) -> np.ndarray:
+        from resemblyzer import preprocess_wav
+
+        e = self.encoder.embed_utterance(preprocess_wav(wave.numpy(), source_sr=self.ckpt.mel.sample_rate))
+        return e / np.linalg.norm(e)
+
+    def reference(self, paths: list[str] | list[Path]) -> np.ndarray:
+        ref = np.mean([self.embed(self.load(p)) for p in paths], axis=0)
+        return ref / np.linalg.norm(ref)
+
+    def log_f0(self, wave: torch.Tensor) -> float:
+        f0, voiced = track_f0(wave, self.ckpt.mel)
+        found = register([f0], [voiced])
+        return found.mean if found is not None else float("nan")
+
+
 def _scores(records: list[dict]) -> Scores:
     by_pair = defaultdict(list)
     for r in records:
@@ -109,8 +140,6 @@ def _scores(records: list[dict]) -> Scores:
 def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, progress: bool = True,
                 one_shot: bool = False, pitch: str | float = "auto") -> VCReport:
     """Evaluate ``ckpt`` on ``entries`` (a parallel test set: speaker, text and absolute path set)."""
-    from resemblyzer import preprocess_wav
-
     if one_shot:
         speakers = sorted({e.speaker for e in entries if e.speaker})
     else:
@@ -124,24 +153,9 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
         raise AudiovaeError("evaluate vc needs sentences read by every speaker of the model (a parallel test set, "
                             f"e.g. the test split of `audiovae corpus speech`); found {len(parallel)}")
     chosen, others = parallel[:sentences], parallel[sentences:] or parallel
-    sr = ckpt.mel.sample_rate
-    encoder = _speaker_encoder()
-    mel = MelSpectrogram(ckpt.mel)
-    vocoder = vocoder_for(ckpt)
-
-    def load(path: str) -> torch.Tensor:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return audio.load(path, sr, min_samples=ckpt.mel.min_samples)[0]
-
-    def embed(wave: torch.Tensor) -> np.ndarray:
-        e = encoder.embed_utterance(preprocess_wav(wave.numpy(), source_sr=sr))
-        return e / np.linalg.norm(e)
-
-    refs = {}
-    for s in speakers:
-        ref = np.mean([embed(load(by_text[t][s])) for t in others[:8]], axis=0)
-        refs[s] = ref / np.linalg.norm(ref)
+    judge = _Judge(ckpt)
+    mel, vocoder, load, embed = judge.mel, judge.vocoder, judge.load, judge.embed
+    refs = {s: judge.reference([by_text[t][s] for t in others[:8]]) for s in speakers}
     names, matrix = list(refs), np.stack(list(refs.values()))
     if one_shot:  # the target as the model sees it: one held-out sentence, disjoint from everything scored
         reference = others[8] if len(others) > 8 else others[-1]
@@ -150,10 +164,7 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
         targets = {s: table_voice(ckpt, s) for s in speakers}
     unseen = [s for s in speakers if s not in ckpt.speakers]
 
-    def log_f0(wave: torch.Tensor) -> float:
-        f0, voiced = track_f0(wave, ckpt.mel)
-        found = register([f0], [voiced])
-        return found.mean if found is not None else float("nan")
+    log_f0 = judge.log_f0
 
     def record(wave: torch.Tensor, real_target: torch.Tensor, source: str, target: str) -> dict:
         e = embed(wave)
@@ -186,3 +197,73 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
     unseen_records = [r for r in converted if r["target"] in unseen]
     return VCReport(_scores(converted), _scores(ceiling), _scores(floor), speakers, len(chosen), len(pairs), per_pair,
                     _scores(unseen_records) if unseen_records else None, unseen, pitch)
+
+
+@dataclass
+class RealReport:
+    """Conversion of real recordings (not in any training corpus, no parallel reference): the converted audio and,
+    as the floor, the recordings unconverted. MCD is not defined here (nothing to align against)."""
+
+    converted: Scores
+    floor: Scores
+    source: str
+    targets: list[str]
+    files: int
+    pitch: str | float = "auto"
+
+    def table(self) -> str:
+        head = (f"{'':10s} {'F0 err st':>9s} {'sim→target':>11s} {'sim→source':>11s} {'closer→tgt':>11s} "
+                f"{'spk-ID acc':>11s}")
+        lines = [f"{self.files} real recordings of {self.source} x {len(self.targets)} targets, --pitch {self.pitch}",
+                 head]
+        for name, s in (("converted", self.converted), ("floor", self.floor)):
+            lines.append(f"{name:10s} {s.f0_error_st:9.2f} {s.sim_target:11.3f} {s.sim_source:11.3f} "
+                         f"{100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Path], files: int = 5,
+                     progress: bool = True, pitch: str | float = "auto") -> RealReport:
+    """Convert the first ``files`` of ``recordings`` (one real speaker) to every speaker of the model.
+
+    Speaker similarity (resemblyzer) is to each target's reference, made from 8 of its held-out sentences in
+    ``entries``, and to the source's, made from up to 8 *other* recordings; speaker identification picks the nearest
+    of all those references (the source's included). The F0 error is the distance in semitones between the mean
+    log-F0 of the converted audio and of the target's reference sentences.
+    """
+    speakers = list(ckpt.speakers)
+    if len(recordings) < files + 1:
+        raise AudiovaeError(f"{len(recordings)} recording(s): need {files} to convert and at least one more for the "
+                            "source speaker's reference")
+    judge = _Judge(ckpt)
+    paths = defaultdict(list)
+    for e in sorted(entries, key=lambda e: e.path):
+        if e.speaker in speakers:
+            paths[e.speaker].append(e.path)
+    short = [s for s in speakers if not paths[s]]
+    if short:
+        raise AudiovaeError(f"no test recordings of speaker(s) {', '.join(short)} to make their references from")
+    source = Path(recordings[0]).parent.name or "source"
+    refs = {s: judge.reference(paths[s][:8]) for s in speakers}
+    refs[source] = judge.reference(recordings[files: files + 8])
+    target_f0 = {s: float(np.nanmean([judge.log_f0(judge.load(p)) for p in paths[s][:8]])) for s in speakers}
+    names, matrix = list(refs), np.stack(list(refs.values()))
+
+    def record(wave: torch.Tensor, target: str) -> dict:
+        e = judge.embed(wave)
+        return {"source": source, "target": target, "mcd": float("nan"),
+                "f0_error": abs(judge.log_f0(wave) - target_f0[target]) * 12 / math.log(2),
+                "sim_target": float(e @ refs[target]), "sim_source": float(e @ refs[source]),
+                "predicted": names[int(np.argmax(matrix @ e))]}
+
+    converted, floor = [], []
+    for path in tqdm(recordings[:files], desc="evaluate vc (real)", unit="file", disable=not progress):
+        wave = judge.load(path)
+        for target in speakers:
+            out, _ = convert(wave, ckpt, table_voice(ckpt, target), vocoder=judge.vocoder, pitch=pitch)
+            converted.append(record(out, target))
+            floor.append(record(wave, target))
+    return RealReport(_scores(converted), _scores(floor), source, speakers, files, pitch)

@@ -60,6 +60,7 @@ class Voice:
         f0: intonation target ``(mean, std)`` in Hz; ``None`` keeps the voice's own.
         speed: resampling factor applied after synthesis, like ``sox speed``: above 1 raises formants and pitch and
             shortens the file.
+        sex: how the voice is heard (``male`` or ``female``): for derived voices, after the change of register.
     """
 
     engine: str
@@ -68,6 +69,7 @@ class Voice:
     about: str
     f0: tuple[float, float] | None = None
     speed: float = 1.0
+    sex: str = "male"
 
     def describe(self) -> str:
         how = f"{self.engine} voice {self.name}"
@@ -81,11 +83,12 @@ class Voice:
 VOICES: dict[str, Voice] = {
     "kal": Voice("festival", "kal_diphone", "festvox-kallpc16k", "American male, diphone"),
     "ked": Voice("festival", "ked_diphone", "festvox-kdlpc16k", "American male, diphone"),
-    "slt": Voice("festival", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts", "American female, HMM (HTS)"),
+    "slt": Voice("festival", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts", "American female, HMM (HTS)",
+                 sex="female"),
     "awb": Voice("flite", "awb", "flite", "Scottish male, clustergen"),
     "rms": Voice("flite", "rms", "flite", "American male, clustergen"),
     "kal_hi": Voice("festival", "kal_diphone", "festvox-kallpc16k", "high voice derived from kal (F0 ~190 Hz, "
-                    "formants +10%)", f0=(175, 30), speed=1.1),
+                    "formants +10%)", f0=(175, 30), speed=1.1, sex="female"),
     "awb_hi": Voice("flite", "awb", "flite", "higher Scottish voice derived from awb (F0 ~160 Hz, formants +8%)",
                     f0=(150, 20), speed=1.08),
     "slt_lo": Voice("flite", "slt", "flite", "low voice derived from flite's slt (F0 ~115 Hz, formants -10%)",

@@ -1,0 +1,115 @@
+"""The few-line Python API: load a model by name or path, then work on files or waveforms.
+
+    import audiovae
+    vc = audiovae.load("voice-conversion")           # the bundled model, or a path to any speech_cvae checkpoint
+    vc.speakers                                       # ['A', 'B', ...]
+    wave, sr = vc.convert("in.wav", speaker="B")      # torch.Tensor [T] at vc.sample_rate
+
+Like ``Vocos.from_pretrained`` or DAC's ``load_model``: one call that needs no config and no network. Every method is
+a thin wrapper over :mod:`audiovae.pipelines` (the CLI calls the same functions).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from . import audio
+from .checkpoint import Checkpoint, load_checkpoint
+from .device import resolve_device
+from .errors import ConfigError
+from .pipelines import convert as vc
+from .pipelines import latent
+from .pretrained import resolve_model
+
+Audio = str | os.PathLike[str] | torch.Tensor | np.ndarray
+
+
+class Model:
+    """A loaded checkpoint with its front end and vocoder: reconstruct, encode, decode."""
+
+    def __init__(self, checkpoint: Checkpoint, vocoder: str | None = None) -> None:
+        self.checkpoint = checkpoint
+        self.vocoder = latent.vocoder_for(checkpoint, vocoder)
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of every waveform this model takes (after resampling) and returns."""
+        return self.checkpoint.mel.sample_rate
+
+    @property
+    def speakers(self) -> list[str]:
+        """Names accepted by ``speaker=`` (indices work too); empty for unconditioned models."""
+        return list(self.checkpoint.speakers)
+
+    def load_audio(self, source: Audio, sample_rate: int | None = None) -> torch.Tensor:
+        """A file (any format, rate, channels) or a waveform ``[T]``/``[C, T]`` at ``sample_rate`` -> mono ``[T]``
+        at the model's rate."""
+        mel = self.checkpoint.mel
+        if isinstance(source, str | os.PathLike):
+            return audio.load(source, mel.sample_rate, min_samples=mel.min_samples)[0]
+        wave = torch.as_tensor(source, dtype=torch.float32)
+        if wave.ndim == 2:
+            wave = wave.mean(dim=0)
+        if wave.ndim != 1:
+            raise ConfigError(f"expected a waveform [T] or [channels, T], got shape {tuple(wave.shape)}")
+        if sample_rate is None:
+            raise ConfigError("a waveform needs its sample_rate (or pass a file path)")
+        if sample_rate != mel.sample_rate:
+            wave = torch.from_numpy(audio.resample(wave.numpy(), sample_rate, mel.sample_rate))
+        if wave.numel() < mel.min_samples:
+            raise ConfigError(f"waveform of {wave.numel()} samples is too short (at least {mel.min_samples})")
+        return wave
+
+    def reconstruct(self, source: Audio, speaker: str | int | None = None, sample_rate: int | None = None
+                    ) -> tuple[torch.Tensor, int]:
+        """Through the model and back: ``(wave [T], rate)``."""
+        wave = self.load_audio(source, sample_rate)
+        return latent.reconstruct(wave, self.checkpoint, speaker, self.vocoder), self.sample_rate
+
+    def encode(self, source: Audio, speaker: str | int | None = None, sample_rate: int | None = None
+               ) -> torch.Tensor:
+        """Posterior means ``[latent_dim, latent_frames]``."""
+        return latent.encode(self.load_audio(source, sample_rate), self.checkpoint, speaker)
+
+    def decode(self, z: torch.Tensor, speaker: str | int | None = None) -> tuple[torch.Tensor, int]:
+        """Latents ``[latent_dim, latent_frames]`` -> ``(wave [T], rate)``."""
+        return latent.decode(z, self.checkpoint, speaker, self.vocoder), self.sample_rate
+
+
+class VoiceConverter(Model):
+    """A speaker-conditioned model: convert speech into one of its speakers, or into a voice given by recordings."""
+
+    def convert(self, source: Audio, speaker: str | int | None = None, *, reference: Audio | Sequence[Audio] | None
+                = None, pitch: str | float = "auto", sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+        """Convert ``source`` to ``speaker`` (name or index) or to the voice of ``reference`` recordings (one-shot).
+
+        ``pitch``: ``auto`` moves the input's pitch register to the target's first, ``model`` leaves it to the
+        decoder, a number shifts by that many semitones. Returns ``(wave [T], rate)``, as long as the input.
+        """
+        if (speaker is None) == (reference is None):
+            raise ConfigError("give the target as speaker=NAME or as reference=RECORDING (one of the two)")
+        if reference is not None:
+            refs = list(reference) if isinstance(reference, list | tuple) else [reference]
+            voice = vc.reference_voice(self.checkpoint, [self.load_audio(r, sample_rate) for r in refs])
+        else:
+            voice = vc.table_voice(self.checkpoint, speaker)
+        wave = self.load_audio(source, sample_rate)
+        out, _ = vc.convert(wave, self.checkpoint, voice, vocoder=self.vocoder, pitch=pitch)
+        return out, self.sample_rate
+
+    def describe(self) -> list[dict[str, object]]:
+        """One row per speaker, as ``audiovae speakers`` prints it: index, name and, where recorded, the voice it
+        comes from, its sex and its median F0 in Hz."""
+        return vc.speaker_rows(self.checkpoint)
+
+
+def load(model: str | os.PathLike[str] = "voice-conversion", device: str = "auto", vocoder: str | None = None
+         ) -> Model:
+    """A bundled model by name (``voice-conversion``) or a checkpoint path -> a ready :class:`Model`
+    (a :class:`VoiceConverter` for speaker-conditioned checkpoints). Loading never executes code from the file."""
+    ckpt = load_checkpoint(resolve_model(model), resolve_device(device))
+    return (VoiceConverter if ckpt.speakers else Model)(ckpt, vocoder)
