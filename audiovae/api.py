@@ -84,11 +84,11 @@ class VoiceConverter(Model):
     """A speaker-conditioned model: convert speech into one of its speakers, or into a voice given by recordings."""
 
     def convert(self, source: Audio, speaker: str | int | None = None, *, reference: Audio | Sequence[Audio] | None
-                = None, pitch: str | float = "auto", sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+                = None, pitch: str | float = "model", sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
         """Convert ``source`` to ``speaker`` (name or index) or to the voice of ``reference`` recordings (one-shot).
 
-        ``pitch``: ``auto`` moves the input's pitch register to the target's first, ``model`` leaves it to the
-        decoder, a number shifts by that many semitones. Returns ``(wave [T], rate)``, as long as the input.
+        ``pitch``: ``model`` leaves the pitch register to the decoder, ``shift`` moves the input's register to
+        the target's first, a number shifts by that many semitones. Returns ``(wave [T], rate)``, as long as the input.
         """
         if (speaker is None) == (reference is None):
             raise ConfigError("give the target as speaker=NAME or as reference=RECORDING (one of the two)")

@@ -428,18 +428,18 @@ def convert(
                                           file_okay=False)] = Path("converted"),
     source_speaker: Annotated[str | None, typer.Option(help="Speaker of the input, for models whose encoder is "
                                                             "speaker-conditioned (default: estimated).")] = None,
-    pitch: Annotated[str, typer.Option(help="Pitch register: auto (move the input's log-F0 mean and spread to the "
-                                       "target voice's), model (leave it to the decoder) or semitones (e.g. -5).")
-                     ] = "auto",
+    pitch: Annotated[str, typer.Option(help="Pitch register: model (the decoder moves it to the target's), shift "
+                                       "(move the input's log-F0 mean and spread to the target's before encoding) "
+                                       "or semitones (e.g. -5).")] = "model",
     vocoder: VocoderOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Convert speech to another voice: a speaker of the model, or one given by a reference recording.
 
     The content is encoded (the encoder is trained to drop the voice), then decoded with the target speaker and
-    resynthesised. --pitch auto first moves the input's pitch register to the target's (measured on the model's
-    training data, or on the reference). A folder is converted file by file; unreadable files are reported and
-    skipped, the rest still written.
+    resynthesised. The decoder puts the speech in the target's pitch register; --pitch shift moves the input's
+    register to the target's before encoding instead (measured on the model's training data or on the reference). A
+    folder is converted file by file; unreadable files are reported and skipped, the rest still written.
 
     Examples: audiovae convert speech.wav --speaker B;
     audiovae convert speech.wav --speaker-ref someone.wav;
@@ -533,7 +533,7 @@ def evaluate_vc(
     one_shot: Annotated[bool, typer.Option("--one-shot", help="Give every target by one reference recording "
                                            "(speaker encoder), including test-set voices the model never heard.")
                         ] = False,
-    pitch: Annotated[str, typer.Option(help="Pitch register handling, as in `audiovae convert`.")] = "auto",
+    pitch: Annotated[str, typer.Option(help="Pitch register handling, as in `audiovae convert`.")] = "model",
     real: Annotated[Path | None, typer.Option("--real", help="Instead: a folder of real recordings of one speaker "
                                               "(e.g. /usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav), "
                                               "converted to every speaker of the model.", file_okay=False)] = None,

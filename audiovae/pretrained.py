@@ -30,6 +30,11 @@ def bundled_path(name: str) -> Path:
 def resolve_model(model: str | os.PathLike[str]) -> Path:
     """A checkpoint path as given, or a bundled model's file when ``model`` is one of their names."""
     path = Path(model)
-    if str(model).replace("-", "_") in BUNDLED and not path.exists():
+    if path.exists():
+        return path
+    if str(model).replace("-", "_") in BUNDLED:
         return bundled_path(str(model))
+    if not path.suffix:  # a name, not a file path: say what names there are
+        raise ConfigError(f"{model}: no such checkpoint, and no bundled model of that name (bundled: "
+                          f"{', '.join(BUNDLED)})")
     return path

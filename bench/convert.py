@@ -58,11 +58,11 @@ def main() -> None:
         return seconds, time.perf_counter() - t0
 
     audio_s, t_conv = run(lambda w, e: convert(w, ckpt, target[e.speaker], e.speaker, vocoder)[0])
-    _, t_model = run(lambda w, e: convert(w, ckpt, target[e.speaker], e.speaker, vocoder, pitch="model")[0])
+    _, t_shift = run(lambda w, e: convert(w, ckpt, target[e.speaker], e.speaker, vocoder, pitch="shift")[0])
     _, t_resynth = run(lambda w, e: resynthesize(w, vocoder))
     print(f"{device.type:5s} convert, batch of files     {audio_s / t_conv:7.1f}x realtime ({len(files)} files, "
-          f"{audio_s:.0f} s; --pitch auto)")
-    print(f"{device.type:5s} the same, --pitch model     {audio_s / t_model:7.1f}x realtime")
+          f"{audio_s:.0f} s; --pitch model)")
+    print(f"{device.type:5s} the same, --pitch shift     {audio_s / t_shift:7.1f}x realtime")
     if getattr(ckpt.model, "speaker_encoder", None) is not None:
         t0 = time.perf_counter()
         voice = reference_voice(ckpt, [audio.load(files[-1].path, sr)[0]])

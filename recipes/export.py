@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import string
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from audiovae.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from audiovae.data.corpora.speech import VOICES
 from audiovae.data.layouts import discover
+from audiovae.fileio import atomic_path
 from audiovae.pitch import Register, speaker_registers
 
 LIMIT_MB = 15.0
@@ -47,6 +49,9 @@ def main() -> None:
     ap.add_argument("--evaluation", type=Path, help="evaluation JSON of the same model, recorded in its info")
     ap.add_argument("--recipe", default="", help="the recipe that reproduces the file, recorded in its info")
     ap.add_argument("--data", type=Path, help="the training corpus: measure each speaker's pitch register again")
+    ap.add_argument("--install", type=Path, help="the bundled file inside the package: replaced by the export only "
+                    "when it is missing or the new evaluation is better (lower MCD, no fewer pairs closer to the "
+                    "target)")
     args = ap.parse_args()
 
     ckpt = load_checkpoint(args.model)
@@ -82,6 +87,29 @@ def main() -> None:
     print(f"wrote {args.output}: {size_mb:.1f} MB (limit {LIMIT_MB:g}), fp16 vs fp32 mean |log-mel diff| {diff:.4f}")
     if size_mb > LIMIT_MB:
         raise SystemExit(f"{args.output}: {size_mb:.1f} MB is over the {LIMIT_MB:g} MB limit for bundled models")
+    if args.install:
+        install(args.output, args.install)
+
+
+def install(new: Path, bundled: Path) -> bool:
+    """Copy ``new`` over ``bundled`` (atomically) when there is none yet or ``new`` evaluates better; say which."""
+    if bundled.exists():
+        old_eval = load_checkpoint(bundled).info.get("evaluation", {}).get("converted")
+        new_eval = load_checkpoint(new).info.get("evaluation", {}).get("converted")
+        if new_eval is None:
+            print(f"kept {bundled}: the export carries no evaluation to compare (--evaluation)")
+            return False
+        if old_eval is not None and not (new_eval["mcd_db"] < old_eval["mcd_db"]
+                                         and new_eval["closer_to_target"] >= old_eval["closer_to_target"]):
+            print(f"kept {bundled}: it scores MCD {old_eval['mcd_db']:.2f} dB, "
+                  f"{100 * old_eval['closer_to_target']:.0f} % closer to the target; the new export "
+                  f"{new_eval['mcd_db']:.2f} dB, {100 * new_eval['closer_to_target']:.0f} %")
+            return False
+    bundled.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(bundled) as tmp:
+        shutil.copyfile(new, tmp)
+    print(f"installed {new} as {bundled}")
+    return True
 
 
 if __name__ == "__main__":

@@ -112,3 +112,26 @@ def test_recipe_export_writes_a_small_fp16_model_with_lettered_voices(tmp_path):
     assert half.info["recipe"] == "recipes/voice_conversion/run.sh"
     r = run_cli("convert", write(tmp_path / "src.wav", chirp(1.0), SR), "-s", "C", "-m", out, "-o", tmp_path / "c.wav")
     assert r.returncode == 0 and sf.info(tmp_path / "c.wav").frames == SR, r.stderr
+    vc = audiovae.load(out, device="cpu")  # the voice's own name and the index still work
+    torch.testing.assert_close(vc.convert(tmp_path / "src.wav", speaker="slt")[0],
+                               vc.convert(tmp_path / "src.wav", speaker=2)[0])
+    assert "-> C" in run_cli("convert", tmp_path / "src.wav", "-s", "slt", "-m", out, "-o", tmp_path / "s.wav").stdout
+
+    # --install replaces the bundled file only when there is none or the new evaluation is better
+    bundled = tmp_path / "package" / "models" / "vc.safetensors"
+
+    def export(mcd: float, closer: float) -> str:
+        (tmp_path / "eval.json").write_text(json.dumps({"converted": {"mcd_db": mcd, "closer_to_target": closer}}))
+        p = subprocess.run([sys.executable, str(ROOT / "recipes" / "export.py"), str(run), "--letters",
+                            "--evaluation", str(tmp_path / "eval.json"), "-o", str(out), "--install", str(bundled)],
+                           capture_output=True, text=True, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    def installed_mcd() -> float:
+        return load_checkpoint(bundled).info["evaluation"]["converted"]["mcd_db"]
+
+    assert "installed" in export(3.0, 0.9) and installed_mcd() == 3.0
+    assert "kept" in export(3.5, 0.95) and installed_mcd() == 3.0  # worse MCD
+    assert "kept" in export(2.5, 0.8) and installed_mcd() == 3.0  # fewer pairs closer to the target
+    assert "installed" in export(2.5, 0.9) and installed_mcd() == 2.5

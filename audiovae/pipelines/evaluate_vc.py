@@ -42,7 +42,8 @@ from .latent import vocoder_for
 @dataclass
 class Scores:
     """Means over all ordered pairs and sentences (``closer_to_target``: share of ordered pairs whose mean
-    similarity to the target's reference beats the source's)."""
+    similarity to the target's reference beats the source's; ``f0_off``: share of ordered pairs whose mean pitch
+    register error exceeds 15 %, i.e. 2.42 semitones)."""
 
     mcd_db: float
     f0_error_st: float
@@ -50,6 +51,7 @@ class Scores:
     sim_source: float
     closer_to_target: float
     speaker_id_accuracy: float
+    f0_off: float = 0.0
 
 
 @dataclass
@@ -63,11 +65,11 @@ class VCReport:
     per_pair: dict[str, dict[str, float]] = field(default_factory=dict)
     unseen: Scores | None = None  # one-shot: pairs whose target is not in the model's table
     unseen_speakers: list[str] = field(default_factory=list)
-    pitch: str | float = "auto"
+    pitch: str | float = "model"
 
     def table(self) -> str:
-        head = (f"{'':10s} {'MCD dB':>8s} {'F0 err st':>9s} {'sim→target':>11s} {'sim→source':>11s} "
-                f"{'closer→tgt':>11s} {'spk-ID acc':>11s}")
+        head = (f"{'':10s} {'MCD dB':>8s} {'F0 err st':>9s} {'F0 off>15%':>10s} {'sim→target':>11s} "
+                f"{'sim→source':>11s} {'closer→tgt':>11s} {'spk-ID acc':>11s}")
         lines = [f"{self.pairs} ordered speaker pairs x {self.sentences} held-out sentences, --pitch {self.pitch}",
                  head]
         if self.unseen is not None:
@@ -78,8 +80,8 @@ class VCReport:
             rows.append(("  unseen", self.unseen))
         rows += [("ceiling", self.ceiling), ("floor", self.floor)]
         for name, s in rows:
-            lines.append(f"{name:10s} {s.mcd_db:8.2f} {s.f0_error_st:9.2f} {s.sim_target:11.3f} {s.sim_source:11.3f} "
-                         f"{100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
+            lines.append(f"{name:10s} {s.mcd_db:8.2f} {s.f0_error_st:9.2f} {100 * s.f0_off:9.0f}% {s.sim_target:11.3f} "
+                         f"{s.sim_source:11.3f} {100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -93,6 +95,9 @@ def _speaker_encoder():  # noqa: ANN202
         raise AudiovaeError("speaker similarity needs resemblyzer: pip install 'audiovae[eval]' && "
                             "pip install --no-deps resemblyzer") from None
     return VoiceEncoder(device="cpu", verbose=False)
+
+
+F0_OFF_ST = 12 * math.log2(1.15)  # a register more than 15 % off
 
 
 class _Judge:
@@ -131,14 +136,19 @@ def _scores(records: list[dict]) -> Scores:
         by_pair[(r["source"], r["target"])].append(r)
     closer = [np.mean([r["sim_target"] for r in rs]) > np.mean([r["sim_source"] for r in rs])
               for rs in by_pair.values()]
-    return Scores(float(np.mean([r["mcd"] for r in records])), float(np.nanmean([r["f0_error"] for r in records])),
+    with warnings.catch_warnings():  # an unvoiced output has no F0: NaN, left out of the means
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pair_f0 = [np.nanmean([r["f0_error"] for r in rs]) for rs in by_pair.values()]
+        f0_error = float(np.nanmean([r["f0_error"] for r in records]))
+    return Scores(float(np.mean([r["mcd"] for r in records])), f0_error,
                   float(np.mean([r["sim_target"] for r in records])),
                   float(np.mean([r["sim_source"] for r in records])), float(np.mean(closer)),
-                  float(np.mean([r["predicted"] == r["target"] for r in records])))
+                  float(np.mean([r["predicted"] == r["target"] for r in records])),
+                  float(np.mean([e > F0_OFF_ST for e in pair_f0])))
 
 
 def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, progress: bool = True,
-                one_shot: bool = False, pitch: str | float = "auto") -> VCReport:
+                one_shot: bool = False, pitch: str | float = "model") -> VCReport:
     """Evaluate ``ckpt`` on ``entries`` (a parallel test set: speaker, text and absolute path set)."""
     if one_shot:
         speakers = sorted({e.speaker for e in entries if e.speaker})
@@ -209,16 +219,16 @@ class RealReport:
     source: str
     targets: list[str]
     files: int
-    pitch: str | float = "auto"
+    pitch: str | float = "model"
 
     def table(self) -> str:
-        head = (f"{'':10s} {'F0 err st':>9s} {'sim→target':>11s} {'sim→source':>11s} {'closer→tgt':>11s} "
-                f"{'spk-ID acc':>11s}")
+        head = (f"{'':10s} {'F0 err st':>9s} {'F0 off>15%':>10s} {'sim→target':>11s} {'sim→source':>11s} "
+                f"{'closer→tgt':>11s} {'spk-ID acc':>11s}")
         lines = [f"{self.files} real recordings of {self.source} x {len(self.targets)} targets, --pitch {self.pitch}",
                  head]
         for name, s in (("converted", self.converted), ("floor", self.floor)):
-            lines.append(f"{name:10s} {s.f0_error_st:9.2f} {s.sim_target:11.3f} {s.sim_source:11.3f} "
-                         f"{100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
+            lines.append(f"{name:10s} {s.f0_error_st:9.2f} {100 * s.f0_off:9.0f}% {s.sim_target:11.3f} "
+                         f"{s.sim_source:11.3f} {100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -226,7 +236,7 @@ class RealReport:
 
 
 def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Path], files: int = 5,
-                     progress: bool = True, pitch: str | float = "auto") -> RealReport:
+                     progress: bool = True, pitch: str | float = "model") -> RealReport:
     """Convert the first ``files`` of ``recordings`` (one real speaker) to every speaker of the model.
 
     Speaker similarity (resemblyzer) is to each target's reference, made from 8 of its held-out sentences in
@@ -246,7 +256,8 @@ def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Pa
     short = [s for s in speakers if not paths[s]]
     if short:
         raise AudiovaeError(f"no test recordings of speaker(s) {', '.join(short)} to make their references from")
-    source = Path(recordings[0]).parent.name or "source"
+    folder = Path(recordings[0]).parent
+    source = (folder.parent.name if folder.name.lower() in ("wav", "wavs", "audio") else folder.name) or "source"
     refs = {s: judge.reference(paths[s][:8]) for s in speakers}
     refs[source] = judge.reference(recordings[files: files + 8])
     target_f0 = {s: float(np.nanmean([judge.log_f0(judge.load(p)) for p in paths[s][:8]])) for s in speakers}

@@ -18,13 +18,17 @@ from ..vocoders import build_vocoder
 
 
 def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | None:
-    """Speaker name or index -> id tensor ``[1]``; ``None`` for unconditioned models. Errors list the speakers."""
+    """Speaker name or index -> id tensor ``[1]``; ``None`` for unconditioned models. Errors list the speakers.
+    A bundled model's speakers are letters; the names of the voices they were trained on work too."""
     if not ckpt.speakers:
         if speaker is not None:
             raise ConfigError("this model has no speakers; drop --speaker")
         return None
     if speaker is None:
         raise ConfigError(f"this model needs a speaker; choose one of: {', '.join(ckpt.speakers)}")
+    aliases = ckpt.info.get("trained_speakers", [])  # a bundled model's letters stand for these voice names
+    if isinstance(speaker, str) and speaker not in ckpt.speakers and speaker in aliases:
+        speaker = aliases.index(speaker)
     index = SpeakerMap(tuple(ckpt.speakers)).lookup(speaker)
     return torch.tensor([index], device=ckpt.model.mel_mean.device)
 
