@@ -479,7 +479,8 @@ def denoise(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Output folder for a folder of inputs.",
                                           file_okay=False)] = Path("denoised"),
     model: Annotated[Path, typer.Option("--model", "-m", help="A denoising checkpoint (`audiovae train "
-                                        "denoise_vae`), or a bundled model's name.", dir_okay=False)
+                                        "denoise_vae` or recipes/denoise/run.sh); no denoiser is bundled yet, so "
+                                        "this is needed for now.", dir_okay=False)
                      ] = Path("denoise"),
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Dry/wet mix: 0 returns the input, 1 the "
                                             "fully denoised signal.")] = 1.0,
@@ -523,6 +524,18 @@ evaluate_app = typer.Typer(help="Objective evaluations of trained models, as tab
 app.add_typer(evaluate_app, name="evaluate")
 
 
+def _print_report(report, json_out: Path | None) -> None:  # noqa: ANN001 - any report with table() and to_dict()
+    """Print an evaluation report's table and, with --json, write it whole (atomically)."""
+    import json
+
+    from .fileio import atomic_path
+
+    typer.echo(report.table())
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+
+
 @evaluate_app.command(name="vc")
 @_guarded
 def evaluate_vc(
@@ -550,10 +563,7 @@ def evaluate_vc(
 
     Example: audiovae evaluate vc --data corpora/speech --json vc.json   (the bundled model)
     """
-    import json
-
     from .data.layouts import AUDIO_EXTENSIONS, discover
-    from .fileio import atomic_path
     from .pipelines.convert import check_pitch
     from .pipelines.evaluate_vc import evaluate_vc as run
     from .pipelines.evaluate_vc import evaluate_vc_real
@@ -567,10 +577,7 @@ def evaluate_vc(
         report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch))
     else:
         report = run(ckpt, test, sentences, one_shot=one_shot, pitch=check_pitch(pitch))
-    typer.echo(report.table())
-    if json_out:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    _print_report(report, json_out)
 
 
 @evaluate_app.command(name="denoise")
@@ -578,7 +585,7 @@ def evaluate_vc(
 def evaluate_denoise(
     data: Annotated[Path, typer.Option("--data", help="Noisy/clean pairs: a noisy corpus folder, a manifest with "
                                                       "`clean`, or VoiceBank-DEMAND (its test split is used).")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="A denoising checkpoint, or a bundled model's name.",
+    model: Annotated[Path, typer.Option("--model", "-m", help="A denoising checkpoint (no denoiser is bundled yet).",
                                         dir_okay=False)] = Path("denoise"),
     method: Annotated[str, typer.Option(help="mask or vocoder (see `audiovae denoise --help`).")] = "mask",
     limit: Annotated[int, typer.Option(help="Score an evenly spaced subset of this many files (0 = all).",
@@ -592,10 +599,7 @@ def evaluate_denoise(
 
     Example: audiovae evaluate denoise --data corpora/noisy --json denoise.json
     """
-    import json
-
     from .data.layouts import discover
-    from .fileio import atomic_path
     from .pipelines.denoise import Denoiser
     from .pipelines.evaluate_denoise import evaluate_denoise as run
 
@@ -603,10 +607,7 @@ def evaluate_denoise(
     entries = discover(data)
     train_noises = {e.noise for e in entries if e.split == "train" and e.noise}
     report = run(denoiser, [e for e in entries if e.split == "test"], train_noises, limit=limit)
-    typer.echo(report.table())
-    if json_out:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    _print_report(report, json_out)
 
 
 corpus_app = typer.Typer(help="Build the offline corpora (speech, noisy speech, music) used by recipes and tests.",

@@ -141,6 +141,12 @@ def warp_frequency(magnitude: torch.Tensor, ratio: torch.Tensor | float) -> torc
     return out.masked_fill(pos > n_freqs - 1, 0.0)
 
 
+def voice_register(waves: Sequence[torch.Tensor], config: MelConfig) -> Register | None:
+    """Register of the voice in ``waves`` (``[T]`` each, at ``config``'s rate); ``None`` if nothing is voiced."""
+    tracks = [track_f0(w.float().cpu(), config) for w in waves]
+    return register([f for f, _ in tracks], [v for _, v in tracks]) if tracks else None
+
+
 def speaker_registers(entries: Sequence[Entry], config: MelConfig, per_speaker: int = 16) -> dict[str, Register]:
     """Register of every speaker in ``entries``, from up to ``per_speaker`` of their files (the first in path order,
     so the result does not depend on a seed). Unreadable files are skipped; speakers with nothing voiced left out."""
@@ -150,16 +156,15 @@ def speaker_registers(entries: Sequence[Entry], config: MelConfig, per_speaker: 
             by_speaker[e.speaker].append(e.path)
     registers = {}
     for speaker, paths in sorted(by_speaker.items()):
-        tracks = []
+        waves = []
         for path in paths:
             try:
                 with warnings.catch_warnings():  # a quiet or clipped file is still fine for F0
                     warnings.simplefilter("ignore")
-                    wave, _ = audio.load(path, config.sample_rate, min_samples=config.n_fft)
+                    waves.append(audio.load(path, config.sample_rate, min_samples=config.n_fft)[0])
             except AudiovaeError:
                 continue
-            tracks.append(track_f0(wave, config))
-        found = register([f for f, _ in tracks], [v for _, v in tracks]) if tracks else None
+        found = voice_register(waves, config)
         if found is not None:
             registers[speaker] = found
     return registers

@@ -30,7 +30,7 @@ from ..checkpoint import Checkpoint
 from ..errors import ConfigError
 from ..features import MelSpectrogram
 from ..metrics import mel_l1
-from ..pitch import Register, register, track_f0, warp_frequency, warp_ratios
+from ..pitch import Register, register, track_f0, voice_register, warp_frequency, warp_ratios
 from .latent import logmel, speaker_id, vocoder_for
 
 PITCH_MODES = ("model", "shift")
@@ -82,12 +82,6 @@ def speaker_rows(ckpt: Checkpoint) -> list[dict[str, object]]:
     return rows
 
 
-def utterance_register(waves: Sequence[torch.Tensor], ckpt: Checkpoint) -> Register | None:
-    """Pitch register of the voice in ``waves`` (``[T]`` each, at the model's rate); ``None`` if none is voiced."""
-    tracks = [track_f0(w.float().cpu(), ckpt.mel) for w in waves]
-    return register([f for f, _ in tracks], [v for _, v in tracks])
-
-
 @torch.inference_mode()
 def speaker_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> torch.Tensor:
     """Embedding ``[1, speaker_dim]`` of the voice in ``references`` (waveforms ``[T]`` at the model's rate): the
@@ -104,7 +98,7 @@ def speaker_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> t
 
 def reference_voice(ckpt: Checkpoint, references: Sequence[torch.Tensor], name: str = "reference") -> Voice:
     """A voice outside the table, given by recordings of it (one-shot): its embedding and register."""
-    return Voice(name, speaker_embedding(references, ckpt), utterance_register(references, ckpt))
+    return Voice(name, speaker_embedding(references, ckpt), voice_register(references, ckpt.mel))
 
 
 def check_pitch(pitch: str | float) -> str | float:

@@ -54,6 +54,18 @@ class Scores:
     f0_off: float = 0.0
 
 
+def _scores_table(title: str, rows: list[tuple[str, Scores]], *, mcd: bool) -> str:
+    """The plain-text table both reports print; ``mcd=False`` drops the MCD column (undefined without a reference)."""
+    head = (f"{'':10s} " + (f"{'MCD dB':>8s} " if mcd else "") + f"{'F0 err st':>9s} {'F0 off>15%':>10s} "
+            f"{'sim→target':>11s} {'sim→source':>11s} {'closer→tgt':>11s} {'spk-ID acc':>11s}")
+    lines = [title, head]
+    for name, s in rows:
+        lines.append(f"{name:10s} " + (f"{s.mcd_db:8.2f} " if mcd else "") + f"{s.f0_error_st:9.2f} "
+                     f"{100 * s.f0_off:9.0f}% {s.sim_target:11.3f} {s.sim_source:11.3f} "
+                     f"{100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
+    return "\n".join(lines)
+
+
 @dataclass
 class VCReport:
     converted: Scores
@@ -68,21 +80,15 @@ class VCReport:
     pitch: str | float = "model"
 
     def table(self) -> str:
-        head = (f"{'':10s} {'MCD dB':>8s} {'F0 err st':>9s} {'F0 off>15%':>10s} {'sim→target':>11s} "
-                f"{'sim→source':>11s} {'closer→tgt':>11s} {'spk-ID acc':>11s}")
-        lines = [f"{self.pairs} ordered speaker pairs x {self.sentences} held-out sentences, --pitch {self.pitch}",
-                 head]
+        title = f"{self.pairs} ordered speaker pairs x {self.sentences} held-out sentences, --pitch {self.pitch}"
         if self.unseen is not None:
-            lines[0] += (f"; one-shot targets, 'unseen' = targets {', '.join(self.unseen_speakers)} "
-                         "(not in the model's table)")
+            title += (f"; one-shot targets, 'unseen' = targets {', '.join(self.unseen_speakers)} "
+                      "(not in the model's table)")
         rows = [("converted", self.converted)]
         if self.unseen is not None:
             rows.append(("  unseen", self.unseen))
         rows += [("ceiling", self.ceiling), ("floor", self.floor)]
-        for name, s in rows:
-            lines.append(f"{name:10s} {s.mcd_db:8.2f} {s.f0_error_st:9.2f} {100 * s.f0_off:9.0f}% {s.sim_target:11.3f} "
-                         f"{s.sim_source:11.3f} {100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
-        return "\n".join(lines)
+        return _scores_table(title, rows, mcd=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -222,14 +228,8 @@ class RealReport:
     pitch: str | float = "model"
 
     def table(self) -> str:
-        head = (f"{'':10s} {'F0 err st':>9s} {'F0 off>15%':>10s} {'sim→target':>11s} {'sim→source':>11s} "
-                f"{'closer→tgt':>11s} {'spk-ID acc':>11s}")
-        lines = [f"{self.files} real recordings of {self.source} x {len(self.targets)} targets, --pitch {self.pitch}",
-                 head]
-        for name, s in (("converted", self.converted), ("floor", self.floor)):
-            lines.append(f"{name:10s} {s.f0_error_st:9.2f} {100 * s.f0_off:9.0f}% {s.sim_target:11.3f} "
-                         f"{s.sim_source:11.3f} {100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
-        return "\n".join(lines)
+        title = f"{self.files} real recordings of {self.source} x {len(self.targets)} targets, --pitch {self.pitch}"
+        return _scores_table(title, [("converted", self.converted), ("floor", self.floor)], mcd=False)
 
     def to_dict(self) -> dict:
         return asdict(self)
