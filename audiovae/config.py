@@ -22,6 +22,10 @@ from .models import MODELS
 
 __all__ = ["RunConfig", "DataConfig", "TrainConfig", "load_run_config", "packaged_configs", "run_config_from_dict"]
 
+DATASET_KINDS = ("segments", "pairs", "waveform")
+OPTIM_KEYS = {"lr": float, "weight_decay": float, "betas": tuple, "grad_clip": float}
+
+
 @dataclass
 class DataConfig:
     """Where the audio comes from and how it is cut.
@@ -38,6 +42,12 @@ class DataConfig:
         valid_items: validation crops at most (a seeded choice; 0 = every file).
         exclude_speakers: speakers left out of training and validation (to test one-shot conversion to a voice
             the model never heard).
+        dataset: what one item is (:data:`audiovae.training.data.DATASETS`): ``segments`` (log-mel crops, with the
+            clean crop as target where the entries are noisy/clean pairs), ``pairs`` (clean speech mixed with noise
+            on the fly, at an SNR drawn from ``snr_range``) or ``waveform`` (waveform crops with their log-mel, for
+            vocoders).
+        noise: for ``pairs``: a folder, manifest or corpus of noise recordings (every file); none: coloured noise.
+        snr_range: for ``pairs``: SNRs in dB drawn uniformly.
     """
 
     train: str = ""
@@ -49,9 +59,17 @@ class DataConfig:
     conditioning: str = "none"
     valid_items: int = 256
     exclude_speakers: tuple[str, ...] = ()
+    dataset: str = "segments"
+    noise: str | None = None
+    snr_range: tuple[float, float] = (-5.0, 20.0)
 
     def __post_init__(self) -> None:
         self.exclude_speakers = tuple(self.exclude_speakers)
+        self.snr_range = tuple(self.snr_range)
+        if self.dataset not in DATASET_KINDS:
+            raise ConfigError(f"data.dataset={self.dataset!r} must be one of {', '.join(DATASET_KINDS)}")
+        if len(self.snr_range) != 2 or self.snr_range[0] > self.snr_range[1]:
+            raise ConfigError(f"data.snr_range={list(self.snr_range)} must be [low, high] in dB")
         if self.conditioning not in ("speaker", "none"):
             raise ConfigError(f"data.conditioning={self.conditioning!r} must be 'speaker' or 'none'")
         for name in ("segment_frames",):
@@ -80,6 +98,8 @@ class TrainConfig:
         seed: model initialisation, data order and crops, sampling noise.
         max_bad_steps: a non-finite loss or gradient skips the step; this many in a row abort the run.
         out_dir: where ``model.safetensors``, ``state.pt``, ``config.yaml``, ``log.csv`` and ``plots/`` go.
+        optim: per parameter group, settings that differ from the ones above: ``lr``, ``weight_decay``, ``betas``,
+            ``grad_clip`` (e.g. ``train.optim.disc.lr=2e-4`` for an adversary's group).
     """
 
     steps: int = 3000
@@ -98,8 +118,10 @@ class TrainConfig:
     seed: int = 0
     max_bad_steps: int = 5
     out_dir: str = "runs/run"
+    optim: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.optim = _optim_settings(self.optim)
         for name in ("steps", "batch_size", "log_every", "valid_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
@@ -117,6 +139,28 @@ class TrainConfig:
             raise ConfigError(f"train.amp={self.amp!r} must be auto, true or false")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1) (0 disables the EMA)")
+
+
+def _optim_settings(optim) -> dict[str, dict]:  # noqa: ANN001 - straight from YAML
+    """``train.optim``: ``{group: {key: value}}`` with known keys, values coerced and range-checked."""
+    if not isinstance(optim, dict):
+        raise ConfigError(f"train.optim must be a mapping of parameter group -> settings, not {optim!r}")
+    out: dict[str, dict] = {}
+    for group, settings in optim.items():
+        if not isinstance(settings, dict):
+            raise ConfigError(f"train.optim.{group} must be a mapping like {{lr: 2e-4}}, not {settings!r}")
+        out[group] = {}
+        for key, value in settings.items():
+            name = f"train.optim.{group}.{key}"
+            if key not in OPTIM_KEYS:
+                raise ConfigError(f"unknown config key {name} (known: {', '.join(OPTIM_KEYS)})")
+            value = _coerce(name, value, (0.9, 0.99) if key == "betas" else 1.0)
+            if key == "betas" and (len(value) != 2 or not all(0 <= b < 1 for b in value)):
+                raise ConfigError(f"{name}={list(value)} must be two numbers in [0, 1)")
+            if key != "betas" and (value < 0 or (key == "lr" and value == 0)):
+                raise ConfigError(f"{name}={value} must be {'> 0' if key == 'lr' else '>= 0'}")
+            out[group][key] = value
+    return out
 
 
 @dataclass

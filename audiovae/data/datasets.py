@@ -154,7 +154,8 @@ class MelSegments(Dataset):
 
 class MixedPairs(Dataset):
     """Noisy/clean pairs mixed on the fly: a clean crop plus a noise crop (from files, or coloured noise when no
-    noise files are given) at an SNR drawn from ``snr_range``. Items are ``mel`` (noisy), ``clean``, ``snr``."""
+    noise files are given) at an SNR drawn from ``snr_range``. Items are ``mel`` (noisy), ``clean``, ``snr``,
+    ``length`` (every frame is valid)."""
 
     def __init__(self, clean: Sequence[Entry], config: MelConfig, noise: Sequence[Entry] = (),
                  snr_range: tuple[float, float] = (-5.0, 20.0), segment_frames: int = 128, seed: int = 0) -> None:
@@ -190,4 +191,58 @@ class MixedPairs(Dataset):
         mixture, target = mix_at_snr(speech, noise, snr)
         with torch.inference_mode():
             mels = self._mel(torch.from_numpy(np.stack([mixture, target])))
-        return {"mel": mels[0].clone(), "clean": mels[1].clone(), "snr": snr}
+        return {"mel": mels[0].clone(), "clean": mels[1].clone(), "snr": snr, "length": mels.shape[-1]}
+
+
+class WaveSegments(Dataset):
+    """Random waveform crops with their log-mel, for vocoders: ``wave`` ``[segment_frames * hop_length]`` and ``mel``
+    ``[n_mels, segment_frames]`` (the frames whose centres fall in the crop), ``length`` (valid frames; short files
+    are zero-padded), ``speaker`` (id, or -1). Crops are seeded by ``(seed, epoch, index)`` like :class:`MelSegments`.
+    """
+
+    def __init__(self, entries: Sequence[Entry], config: MelConfig, segment_frames: int = 32,
+                 speakers: SpeakerMap | None = None, seed: int = 0) -> None:
+        if segment_frames <= 0:
+            raise ConfigError(f"segment_frames={segment_frames} must be > 0")
+        self.entries = list(entries)
+        if not self.entries:
+            raise ConfigError("WaveSegments: no entries (empty split, or every file was skipped)")
+        self.config, self.segment_frames, self.seed = config, segment_frames, seed
+        self.speakers = speakers or SpeakerMap.from_entries(self.entries)
+        self.epoch = 0
+        self.failed: dict[str, str] = {}
+        self._mel: MelSpectrogram | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        n = self.segment_frames * self.config.hop_length
+        for attempt in range(len(self.entries)):
+            i = (index + attempt) % len(self.entries)
+            e = self.entries[i]
+            if e.path in self.failed:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    wave = audio.load(e.path, self.config.sample_rate, min_samples=self.config.min_samples)[0]
+            except AudiovaeError as err:
+                self.failed[e.path] = str(err)
+                warnings.warn(f"skipping {err}", DataWarning, stacklevel=2)
+                continue
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            start = int(rng.integers(0, max(1, len(wave) - n + 1)))
+            crop = wave[start: start + n]
+            length = min(self.segment_frames, -(-len(crop) // self.config.hop_length))
+            crop = torch.nn.functional.pad(crop, (0, n - len(crop)))
+            if self._mel is None:
+                self._mel = MelSpectrogram(self.config)
+            with torch.inference_mode():
+                mel = self._mel(crop)[:, : self.segment_frames].clone()
+            return {"wave": crop, "mel": mel, "length": length,
+                    "speaker": self.speakers.id(e.speaker) if e.speaker else -1}
+        raise AudiovaeError("WaveSegments: every file of the dataset failed to load")

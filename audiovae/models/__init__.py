@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ..errors import ConfigError
-from .base import DiagonalGaussian, LatentModel, LossOutput
+from .base import CollapseWarning, DiagonalGaussian, LatentModel, LossOutput
 from .vae import CVAE, ConvVAE, VAEConfig
 
-__all__ = ["MODELS", "build_model", "LatentModel", "LossOutput", "DiagonalGaussian", "ConvVAE", "CVAE", "VAEConfig"]
+__all__ = ["MODELS", "build_model", "CollapseWarning", "LatentModel", "LossOutput", "DiagonalGaussian", "ConvVAE",
+           "CVAE", "VAEConfig"]
 
 MODELS: dict[str, type[LatentModel]] = {cls.model_type: cls for cls in (ConvVAE, CVAE)}
 

@@ -11,11 +11,21 @@ restricted to its own parameters, so adversarial variants need no special path i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Iterable
 from typing import ClassVar
 
 import torch
 from torch import nn
+
+from ..losses import active_units
+from ..trainable import LossOutput, TrainableMixin, ValidationResult
+
+COLLAPSE_FRACTION = 0.25  # warn when fewer than this fraction of latent dimensions are active
+
+
+class CollapseWarning(UserWarning):
+    """Few latent dimensions carry information (posterior collapse): the model ignores most of its latent code."""
 
 
 class DiagonalGaussian:
@@ -33,16 +43,7 @@ class DiagonalGaussian:
         return self.mean
 
 
-@dataclass
-class LossOutput:
-    """What ``loss`` returns: a scalar per optimiser group, scalars to log, tensors for plots."""
-
-    losses: dict[str, torch.Tensor]
-    logs: dict[str, float | torch.Tensor] = field(default_factory=dict)
-    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-class LatentModel(nn.Module):
+class LatentModel(TrainableMixin, nn.Module):
     """Base of every model. Subclasses set ``model_type``/``config_class`` and implement the four methods."""
 
     model_type: ClassVar[str]
@@ -91,12 +92,58 @@ class LatentModel(nn.Module):
         """Training objective for one batch (keys: ``mel``, ``length``, optional ``speaker``, ``clean``)."""
         raise NotImplementedError
 
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters per optimiser group; one group unless the model trains an adversary."""
-        return {"model": [p for p in self.parameters() if p.requires_grad]}
-
     # --- conveniences built on the interface ------------------------------------------------------------------------
     @torch.no_grad()
     def reconstruct(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
         """Encode, take the posterior mode, decode; cropped to the input's length."""
         return self.decode(self.encode(mel, speaker).mode(), speaker)[..., : mel.shape[-1]]
+
+    # --- what the training engine asks (audiovae.trainable.Trainable) ------------------------------------------------
+    @torch.no_grad()
+    def prepare(self, batches: Iterable[dict[str, torch.Tensor]]) -> None:
+        """Per-band mean/std of log-mel over the given training crops, padding excluded (a fresh run's first act)."""
+        total = torch.zeros((), dtype=torch.float64)
+        s1 = torch.zeros(self.config.n_mels, dtype=torch.float64)
+        s2 = torch.zeros_like(s1)
+        for batch in batches:
+            mel = batch["mel"].double().cpu()
+            mask = (torch.arange(mel.shape[-1])[None, :] < batch["length"].cpu()[:, None]).double()[:, None, :]
+            s1 += (mel * mask).sum(dim=(0, 2))
+            s2 += (mel.square() * mask).sum(dim=(0, 2))
+            total += mask.sum()
+        mean = s1 / total.clamp_min(1)
+        std = (s2 / total.clamp_min(1) - mean.square()).clamp_min(0).sqrt()
+        self.set_normalization(mean.float().to(self.mel_mean.device), std.float().to(self.mel_mean.device))
+
+    def validation_metrics(self, results: list[ValidationResult], step: int) -> dict:
+        """Active latent units over the valid (unpadded) latent frames and the mean KL per dimension, from the
+        ``z`` / ``kl_dims`` outputs of :meth:`loss`; a :class:`CollapseWarning` when few units are active."""
+        means, kl_dims, n = [], None, 0
+        for batch, out in results:
+            size = batch["mel"].shape[0]
+            n += size
+            if "z" in out.outputs:
+                z, hop = out.outputs["z"].float().cpu(), self.hop_factor
+                means += [z[i, :, : -(-int(length) // hop)] for i, length in enumerate(batch["length"])]
+            if "kl_dims" in out.outputs:
+                kd = out.outputs["kl_dims"].float().cpu() * size
+                kl_dims = kd if kl_dims is None else kl_dims + kd
+        metrics: dict = {}
+        latent_dim = getattr(self.config, "latent_dim", 0)
+        if means:
+            units = active_units(torch.cat(means, dim=-1)[None])
+            metrics["valid_active_units"] = units
+            if latent_dim and units < COLLAPSE_FRACTION * latent_dim:
+                warnings.warn(f"step {step}: posterior collapse? only {units} of {latent_dim} latent dimensions "
+                              "are active; consider free_bits, a slower kl_warmup or a smaller beta",
+                              CollapseWarning, stacklevel=2)
+        if kl_dims is not None:
+            metrics["valid_kl_per_dim"] = [round(float(v), 4) for v in kl_dims / n]
+        return metrics
+
+    @torch.no_grad()
+    def preview(self, batch: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        """The first validation crop and its reconstruction."""
+        mel = batch["mel"][:1].float()
+        speaker = batch["speaker"][:1] if "speaker" in batch else None
+        return [("input", mel[0]), ("reconstruction", self.reconstruct(mel, speaker)[0])]

@@ -204,10 +204,12 @@ class CVAE(ConvVAE):
     """
 
     model_type = "cvae"
+    default_task = "convert"
 
     def __init__(self, config: VAEConfig) -> None:
         if config.n_speakers < 1:
-            raise ConfigError("CVAE needs n_speakers >= 1 (set it from the training data's speakers)")
+            raise ConfigError("CVAE needs n_speakers >= 1: train it with data.conditioning=speaker (the speakers come "
+                              "from the data)")
         super().__init__(config)
         self.speakers = nn.Embedding(config.n_speakers, config.speaker_dim)
         nn.init.normal_(self.speakers.weight, std=0.3)
