@@ -204,7 +204,7 @@ def test_non_finite_steps_are_skipped_then_abort(speakers_dir, tmp_path):
 
 
 class AdversarialVAE(ConvVAE):
-    """A VAE plus a discriminator parameter group, the shape of the adversarial variants (AAE, GAN vocoders)."""
+    """A VAE plus a critic in its own parameter group, the shape of the adversarial variants (AAE, GAN vocoders)."""
 
     model_type = "toy_adversarial"
 
@@ -216,26 +216,44 @@ class AdversarialVAE(ConvVAE):
         return {"model": [p for n, p in self.named_parameters() if not n.startswith("disc.")],
                 "disc": list(self.disc.parameters())}
 
+    def critic_loss(self, mel: torch.Tensor) -> torch.Tensor:
+        fake = self.normalize(self.decode(self.encode(mel).mode())).detach()
+        return (self.disc(fake) - self.disc(self.normalize(mel))).mean()
+
     def loss(self, batch, step):  # noqa: ANN001, ANN201
         out = super().loss(batch, step)
-        fake = self.normalize(self.decode(self.encode(batch["mel"]).sample()))
+        fake = self.normalize(self.decode(self.encode(batch["mel"]).mode()))
         out.losses["model"] = out.losses["model"] - self.disc(fake).mean()  # has a gradient w.r.t. the disc too
-        out.losses["disc"] = 0.0 * (self.disc(fake.detach()) - self.disc(self.normalize(batch["mel"]))).mean()
+        out.losses["disc"] = self.critic_loss(batch["mel"])
         return out
 
 
 def test_each_group_loss_reaches_only_its_own_parameters(speakers_dir, tmp_path, monkeypatch):
+    """One real critic step: its update is Adam's first step on the critic's own loss alone (had the generator's
+    loss, which also depends on the critic, leaked in, the signs would differ), at its own learning rate."""
     monkeypatch.setitem(MODELS, "toy_adversarial", AdversarialVAE)
-    cfg = tiny(speakers_dir, tmp_path, "model.type=toy_adversarial", "train.steps=3", "train.weight_decay=0")
+    cfg = tiny(speakers_dir, tmp_path, "model.type=toy_adversarial", "train.steps=3", "train.weight_decay=0",
+               "train.ema_decay=0", "train.lr=1e-3", "train.optim.disc.lr=4e-4", "train.optim.disc.grad_clip=0")
     trainer = Trainer(cfg, "cpu", progress=False)
-    disc = [p.detach().clone() for p in trainer.model.disc.parameters()]
+    assert [g["lr"] for g in (trainer.settings["model"], trainer.settings["disc"])] == [1e-3, 4e-4]
+    batch = next(iter(trainer._loader(trainer.train_set, trainer._epoch_batches()[:1], 0)))
+    trainer.model.critic_loss(batch["mel"]).backward(inputs=list(trainer.model.disc.parameters()))
+    grads = [p.grad.clone() for p in trainer.model.disc.parameters()]
+    trainer.model.zero_grad(set_to_none=True)
+    before = [p.detach().clone() for p in trainer.model.disc.parameters()]
     rest = [p.detach().clone() for p in trainer.groups["model"]]
-    trainer.fit()
-    # the disc's own loss is zero: had the generator's loss leaked into it, AdamW would have moved it
-    assert all(torch.equal(a, b) for a, b in zip(disc, trainer.model.disc.parameters(), strict=True))
+    trainer.fit(until=1)
+    lr = 4e-4 / 3  # warmup: step 1 of 3
+    (gw, gb), (bw, bb), (aw, ab) = grads, before, list(trainer.model.disc.parameters())
+    big = gw.abs() > 1e-5
+    assert big.sum() > gw.numel() // 2
+    torch.testing.assert_close((aw.detach() - bw)[big], -lr * gw.sign()[big], rtol=1e-3, atol=1e-9)
+    # the critic loss is a difference of means: zero gradient for the bias, so the bias stays (the generator's
+    # term alone would have pushed it by a full step)
+    assert float(gb.abs().max()) < 1e-7 and torch.equal(ab.detach(), bb)
     assert not all(torch.equal(a, b) for a, b in zip(rest, trainer.groups["model"], strict=True))
     log = rows(tmp_path)
-    assert float(log[-1]["grad_norm_disc"]) == 0.0 and float(log[-1]["grad_norm"]) > 0 and "loss_disc" in log[-1]
+    assert float(log[-1]["grad_norm_disc"]) > 0 and float(log[-1]["grad_norm"]) > 0 and "loss_disc" in log[-1]
 
 
 def test_cvae_checkpoint_holds_the_speaker_folders(speakers_dir, tmp_path):
