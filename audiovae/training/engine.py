@@ -422,7 +422,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Mean of the model's loss terms on the fixed validation crops (the EMA model when there is one), plus the
+        """Mean of the model's loss terms on the fixed validation crops, in fp32 (the EMA model when there is one), plus the
         model's own :meth:`~audiovae.trainable.Trainable.validation_metrics`; writes ``plots/step_XXXXXX.png``
         from its :meth:`~audiovae.trainable.Trainable.preview`. Rank 0 only."""
         model = self.ema if self.ema is not None else self.model
@@ -437,8 +437,7 @@ class Trainer:
             for cpu_batch in self._valid_data():
                 batch = self._to_device(cpu_batch)
                 size = batch["mel"].shape[0]
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    out = model.loss(batch, self.step)
+                out = model.loss(batch, self.step)  # fp32 always: comparable across train.amp settings
                 terms = {("loss" if g == "model" else f"loss_{g}"): v for g, v in out.losses.items()} | out.logs
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * size
