@@ -422,9 +422,9 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Mean of the model's loss terms on the fixed validation crops, in fp32 (the EMA model when there is one), plus the
-        model's own :meth:`~audiovae.trainable.Trainable.validation_metrics`; writes ``plots/step_XXXXXX.png``
-        from its :meth:`~audiovae.trainable.Trainable.preview`. Rank 0 only."""
+        """Mean of the model's loss terms on the fixed validation crops, in fp32 (the EMA model when there is one),
+        plus the model's own :meth:`~audiovae.trainable.Trainable.validation_metrics`; writes
+        ``plots/step_XXXXXX.png`` from its :meth:`~audiovae.trainable.Trainable.preview`. Rank 0 only."""
         model = self.ema if self.ema is not None else self.model
         was_training = model.training
         model.eval()
