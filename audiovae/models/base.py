@@ -11,26 +11,37 @@ restricted to its own parameters, so adversarial variants need no special path i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+from .bottlenecks import DiagonalGaussian, Posterior, Regularisation
 
-class DiagonalGaussian:
-    """Posterior ``q(z|x) = N(mean, exp(logvar))`` over latent frames ``[B, D, T']``."""
+__all__ = ["DiagonalGaussian", "LatentModel", "LossOutput", "ModelConfig", "Posterior", "Regularisation"]
 
-    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor) -> None:
-        self.mean, self.logvar = mean, logvar.clamp(-30.0, 20.0)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised draw ``z = mean + std * eps``: differentiable in ``mean`` and ``logvar``."""
-        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
-        return self.mean + torch.exp(0.5 * self.logvar) * eps
+@dataclass
+class ModelConfig:
+    """What every model's config declares; each model's config dataclass extends it with its own options.
 
-    def mode(self) -> torch.Tensor:
-        return self.mean
+    Attributes:
+        n_mels: input bands (must equal the ``MelConfig``'s).
+        latent_dim: latent channels per latent frame.
+    """
+
+    n_mels: int = 80
+    latent_dim: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("n_mels", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{type(self).__name__}.{name}={getattr(self, name)} must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -46,9 +57,9 @@ class LatentModel(nn.Module):
     """Base of every model. Subclasses set ``model_type``/``config_class`` and implement the four methods."""
 
     model_type: ClassVar[str]
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[ModelConfig]]
 
-    def __init__(self, config) -> None:  # noqa: ANN001 - each subclass has its own config dataclass
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         n_mels = config.n_mels
@@ -74,7 +85,7 @@ class LatentModel(nn.Module):
         """Spectrogram frames per latent frame."""
         raise NotImplementedError
 
-    def encode(self, mel: torch.Tensor, speaker: torch.Tensor | None = None):  # noqa: ANN201 - a posterior
+    def encode(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> Posterior:
         """Log-mel ``[B, n_mels, T]`` -> posterior over latent frames ``[B, D, ceil(T / hop_factor)]``."""
         raise NotImplementedError
 

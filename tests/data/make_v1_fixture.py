@@ -1,3 +1,4 @@
+# ruff: noqa  (a record of how the fixture was made, kept as it was run)
 # How tests/data/v1_cvae_tiny.* were made, with audiovae at commit e9712c0 (checkpoint format 1). Kept for the record:
 # the fixture must NOT be regenerated with newer code, since its point is that old checkpoints keep loading.
 import numpy as np, torch
