@@ -7,6 +7,10 @@ they return is back in nats. They know nothing of files, devices or optimisers.
 ``loss`` returns one loss per *optimiser group* (``param_groups``): a plain VAE has one group, ``"model"``; a variant
 with an adversary (AAE, a GAN vocoder) adds ``"disc"``. The Trainer steps one optimiser per group, each loss
 restricted to its own parameters, so adversarial variants need no special path in the engine.
+
+``encode`` returns a :class:`~.bottlenecks.Posterior` (``sample``, ``mode``, ``regulariser``), re-exported here, so
+callers see one type whatever the bottleneck; every model's config extends :class:`ModelConfig` (``n_mels``,
+``latent_dim``), which is all that code outside ``models/`` may assume of it.
 """
 
 from __future__ import annotations
