@@ -273,49 +273,50 @@ def reconstruct(input: Annotated[Path, typer.Argument(help="Audio file.")], outp
 
 @command
 def encode(input: Annotated[Path, typer.Argument(help="Audio file.")],
-           output: Annotated[Path, typer.Option("--output", "-o", help="Latents (.npy, [dim, frames]).",
+           output: Annotated[Path, typer.Option("--output", "-o", help="Latents (.npz: z0 [dim, frames], metadata).",
                                                 dir_okay=False)],
            model: ModelOpt, speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
-    """Encode a file to its latent sequence (posterior means) as a .npy array [latent_dim, latent_frames].
+    """Encode a file to its latent sequence (posterior means) as a .npz: array z0 [latent_dim, latent_frames] (z1,
+    ... for models with several levels) and the hop factor, sample rate and hop length it was made at.
 
-    Example: audiovae encode speech.wav -o z.npy --model model.safetensors
+    Example: audiovae encode speech.wav -o z.npz --model model.safetensors
     """
-    import numpy as np
-
     from . import audio
-    from .fileio import atomic_path
-    from .pipelines import latent
-
-    ckpt = _load(model, device)
-    wave, _ = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
-    z = latent.encode(wave, ckpt, speaker).numpy()
-    with atomic_path(output) as tmp, open(tmp, "wb") as f:
-        np.save(f, z)
-    typer.echo(f"wrote {output} {tuple(z.shape)}")
-
-
-@command
-def decode(latents: Annotated[Path, typer.Argument(help="Latents (.npy) from `audiovae encode`.")], output: OutOpt,
-           model: ModelOpt, speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
-    """Decode a latent sequence (.npy, [latent_dim, frames]) to audio.
-
-    Example: audiovae decode z.npy -o out.wav --model model.safetensors
-    """
-    import numpy as np
-    import torch
-
-    from . import audio
-    from .errors import AudiovaeError
     from .fileio import check_output_path
     from .pipelines import latent
 
     check_output_path(output)
-    try:
-        z = torch.from_numpy(np.load(latents, allow_pickle=False)).float()
-    except (OSError, ValueError) as e:
-        raise AudiovaeError(f"{latents}: not a readable .npy array ({str(e).splitlines()[0]})") from None
+    if output.suffix != ".npz":
+        raise AudiovaeError(f"{output}: latents are saved as .npz; name the output {output.with_suffix('.npz').name}")
     ckpt = _load(model, device)
-    audio.save(output, latent.decode(z, ckpt, speaker), ckpt.mel.sample_rate)
+    wave, _ = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
+    z = latent.encode(wave, ckpt, speaker)
+    latent.save_latents(output, [z], hop_factor=ckpt.model.hop_factor, sample_rate=ckpt.mel.sample_rate,
+                        hop_length=ckpt.mel.hop_length)
+    typer.echo(f"wrote {output} z0 {tuple(z.shape)}")
+
+
+@command
+def decode(latents: Annotated[Path, typer.Argument(help="Latents (.npz from `audiovae encode`, or an older .npy).")],
+           output: OutOpt, model: ModelOpt, speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+    """Decode latents (.npz from `audiovae encode`, or a .npy array [latent_dim, frames]) to audio.
+
+    Example: audiovae decode z.npz -o out.wav --model model.safetensors
+    """
+    from . import audio
+    from .fileio import check_output_path
+    from .pipelines import latent
+
+    check_output_path(output)
+    saved = latent.load_latents(latents)
+    ckpt = _load(model, device)
+    if len(saved.levels) != 1:
+        raise AudiovaeError(f"{latents}: {len(saved.levels)} latent levels; this model takes one (z0)")
+    hop = saved.meta.get("hop_factor", ckpt.model.hop_factor)
+    if hop != ckpt.model.hop_factor:
+        raise AudiovaeError(f"{latents}: latents at hop factor {hop}; this model's is {ckpt.model.hop_factor} "
+                            "(encoded with another model?)")
+    audio.save(output, latent.decode(saved.levels[0], ckpt, speaker), ckpt.mel.sample_rate)
     typer.echo(f"wrote {output}")
 
 

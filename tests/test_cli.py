@@ -140,10 +140,10 @@ def test_latent_commands_round_trip(tmp_path, tiny_checkpoint):
     r = run_cli("reconstruct", src, "-o", tmp_path / "r.wav", "-m", tiny_checkpoint, "-s", "bob")
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "r.wav").frames == SR
-    r = run_cli("encode", src, "-o", tmp_path / "z.npy", "-m", tiny_checkpoint, "-s", "1")
-    z = np.load(tmp_path / "z.npy")
-    assert r.returncode == 0 and z.shape == (8, 22)  # 87 frames / 4, rounded up
-    r = run_cli("decode", tmp_path / "z.npy", "-o", tmp_path / "d.wav", "-m", tiny_checkpoint, "-s", "alice")
+    r = run_cli("encode", src, "-o", tmp_path / "z.npz", "-m", tiny_checkpoint, "-s", "1")
+    z = np.load(tmp_path / "z.npz")
+    assert r.returncode == 0 and z["z0"].shape == (8, 22) and z["hop_factor"] == 4  # 87 frames / 4, rounded up
+    r = run_cli("decode", tmp_path / "z.npz", "-o", tmp_path / "d.wav", "-m", tiny_checkpoint, "-s", "alice")
     assert r.returncode == 0 and sf.info(tmp_path / "d.wav").frames == (22 * 4 - 1) * 256  # 88 mel frames
     r = run_cli("interpolate", src, src2, "-o", tmp_path / "i.wav", "-m", tiny_checkpoint, "-s", "alice",
                 "--steps", "3", "--path", "slerp")

@@ -1,15 +1,19 @@
-"""Models behind one interface (:class:`LatentModel`); a registry maps a config's ``type`` to a class."""
+"""Models behind one interface (:class:`LatentModel`), composed of parts (encoder, bottleneck, decoder); a registry
+maps a config's ``type`` to a class."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 
 from ..errors import ConfigError
-from .base import CollapseWarning, DiagonalGaussian, LatentModel, LossOutput
-from .vae import CVAE, ConvVAE, VAEConfig
+from .base import CollapseWarning, LatentModel, LossOutput, ModelConfig
+from .bottlenecks import Bottleneck, DiagonalGaussian, GaussianBottleneck, Posterior, Regularisation
+from .parts import ConvDecoder, ConvEncoder
+from .vae import CVAE, ConvAutoencoder, ConvConfig, ConvVAE, VAEConfig
 
-__all__ = ["MODELS", "build_model", "CollapseWarning", "LatentModel", "LossOutput", "DiagonalGaussian", "ConvVAE",
-           "CVAE", "VAEConfig"]
+__all__ = ["MODELS", "build_model", "CollapseWarning", "LatentModel", "LossOutput", "ModelConfig", "Posterior",
+           "Regularisation", "Bottleneck", "DiagonalGaussian", "GaussianBottleneck", "ConvEncoder", "ConvDecoder",
+           "ConvAutoencoder", "ConvConfig", "ConvVAE", "CVAE", "VAEConfig"]
 
 MODELS: dict[str, type[LatentModel]] = {cls.model_type: cls for cls in (ConvVAE, CVAE)}
 

@@ -7,19 +7,26 @@ they return is back in nats. They know nothing of files, devices or optimisers.
 ``loss`` returns one loss per *optimiser group* (``param_groups``): a plain VAE has one group, ``"model"``; a variant
 with an adversary (AAE, a GAN vocoder) adds ``"disc"``. The Trainer steps one optimiser per group, each loss
 restricted to its own parameters, so adversarial variants need no special path in the engine.
+
+``encode`` returns a :class:`~.bottlenecks.Posterior` (``sample``, ``mode``, ``regulariser``), re-exported here, so
+callers see one type whatever the bottleneck; every model's config extends :class:`ModelConfig` (``n_mels``,
+``latent_dim``), which is all that code outside ``models/`` may assume of it.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..losses import active_units
 from ..trainable import LossOutput, TrainableMixin, ValidationResult
+from .bottlenecks import DiagonalGaussian, Posterior, Regularisation
 
 COLLAPSE_FRACTION = 0.25  # warn when fewer than this fraction of latent dimensions are active
 
@@ -28,28 +35,38 @@ class CollapseWarning(UserWarning):
     """Few latent dimensions carry information (posterior collapse): the model ignores most of its latent code."""
 
 
-class DiagonalGaussian:
-    """Posterior ``q(z|x) = N(mean, exp(logvar))`` over latent frames ``[B, D, T']``."""
+__all__ = ["CollapseWarning", "DiagonalGaussian", "LatentModel", "LossOutput", "ModelConfig", "Posterior",
+           "Regularisation"]
 
-    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor) -> None:
-        self.mean, self.logvar = mean, logvar.clamp(-30.0, 20.0)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised draw ``z = mean + std * eps``: differentiable in ``mean`` and ``logvar``."""
-        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
-        return self.mean + torch.exp(0.5 * self.logvar) * eps
+@dataclass
+class ModelConfig:
+    """What every model's config declares; each model's config dataclass extends it with its own options.
 
-    def mode(self) -> torch.Tensor:
-        return self.mean
+    Attributes:
+        n_mels: input bands (must equal the ``MelConfig``'s).
+        latent_dim: latent channels per latent frame.
+    """
+
+    n_mels: int = 80
+    latent_dim: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("n_mels", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{type(self).__name__}.{name}={getattr(self, name)} must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class LatentModel(TrainableMixin, nn.Module):
     """Base of every model. Subclasses set ``model_type``/``config_class`` and implement the four methods."""
 
     model_type: ClassVar[str]
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[ModelConfig]]
 
-    def __init__(self, config) -> None:  # noqa: ANN001 - each subclass has its own config dataclass
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         n_mels = config.n_mels
@@ -75,7 +92,7 @@ class LatentModel(TrainableMixin, nn.Module):
         """Spectrogram frames per latent frame."""
         raise NotImplementedError
 
-    def encode(self, mel: torch.Tensor, speaker: torch.Tensor | None = None):  # noqa: ANN201 - a posterior
+    def encode(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> Posterior:
         """Log-mel ``[B, n_mels, T]`` -> posterior over latent frames ``[B, D, ceil(T / hop_factor)]``."""
         raise NotImplementedError
 

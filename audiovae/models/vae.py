@@ -1,43 +1,46 @@
 """Convolutional VAE over log-mel frames, and its speaker-conditioned form (CVAE) for voice conversion.
 
-Encoder: 1-D convolutions over time with mel bins as channels, residual stages that downsample time by
-``prod(factors)``, then per-latent-frame mean and log-variance. Decoder: the mirror image. The CVAE adds a speaker
+Both are compositions of parts: a :class:`~.parts.ConvEncoder` (residual stages that downsample time by
+``prod(factors)``), a bottleneck (here :class:`~.bottlenecks.GaussianBottleneck`: per-latent-frame mean and
+log-variance, KL with beta schedule and free bits) and a :class:`~.parts.ConvDecoder` (the mirror image).
+:class:`ConvAutoencoder` holds the composition and the objective (reconstruction + the posterior's regulariser), so a
+variant (VQ, MMD, plain) is a different bottleneck, not a subclass that inherits the VAE's KL. The CVAE adds a speaker
 embedding table that conditions every decoder block by FiLM (and optionally the encoder), instance normalisation in
 the encoder to strip per-utterance timbre, and an optional adversarial speaker classifier on z (gradient reversal)
 that pushes speaker identity out of the latents, and optionally a speaker encoder (reference recording -> embedding,
 regressed onto the table and used in place of it for part of each batch) for one-shot conversion to voices outside
 the table. ``batch["clean"]``, when present, is the decoder's target: the same
 model is then a denoising VAE (noisy in, clean out).
+
+Checkpoints written before the split (format 1: ``enc_in``, ``enc``, ``enc_out``, ``dec_in``, ``dec``, ``dec_out``)
+load unchanged: :class:`ConvVAE` renames their keys while loading (:data:`FORMAT_1_KEYS`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import KLSchedule, free_bits, gaussian_kl, kl_per_dim, reconstruction
-from .base import DiagonalGaussian, LatentModel, LossOutput
-from .layers import GradientReversal, SpeakerEncoder, Stage, conv1d
+from ..losses import KLSchedule, reconstruction
+from .base import LatentModel, LossOutput, ModelConfig
+from .bottlenecks import Bottleneck, GaussianBottleneck, Posterior
+from .layers import GradientReversal, SpeakerEncoder, conv1d
+from .parts import ConvDecoder, ConvEncoder
 
 
 @dataclass
-class VAEConfig:
-    """Architecture and objective of :class:`ConvVAE` / :class:`CVAE`.
+class ConvConfig(ModelConfig):
+    """Architecture and objective of a :class:`ConvAutoencoder`, whatever its bottleneck.
 
     Attributes:
-        n_mels: input bands (must equal the ``MelConfig``'s).
         channels: width of each encoder stage (the decoder mirrors them).
         factors: time downsampling of each stage, 1 or even; latent rate = frame rate / prod(factors).
         blocks: residual blocks per stage.
-        latent_dim: latent channels per latent frame.
         recon: ``l1``, ``l2`` or ``nll`` (Gaussian with a learnt per-band scale).
-        beta, kl_mode, kl_warmup, kl_total, kl_cycles: the KL weight and its annealing (:class:`KLSchedule`).
-        free_bits: nats per latent dimension that cost nothing (0 disables).
         n_speakers: speakers in the embedding table (CVAE; 0 for a plain VAE).
         speaker_dim: speaker embedding size.
         encoder_speaker: also condition the encoder on the speaker.
@@ -49,18 +52,10 @@ class VAEConfig:
         speaker_encoder_weight: weight of the encoder's regression onto the (stop-gradient) table embedding.
     """
 
-    n_mels: int = 80
     channels: tuple[int, ...] = (256, 256)
     factors: tuple[int, ...] = (2, 2)
     blocks: int = 2
-    latent_dim: int = 32
     recon: str = "l1"
-    beta: float = 1.0
-    kl_mode: str = "linear"
-    kl_warmup: int = 2000
-    kl_total: int = 20000
-    kl_cycles: int = 4
-    free_bits: float = 0.1
     n_speakers: int = 0
     speaker_dim: int = 64
     encoder_speaker: bool = False
@@ -71,80 +66,90 @@ class VAEConfig:
     speaker_encoder_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        name = type(self).__name__
         self.channels, self.factors = tuple(self.channels), tuple(self.factors)
         if len(self.channels) != len(self.factors):
-            raise ConfigError(f"VAEConfig: channels {self.channels} and factors {self.factors} differ in length")
+            raise ConfigError(f"{name}: channels {self.channels} and factors {self.factors} differ in length")
         if any(f != 1 and f % 2 for f in self.factors):
-            raise ConfigError(f"VAEConfig.factors={self.factors}: each must be 1 or even")
+            raise ConfigError(f"{name}.factors={self.factors}: each must be 1 or even")
         if self.recon not in ("l1", "l2", "nll"):
-            raise ConfigError(f"VAEConfig.recon={self.recon!r} must be 'l1', 'l2' or 'nll'")
-        KLSchedule(self.beta, self.kl_mode)  # validates beta and mode
+            raise ConfigError(f"{name}.recon={self.recon!r} must be 'l1', 'l2' or 'nll'")
         if not 0.0 <= self.speaker_encoder_mix <= 1.0:
-            raise ConfigError(f"VAEConfig.speaker_encoder_mix={self.speaker_encoder_mix} must be in [0, 1]")
+            raise ConfigError(f"{name}.speaker_encoder_mix={self.speaker_encoder_mix} must be in [0, 1]")
+
+
+@dataclass
+class VAEConfig(ConvConfig):
+    """Architecture and objective of :class:`ConvVAE` / :class:`CVAE`: a :class:`ConvConfig` and the KL's settings.
+
+    Attributes:
+        beta, kl_mode, kl_warmup, kl_total, kl_cycles: the KL weight and its annealing (:class:`KLSchedule`).
+        free_bits: nats per latent dimension that cost nothing (0 disables).
+    """
+
+    beta: float = 1.0
+    kl_mode: str = "linear"
+    kl_warmup: int = 2000
+    kl_total: int = 20000
+    kl_cycles: int = 4
+    free_bits: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.kl_schedule()  # validates beta and mode
 
     def kl_schedule(self) -> KLSchedule:
         return KLSchedule(self.beta, self.kl_mode, self.kl_warmup, self.kl_total, self.kl_cycles)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
+class ConvAutoencoder(LatentModel):
+    """Encoder -> bottleneck -> decoder over log-mel frames, trained on reconstruction plus the posterior's
+    regulariser (whatever the bottleneck: KL, VQ, MMD or none).
 
-class ConvVAE(LatentModel):
-    """The plain convolutional VAE (no speaker conditioning)."""
+    Subclasses choose the bottleneck in :meth:`make_bottleneck`; one can also be passed in (``bottleneck=``), which
+    is how a new kind is tried before it gets a model type of its own.
+    """
 
-    model_type = "vae"
-    config_class = VAEConfig
+    config_class = ConvConfig
 
-    def __init__(self, config: VAEConfig) -> None:
+    def __init__(self, config: ConvConfig, bottleneck: Bottleneck | None = None) -> None:
         super().__init__(config)
         c = config
         cond = c.speaker_dim if c.n_speakers else 0
-        enc_cond = cond if c.encoder_speaker else 0
-        self.enc_in = conv1d(c.n_mels, c.channels[0], 5)
-        outs = c.channels[1:] + (c.channels[-1],)
-        self.enc = nn.ModuleList(Stage(ci, co, f, c.blocks, up=False, instance_norm=c.instance_norm, cond_dim=enc_cond)
-                                 for ci, co, f in zip(c.channels, outs, c.factors, strict=True))
-        self.enc_out = conv1d(c.channels[-1], 2 * c.latent_dim, 3)
-        self.dec_in = conv1d(c.latent_dim, c.channels[-1], 3)
-        self.dec = nn.ModuleList(Stage(co, ci, f, c.blocks, up=True, cond_dim=cond)
-                                 for ci, co, f in reversed(list(zip(c.channels, outs, c.factors, strict=True))))
-        self.dec_out = conv1d(c.channels[0], c.n_mels, 5)
+        # registration order (encoder, bottleneck, decoder) keeps the parameter order of format-1 models
+        self.encoder = ConvEncoder(c.n_mels, c.channels, c.factors, c.blocks, c.instance_norm,
+                                   cond if c.encoder_speaker else 0)
+        self.bottleneck = bottleneck if bottleneck is not None else self.make_bottleneck(self.encoder.out_channels)
+        if self.bottleneck.latent_dim != c.latent_dim:
+            raise ConfigError(f"bottleneck of latent_dim {self.bottleneck.latent_dim} in a model configured for "
+                              f"latent_dim={c.latent_dim}")
+        self.decoder = ConvDecoder(c.latent_dim, c.n_mels, c.channels, c.factors, c.blocks, cond)
         self.logscale = nn.Parameter(torch.zeros(c.n_mels, 1)) if c.recon == "nll" else None
-        self.kl_schedule = c.kl_schedule()
+
+    def make_bottleneck(self, in_channels: int) -> Bottleneck:
+        """The bottleneck over ``in_channels`` encoder features (each model type its own)."""
+        raise ConfigError(f"{type(self).__name__} needs a bottleneck (pass bottleneck=...)")
 
     @property
     def hop_factor(self) -> int:
-        return math.prod(self.config.factors)
+        return self.encoder.hop_factor
 
     def condition(self, speaker: torch.Tensor | None) -> torch.Tensor | None:
         """Conditioning vector for the blocks (none for the plain VAE)."""
         return None
 
-    def encode(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> DiagonalGaussian:
-        r = self.hop_factor
-        x = self.normalize(mel)
-        pad = (-x.shape[-1]) % r
-        if pad:
-            x = F.pad(x, (0, pad), mode="replicate")
+    def encode(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> Posterior:
         cond = self.condition(speaker) if self.config.encoder_speaker else None
-        h = self.enc_in(x)
-        for stage in self.enc:
-            h = stage(h, cond)
-        mean, logvar = self.enc_out(F.silu(h)).chunk(2, dim=1)
-        return DiagonalGaussian(mean, logvar)
+        return self.bottleneck(self.encoder(self.normalize(mel), cond))
 
     def decode(self, z: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
-        cond = self.condition(speaker)
-        h = self.dec_in(z)
-        for stage in self.dec:
-            h = stage(h, cond)
-        return self.denormalize(self.dec_out(F.silu(h)))
+        return self.denormalize(self.decoder(z, self.condition(speaker)))
 
     def sample(self, n: int, frames: int, speaker: torch.Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        device = self.mel_mean.device
         latent_frames = -(-frames // self.hop_factor)
-        z = torch.randn(n, self.config.latent_dim, latent_frames, generator=generator, device=device) * temperature
+        z = self.bottleneck.prior(n, latent_frames, temperature, generator, self.mel_mean.device)
         return self.decode(z, speaker)[..., :frames]
 
     def _masks(self, batch: dict[str, torch.Tensor], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,22 +174,19 @@ class ConvVAE(LatentModel):
         posterior = self.encode(mel, speaker)
         z = posterior.sample()
         estimate = self.decode(z, speaker)[..., :frames]
-        logscale = self.logscale
-        recon = reconstruction(self.normalize(target), self.normalize(estimate), self.config.recon, logscale, mask)
-        kl_dims = kl_per_dim(gaussian_kl(posterior.mean, posterior.logvar), latent_mask)
-        kl = kl_dims.sum()
-        weight = self.kl_schedule(step)
-        # per spectrogram frame: reconstruction summed over bands, KL over dimensions spread over hop_factor frames
-        total = recon * self.config.n_mels + weight * free_bits(kl_dims, self.config.free_bits) / self.hop_factor
+        recon = reconstruction(self.normalize(target), self.normalize(estimate), self.config.recon, self.logscale,
+                               mask)
+        reg = posterior.regulariser(latent_mask, step)
+        # per spectrogram frame: reconstruction summed over bands, the regulariser spread over hop_factor frames
+        total = recon * self.config.n_mels + reg.loss / self.hop_factor
         with torch.no_grad():  # detached tensors: the Trainer converts them only on logging steps (no GPU sync)
-            logs = {"recon": recon.detach(), "kl": kl.detach(), "kl_weight": weight,
-                    "mel_l1": reconstruction(target, estimate, "l1", mask=mask), "min_kl_dim": kl_dims.min()}
+            logs = {"recon": recon.detach(), **reg.logs, "mel_l1": reconstruction(target, estimate, "l1", mask=mask)}
         extra.update(self.extra_losses(z, batch))
         for name, value in extra.items():
             total = total + value
             logs[name] = value.detach()
-        return LossOutput({"model": total}, logs, {"estimate": estimate.detach(), "z": posterior.mean.detach(),
-                                                   "kl_dims": kl_dims.detach()})
+        return LossOutput({"model": total}, logs, {"estimate": estimate.detach(), "z": posterior.mode().detach(),
+                                                   **reg.outputs})
 
     def training_condition(self, batch: dict[str, torch.Tensor], mask: torch.Tensor
                            ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
@@ -194,6 +196,40 @@ class ConvVAE(LatentModel):
     def extra_losses(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Hook for conditioned variants (the CVAE's speaker adversary); none here."""
         return {}
+
+
+FORMAT_1_KEYS = {"enc_in.": "encoder.inp.", "enc.": "encoder.stages.", "enc_out.": "bottleneck.head.",
+                 "dec_in.": "decoder.inp.", "dec.": "decoder.stages.", "dec_out.": "decoder.out."}
+"""State-dict key prefixes of models saved before the parts split -> today's."""
+
+
+def rename_keys(state_dict: dict[str, torch.Tensor], prefix: str, renames: dict[str, str]) -> None:
+    """Rename, in place, the keys of ``state_dict`` under ``prefix`` that start with an old name in ``renames``."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        old = next((o for o in renames if rest.startswith(o)), None)
+        if old is not None:
+            state_dict[prefix + renames[old] + rest[len(old):]] = state_dict.pop(key)
+
+
+class ConvVAE(ConvAutoencoder):
+    """The plain convolutional VAE (no speaker conditioning): a :class:`ConvAutoencoder` with a Gaussian bottleneck."""
+
+    model_type = "vae"
+    config_class = VAEConfig
+
+    def make_bottleneck(self, in_channels: int) -> Bottleneck:
+        c = self.config
+        return GaussianBottleneck(in_channels, c.latent_dim, c.kl_schedule(), c.free_bits)
+
+    @property
+    def dec(self) -> nn.ModuleList:
+        """The decoder's stages under their format-1 name (kept for callers of the old attribute)."""
+        return self.decoder.stages
+
+    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        rename_keys(state_dict, prefix, FORMAT_1_KEYS)  # format-1 checkpoints: keys from before the parts split
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class CVAE(ConvVAE):

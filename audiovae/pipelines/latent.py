@@ -1,19 +1,28 @@
 """Inference through a trained model's latent space: reconstruct, encode, decode, interpolate.
 
 Each function takes waveforms (at the checkpoint's rate) and a loaded :class:`~audiovae.checkpoint.Checkpoint` and
-returns waveforms or latents; file handling stays in the CLI. Latents are posterior means ``[D, T']`` (float32).
+returns waveforms or latents. Latents are posterior means ``[D, T']`` (float32); on disk they are ``.npz`` files
+(:func:`save_latents`, :func:`load_latents`) with one array per level (``z0``, ``z1``, ... so hierarchical models
+fit) beside scalar metadata (hop factor, sample rate); the single ``.npy`` arrays of earlier versions still load.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint
 from ..data.datasets import SpeakerMap
-from ..errors import ConfigError
+from ..errors import AudiovaeError, ConfigError
 from ..features import MelSpectrogram
+from ..fileio import atomic_path
 from ..vocoders import build_vocoder
 
 
@@ -72,6 +81,60 @@ def reconstruct(wave: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None 
     """Waveform -> log-mel -> model -> log-mel -> vocoder -> waveform of the same length."""
     estimate = ckpt.model.reconstruct(logmel(wave, ckpt), speaker_id(ckpt, speaker))
     return (vocoder or vocoder_for(ckpt))(estimate, length=wave.numel())[0].cpu()
+
+
+@dataclass
+class Latents:
+    """What :func:`load_latents` returns: the levels (``z0`` first) and the metadata saved with them."""
+
+    levels: list[torch.Tensor]
+    meta: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+
+_LEVEL = re.compile(r"z(\d+)")
+
+
+def save_latents(path: str | os.PathLike[str], levels: list[torch.Tensor] | dict[str, torch.Tensor],
+                 **meta: str | int | float | bool) -> Path:
+    """Write latents atomically as ``.npz``: ``levels`` (a list, or a dict keyed ``z0``, ``z1``, ...) as float32
+    arrays ``z0``, ``z1``, ..., and each ``meta`` value (a string or number) as a scalar array of its name."""
+    if not isinstance(levels, dict):
+        levels = {f"z{i}": z for i, z in enumerate(levels)}
+    if not levels or sorted(levels) != [f"z{i}" for i in range(len(levels))]:
+        raise ConfigError(f"save_latents: levels {sorted(levels)} must be z0, z1, ... (at least one)")
+    for name, value in meta.items():
+        if _LEVEL.fullmatch(name) or not isinstance(value, str | int | float | bool):
+            raise ConfigError(f"save_latents: metadata {name}={value!r} must be a string or number not named zN")
+    if Path(path).suffix != ".npz":
+        raise ConfigError(f"{path}: latents are saved as .npz (levels z0, z1, ... and metadata); name it "
+                          f"{Path(path).with_suffix('.npz').name}")
+    arrays = {name: torch.as_tensor(z).detach().float().cpu().numpy() for name, z in levels.items()}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays, **{name: np.asarray(value) for name, value in meta.items()})
+    return Path(path)
+
+
+def load_latents(path: str | os.PathLike[str]) -> Latents:
+    """Read a ``.npz`` from :func:`save_latents`, or a single ``.npy`` array (earlier versions: one level, no
+    metadata). Unreadable files raise :class:`~audiovae.errors.AudiovaeError` with a one-line reason."""
+    p = Path(path)
+    if not p.is_file():
+        raise AudiovaeError(f"{p}: no such latents file" if not p.exists() else f"{p}: is not a file")
+    try:
+        data = np.load(p, allow_pickle=False)
+        if isinstance(data, np.ndarray):  # .npy
+            return Latents([torch.from_numpy(data).float()])
+        with data:
+            names = set(data.files)
+            count = sum(1 for n in names if _LEVEL.fullmatch(n))
+            if count == 0 or {f"z{i}" for i in range(count)} - names:
+                raise AudiovaeError(f"{p}: an .npz without latents z0, z1, ... (not from `audiovae encode`)")
+            levels = [torch.from_numpy(data[f"z{i}"]).float() for i in range(count)]
+            meta = {n: data[n].item() for n in sorted(names) if not _LEVEL.fullmatch(n) and data[n].ndim == 0}
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        raise AudiovaeError(f"{p}: not a readable .npy or .npz latent file ({str(e).splitlines()[0][:120]})"
+                            ) from None
+    return Latents(levels, meta)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -1,0 +1,122 @@
+"""Bottlenecks: what sits between encoder and decoder, and the only place where model variants differ.
+
+A :class:`Bottleneck` turns encoder features ``[B, C, T']`` into a :class:`Posterior` over latents
+``[B, latent_dim, T']``. The posterior knows how to draw (``sample``), how to give its point estimate (``mode``) and
+its own regularising term (``regulariser``): the KL with its beta schedule and free bits for a VAE, the commitment
+and codebook terms for a VQ-VAE, an MMD to the prior for a WAE, nothing for a plain autoencoder. The model adds
+that term to its reconstruction loss without knowing which it is, so a new bottleneck drops in with no change to
+the model class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..losses import KLSchedule, free_bits, gaussian_kl, kl_per_dim
+from .layers import conv1d
+
+
+@dataclass
+class Regularisation:
+    """A posterior's term in the objective.
+
+    Attributes:
+        loss: scalar to add to the objective, weighted (schedules applied) and summed over latent dimensions, per
+            latent frame; the model spreads it over ``hop_factor`` spectrogram frames.
+        logs: scalars to log (detached tensors or floats).
+        outputs: detached tensors for diagnostics (e.g. ``kl_dims``, the KL of each latent dimension).
+    """
+
+    loss: torch.Tensor
+    logs: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Posterior(Protocol):
+    """What ``encode`` returns: a distribution (or point) over latent frames ``[B, D, T']``."""
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A draw used in training (differentiable with respect to the encoder)."""
+        ...
+
+    def mode(self) -> torch.Tensor:
+        """The point estimate used at inference (encode, reconstruct, convert)."""
+        ...
+
+    def regulariser(self, mask: torch.Tensor | None, step: int) -> Regularisation:
+        """The term that keeps the latent space usable; ``mask`` ``[B, 1, T']`` marks valid latent frames."""
+        ...
+
+
+class DiagonalGaussian:
+    """Posterior ``q(z|x) = N(mean, exp(logvar))`` over latent frames ``[B, D, T']``; its regulariser is the KL to
+    ``N(0, I)`` weighted by ``schedule(step)`` (1 without one) with ``free_bits`` nats per dimension free."""
+
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor, schedule: KLSchedule | None = None,
+                 free_bits: float = 0.0) -> None:
+        self.mean, self.logvar = mean, logvar.clamp(-30.0, 20.0)
+        self.schedule, self.free_bits = schedule, free_bits
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised draw ``z = mean + std * eps``: differentiable in ``mean`` and ``logvar``."""
+        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + torch.exp(0.5 * self.logvar) * eps
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl_dims(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """KL of each latent dimension ``[D]``, averaged over batch and valid latent frames (nats)."""
+        return kl_per_dim(gaussian_kl(self.mean, self.logvar), mask)
+
+    def regulariser(self, mask: torch.Tensor | None, step: int) -> Regularisation:
+        kl_dims = self.kl_dims(mask)
+        weight = self.schedule(step) if self.schedule is not None else 1.0
+        loss = weight * free_bits(kl_dims, self.free_bits)
+        with torch.no_grad():
+            logs = {"kl": kl_dims.sum().detach(), "kl_weight": weight, "min_kl_dim": kl_dims.min()}
+        return Regularisation(loss, logs, {"kl_dims": kl_dims.detach()})
+
+
+class Bottleneck(nn.Module):
+    """Encoder features ``[B, in_channels, T']`` -> :class:`Posterior` over ``[B, latent_dim, T']``.
+
+    Subclasses implement ``forward`` and, when they have a prior to draw from, ``prior``.
+    """
+
+    latent_dim: int
+
+    def forward(self, features: torch.Tensor) -> Posterior:
+        raise NotImplementedError
+
+    def prior(self, n: int, frames: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+              device: torch.device | None = None) -> torch.Tensor:
+        """``n`` latent sequences of ``frames`` frames drawn from the prior ``[n, latent_dim, frames]``."""
+        raise ConfigError(f"{type(self).__name__} has no prior to sample from")
+
+
+class GaussianBottleneck(Bottleneck):
+    """The VAE's head: a convolution to per-frame mean and log-variance; prior ``N(0, I)``; KL regulariser with the
+    ``schedule`` (beta, annealing) and ``free_bits``."""
+
+    def __init__(self, in_channels: int, latent_dim: int, schedule: KLSchedule | None = None,
+                 free_bits: float = 0.0) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.schedule = schedule or KLSchedule(mode="constant")
+        self.free_bits = free_bits
+        self.head = conv1d(in_channels, 2 * latent_dim, 3)
+
+    def forward(self, features: torch.Tensor) -> DiagonalGaussian:
+        mean, logvar = self.head(features).chunk(2, dim=1)
+        return DiagonalGaussian(mean, logvar, self.schedule, self.free_bits)
+
+    def prior(self, n: int, frames: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+              device: torch.device | None = None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, frames, generator=generator, device=device) * temperature

@@ -1,0 +1,66 @@
+"""The two halves every convolutional model shares: a :class:`ConvEncoder` (log-mel -> features at the latent rate)
+and a :class:`ConvDecoder` (latents -> log-mel). Kept apart from the bottleneck between them (Gaussian, vector-
+quantised, MMD, plain; see ``bottlenecks.py``) so that each variant is a composition, not a subclass of the VAE.
+
+Both work on *normalised* log-mel (the model normalises and denormalises); conditioning vectors (speaker
+embeddings) enter each residual block by FiLM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import Stage, conv1d
+
+
+class ConvEncoder(nn.Module):
+    """Normalised log-mel ``[B, n_mels, T]`` -> features ``[B, channels[-1], ceil(T / hop_factor)]`` (after SiLU).
+
+    Residual stages downsample time by ``prod(factors)``; the input is padded (replicating its last frame) to a
+    multiple of that. ``instance_norm`` strips per-utterance channel statistics (timbre) in every block; ``cond_dim``
+    > 0 conditions the blocks on a vector (the speaker) by FiLM.
+    """
+
+    def __init__(self, n_mels: int, channels: tuple[int, ...], factors: tuple[int, ...], blocks: int,
+                 instance_norm: bool = False, cond_dim: int = 0) -> None:
+        super().__init__()
+        self.hop_factor = math.prod(factors)
+        self.out_channels = channels[-1]
+        self.inp = conv1d(n_mels, channels[0], 5)
+        outs = channels[1:] + (channels[-1],)
+        self.stages = nn.ModuleList(Stage(ci, co, f, blocks, up=False, instance_norm=instance_norm, cond_dim=cond_dim)
+                                    for ci, co, f in zip(channels, outs, factors, strict=True))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        pad = (-x.shape[-1]) % self.hop_factor
+        if pad:
+            x = F.pad(x, (0, pad), mode="replicate")
+        h = self.inp(x)
+        for stage in self.stages:
+            h = stage(h, cond)
+        return F.silu(h)
+
+
+class ConvDecoder(nn.Module):
+    """Latents ``[B, latent_dim, T']`` -> normalised log-mel ``[B, n_mels, T' * hop_factor]``; the mirror image of
+    :class:`ConvEncoder` with the same ``channels``/``factors``, conditioned by FiLM when ``cond_dim`` > 0."""
+
+    def __init__(self, latent_dim: int, n_mels: int, channels: tuple[int, ...], factors: tuple[int, ...],
+                 blocks: int, cond_dim: int = 0) -> None:
+        super().__init__()
+        self.hop_factor = math.prod(factors)
+        outs = channels[1:] + (channels[-1],)
+        self.inp = conv1d(latent_dim, channels[-1], 3)
+        self.stages = nn.ModuleList(Stage(co, ci, f, blocks, up=True, cond_dim=cond_dim)
+                                    for ci, co, f in reversed(list(zip(channels, outs, factors, strict=True))))
+        self.out = conv1d(channels[0], n_mels, 5)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.inp(z)
+        for stage in self.stages:
+            h = stage(h, cond)
+        return self.out(F.silu(h))
