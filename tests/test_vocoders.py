@@ -265,3 +265,24 @@ def test_a_safetensors_header_size_ending_in_0x80_is_not_taken_for_a_pickle(tmp_
     else:
         pytest.fail("no padding gave a header size ending in 0x80")
     assert load_checkpoint(path).info == {"pad": "x" * pad}
+
+
+def test_export_puts_a_pointed_to_vocoder_inside_the_bundled_file(tmp_path, trained, monkeypatch):
+    """recipes/export.py writes one self-contained fp16 file: the run's vocoder pointer becomes an embedded vocoder."""
+    import runpy
+    import sys
+
+    save_vocoder(tmp_path / "grain.safetensors", trained)
+    run = save_checkpoint(tmp_path / "model.safetensors",
+                          Checkpoint(tiny_vae(), CFG, vocoder={"path": "grain.safetensors"}))
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(sys, "argv", ["export.py", str(run), "-o", str(tmp_path / "out" / "bundled.safetensors")])
+    runpy.run_path(str(Path(__file__).resolve().parent.parent / "recipes" / "export.py"), run_name="__main__")
+    keys, meta = keys_and_meta(tmp_path / "out" / "bundled.safetensors")
+    assert meta["vocoder"] == {"name": "test-grain"} and "vocoder.proj.weight" in keys
+    (tmp_path / "grain.safetensors").unlink()  # the bundled file no longer needs it
+    bundled = load_checkpoint(tmp_path / "out" / "bundled.safetensors")
+    _, logmel = sweep_logmel()
+    with torch.no_grad():
+        expected = trained(logmel)
+        assert float((bundled.trained_vocoder(logmel) - expected).norm() / expected.norm()) < 0.01
