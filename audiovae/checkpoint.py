@@ -1,6 +1,17 @@
 """Checkpoints: one ``.safetensors`` file holding the weights and, in its metadata, a JSON config from which the
-model, its front end and its vocoder settings are rebuilt. Loading never unpickles: a pickled ``.pt`` is accepted
-only if ``torch.load(weights_only=True)`` accepts it (no code can run), else refused with a clear message.
+model, its front end and its vocoder are rebuilt. Loading never unpickles: a pickled ``.pt`` is accepted only if
+``torch.load(weights_only=True)`` accepts it (no code can run), else refused with a clear message.
+
+Two layouts, both read by :func:`load_checkpoint`:
+
+* format 1: the model alone, weights un-prefixed, metadata ``{"model": {type, config}, "mel", "vocoder", ...}``.
+  Still written when a checkpoint holds nothing but its model, so such files stay readable by older releases.
+* format 2: several named components in one file, weights prefixed by component (``model.*``, ``vocoder.*``) and
+  metadata ``{"components": {name: {"type", "config"}}, "mel", ...}``: a VAE together with its trained vocoder, or
+  a vocoder alone (:func:`save_vocoder` / :func:`load_vocoder`). Every component shares the file's ``mel``.
+
+Instead of carrying a vocoder, a checkpoint may point to one: ``vocoder: {"path": "voc.safetensors"}``, resolved
+relative to the checkpoint; both files' :meth:`MelConfig.fingerprint` must agree.
 """
 
 from __future__ import annotations
@@ -8,61 +19,166 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from . import __version__
-from .errors import AudiovaeError
+from .errors import AudiovaeError, ConfigError
 from .features import MelConfig
 from .fileio import atomic_path
 from .models import LatentModel, build_model
+from .vocoders import VOCODERS, Vocoder, build_vocoder
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest layout this release reads and writes
 META_KEY = "audiovae"
+DEFAULT_VOCODER = {"name": "griffin-lim"}
 
 
 class CheckpointError(AudiovaeError):
     """A checkpoint is missing, truncated, of another format, or would need code execution to load."""
 
 
+class NoModelError(CheckpointError):
+    """The file is a valid checkpoint without a model (a vocoder file): :func:`load_vocoder` reads it."""
+
+
+@dataclass(frozen=True)
+class ComponentKind:
+    """How a checkpoint names (``type``, ``config``) and rebuilds one kind of component from the file's mel."""
+
+    describe: Callable[[nn.Module], tuple[str, dict]]
+    build: Callable[[str, dict, MelConfig], nn.Module]
+
+
+COMPONENT_KINDS: dict[str, ComponentKind] = {
+    "model": ComponentKind(lambda m: (m.model_type, m.config.to_dict()), lambda t, c, mel: build_model(t, c)),
+    "vocoder": ComponentKind(lambda v: (v.vocoder_type, v.settings()), lambda t, c, mel: build_vocoder(t, mel, **c)),
+}
+
+
 @dataclass
 class Checkpoint:
-    """Everything needed to use a trained model: the model, its front end, speakers, vocoder and task."""
+    """Everything needed to use a trained model: the model, its front end, speakers, vocoder and task.
+
+    ``vocoder`` is the default vocoder's settings (``{"name": ..., **kwargs}``) or a pointer ``{"path": ...}`` to a
+    vocoder file; ``components`` holds modules saved beside the model, today a trained ``"vocoder"``. Loading a
+    checkpoint that points to a vocoder file puts the loaded vocoder there too (and saving keeps the pointer).
+    """
 
     model: LatentModel
     mel: MelConfig
     speakers: list[str] = field(default_factory=list)
     task: str = "reconstruct"
-    vocoder: dict = field(default_factory=lambda: {"name": "griffin-lim"})
+    vocoder: dict = field(default_factory=lambda: dict(DEFAULT_VOCODER))
     info: dict = field(default_factory=dict)  # training step, metrics, data: for `audiovae info CKPT`
+    components: dict[str, nn.Module] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        carried = self.components.get("vocoder")
+        if isinstance(carried, Vocoder) and "path" not in self.vocoder:
+            self.vocoder = {"name": carried.vocoder_type}  # its settings travel with it, in the components
+
+    @property
+    def trained_vocoder(self) -> Vocoder | None:
+        """The vocoder this checkpoint carries or points to, if any (else the default is built by name)."""
+        carried = self.components.get("vocoder")
+        return carried if isinstance(carried, Vocoder) else None
+
+    def embedded(self) -> dict[str, nn.Module]:
+        """The components saved inside this file (a pointed-to vocoder stays in its own file)."""
+        return {name: module for name, module in self.components.items()
+                if not (name == "vocoder" and "path" in self.vocoder)}
 
     def metadata(self) -> dict:
-        return {"format": FORMAT_VERSION, "package_version": __version__, "task": self.task,
+        """The JSON stored beside the weights: format 1 for a model alone, format 2 when it carries components."""
+        meta = {"format": 1, "package_version": __version__, "task": self.task,
                 "model": {"type": self.model.model_type, "config": self.model.config.to_dict()},
                 "mel": self.mel.to_dict(), "speakers": list(self.speakers), "vocoder": self.vocoder, "info": self.info}
+        extra = self.embedded()
+        if extra:
+            _check_components(extra, self.mel)
+            del meta["model"]
+            meta |= {"format": 2, "components": _describe({"model": self.model} | extra)}
+            if "vocoder" in extra:
+                meta["vocoder"] = {"name": extra["vocoder"].vocoder_type}
+        return meta
+
+
+def _describe(modules: dict[str, nn.Module]) -> dict:
+    out = {}
+    for name, module in modules.items():
+        kind, config = COMPONENT_KINDS[name].describe(module)
+        out[name] = {"type": kind, "config": config}
+    return out
+
+
+def _check_components(components: dict[str, nn.Module], mel: MelConfig) -> None:
+    """Refuse, before writing, what could not be loaded back."""
+    for name in components:
+        if name == "model" or name not in COMPONENT_KINDS:
+            known = ", ".join(k for k in COMPONENT_KINDS if k != "model")
+            raise CheckpointError(f"checkpoint component {name!r}: not a kind a checkpoint can carry ({known})")
+    voc = components.get("vocoder")
+    if voc is None:
+        return
+    if not isinstance(voc, Vocoder):
+        raise CheckpointError(f"checkpoint component 'vocoder': {type(voc).__name__} is not a Vocoder")
+    if VOCODERS.get(voc.vocoder_type) is not type(voc):
+        raise CheckpointError(f"vocoder type {voc.vocoder_type!r} is not registered (register_vocoder), so a saved "
+                              "file could not be loaded")
+    if voc.config.fingerprint() != mel.fingerprint():
+        raise CheckpointError(f"the vocoder was made for other features than the model ({_mel_diff(voc.config, mel)})")
+
+
+def _mel_diff(a: MelConfig, b: MelConfig) -> str:
+    da, db = a.to_dict(), b.to_dict()
+    fields = [f"{k} {da[k]} vs {db[k]}" for k in da if da[k] != db.get(k)]
+    return f"mel fingerprint {a.fingerprint()} vs {b.fingerprint()}: " + ", ".join(fields)
+
+
+def _write(path: str | os.PathLike[str], modules: dict[str, nn.Module], meta: dict, prefixed: bool,
+           dtype: torch.dtype | None) -> Path:
+    state = {}
+    for name, module in modules.items():
+        for key, t in module.state_dict().items():
+            t = t.detach().cpu().contiguous()
+            state[f"{name}.{key}" if prefixed else key] = t.to(dtype) if dtype is not None and t.is_floating_point() \
+                else t
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    return Path(path)
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint, dtype: torch.dtype | None = None) -> Path:
-    """Write atomically; ``dtype=torch.float16`` halves the size for export (floating tensors only)."""
-    state = {}
-    for name, t in ckpt.model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        state[name] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={META_KEY: json.dumps(ckpt.metadata())})
-    return Path(path)
+    """Write atomically; ``dtype=torch.float16`` halves the size for export (floating tensors of every component)."""
+    meta = ckpt.metadata()
+    return _write(path, {"model": ckpt.model} | ckpt.embedded(), meta, meta["format"] >= 2, dtype)
+
+
+def save_vocoder(path: str | os.PathLike[str], vocoder: Vocoder, dtype: torch.dtype | None = None,
+                 info: dict | None = None) -> Path:
+    """Write a vocoder alone (format 2, one ``vocoder`` component): the file a model checkpoint may point to."""
+    _check_components({"vocoder": vocoder}, vocoder.config)
+    meta = {"format": 2, "package_version": __version__, "mel": vocoder.config.to_dict(),
+            "components": _describe({"vocoder": vocoder}), "info": dict(info or {})}
+    return _write(path, {"vocoder": vocoder}, meta, True, dtype)
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint" if not path.exists() else f"{path}: is not a file")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch.save) or raw pickle
+        head = f.read(9)
+    # safetensors: an 8-byte little-endian header size, then the JSON header. Sniff that first: a header size whose
+    # low byte is 0x80 would otherwise look like a pickle's first byte
+    safetensors = head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
+    if not safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):  # zip (torch.save) or raw pickle
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any failure here means "not loadable without running code"
@@ -87,21 +203,99 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return state, json.loads(meta[META_KEY])
 
 
-def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Checkpoint:
-    """Rebuild model (float32, eval mode, on ``device``), front end and settings from a checkpoint file."""
-    p = Path(path)
-    state, meta = _read(p)
+def _open(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    state, meta = _read(path)
     if meta.get("format", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{p}: written by a newer audiovae (format {meta['format']}); upgrade to load it")
+        raise CheckpointError(f"{path}: written by a newer audiovae (format {meta['format']}); upgrade to load it")
+    return state, meta
+
+
+def _build(path: Path, state: dict[str, torch.Tensor], meta: dict, mel: MelConfig) -> dict[str, nn.Module]:
+    """Every component stored in the file, float32 and in eval mode, on the CPU."""
+    if meta.get("format", 0) < 2:
+        specs, parts = {"model": meta["model"]}, {"model": state}
+    else:
+        specs = meta["components"]
+        parts = {name: {} for name in specs}
+        for key, t in state.items():
+            name, _, rest = key.partition(".")
+            if name not in parts or not rest:
+                raise CheckpointError(f"{path}: weight {key!r} belongs to none of its components ({', '.join(specs)})")
+            parts[name][rest] = t
+    modules = {}
+    for name, spec in specs.items():
+        if name not in COMPONENT_KINDS:
+            raise CheckpointError(f"{path}: has a component {name!r} this audiovae does not know; upgrade to load it")
+        try:
+            module = COMPONENT_KINDS[name].build(spec["type"], spec["config"], mel)
+        except ConfigError as e:
+            if name == "model":
+                raise
+            raise CheckpointError(f"{path}: {e}") from None
+        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in parts[name].items()})
+        modules[name] = module.eval()
+    return modules
+
+
+def _pointed(path: Path, pointer: dict, mel: MelConfig, seen: frozenset[Path]) -> Vocoder:
+    """The vocoder file ``pointer`` names (relative to ``path``), checked to share ``mel``."""
+    target = path.parent / str(pointer["path"])
+    if target.resolve() in seen:
+        raise CheckpointError(f"{path}: its vocoder pointer {target} leads back to itself")
+    if not target.is_file():
+        raise CheckpointError(f"{path}: points to vocoder {target}, which does not exist")
+    vocoder = _load_vocoder(target, seen | {target.resolve()})
+    if vocoder.config.fingerprint() != mel.fingerprint():
+        raise CheckpointError(f"{path}: its vocoder {target} was made for other features "
+                              f"({_mel_diff(mel, vocoder.config)})")
+    return vocoder
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Checkpoint:
+    """Rebuild model (float32, eval mode, on ``device``), front end, settings and any carried or pointed-to vocoder
+    from a checkpoint file (format 1 or 2)."""
+    p = Path(path)
+    state, meta = _open(p)
     try:
-        model = build_model(meta["model"]["type"], meta["model"]["config"])
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         mel = MelConfig.from_dict(meta["mel"])
+        if "model" not in meta.get("components", {"model": None}):
+            raise NoModelError(f"{p}: holds no model, only {', '.join(meta['components'])} (a vocoder file: "
+                                  "load it with load_vocoder, or point a model checkpoint to it)")
+        modules = _build(p, state, meta, mel)
     except (KeyError, RuntimeError, TypeError) as e:
         raise CheckpointError(f"{p}: checkpoint does not match its own config ({str(e).splitlines()[0][:160]})"
                               ) from None
-    return Checkpoint(model.to(device).eval(), mel, list(meta.get("speakers", [])), meta.get("task", "reconstruct"),
-                      meta.get("vocoder", {"name": "griffin-lim"}), meta.get("info", {}))
+    vocoder = meta.get("vocoder", dict(DEFAULT_VOCODER))
+    if "path" in vocoder:
+        if "vocoder" in modules:
+            raise CheckpointError(f"{p}: both carries a vocoder and points to one ({vocoder['path']})")
+        modules["vocoder"] = _pointed(p, vocoder, mel, frozenset({p.resolve()}))
+    model = modules.pop("model")
+    return Checkpoint(model.to(device), mel, list(meta.get("speakers", [])), meta.get("task", "reconstruct"),
+                      vocoder, meta.get("info", {}), {name: m.to(device) for name, m in modules.items()})
+
+
+def load_vocoder(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Vocoder:
+    """The trained vocoder a file carries (a vocoder file, or a model checkpoint with one), float32, eval mode."""
+    p = Path(path)
+    return _load_vocoder(p, frozenset({p.resolve()})).to(device)
+
+
+def _load_vocoder(p: Path, seen: frozenset[Path]) -> Vocoder:
+    state, meta = _open(p)
+    try:
+        mel = MelConfig.from_dict(meta["mel"])
+        if "vocoder" in meta.get("components", {}):
+            return _build(p, {k: v for k, v in state.items() if k.startswith("vocoder.")},
+                          meta | {"components": {"vocoder": meta["components"]["vocoder"]}}, mel)["vocoder"]
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise CheckpointError(f"{p}: vocoder does not match its own config ({str(e).splitlines()[0][:160]})"
+                              ) from None
+    pointer = meta.get("vocoder", DEFAULT_VOCODER)
+    if "path" in pointer:
+        return _pointed(p, pointer, mel, seen)
+    raise CheckpointError(f"{p}: carries no trained vocoder (it uses {pointer.get('name', 'griffin-lim')}, "
+                          "which is built from its settings)")
 
 
 def save_torch_state(path: str | os.PathLike[str], state: dict) -> Path:

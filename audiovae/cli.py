@@ -112,16 +112,31 @@ def info(path: Annotated[Path, typer.Argument(help="An audio file or a model che
 
 
 def _checkpoint_info(path: Path) -> None:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import NoModelError, load_checkpoint, load_vocoder
+    from .features import MelConfig
+    from .vocoders import Vocoder
 
-    ckpt = load_checkpoint(path)
-    model = ckpt.model
+    def front_end(mel: MelConfig) -> str:
+        return f"{mel.sample_rate} Hz, {mel.n_mels} mels, hop {mel.hop_length}"
+
+    def trained(voc: Vocoder, where: str) -> str:
+        return f"{voc.vocoder_type}, {sum(p.numel() for p in voc.parameters()) / 1e6:.2f} M parameters, {where}"
+
+    try:
+        ckpt = load_checkpoint(path)
+    except NoModelError:  # a vocoder file
+        voc = load_vocoder(path)
+        typer.echo(f"{path}\n  vocoder    {trained(voc, 'trained')}\n  front end  {front_end(voc.config)}")
+        return
+    model, voc = ckpt.model, ckpt.trained_vocoder
     params = sum(p.numel() for p in model.parameters())
+    pointer = ckpt.vocoder.get("path")
     rows: list[tuple[str, object]] = [
         ("task", ckpt.task), ("model", f"{model.model_type}, {params / 1e6:.2f} M parameters"),
         ("latents", f"{model.config.latent_dim} x {ckpt.mel.frame_rate / model.hop_factor:.1f} frames/s"),
-        ("front end", f"{ckpt.mel.sample_rate} Hz, {ckpt.mel.n_mels} mels, hop {ckpt.mel.hop_length}"),
-        ("vocoder", ckpt.vocoder.get("name", "griffin-lim"))]
+        ("front end", front_end(ckpt.mel)),
+        ("vocoder", ckpt.vocoder.get("name", "griffin-lim") if voc is None
+         else trained(voc, f"from {pointer}" if pointer else "in this file"))]
     if ckpt.speakers:
         rows.append(("speakers", ", ".join(ckpt.speakers)))
     rows += list(ckpt.info.items())

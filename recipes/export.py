@@ -72,7 +72,9 @@ def main() -> None:
         report = json.loads(args.evaluation.read_text())
         report.pop("per_pair", None)  # the summary rows are enough to compare versions
         info["evaluation"] = report
-    bundled = Checkpoint(ckpt.model, ckpt.mel, speakers, ckpt.task, ckpt.vocoder, info)
+    # a trained vocoder goes inside the bundled file, also when the run's checkpoint only pointed to it
+    vocoder = {k: v for k, v in ckpt.vocoder.items() if k != "path"} or {"name": "griffin-lim"}
+    bundled = Checkpoint(ckpt.model, ckpt.mel, speakers, ckpt.task, vocoder, info, dict(ckpt.components))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.output, bundled, dtype=torch.float16)
     size_mb = args.output.stat().st_size / 1e6

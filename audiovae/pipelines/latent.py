@@ -23,7 +23,7 @@ from ..data.datasets import SpeakerMap
 from ..errors import AudiovaeError, ConfigError
 from ..features import MelSpectrogram
 from ..fileio import atomic_path
-from ..vocoders import build_vocoder
+from ..vocoders import Vocoder, build_vocoder
 
 
 def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | None:
@@ -42,13 +42,21 @@ def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | No
     return torch.tensor([index], device=ckpt.model.mel_mean.device)
 
 
-def vocoder_for(ckpt: Checkpoint, name: str | None = None, **overrides) -> torch.nn.Module:
-    """The checkpoint's default vocoder (or ``name``), on the model's device."""
-    settings = dict(ckpt.vocoder)
-    settings.pop("name", None)
-    settings.update(overrides)
-    return build_vocoder(name or ckpt.vocoder.get("name", "griffin-lim"), ckpt.mel, **settings).to(
-        ckpt.model.mel_mean.device)
+def vocoder_for(ckpt: Checkpoint, name: str | None = None, **overrides) -> Vocoder:
+    """The vocoder to use with ``ckpt``, on the model's device: the trained vocoder the checkpoint carries (or points
+    to) unless another ``name`` is asked for; else ``name`` (default: the checkpoint's) built from the checkpoint's
+    settings for it, updated with ``overrides``."""
+    device = ckpt.model.mel_mean.device
+    carried = ckpt.trained_vocoder
+    if carried is not None and name in (None, carried.vocoder_type):
+        if overrides:
+            raise ConfigError(f"the checkpoint's trained {carried.vocoder_type} vocoder takes no settings "
+                              f"({', '.join(overrides)}); ask for another vocoder by name to change them")
+        return carried.to(device)
+    stored = ckpt.vocoder.get("name", "griffin-lim")
+    name = name or stored
+    settings = {k: v for k, v in ckpt.vocoder.items() if k not in ("name", "path")} if name == stored else {}
+    return build_vocoder(name, ckpt.mel, **(settings | overrides)).to(device)
 
 
 def logmel(wave: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:
@@ -64,7 +72,7 @@ def encode(wave: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = Non
 
 
 @torch.inference_mode()
-def decode(z: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None, vocoder: torch.nn.Module | None = None,
+def decode(z: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None, vocoder: Vocoder | None = None,
            length: int | None = None) -> torch.Tensor:
     """Latents ``[D, T']`` -> waveform ``[T]``."""
     dim = ckpt.model.config.latent_dim
@@ -77,7 +85,7 @@ def decode(z: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None, 
 
 @torch.inference_mode()
 def reconstruct(wave: torch.Tensor, ckpt: Checkpoint, speaker: str | int | None = None,
-                vocoder: torch.nn.Module | None = None) -> torch.Tensor:
+                vocoder: Vocoder | None = None) -> torch.Tensor:
     """Waveform -> log-mel -> model -> log-mel -> vocoder -> waveform of the same length."""
     estimate = ckpt.model.reconstruct(logmel(wave, ckpt), speaker_id(ckpt, speaker))
     return (vocoder or vocoder_for(ckpt))(estimate, length=wave.numel())[0].cpu()
@@ -149,7 +157,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def interpolate(wave_a: torch.Tensor, wave_b: torch.Tensor, ckpt: Checkpoint, steps: int = 5, path: str = "linear",
-                speaker: str | int | None = None, vocoder: torch.nn.Module | None = None) -> list[torch.Tensor]:
+                speaker: str | int | None = None, vocoder: Vocoder | None = None) -> list[torch.Tensor]:
     """Decode ``steps`` points on the path from ``encode(a)`` to ``encode(b)`` (cropped to the shorter one)."""
     if steps < 2:
         raise ConfigError(f"--steps {steps}: need at least 2 (the two ends)")

@@ -1,22 +1,13 @@
-"""Vocoders turn a log-mel spectrogram back into a waveform; every command picks one by name."""
+"""Vocoders turn a log-mel spectrogram back into a waveform; every command picks one by name.
+
+:class:`Vocoder` is the contract every one of them keeps; ``VOCODERS`` maps names to classes (``register_vocoder``
+adds one) and ``build_vocoder`` makes one for a :class:`~audiovae.features.MelConfig`.
+"""
 
 from __future__ import annotations
 
-from torch import nn
-
-from ..errors import ConfigError
-from ..features import MelConfig
+from .base import Vocoder, fit_length
 from .griffin_lim import GriffinLim, griffin_lim
+from .registry import VOCODERS, build_vocoder, register_vocoder
 
-__all__ = ["GriffinLim", "griffin_lim", "VOCODERS", "build_vocoder"]
-
-VOCODERS: dict[str, type[nn.Module]] = {"griffin-lim": GriffinLim}
-
-
-def build_vocoder(name: str, config: MelConfig, **kwargs) -> nn.Module:
-    """Instantiate a registered vocoder for ``config``; unknown names list the known ones."""
-    try:
-        cls = VOCODERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown vocoder {name!r}; choose one of: {', '.join(sorted(VOCODERS))}") from None
-    return cls(config, **kwargs)
+__all__ = ["Vocoder", "fit_length", "GriffinLim", "griffin_lim", "VOCODERS", "build_vocoder", "register_vocoder"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..features import MelConfig, MelSpectrogram, istft, stft
+from .base import Vocoder, fit_length
+from .registry import register_vocoder
 
 __all__ = ["griffin_lim", "GriffinLim"]
 
@@ -69,18 +70,17 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
             rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
             angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt)  # z / |z|
         wave = istft(mag * angles, config, window, natural)
-    if length != natural:
-        wave = wave[..., :length] if length < natural else torch.nn.functional.pad(wave, (0, length - natural))
-    return wave
+    return fit_length(wave, length)
 
 
-class GriffinLim(nn.Module):
+@register_vocoder
+class GriffinLim(Vocoder):
     """Vocoder: log-mel ``[B, n_mels, frames]`` -> waveform ``[B, T]`` via mel inversion + fast Griffin-Lim.
 
-    Stateless apart from its settings; ``.to(device)`` moves the filterbank and window.
+    No weights (its state dict is empty): its settings rebuild it; ``.to(device)`` moves the filterbank and window.
     """
 
-    name = "griffin-lim"
+    vocoder_type = "griffin-lim"
 
     def __init__(self, config: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99,
                  init: str = "random", seed: int | None = 0, inverse_iter: int = 32) -> None:
@@ -89,7 +89,7 @@ class GriffinLim(nn.Module):
         self.n_iter, self.momentum, self.init, self.seed, self.inverse_iter = n_iter, momentum, init, seed, inverse_iter
         self.mel = MelSpectrogram(self.config)
 
-    def forward(self, logmel: torch.Tensor, length: int | None = None, progress: bool = False) -> torch.Tensor:
+    def forward(self, logmel: torch.Tensor, length: int | None = None, *, progress: bool = False) -> torch.Tensor:
         magnitude = self.mel.inverse(logmel, n_iter=self.inverse_iter)
         return griffin_lim(magnitude, self.config, n_iter=self.n_iter, momentum=self.momentum, init=self.init,
                            seed=self.seed, length=length, window=self.mel.window, progress=progress)
