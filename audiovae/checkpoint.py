@@ -4,11 +4,12 @@ model, its front end and its vocoder are rebuilt. Loading never unpickles: a pic
 
 Two layouts, both read by :func:`load_checkpoint`:
 
-* format 1: the model alone, weights un-prefixed, metadata ``{"model": {type, config}, "mel", "vocoder", ...}``.
-  Still written when a checkpoint holds nothing but its model, so such files stay readable by older releases.
-* format 2: several named components in one file, weights prefixed by component (``model.*``, ``vocoder.*``) and
-  metadata ``{"components": {name: {"type", "config"}}, "mel", ...}``: a VAE together with its trained vocoder, or
-  a vocoder alone (:func:`save_vocoder` / :func:`load_vocoder`). Every component shares the file's ``mel``.
+* format 1 (releases before the engine was reshaped; read, never written): the model alone, weights un-prefixed,
+  metadata ``{"model": {type, config}, "mel", "vocoder", ...}``. Models rename format-1 weight keys on load.
+* format 2 (written): named components in one file, weights prefixed by component (``model.*``, ``vocoder.*``) and
+  metadata ``{"components": {name: {"type", "config"}}, "mel", ...}``: a model alone, a VAE together with its trained
+  vocoder, or a vocoder alone (:func:`save_vocoder` / :func:`load_vocoder`). Every component shares the file's
+  ``mel``. An older release refuses a format-2 file as "written by a newer audiovae" instead of misreading it.
 
 Instead of carrying a vocoder, a checkpoint may point to one: ``vocoder: {"path": "voc.safetensors"}``, resolved
 relative to the checkpoint; both files' :meth:`MelConfig.fingerprint` must agree.
@@ -96,17 +97,14 @@ class Checkpoint:
                 if not (name == "vocoder" and "path" in self.vocoder)}
 
     def metadata(self) -> dict:
-        """The JSON stored beside the weights: format 1 for a model alone, format 2 when it carries components."""
-        meta = {"format": 1, "package_version": __version__, "task": self.task,
-                "model": {"type": self.model.model_type, "config": self.model.config.to_dict()},
-                "mel": self.mel.to_dict(), "speakers": list(self.speakers), "vocoder": self.vocoder, "info": self.info}
+        """The JSON stored beside the weights (format 2: every module, the model included, is a component)."""
         extra = self.embedded()
-        if extra:
-            _check_components(extra, self.mel)
-            del meta["model"]
-            meta |= {"format": 2, "components": _describe({"model": self.model} | extra)}
-            if "vocoder" in extra:
-                meta["vocoder"] = {"name": extra["vocoder"].vocoder_type}
+        _check_components(extra, self.mel)
+        meta = {"format": 2, "package_version": __version__, "task": self.task,
+                "components": _describe({"model": self.model} | extra), "mel": self.mel.to_dict(),
+                "speakers": list(self.speakers), "vocoder": self.vocoder, "info": self.info}
+        if "vocoder" in extra:
+            meta["vocoder"] = {"name": extra["vocoder"].vocoder_type}
         return meta
 
 
@@ -142,14 +140,14 @@ def _mel_diff(a: MelConfig, b: MelConfig) -> str:
     return f"mel fingerprint {a.fingerprint()} vs {b.fingerprint()}: " + ", ".join(fields)
 
 
-def _write(path: str | os.PathLike[str], modules: dict[str, nn.Module], meta: dict, prefixed: bool,
-           dtype: torch.dtype | None) -> Path:
+def _write(path: str | os.PathLike[str], modules: dict[str, nn.Module], meta: dict, dtype: torch.dtype | None
+           ) -> Path:
+    """Every module's weights under its component name (``model.*``, ``vocoder.*``), atomically."""
     state = {}
     for name, module in modules.items():
         for key, t in module.state_dict().items():
             t = t.detach().cpu().contiguous()
-            state[f"{name}.{key}" if prefixed else key] = t.to(dtype) if dtype is not None and t.is_floating_point() \
-                else t
+            state[f"{name}.{key}"] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return Path(path)
@@ -158,7 +156,7 @@ def _write(path: str | os.PathLike[str], modules: dict[str, nn.Module], meta: di
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint, dtype: torch.dtype | None = None) -> Path:
     """Write atomically; ``dtype=torch.float16`` halves the size for export (floating tensors of every component)."""
     meta = ckpt.metadata()
-    return _write(path, {"model": ckpt.model} | ckpt.embedded(), meta, meta["format"] >= 2, dtype)
+    return _write(path, {"model": ckpt.model} | ckpt.embedded(), meta, dtype)
 
 
 def save_vocoder(path: str | os.PathLike[str], vocoder: Vocoder, dtype: torch.dtype | None = None,
@@ -167,7 +165,7 @@ def save_vocoder(path: str | os.PathLike[str], vocoder: Vocoder, dtype: torch.dt
     _check_components({"vocoder": vocoder}, vocoder.config)
     meta = {"format": 2, "package_version": __version__, "mel": vocoder.config.to_dict(),
             "components": _describe({"vocoder": vocoder}), "info": dict(info or {})}
-    return _write(path, {"vocoder": vocoder}, meta, True, dtype)
+    return _write(path, {"vocoder": vocoder}, meta, dtype)
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

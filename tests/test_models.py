@@ -172,7 +172,7 @@ def test_malicious_truncated_and_foreign_files_are_refused(tmp_path):
         load_checkpoint(tmp_path / "missing.safetensors")
     # a plain torch file that weights_only accepts is fine if it has the audiovae structure
     meta = Checkpoint(build_model("vae", TINY), MelConfig()).metadata()
-    state = build_model("vae", TINY).state_dict()
+    state = {f"model.{k}": v for k, v in build_model("vae", TINY).state_dict().items()}
     torch.save({"state_dict": state, "audiovae": json.dumps(meta)}, tmp_path / "plain.pt")
     assert load_checkpoint(tmp_path / "plain.pt").model.model_type == "vae"
 

@@ -188,11 +188,11 @@ def test_model_and_trained_vocoder_round_trip_in_one_file(tmp_path, trained, dty
     torch.testing.assert_close(out, direct)
 
 
-def test_a_model_alone_is_still_written_as_format_1(tmp_path):
+def test_a_model_alone_is_written_as_format_2_with_one_component(tmp_path):
     path = save_checkpoint(tmp_path / "m.safetensors", Checkpoint(tiny_vae(), CFG))
     keys, meta = keys_and_meta(path)
-    assert meta["format"] == 1 and meta["model"]["type"] == "vae" and "components" not in meta
-    assert not any(k.startswith("model.") for k in keys)
+    assert meta["format"] == 2 and list(meta["components"]) == ["model"] and "model" not in meta
+    assert meta["components"]["model"]["type"] == "vae" and all(k.startswith("model.") for k in keys)
     back = load_checkpoint(path)
     assert back.components == {} and back.trained_vocoder is None
     assert isinstance(latent.vocoder_for(back), GriffinLim)
