@@ -489,8 +489,8 @@ def denoise(
     from .pipelines.batch import output_name
     from .pipelines.denoise import Denoiser, denoise_file
 
-    batch = _batch(source, output, out_dir, output_name("denoised", keep_format=True), "denoised")
     denoiser = Denoiser(_load(model, device), strength, method)
+    batch = _batch(source, output, out_dir, output_name("denoised", keep_format=True), "denoised")
 
     def work(src: Path, dst: Path) -> str:
         seconds = audio.info(src).duration

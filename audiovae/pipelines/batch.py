@@ -104,7 +104,8 @@ def plan(source: str | os.PathLike[str], name: Callable[[Path], str], output: st
     """The jobs for ``source``, every destination checked; returns them and the output folder (``None`` for a file).
 
     A file goes to ``output`` (default ``name(source)`` in the current folder, whose folder must exist). Every audio
-    file under a folder goes to the same relative place under ``out_dir`` (made as needed), named ``name(file)``.
+    file under a folder goes to the same relative place under ``out_dir``, named ``name(file)``; the folders are made
+    by :func:`run` as it gets to them (planning changes nothing on disk).
     Raises :class:`~audiovae.fileio.OutputError` before anything is processed if a destination is not writable, is a
     directory, is one of the inputs or is shared by two inputs; :class:`~audiovae.errors.ConfigError` for an
     ``output`` file with a folder of inputs; :class:`~audiovae.errors.AudiovaeError` for a folder without audio.
@@ -135,22 +136,23 @@ def plan(source: str | os.PathLike[str], name: Callable[[Path], str], output: st
         seen[dst] = j.source
         if j.output.is_dir():
             raise OutputError(f"{j.output}: is a directory, expected an output file path")
-    if folder is not None:
-        for parent in sorted({j.output.parent for j in jobs}):
-            parent.mkdir(parents=True, exist_ok=True)
-    for j in jobs:
-        check_output_path(j.output)
+    if folder is None:
+        check_output_path(jobs[0].output)
     return jobs, folder
 
 
 def run(jobs: Sequence[Job], work: Work, on_file: Callable[[Outcome, int, int], None] | None = None,
         out_dir: Path | None = None) -> Summary:
-    """Run ``work`` on each job in order. A job that raises :class:`~audiovae.errors.AudiovaeError` is recorded as
-    failed and the next one goes on (any other exception is a bug and propagates). After each job,
-    ``on_file(outcome, done, total)``."""
+    """Run ``work`` on each job in order, making its output folder first. A job that raises
+    :class:`~audiovae.errors.AudiovaeError` is recorded as failed and the next one goes on (any other exception is a
+    bug and propagates). After each job, ``on_file(outcome, done, total)``."""
     summary = Summary(out_dir=out_dir)
     for i, job in enumerate(jobs, 1):
         try:
+            try:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"{job.output}: cannot make its folder ({e.strerror})") from None
             outcome = Outcome(job, True, work(job.source, job.output))
         except AudiovaeError as e:
             outcome = Outcome(job, False, str(e))
