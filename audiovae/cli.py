@@ -345,8 +345,6 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
 
     Example: audiovae interpolate a.wav b.wav -o walk.wav --steps 5 --path slerp --model model.safetensors
     """
-    import torch
-
     from . import audio
     from .fileio import check_output_path
     from .pipelines import latent
@@ -356,50 +354,36 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
     sr = ckpt.mel.sample_rate
     wa, _ = audio.load(a, sr, min_samples=ckpt.mel.min_samples)
     wb, _ = audio.load(b, sr, min_samples=ckpt.mel.min_samples)
-    waves = latent.interpolate(wa, wb, ckpt, steps, path, speaker)
-    pause = latent.gap(0.3, sr)
-    audio.save(output, torch.cat([x for w in waves for x in (w, pause)][:-1]), sr)
+    audio.save(output, latent.walk(wa, wb, ckpt, steps, path, speaker), sr)
     typer.echo(f"wrote {output} ({steps} steps)")
 
 
-def _jobs(source: Path, output: Path | None, out_dir: Path, name: Callable[[Path], str]) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: one file to ``output`` (default ``name(source)``), or every audio file under a folder
-    to the same relative place under ``out_dir``."""
-    from .data.layouts import AUDIO_EXTENSIONS
+def _batch(source: Path, output: Path | None, out_dir: Path, name: Callable[[Path], str],
+           verb: str) -> Callable[[Callable[[Path, Path], str]], None]:
+    """Plan the batch now (every output checked before any work) and return what runs ``work(src, dst)`` on it,
+    printing ``wrote DST (note)`` per file. One file's failure is the command's error; in a folder a bad file is
+    reported and skipped, the rest still written, and the exit code is 1 if any failed."""
+    from .pipelines.batch import plan, run
 
-    if not source.is_dir():
-        return [(source, output or Path(name(source)))]
-    inputs = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-    if not inputs:
-        raise AudiovaeError(f"{source}: no audio files in this folder")
-    jobs = [(p, out_dir / p.relative_to(source).with_name(name(p))) for p in inputs]
-    for folder in sorted({dst.parent for _, dst in jobs}):
-        folder.mkdir(parents=True, exist_ok=True)
-    return jobs
+    jobs, folder = plan(source, name, output, out_dir)
 
+    def report(o, done: int, total: int) -> None:  # noqa: ANN001 - a batch.Outcome
+        if o.ok:
+            typer.echo(f"wrote {o.job.output} ({o.note})")
+        elif folder is not None:
+            typer.echo(f"audiovae: skipped {o.note}", err=True)
 
-def _batch(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], str], verb: str, out_dir: Path) -> None:
-    """Run ``work(src, dst)`` on each job, printing ``wrote DST (what work returns)``. One job fails as the
-    command's error; in a batch a bad file is reported and skipped, the rest still written, and the exit code is 1
-    if any failed. Outputs never overwrite their input."""
-    from .fileio import check_output_path
-
-    failed = []
-    for src, dst in jobs:
-        try:
-            check_output_path(dst)
-            if dst.exists() and dst.resolve() == src.resolve():
-                raise AudiovaeError(f"{dst}: output would overwrite the input")
-            typer.echo(f"wrote {dst} ({work(src, dst)})")
-        except AudiovaeError as e:
-            if len(jobs) == 1:
-                raise
-            failed.append(str(e))
-            typer.echo(f"audiovae: skipped {e}", err=True)
-    if len(jobs) > 1:
-        typer.echo(f"{verb} {len(jobs) - len(failed)} of {len(jobs)} files into {out_dir}")
-        if failed:
+    def runner(work: Callable[[Path, Path], str]) -> None:
+        summary = run(jobs, work, report, folder)
+        if folder is None:
+            if summary.failed:
+                raise AudiovaeError(summary.failed[0].note)
+            return
+        typer.echo(summary.line(verb))
+        if summary.failed:
             raise typer.Exit(1)
+
+    return runner
 
 
 @command
@@ -462,6 +446,7 @@ def convert(
     audiovae convert clips/ --speaker slt --model runs/speech_cvae/model.safetensors --out-dir converted
     """
     from . import audio
+    from .pipelines.batch import output_name
     from .pipelines.convert import check_pitch, reference_voice, table_voice
     from .pipelines.convert import convert as run
     from .pipelines.latent import vocoder_for
@@ -477,6 +462,7 @@ def convert(
     else:
         voice = table_voice(ckpt, speaker)  # an unknown target fails before any work
     synth = vocoder_for(ckpt, vocoder)
+    batch = _batch(source, output, out_dir, output_name(voice.name), "converted")
 
     def work(src: Path, dst: Path) -> str:
         wave, _ = audio.load(src, sr, min_samples=min_samples)
@@ -484,7 +470,7 @@ def convert(
         audio.save(dst, out, sr)
         return f"{estimated + ' ' if estimated else ''}-> {voice.name}"
 
-    _batch(_jobs(source, output, out_dir, lambda p: f"{p.stem}_{voice.name}.wav"), work, "converted", out_dir)
+    batch(work)
 
 
 @command
@@ -516,13 +502,11 @@ def denoise(
     from tqdm.auto import tqdm
 
     from . import audio
+    from .pipelines.batch import output_name
     from .pipelines.denoise import Denoiser, denoise_file
 
     denoiser = Denoiser(_load(model, device), strength, method)
-
-    def default_name(p: Path) -> str:
-        suffix = p.suffix if p.suffix.lower() in (".wav", ".flac", ".ogg", ".aiff", ".aif") else ".wav"
-        return f"{p.stem}_denoised{suffix}"
+    batch = _batch(source, output, out_dir, output_name("denoised", keep_format=True), "denoised")
 
     def work(src: Path, dst: Path) -> str:
         seconds = audio.info(src).duration
@@ -532,7 +516,7 @@ def denoise(
         speed = result.seconds / max(time.perf_counter() - t0, 1e-9)
         return f"{_seconds(result.seconds)}, {result.sample_rate} Hz, {result.channels} ch, {speed:.0f}x realtime"
 
-    _batch(_jobs(source, output, out_dir, default_name), work, "denoised", out_dir)
+    batch(work)
 
 
 evaluate_app = typer.Typer(help="Objective evaluations of trained models, as tables (and JSON).",
@@ -580,9 +564,9 @@ def evaluate_vc(
     Example: audiovae evaluate vc --data corpora/speech --json vc.json   (the bundled model)
     """
     from .data.layouts import AUDIO_EXTENSIONS, discover
+    from .evaluation.vc import evaluate_vc as run
+    from .evaluation.vc import evaluate_vc_real
     from .pipelines.convert import check_pitch
-    from .pipelines.evaluate_vc import evaluate_vc as run
-    from .pipelines.evaluate_vc import evaluate_vc_real
 
     ckpt = _load(model, device)
     test = [e for e in discover(data) if e.split == "test"]
@@ -616,8 +600,8 @@ def evaluate_denoise(
     Example: audiovae evaluate denoise --data corpora/noisy --json denoise.json
     """
     from .data.layouts import discover
+    from .evaluation.denoise import evaluate_denoise as run
     from .pipelines.denoise import Denoiser
-    from .pipelines.evaluate_denoise import evaluate_denoise as run
 
     denoiser = Denoiser(_load(model, device), method=method)
     entries = discover(data)

@@ -29,8 +29,8 @@ from _common import header  # noqa: E402
 from audiovae import audio  # noqa: E402
 from audiovae.checkpoint import load_checkpoint  # noqa: E402
 from audiovae.data.layouts import discover  # noqa: E402
+from audiovae.evaluation.denoise import evaluate_denoise  # noqa: E402
 from audiovae.pipelines.denoise import Denoiser  # noqa: E402
-from audiovae.pipelines.evaluate_denoise import evaluate_denoise  # noqa: E402
 from audiovae.pretrained import resolve_model  # noqa: E402
 
 MAX_LAG_S = 0.06

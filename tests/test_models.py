@@ -70,16 +70,41 @@ def test_loss_terms_and_gradients_reach_every_parameter():
     assert missing == []
 
 
-def test_padding_is_masked_out_of_the_loss():
+def loss_terms(model: ConvVAE, mel: torch.Tensor, lengths: torch.Tensor) -> dict[str, float]:
+    """Every logged loss term and the total, with the same posterior sample (same RNG seed) each call."""
+    torch.manual_seed(0)
+    out = model.loss({"mel": mel, "length": lengths}, step=5)
+    return {k: float(v) for k, v in out.logs.items()} | {"total": float(out.losses["model"].detach())}
+
+
+def with_garbage(mel: torch.Tensor, starts: list[int]) -> torch.Tensor:
+    """``mel`` with large random values from frame ``starts[i]`` of item ``i`` on."""
+    garbage, gen = mel.clone(), torch.Generator().manual_seed(1)
+    for i, start in enumerate(starts):
+        garbage[i, :, start:] = 1000.0 * torch.randn(mel.shape[1], mel.shape[2] - start, generator=gen)
+    return garbage
+
+
+@pytest.mark.xfail(strict=True, reason="models/ does not mask padded input: the convolutions carry padded frames "
+                   "into the valid frames' posterior and estimate (KL x1e7 with garbage padding); when the model "
+                   "zeroes frames beyond `length`, this passes: drop the mark")
+def test_padded_frames_do_not_change_the_loss():
     model = build_model("vae", TINY)
-    mel = speech_like()
-    lengths = torch.tensor([40, 40])
-    garbage = mel.clone()
-    garbage[..., 48:] = 100.0  # beyond the valid length and its latent frames
-    a = model.loss({"mel": mel, "length": lengths}, step=0).logs["mel_l1"]
-    b = model.loss({"mel": garbage, "length": lengths}, step=0).logs["mel_l1"]
-    # the estimate of valid frames may see padded input through the convolutions, but not the error on padded frames
-    assert float(b) < 10 * float(a) + 1.0
+    mel, lengths = speech_like(frames=70), torch.tensor([40, 70])
+    clean = loss_terms(model, mel, lengths)
+    assert loss_terms(model, with_garbage(mel, [40, 70]), lengths) == pytest.approx(clean, rel=1e-5)
+
+
+def test_padding_is_masked_out_of_the_loss():
+    """The loss's own masks: garbage in padded frames past the convolutions' reach (measured: 24 frames for TINY)
+    changes no loss term, while the same garbage in frames counted as valid swamps the reconstruction error."""
+    model = build_model("vae", TINY)
+    mel, lengths = speech_like(frames=87), torch.tensor([24, 87])
+    clean = loss_terms(model, mel, lengths)
+    garbage = with_garbage(mel, [64, 87])
+    assert loss_terms(model, garbage, lengths) == pytest.approx(clean, rel=1e-6)
+    unmasked = loss_terms(model, garbage, torch.tensor([87, 87]))
+    assert unmasked["mel_l1"] > 10 * loss_terms(model, mel, torch.tensor([87, 87]))["mel_l1"]
 
 
 def test_kl_schedules_free_bits_and_active_units():

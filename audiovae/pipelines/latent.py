@@ -1,7 +1,8 @@
-"""Inference through a trained model's latent space: reconstruct, encode, decode, interpolate.
+"""Inference through a trained model's latent space: reconstruct, encode, decode, interpolate (and walk).
 
 Each function takes waveforms (at the checkpoint's rate) and a loaded :class:`~audiovae.checkpoint.Checkpoint` and
-returns waveforms or latents. Latents are posterior means ``[D, T']`` (float32); on disk they are ``.npz`` files
+returns waveforms or latents; file handling stays with the caller (:mod:`.batch` maps a pipeline over files).
+Latents are posterior means ``[D, T']`` (float32); on disk they are ``.npz`` files
 (:func:`save_latents`, :func:`load_latents`) with one array per level (``z0``, ``z1``, ... so hierarchical models
 fit) beside scalar metadata (hop factor, sample rate); the single ``.npy`` arrays of earlier versions still load.
 """
@@ -178,3 +179,16 @@ def interpolate(wave_a: torch.Tensor, wave_b: torch.Tensor, ckpt: Checkpoint, st
 def gap(seconds: float, sample_rate: int) -> torch.Tensor:
     """Silence placed between concatenated results."""
     return torch.zeros(int(math.ceil(seconds * sample_rate)))
+
+
+def join(waves: list[torch.Tensor], sample_rate: int, pause: float = 0.3) -> torch.Tensor:
+    """One waveform: ``waves`` one after another, ``pause`` seconds of silence between them."""
+    silence = gap(pause, sample_rate)
+    return torch.cat([x for w in waves for x in (w, silence)][:-1])
+
+
+def walk(wave_a: torch.Tensor, wave_b: torch.Tensor, ckpt: Checkpoint, steps: int = 5, path: str = "linear",
+         speaker: str | int | None = None, vocoder: torch.nn.Module | None = None, pause: float = 0.3
+         ) -> torch.Tensor:
+    """The :func:`interpolate` steps from A to B as one waveform, ``pause`` seconds apart (to listen to)."""
+    return join(interpolate(wave_a, wave_b, ckpt, steps, path, speaker, vocoder), ckpt.mel.sample_rate, pause)

@@ -17,7 +17,7 @@ import numpy as np
 
 import audiovae
 from audiovae.data.layouts import discover
-from audiovae.pipelines.evaluate_vc import _Judge
+from audiovae.evaluation.vc import _Judge
 from audiovae.pitch import register, track_f0
 
 EXAMPLE = Path(audiovae.__file__).resolve().parent / "assets" / "example.wav"

@@ -34,9 +34,9 @@ from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..features import MelSpectrogram
 from ..metrics import mel_cepstral_distortion
+from ..pipelines.convert import convert, reference_voice, table_voice
+from ..pipelines.latent import vocoder_for
 from ..pitch import register, track_f0
-from .convert import convert, reference_voice, table_voice
-from .latent import vocoder_for
 
 
 @dataclass

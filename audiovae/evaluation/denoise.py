@@ -20,7 +20,7 @@ from .. import audio
 from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..metrics import si_sdr
-from .denoise import Denoiser
+from ..pipelines.denoise import Denoiser
 
 METRICS = ("pesq", "stoi", "si_sdr")
 REAL_SPEAKERS = ("ru_nsh",)
