@@ -27,7 +27,8 @@ from audiovae.trainable import LossOutput, Trainable, TrainableMixin
 from audiovae.training import Trainer, load_run_config
 from audiovae.training.logging import Progress
 
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no validation files")]
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no validation files"),
+              pytest.mark.filterwarnings("ignore::audiovae.models.CollapseWarning")]
 
 TINY = ["data.segment_frames=32", "data.cache_dir=null", "train.batch_size=4", "train.warmup_steps=3",
         "train.log_every=1", "train.ema_decay=0"]

@@ -85,9 +85,6 @@ def with_garbage(mel: torch.Tensor, starts: list[int]) -> torch.Tensor:
     return garbage
 
 
-@pytest.mark.xfail(strict=True, reason="models/ does not mask padded input: the convolutions carry padded frames "
-                   "into the valid frames' posterior and estimate (KL x1e7 with garbage padding); when the model "
-                   "zeroes frames beyond `length`, this passes: drop the mark")
 def test_padded_frames_do_not_change_the_loss():
     model = build_model("vae", TINY)
     mel, lengths = speech_like(frames=70), torch.tensor([40, 70])

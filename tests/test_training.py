@@ -261,6 +261,7 @@ def test_cvae_checkpoint_holds_the_speaker_folders(speakers_dir, tmp_path):
     path = Trainer(cfg, "cpu", progress=False).fit()
     ckpt = load_checkpoint(path)
     assert ckpt.speakers == sorted(SPEAKERS) and ckpt.model.config.n_speakers == 3 and ckpt.task == "convert"
+    assert 0.0 <= ckpt.info["valid_adversary_accuracy"] <= 1.0  # the CVAE's own validation metric
     registers = ckpt.info["pitch"]  # each voice's pitch register, for `convert --pitch auto`
     assert sorted(registers) == sorted(SPEAKERS)
     assert all(50 < math.exp(mean) < 500 and std > 0 and 50 < math.exp(median) < 500

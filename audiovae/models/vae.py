@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..losses import KLSchedule, reconstruction
+from ..trainable import ValidationResult
 from .base import LatentModel, LossOutput, ModelConfig
 from .bottlenecks import Bottleneck, GaussianBottleneck, Posterior
 from .layers import GradientReversal, SpeakerEncoder, conv1d
@@ -166,10 +167,14 @@ class ConvAutoencoder(LatentModel):
         return mask, latent
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> LossOutput:
-        mel = batch["mel"]
-        target = batch.get("clean", mel)
-        frames = mel.shape[-1]
+        frames = batch["mel"].shape[-1]
         mask, latent_mask = self._masks(batch, frames)
+        # Frames beyond `length` are padding: hold them at the band means (0 once normalised), so that whatever a
+        # data set pads with cannot reach the valid frames through the convolutions' receptive field.
+        valid, fill = mask.bool(), self.mel_mean[:, None].to(batch["mel"].dtype)
+        mel = torch.where(valid, batch["mel"], fill)
+        target = torch.where(valid, batch["clean"], fill) if "clean" in batch else mel
+        batch = {**batch, "mel": mel}
         speaker, extra = self.training_condition(batch, mask)
         posterior = self.encode(mel, speaker)
         z = posterior.sample()
@@ -290,3 +295,19 @@ class CVAE(ConvVAE):
         logits = self.adversary(GradientReversal.apply(z, 1.0)).mean(dim=-1)
         ce = F.cross_entropy(logits, batch["speaker"])
         return {"speaker_adversary": self.config.adversary_weight * ce}
+
+    @torch.no_grad()
+    def validation_metrics(self, results: list[ValidationResult], step: int) -> dict:
+        """The VAE's metrics, plus how much speaker identity z still carries: the accuracy of the adversary's speaker
+        guess from the posterior means (chance is 1 / n_speakers; lower is better for conversion)."""
+        metrics = super().validation_metrics(results, step)
+        if self.adversary is None:
+            return metrics
+        hits = total = 0
+        for batch, out in results:
+            z = out.outputs["z"].to(self.speakers.weight.device, self.speakers.weight.dtype)
+            guess = self.adversary(z).mean(dim=-1).argmax(dim=-1).cpu()
+            hits += int((guess == batch["speaker"]).sum())
+            total += len(guess)
+        metrics["valid_adversary_accuracy"] = hits / max(total, 1)
+        return metrics
