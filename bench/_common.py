@@ -41,3 +41,20 @@ def race(fns: dict[str, Callable[[], object]], repeat: int = 7, rounds: int = 3,
 def header(title: str) -> None:
     print(f"# {title}  (torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           f"{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''})")
+
+
+def short_run(config: str, data: str, cache: str | None, steps: int, device: str, out, *extra: str):  # noqa: ANN001, ANN201
+    """Train ``config`` for ``steps`` on ``data`` (validating and checkpointing only at the end); return the finished
+    Trainer and the wall seconds of ``fit``."""
+    from audiovae.training import Trainer, load_run_config
+
+    overrides = [f"data.train={data}", f"data.cache_dir={cache if cache else 'null'}", f"train.steps={steps}",
+                 f"train.out_dir={out}", f"train.log_every={max(1, steps // 10)}", f"train.valid_every={steps}",
+                 f"train.checkpoint_every={steps}", *extra]
+    trainer = Trainer(load_run_config(config, overrides), device=device, progress=False)
+    t0 = time.perf_counter()
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    return trainer, time.perf_counter() - t0

@@ -13,28 +13,17 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
-
-from audiovae.training import Trainer, load_run_config  # noqa: E402
+from _common import header, short_run  # noqa: E402
 
 
 def run(config: str, data: str, cache: str, steps: int, amp: bool, seed: int, device: str, out: Path
         ) -> tuple[float, float]:
     """(final validation loss, training steps per second)."""
-    overrides = [f"data.train={data}", f"data.cache_dir={cache}", f"train.steps={steps}", f"train.out_dir={out}",
-                 f"train.amp={'true' if amp else 'false'}", f"train.seed={seed}", f"train.log_every={steps // 10}",
-                 f"train.valid_every={steps}", f"train.checkpoint_every={steps}"]
-    trainer = Trainer(load_run_config(config, overrides), device=device, progress=False)
-    t0 = time.perf_counter()
-    try:
-        trainer.fit()
-    finally:
-        trainer.close()
-    seconds = time.perf_counter() - t0
+    trainer, seconds = short_run(config, data, cache, steps, device, out, f"train.amp={'true' if amp else 'false'}",
+                                 f"train.seed={seed}")
     return float(trainer.last_valid["valid_loss"]), steps / seconds
 
 

@@ -17,22 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
-
-from audiovae.training import Trainer, load_run_config  # noqa: E402
+from _common import header, short_run  # noqa: E402
 
 
 def throughput(config: str, data: str, cache: str | None, steps: int, device: str, out: Path) -> float:
-    overrides = [f"data.train={data}", f"data.cache_dir={cache if cache else 'null'}", f"train.steps={steps}",
-                 f"train.out_dir={out}", "train.log_every=25", f"train.valid_every={10 * steps}",
-                 f"train.checkpoint_every={10 * steps}"]
-    trainer = Trainer(load_run_config(config, overrides), device=device, progress=False)
-    try:
-        trainer.fit()
-    finally:
-        trainer.close()
-    rows = [r["audio_s_per_s"] for r in trainer.history[1:]]
-    return statistics.median(rows)
+    trainer, _ = short_run(config, data, cache, steps, device, out, "train.log_every=25")
+    return statistics.median(r["audio_s_per_s"] for r in trainer.history[1:])
 
 
 def main() -> None:

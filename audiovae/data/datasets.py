@@ -81,21 +81,18 @@ def select(entries: Sequence[Entry], split: str | None = None,
     return keep, skipped
 
 
-class MelSegments(Dataset):
-    """Random fixed-length log-mel crops ``[n_mels, segment_frames]`` of each file, one item per file per epoch.
+class _Crops(Dataset):
+    """What the crop datasets share: one item per file per epoch, crops drawn from a generator seeded by
+    ``(seed, epoch, index)``, a file that fails to load reported once and replaced by the next one."""
 
-    Items are dicts: ``mel`` (float32), ``length`` (valid frames; shorter files are padded with the log floor),
-    ``speaker`` (id, or -1), and for noisy/clean entries ``clean`` cropped at the same frames.
-    """
-
-    def __init__(self, entries: Sequence[Entry], config: MelConfig, segment_frames: int = 128,
-                 cache: FeatureCache | None = None, speakers: SpeakerMap | None = None, seed: int = 0) -> None:
+    def __init__(self, entries: Sequence[Entry], config: MelConfig, segment_frames: int,
+                 speakers: SpeakerMap | None, seed: int) -> None:
         if segment_frames <= 0:
             raise ConfigError(f"segment_frames={segment_frames} must be > 0")
         self.entries = list(entries)
         if not self.entries:
-            raise ConfigError("MelSegments: no entries (empty split, or every file was skipped)")
-        self.config, self.segment_frames, self.cache, self.seed = config, segment_frames, cache, seed
+            raise ConfigError(f"{type(self).__name__}: no entries (empty split, or every file was skipped)")
+        self.config, self.segment_frames, self.seed = config, segment_frames, seed
         self.speakers = speakers or SpeakerMap.from_entries(self.entries)
         self.epoch = 0
         self.failed: dict[str, str] = {}
@@ -106,6 +103,44 @@ class MelSegments(Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def _speaker(self, e: Entry) -> int:
+        return self.speakers.id(e.speaker) if e.speaker else -1
+
+    def _load(self, e: Entry):  # noqa: ANN202 - whatever _item needs
+        """Read what one entry's item needs; raises :class:`AudiovaeError` for an unreadable file."""
+        raise NotImplementedError
+
+    def _item(self, e: Entry, loaded, rng: np.random.Generator) -> dict:  # noqa: ANN001
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        for attempt in range(len(self.entries)):
+            i = (index + attempt) % len(self.entries)
+            e = self.entries[i]
+            if e.path in self.failed:
+                continue
+            try:
+                loaded = self._load(e)
+            except AudiovaeError as err:
+                self.failed[e.path] = str(err)
+                warnings.warn(f"skipping {err}", DataWarning, stacklevel=2)
+                continue
+            return self._item(e, loaded, np.random.default_rng((self.seed, self.epoch, i)))
+        raise AudiovaeError(f"{type(self).__name__}: every file of the dataset failed to load")
+
+
+class MelSegments(_Crops):
+    """Random fixed-length log-mel crops ``[n_mels, segment_frames]`` of each file, one item per file per epoch.
+
+    Items are dicts: ``mel`` (float32), ``length`` (valid frames; shorter files are padded with the log floor),
+    ``speaker`` (id, or -1), and for noisy/clean entries ``clean`` cropped at the same frames.
+    """
+
+    def __init__(self, entries: Sequence[Entry], config: MelConfig, segment_frames: int = 128,
+                 cache: FeatureCache | None = None, speakers: SpeakerMap | None = None, seed: int = 0) -> None:
+        super().__init__(entries, config, segment_frames, speakers, seed)
+        self.cache = cache
 
     def _features(self, path: str) -> np.ndarray:
         """``[frames, n_mels]`` log-mel of a file: from the cache, else computed now."""
@@ -127,29 +162,18 @@ class MelSegments(Dataset):
             seg = np.concatenate([seg, pad])
         return torch.from_numpy(seg.T.copy()), length
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        for attempt in range(len(self.entries)):
-            i = (index + attempt) % len(self.entries)
-            e = self.entries[i]
-            if e.path in self.failed:
-                continue
-            try:
-                feats = self._features(e.path)
-                clean = self._features(e.clean) if e.clean else None
-            except AudiovaeError as err:
-                self.failed[e.path] = str(err)
-                warnings.warn(f"skipping {err}", DataWarning, stacklevel=2)
-                continue
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            frames = len(feats) if clean is None else min(len(feats), len(clean))
-            start = int(rng.integers(0, max(1, frames - self.segment_frames + 1)))
-            mel, length = self._crop(feats, start)
-            item: dict[str, torch.Tensor | int] = {
-                "mel": mel, "length": length, "speaker": self.speakers.id(e.speaker) if e.speaker else -1}
-            if clean is not None:
-                item["clean"] = self._crop(clean, start)[0]
-            return item
-        raise AudiovaeError("MelSegments: every file of the dataset failed to load")
+    def _load(self, e: Entry) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._features(e.path), self._features(e.clean) if e.clean else None
+
+    def _item(self, e: Entry, loaded: tuple[np.ndarray, np.ndarray | None], rng: np.random.Generator) -> dict:
+        feats, clean = loaded
+        frames = len(feats) if clean is None else min(len(feats), len(clean))
+        start = int(rng.integers(0, max(1, frames - self.segment_frames + 1)))
+        mel, length = self._crop(feats, start)
+        item: dict[str, torch.Tensor | int] = {"mel": mel, "length": length, "speaker": self._speaker(e)}
+        if clean is not None:
+            item["clean"] = self._crop(clean, start)[0]
+        return item
 
 
 class MixedPairs(Dataset):
@@ -194,7 +218,7 @@ class MixedPairs(Dataset):
         return {"mel": mels[0].clone(), "clean": mels[1].clone(), "snr": snr, "length": mels.shape[-1]}
 
 
-class WaveSegments(Dataset):
+class WaveSegments(_Crops):
     """Random waveform crops with their log-mel, for vocoders: ``wave`` ``[segment_frames * hop_length]`` and ``mel``
     ``[n_mels, segment_frames]`` (the frames whose centres fall in the crop), ``length`` (valid frames; short files
     are zero-padded), ``speaker`` (id, or -1). Crops are seeded by ``(seed, epoch, index)`` like :class:`MelSegments`.
@@ -202,47 +226,21 @@ class WaveSegments(Dataset):
 
     def __init__(self, entries: Sequence[Entry], config: MelConfig, segment_frames: int = 32,
                  speakers: SpeakerMap | None = None, seed: int = 0) -> None:
-        if segment_frames <= 0:
-            raise ConfigError(f"segment_frames={segment_frames} must be > 0")
-        self.entries = list(entries)
-        if not self.entries:
-            raise ConfigError("WaveSegments: no entries (empty split, or every file was skipped)")
-        self.config, self.segment_frames, self.seed = config, segment_frames, seed
-        self.speakers = speakers or SpeakerMap.from_entries(self.entries)
-        self.epoch = 0
-        self.failed: dict[str, str] = {}
-        self._mel: MelSpectrogram | None = None
+        super().__init__(entries, config, segment_frames, speakers, seed)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def _load(self, e: Entry) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return audio.load(e.path, self.config.sample_rate, min_samples=self.config.min_samples)[0]
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+    def _item(self, e: Entry, wave: torch.Tensor, rng: np.random.Generator) -> dict:
         n = self.segment_frames * self.config.hop_length
-        for attempt in range(len(self.entries)):
-            i = (index + attempt) % len(self.entries)
-            e = self.entries[i]
-            if e.path in self.failed:
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    wave = audio.load(e.path, self.config.sample_rate, min_samples=self.config.min_samples)[0]
-            except AudiovaeError as err:
-                self.failed[e.path] = str(err)
-                warnings.warn(f"skipping {err}", DataWarning, stacklevel=2)
-                continue
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            start = int(rng.integers(0, max(1, len(wave) - n + 1)))
-            crop = wave[start: start + n]
-            length = min(self.segment_frames, -(-len(crop) // self.config.hop_length))
-            crop = torch.nn.functional.pad(crop, (0, n - len(crop)))
-            if self._mel is None:
-                self._mel = MelSpectrogram(self.config)
-            with torch.inference_mode():
-                mel = self._mel(crop)[:, : self.segment_frames].clone()
-            return {"wave": crop, "mel": mel, "length": length,
-                    "speaker": self.speakers.id(e.speaker) if e.speaker else -1}
-        raise AudiovaeError("WaveSegments: every file of the dataset failed to load")
+        start = int(rng.integers(0, max(1, len(wave) - n + 1)))
+        crop = wave[start: start + n]
+        length = min(self.segment_frames, -(-len(crop) // self.config.hop_length))
+        crop = torch.nn.functional.pad(crop, (0, n - len(crop)))
+        if self._mel is None:
+            self._mel = MelSpectrogram(self.config)
+        with torch.inference_mode():
+            mel = self._mel(crop)[:, : self.segment_frames].clone()
+        return {"wave": crop, "mel": mel, "length": length, "speaker": self._speaker(e)}

@@ -454,12 +454,12 @@ class Trainer:
 
     def _checkpoint(self) -> Checkpoint:
         model = self.ema if self.ema is not None else self.model
-        components = model.export()
+        components = dict(model.export())  # {"model": the model, ...anything saved beside it, e.g. "vocoder"}
         task = self.config.task or model.default_task
         info = {"step": self.step, "epoch": self.epoch, **self.data.info}
         info.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.last_valid.items()})
-        return Checkpoint(components["model"], self.config.mel, list(self.speakers.names) if self.speakers else [],
-                          task, info=info)
+        return Checkpoint(components.pop("model"), self.config.mel,
+                          list(self.speakers.names) if self.speakers else [], task, info=info, components=components)
 
     def save(self) -> None:
         """``model.safetensors`` (the usable model) and ``state.pt`` (everything to resume), atomically, rank 0."""
