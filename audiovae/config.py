@@ -92,7 +92,8 @@ class TrainConfig:
         warmup_steps: linear learning-rate warmup from 0.
         lr_schedule: ``cosine`` (to 0 at ``steps``) or ``constant`` after the warmup.
         grad_clip: maximum gradient norm per parameter group (0 disables clipping).
-        amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``true`` or ``false``.
+        amp: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16 — AVX512-BF16 or AMX —, fp32 elsewhere),
+            ``true`` or ``false``. Validation always runs in fp32.
         ema_decay: exponential moving average of the weights; the exported checkpoint holds it (0 disables).
         log_every, valid_every, checkpoint_every: in steps; the last step always validates and checkpoints.
         seed: model initialisation, data order and crops, sampling noise.

@@ -129,8 +129,10 @@ def test_tiny_model_overfits_one_batch(one_batch_dir, tmp_path):
     assert (tmp_path / "run" / "plots" / "step_000300.png").stat().st_size > 1000
 
 
-def test_resume_continues_exactly(speakers_dir, tmp_path):
-    extra = ("train.steps=12", "train.valid_every=4", "train.checkpoint_every=100", "train.ema_decay=0.9")
+@pytest.mark.parametrize("amp", ["false", "true"])  # fp32, and bf16 autocast (emulated where the CPU lacks it)
+def test_resume_continues_exactly(speakers_dir, tmp_path, amp):
+    extra = ("train.steps=12", "train.valid_every=4", "train.checkpoint_every=100", "train.ema_decay=0.9",
+             f"train.amp={amp}")
     Trainer(tiny(speakers_dir, tmp_path / "a", *extra), "cpu", progress=False).fit()
     Trainer(tiny(speakers_dir, tmp_path / "b", *extra), "cpu", progress=False).fit(until=5)  # mid-epoch
     assert load_torch_state(tmp_path / "b" / "state.pt")["step"] == 5

@@ -43,9 +43,25 @@ NORM_ITEMS = 512  # training crops a model may learn data statistics from on a f
 MODEL_FILE, STATE_FILE, CONFIG_FILE, LOG_FILE = "model.safetensors", "state.pt", "config.yaml", "log.csv"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there autocast pays; elsewhere it is emulated."""
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):  # torch.cpu's own probes (private)
+        fn = getattr(torch.cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except Exception:  # noqa: BLE001, S112 - a probe that fails means "not known to be supported"
+            continue
+    return False
+
+
 def amp_enabled(setting: str | bool, device: torch.device) -> bool:
-    """``train.amp``: ``auto`` is bf16 autocast on CUDA and off on CPU; ``true``/``false`` force it."""
-    return device.type == "cuda" if setting == "auto" else bool(setting)
+    """``train.amp``: ``auto`` is bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere; ``true`` /
+    ``false`` force it. On the 2-core AVX512-BF16 CPU, bf16 trained speech_cvae to the same validation loss as fp32
+    (600 steps: 20.16 vs 20.23, fp32 seed spread 0.13; ``bench/amp.py``) about 1.5x faster."""
+    if setting == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+    return bool(setting)
 
 
 class _LossForward(nn.Module):
