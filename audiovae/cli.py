@@ -297,12 +297,9 @@ def encode(input: Annotated[Path, typer.Argument(help="Audio file.")],
     Example: audiovae encode speech.wav -o z.npz --model model.safetensors
     """
     from . import audio
-    from .fileio import check_output_path
     from .pipelines import latent
 
-    check_output_path(output)
-    if output.suffix != ".npz":
-        raise AudiovaeError(f"{output}: latents are saved as .npz; name the output {output.with_suffix('.npz').name}")
+    latent.check_latents_path(output)
     ckpt = _load(model, device)
     wave, _ = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
     z = latent.encode(wave, ckpt, speaker)

@@ -23,7 +23,7 @@ from .models import MODELS
 __all__ = ["RunConfig", "DataConfig", "TrainConfig", "load_run_config", "packaged_configs", "run_config_from_dict"]
 
 DATASET_KINDS = ("segments", "pairs", "waveform")
-OPTIM_KEYS = {"lr": float, "weight_decay": float, "betas": tuple, "grad_clip": float}
+OPTIM_KEYS = {"lr": 1e-3, "weight_decay": 0.0, "betas": (0.9, 0.99), "grad_clip": 1.0}  # examples of each type
 
 
 @dataclass
@@ -35,7 +35,8 @@ class DataConfig:
         layout: ``auto`` or one of :data:`audiovae.data.layouts.LAYOUTS` (used for ``valid`` too).
         valid: a separate validation source (every file of it); default: the ``valid`` split of ``train``.
         segment_frames: log-mel frames per training crop.
-        cache_dir: a :class:`FeatureCache` root (features computed once, up front); ``None`` computes on the fly.
+        cache_dir: a :class:`FeatureCache` root (features computed once, up front; used by ``segments``); ``None``
+            computes on the fly.
         num_workers: DataLoader worker processes (0: load in the training process).
         conditioning: ``speaker`` (batches carry speaker ids; the model's ``n_speakers`` is set from the data) or
             ``none``.
@@ -155,7 +156,7 @@ def _optim_settings(optim) -> dict[str, dict]:  # noqa: ANN001 - straight from Y
             name = f"train.optim.{group}.{key}"
             if key not in OPTIM_KEYS:
                 raise ConfigError(f"unknown config key {name} (known: {', '.join(OPTIM_KEYS)})")
-            value = _coerce(name, value, (0.9, 0.99) if key == "betas" else 1.0)
+            value = _coerce(name, value, OPTIM_KEYS[key])
             if key == "betas" and (len(value) != 2 or not all(0 <= b < 1 for b in value)):
                 raise ConfigError(f"{name}={list(value)} must be two numbers in [0, 1)")
             if key != "betas" and (value < 0 or (key == "lr" and value == 0)):

@@ -146,7 +146,7 @@ class LatentModel(TrainableMixin, nn.Module):
                 kd = out.outputs["kl_dims"].float().cpu() * size
                 kl_dims = kd if kl_dims is None else kl_dims + kd
         metrics: dict = {}
-        latent_dim = getattr(self.config, "latent_dim", 0)
+        latent_dim = self.config.latent_dim
         if means:
             units = active_units(torch.cat(means, dim=-1)[None])
             metrics["valid_active_units"] = units

@@ -23,7 +23,7 @@ from ..checkpoint import Checkpoint
 from ..data.datasets import SpeakerMap
 from ..errors import AudiovaeError, ConfigError
 from ..features import MelSpectrogram
-from ..fileio import atomic_path
+from ..fileio import atomic_path, check_output_path
 from ..vocoders import Vocoder, build_vocoder
 
 
@@ -103,6 +103,15 @@ class Latents:
 _LEVEL = re.compile(r"z(\d+)")
 
 
+def check_latents_path(path: str | os.PathLike[str]) -> Path:
+    """An output path for :func:`save_latents`: writable, and named ``.npz`` (checked before any work)."""
+    out = check_output_path(path)
+    if out.suffix != ".npz":
+        raise ConfigError(f"{out}: latents are saved as .npz (levels z0, z1, ... and metadata); name it "
+                          f"{out.with_suffix('.npz').name}")
+    return out
+
+
 def save_latents(path: str | os.PathLike[str], levels: list[torch.Tensor] | dict[str, torch.Tensor],
                  **meta: str | int | float | bool) -> Path:
     """Write latents atomically as ``.npz``: ``levels`` (a list, or a dict keyed ``z0``, ``z1``, ...) as float32
@@ -114,9 +123,7 @@ def save_latents(path: str | os.PathLike[str], levels: list[torch.Tensor] | dict
     for name, value in meta.items():
         if _LEVEL.fullmatch(name) or not isinstance(value, str | int | float | bool):
             raise ConfigError(f"save_latents: metadata {name}={value!r} must be a string or number not named zN")
-    if Path(path).suffix != ".npz":
-        raise ConfigError(f"{path}: latents are saved as .npz (levels z0, z1, ... and metadata); name it "
-                          f"{Path(path).with_suffix('.npz').name}")
+    check_latents_path(path)
     arrays = {name: torch.as_tensor(z).detach().float().cpu().numpy() for name, z in levels.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays, **{name: np.asarray(value) for name, value in meta.items()})
@@ -188,7 +195,7 @@ def join(waves: list[torch.Tensor], sample_rate: int, pause: float = 0.3) -> tor
 
 
 def walk(wave_a: torch.Tensor, wave_b: torch.Tensor, ckpt: Checkpoint, steps: int = 5, path: str = "linear",
-         speaker: str | int | None = None, vocoder: torch.nn.Module | None = None, pause: float = 0.3
+         speaker: str | int | None = None, vocoder: Vocoder | None = None, pause: float = 0.3
          ) -> torch.Tensor:
     """The :func:`interpolate` steps from A to B as one waveform, ``pause`` seconds apart (to listen to)."""
     return join(interpolate(wave_a, wave_b, ckpt, steps, path, speaker, vocoder), ckpt.mel.sample_rate, pause)

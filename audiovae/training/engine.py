@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from ..checkpoint import Checkpoint, CheckpointError, save_checkpoint, save_torch_state
 from ..config import RunConfig, load_run_config
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
@@ -35,7 +35,7 @@ from ..plots import plot_logmels
 from ..trainable import LossOutput, Trainable
 from .data import build_data
 from .logging import Progress, RunLog
-from .state import check_resumable, epoch_order, load_state, lr_factor, rng_state, save_state, set_rng_state
+from .state import check_resumable, epoch_order, load_state, lr_factor, rng_state, set_rng_state
 
 __all__ = ["Trainer", "train", "amp_enabled"]
 
@@ -58,7 +58,8 @@ def cpu_has_bf16() -> bool:
 def amp_enabled(setting: str | bool, device: torch.device) -> bool:
     """``train.amp``: ``auto`` is bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere; ``true`` /
     ``false`` force it. On the 2-core AVX512-BF16 CPU, bf16 trained speech_cvae to the same validation loss as fp32
-    (600 steps: 20.16 vs 20.23, fp32 seed spread 0.13; ``bench/amp.py``) about 1.5x faster."""
+    (600 steps: 20.16 vs 20.23, fp32 seed spread 0.13; ``bench/amp.py``) and speech_vae at 1.45x the fp32
+    throughput (``bench/train.py``)."""
     if setting == "auto":
         return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
     return bool(setting)
@@ -446,12 +447,13 @@ class Trainer:
         model.eval()
         sums: dict[str, float] = {}
         n = 0
-        results = []
+        results, first = [], None
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the same noise every time; training's RNG untouched
             torch.manual_seed(self.config.train.seed + 12345)
             for cpu_batch in self._valid_data():
                 batch = self._to_device(cpu_batch)
+                first = batch if first is None else first
                 size = batch["mel"].shape[0]
                 out = model.loss(batch, self.step)  # fp32 always: comparable across train.amp settings
                 terms = {("loss" if g == "model" else f"loss_{g}"): v for g, v in out.losses.items()} | out.logs
@@ -461,7 +463,7 @@ class Trainer:
                 results.append((cpu_batch, out))
             metrics: dict = {f"valid_{k}": v / n for k, v in sums.items()}
             metrics.update(model.validation_metrics(results, self.step))
-            panels = model.preview(self._to_device(self._valid_data()[0]))
+            panels = model.preview(first) if first is not None else []
         if panels:
             plot_logmels(self.out_dir / "plots" / f"step_{self.step:06d}.png",
                          [(f"step {self.step}: {title}", mel) for title, mel in panels], self.config.mel)
@@ -496,7 +498,7 @@ class Trainer:
             "log_skipped": self._skipped,
             "last_valid": self.last_valid, "config": self._resolved_yaml(),
         }
-        save_state(self.out_dir / STATE_FILE, state)
+        save_torch_state(self.out_dir / STATE_FILE, state)
 
     def close(self) -> None:
         """Leave the process group if this Trainer created it."""

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import yaml
 
-from ..checkpoint import CheckpointError, load_torch_state, save_torch_state
+from ..checkpoint import CheckpointError, load_torch_state
 from ..errors import ConfigError
 
-__all__ = ["epoch_order", "lr_factor", "rng_state", "set_rng_state", "check_resumable", "save_state", "load_state"]
+__all__ = ["epoch_order", "lr_factor", "rng_state", "set_rng_state", "check_resumable", "load_state"]
 
 
 def epoch_order(seed: int, epoch: int, n: int, batch: int) -> torch.Tensor:
@@ -73,12 +73,8 @@ def check_resumable(saved: dict, resolved_yaml: str, out_dir: Path) -> None:
             raise ConfigError(f"cannot resume {out_dir}: {diff}")
 
 
-def save_state(path: Path, state: dict) -> None:
-    """Atomically, tensors and plain Python only (loads with ``weights_only=True``)."""
-    save_torch_state(path, state)
-
-
 def load_state(path: Path) -> dict:
+    """The saved training state (written by ``checkpoint.save_torch_state``), checked to hold what resume needs."""
     state = load_torch_state(path)
     missing = {"model", "optimizers", "step", "epoch", "batch_in_epoch"} - set(state)
     if missing:
