@@ -663,7 +663,8 @@ def noisy(
 
     Example: audiovae corpus noisy corpora/noisy --clean corpora/speech --music corpora/music
     """
-    from .data.corpora.noisy import NoisyCorpusConfig, build_noisy_corpus
+    from .data.corpora.noisy import NoisyCorpusConfig, build_noisy_corpus, composition
+    from .data.manifest import read_manifest
     from .errors import ConfigError
 
     try:
@@ -674,6 +675,7 @@ def noisy(
                             music=str(music) if music else None, snrs=snr_values, real_voice=real_voice,
                             workers=workers, seed=seed)
     typer.echo(str(build_noisy_corpus(out, cfg)))
+    typer.echo("\n" + composition(read_manifest(out / "manifest.jsonl")))
 
 
 @corpus_command

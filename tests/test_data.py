@@ -1,10 +1,7 @@
-"""Data layer: mixing, manifests, layout adapters on fake trees, the feature cache, datasets, the noisy corpus."""
+"""Data layer: mixing, manifests, layout adapters on fake trees, the feature cache, datasets."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -234,52 +231,3 @@ def test_on_the_fly_mixing(tmp_path):
     assert a["mel"].shape == a["clean"].shape == (80, 50) and 0.0 <= a["snr"] <= 10.0
     assert torch.equal(a["mel"], ds[1]["mel"])
     assert float((a["mel"] - a["clean"]).abs().mean()) > 0.1  # noise was added
-
-
-# --- noisy corpus ---------------------------------------------------------------------------------------------------
-
-def _tiny_speech_corpus(root: Path) -> Path:
-    """Four espeak-ng sentences by two voices, as a speech-corpus folder with a manifest."""
-    entries = []
-    sentences = ["The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
-                 "It is easy to tell the depth of a well.", "These days a chicken leg is a rare dish."]
-    for voice in ("en-us", "en-gb"):
-        for i, text in enumerate(sentences):
-            p = root / "wav" / voice / f"{voice}_{i}.wav"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["espeak-ng", "-v", voice, "-w", str(p), text], check=True)
-            entries.append(Entry(str(p.relative_to(root)), sf.info(p).duration, split="test" if i == 3 else "train",
-                                 speaker=voice, text=text))
-    write_manifest(root / "manifest.jsonl", entries)
-    return root
-
-
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != "summary.json":
-            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
-    return h.hexdigest()
-
-
-def test_noisy_corpus_is_deterministic_with_exact_snrs(tmp_path, speech_path):
-    from audiovae.data.corpora.noisy import NoisyCorpusConfig, build_noisy_corpus
-
-    clean = _tiny_speech_corpus(tmp_path / "speech")
-    cfg = NoisyCorpusConfig(clean=str(clean), snrs=(0.0, 10.0), real_voice=Path("/usr/share/festival/voices/russian")
-                            .is_dir(), real_voice_files=3, max_seconds=2.0, workers=2,
-                            test_mixtures_per_file=4)
-    summary = build_noisy_corpus(tmp_path / "a", cfg, progress=False)
-    build_noisy_corpus(tmp_path / "b", cfg, progress=False)
-    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    entries = read_manifest(tmp_path / "a" / "manifest.jsonl")
-    assert summary.files == len(entries) and not summary.skipped
-    assert json.loads((tmp_path / "a" / "summary.json").read_text())["groups"] == summary.groups
-    for e in entries:
-        noisy, sr = sf.read(tmp_path / "a" / e.path, dtype="float32")
-        target, _ = sf.read(tmp_path / "a" / e.clean, dtype="float32")
-        assert sr == SR and noisy.shape == target.shape and np.abs(noisy).max() <= 1.0
-        if e.noise != "reverb":  # for reverb the SNR is set against the reverberant speech
-            assert snr_db(target, noisy - target) == pytest.approx(e.snr, abs=0.3), e
-        assert e.noise in ("music", "factory") and e.split == "test" or e.noise not in ("music", "factory")
-    assert {e.noise for e in entries if e.split == "test"} >= {"music", "factory"}

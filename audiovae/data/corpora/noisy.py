@@ -2,10 +2,13 @@
 
 Clean speech comes from a speech corpus built by :mod:`audiovae.data.corpora.speech` (given, or a small one built on
 the spot) plus *real* recordings of one Russian speaker shipped in Debian's ``festvox-ru`` (620 sentences, kept as
-speaker ``ru_nsh`` so it can be evaluated separately). Noise types: white, pink and brown noise, mains hum, babble
-made from other speakers of the same split, and room reverberation (pyroomacoustics image-source RIRs, plus pink
+speaker ``ru_nsh`` so it can be evaluated separately; the test split holds as many of them as of the synthetic
+voices). Noise types: white, pink and brown noise, mains hum, babble (four other speakers of the same split reading
+other sentences), and room reverberation (pyroomacoustics image-source RIRs aligned to the direct sound, plus pink
 noise at the SNR); two types appear only in the test split, to measure generalisation: music (from a music corpus,
-or synthesised notes) and factory noise (engine harmonics, impacts and rumble).
+or synthesised notes) and factory noise (engine harmonics, impacts and rumble). In test, every speaker meets every
+noise type and SNR. Clean files longer than ``max_seconds`` (20 s: every festvox-ru recording fits) are cut at a
+pause and lose their transcript.
 
 Every mixture is a job with its own seed, so the corpus is byte-identical on a rerun and parallel across processes.
 The clean target is stored beside each mixture, scaled by the same factor, so ``noisy = clean + noise`` exactly.
@@ -13,9 +16,13 @@ The clean target is stored beside each mixture, scaled by the same factor, so ``
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import warnings
+import zlib
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +32,11 @@ from tqdm.auto import tqdm
 
 from ... import audio
 from ...errors import AudiovaeError
-from ..layouts import split_of
 from ..manifest import CorpusSummary, Entry, read_manifest, resolve, write_manifest
 from ..mixing import NOISE_COLOURS, coloured_noise, fit_length, mains_hum, noise_gain, peak_scale, rms
 
 FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
+REAL_SPEAKER = "ru_nsh"
 TRAIN_NOISES = ("white", "pink", "brown", "hum", "babble", "reverb")
 TEST_ONLY_NOISES = ("music", "factory")
 
@@ -48,7 +55,7 @@ class NoisyCorpusConfig:
     music: str | None = None
     real_voice: bool = True
     real_voice_files: int = 620
-    max_seconds: float = 8.0
+    max_seconds: float = 20.0  # longer clean files are cut at a pause (and lose their transcript)
     sample_rate: int = 22050
     seed: int = 0
     workers: int = 0
@@ -110,10 +117,9 @@ def _factory(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     return (y / max(rms(y), 1e-12)).astype(np.float32)
 
 
-def _reverberate(clean: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """Clean speech in a random shoebox room (RT60 0.3-0.9 s), aligned to the direct path, at the clean's level."""
+def _room(sr: int, rng: np.random.Generator):  # noqa: ANN202 - pyroomacoustics.ShoeBox, imported lazily
+    """A random shoebox room (RT60 0.3-0.9 s) with one source and one microphone, its response computed."""
     import pyroomacoustics as pra
-    from scipy.signal import fftconvolve
 
     dims = rng.uniform([3.0, 3.0, 2.4], [10.0, 8.0, 4.0])
     rt60 = rng.uniform(0.3, 0.9)
@@ -122,24 +128,62 @@ def _reverberate(clean: np.ndarray, sr: int, rng: np.random.Generator) -> np.nda
     room.add_source(rng.uniform([0.5, 0.5, 1.0], dims - 0.5))
     room.add_microphone(rng.uniform([0.5, 0.5, 1.0], dims - 0.5))
     room.compute_rir()
+    return room
+
+
+def direct_path(room) -> int:  # noqa: ANN001 - a computed pyroomacoustics room
+    """Sample index of the direct sound in ``room.rir[0][0]``, from the geometry.
+
+    Not the loudest sample: in about one room in seven a cluster of early reflections (floor, a near wall) adds up
+    louder than the direct sound and arrives up to tens of milliseconds later. The direct path is the shortest one,
+    at ``distance / c`` plus the delay pyroomacoustics' fractional-delay filter adds; the peak is then looked up
+    within a sample of it.
+    """
+    import pyroomacoustics as pra
+
+    rir = np.abs(np.asarray(room.rir[0][0]))
+    distance = float(np.linalg.norm(room.sources[0].position - room.mic_array.R[:, 0]))
+    at = int(round(distance / room.c * room.fs)) + pra.constants.get("frac_delay_length") // 2
+    lo = max(at - 1, 0)
+    return lo + int(np.argmax(rir[lo: at + 2]))
+
+
+def _reverberate(clean: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Clean speech in a random room, its direct sound at the clean's position, at the clean's RMS."""
+    from scipy.signal import fftconvolve
+
+    room = _room(sr, rng)
     rir = np.asarray(room.rir[0][0], dtype=np.float64)
-    direct = int(np.argmax(np.abs(rir)))
+    direct = direct_path(room)
     wet = fftconvolve(clean, rir[direct:] / abs(rir[direct]))[: clean.size]
     return (wet * rms(clean) / max(rms(wet), 1e-12)).astype(np.float32)
 
 
-def _load(path: str, sr: int, max_seconds: float) -> np.ndarray:
+def cut_at_pause(wave: np.ndarray, sr: int, max_seconds: float) -> tuple[np.ndarray, bool]:
+    """``(wave, True)`` when it fits in ``max_seconds``; else ``(head, False)`` cut at the quietest 50 ms in the
+    second half of the allowed length, so that speech is not cut mid-sound (the transcript is then incomplete)."""
+    limit = int(max_seconds * sr)
+    if wave.size <= limit:
+        return wave, True
+    hop = max(sr // 100, 1)  # 10 ms frames, energy smoothed over five of them
+    frames = np.square(wave[: limit // hop * hop].astype(np.float64)).reshape(-1, hop).mean(axis=1)
+    smooth = np.convolve(frames, np.ones(5) / 5, mode="same")
+    first = frames.size // 2
+    quietest = first + int(np.argmin(smooth[first:]))
+    return wave[: (quietest + 1) * hop], False
+
+
+def _load(path: str, sr: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        wave = audio.load(path, sr)[0].numpy()
-    return wave[: int(max_seconds * sr)]
+        return audio.load(path, sr)[0].numpy()
 
 
 def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, str]:
     """Worker: one mixture and its clean target written; returns the manifest entry or ``"path: reason"``."""
     sr = cfg.sample_rate
     try:
-        clean = _load(job.source, sr, cfg.max_seconds)
+        clean, whole = cut_at_pause(_load(job.source, sr), sr, cfg.max_seconds)
         rng = np.random.default_rng(job.seed)
         n = clean.size
         speech = clean
@@ -148,12 +192,14 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
         elif job.noise == "hum":
             noise = mains_hum(n, sr, rng)
         elif job.noise == "babble":
-            noise = sum(fit_length(_load(p, sr, cfg.max_seconds), n, rng) for p in job.babble)
+            if not job.babble:
+                raise ValueError("babble: no other speaker reading another sentence in this split")
+            noise = sum(fit_length(_load(p, sr), n, rng) for p in job.babble)
         elif job.noise == "reverb":
             speech = _reverberate(clean, sr, rng)
             noise = coloured_noise(n, 1.0, rng)
         elif job.noise == "music":
-            noise = fit_length(_load(job.music, sr, 60.0), n, rng) if job.music else _synth_music(n, sr, rng)
+            noise = fit_length(_load(job.music, sr), n, rng) if job.music else _synth_music(n, sr, rng)
         else:
             noise = _factory(n, sr, rng)
         # the SNR is set on the additive noise; for reverb the reverberant tail is part of the degradation and the
@@ -167,12 +213,17 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
     except (AudiovaeError, ValueError) as e:
         return None, f"{job.source}: {e}"
     return Entry(path=str(noisy_path.relative_to(out)), duration=round(n / sr, 4), split=job.split,
-                 speaker=job.speaker, text=job.text, clean=str(clean_path.relative_to(out)), noise=job.noise,
-                 snr=job.snr), ""
+                 speaker=job.speaker, text=job.text if whole else "", clean=str(clean_path.relative_to(out)),
+                 noise=job.noise, snr=job.snr), ""
 
 
-def _real_voice(cfg: NoisyCorpusConfig) -> list[Entry]:
-    """festvox-ru's recordings as clean speech of speaker ``ru_nsh`` (a fifth of them held out for test)."""
+def _real_voice(cfg: NoisyCorpusConfig, test_files: int) -> list[Entry]:
+    """festvox-ru's recordings as clean speech of speaker ``ru_nsh``.
+
+    5 % go to valid and ``test_files`` to test (as many as the synthetic voices have, so that neither group
+    dominates the test mean; at most a fifth of the recordings, and a fifth when there are no synthetic test files),
+    chosen by a seeded hash of the file name; the rest train.
+    """
     wavs = sorted((FESTVOX_RU / "wav").glob("ru_*.wav"))[: cfg.real_voice_files]
     if not wavs:
         raise AudiovaeError(f"{FESTVOX_RU}: no recordings found; install them with `apt-get install festvox-ru` "
@@ -184,7 +235,12 @@ def _real_voice(cfg: NoisyCorpusConfig) -> list[Entry]:
             parts = line.strip("() ").split(" ", 1)
             if len(parts) == 2:
                 texts[parts[0]] = parts[1].strip().strip('"')
-    return [Entry(path=str(w), duration=0.0, split=split_of(w.stem, 0.05, 0.2), speaker="ru_nsh",
+    ranked = sorted(wavs, key=lambda w: hashlib.sha256(f"{cfg.seed}:{w.stem}".encode()).digest())
+    fifth = max(1, round(0.2 * len(wavs)))
+    n_test = min(test_files, fifth) if test_files else fifth
+    n_valid = max(1, round(0.05 * len(wavs))) if len(wavs) > n_test + 1 else 0
+    split = dict.fromkeys(ranked[:n_test], "test") | dict.fromkeys(ranked[n_test: n_test + n_valid], "valid")
+    return [Entry(path=str(w), duration=0.0, split=split.get(w, "train"), speaker=REAL_SPEAKER,
                   text=texts.get(w.stem, "")) for w in wavs]
 
 
@@ -198,7 +254,9 @@ def _clean_sources(cfg: NoisyCorpusConfig, out: Path, progress: bool) -> list[En
                                                                workers=cfg.workers), progress=progress)
         manifest = out / "speech" / "manifest.jsonl"
     sources = [Entry(**{**vars(e), "path": str(resolve(manifest, e.path))}) for e in read_manifest(manifest)]
-    return sources + (_real_voice(cfg) if cfg.real_voice else [])
+    if not cfg.real_voice:
+        return sources
+    return sources + _real_voice(cfg, sum(e.split == "test" for e in sources))
 
 
 def _music_files(cfg: NoisyCorpusConfig) -> list[str]:
@@ -208,29 +266,51 @@ def _music_files(cfg: NoisyCorpusConfig) -> list[str]:
     return [str(resolve(manifest, e.path)) for e in read_manifest(manifest)]
 
 
+def _same_sentence(a: Entry, b: Entry) -> bool:
+    return bool(a.text) and " ".join(a.text.lower().split()) == " ".join(b.text.lower().split())
+
+
+def babble_pool(target: Entry, items: list[Entry]) -> list[str]:
+    """Files that may be talked over ``target``: other speakers, other sentences (by transcript), same split."""
+    return [e.path for e in items if e.speaker != target.speaker and not _same_sentence(e, target)]
+
+
+def _cycle(values: tuple, rng: np.random.Generator) -> Iterator:
+    """``values`` in a fresh seeded order on every pass: any ``len(values)`` consecutive draws hold each once."""
+    while True:
+        yield from (values[int(i)] for i in rng.permutation(len(values)))
+
+
 def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str]) -> list[_Job]:
-    """Assign every clean file its noise type(s) and SNR(s): random in train/valid, an even grid in test."""
+    """Assign every clean file its noise type(s) and SNR(s).
+
+    Train and valid draw both at random. Test is stratified per speaker: each speaker's mixtures walk the noise types
+    and, independently, the SNRs in seeded orders, so every speaker with as many test mixtures as there are noise
+    types (and SNRs) meets each of them, and no speaker's scores are tied to an SNR. Babble is other speakers reading
+    other sentences; a speaker with nobody else in its split gets no babble.
+    """
     rng = np.random.default_rng(cfg.seed)
-    groups: dict[tuple[str, bool], list[Entry]] = {}
+    by_split: dict[str, list[Entry]] = {}
     for e in sorted(sources, key=lambda e: e.path):
-        groups.setdefault((e.split, e.speaker == "ru_nsh"), []).append(e)
+        by_split.setdefault(e.split, []).append(e)
     jobs: list[_Job] = []
-    for (split, _), items in sorted(groups.items()):
-        noises = cfg.train_noises + (cfg.test_only_noises if split == "test" else ())
-        # test: walk an even grid, every noise type before the next SNR, so any prefix covers all noise types
-        grid = [(noise, snr) for snr in cfg.snrs for noise in noises]
-        others = [e.path for e in items]
+    for split, items in sorted(by_split.items()):
+        all_noises = cfg.train_noises + (cfg.test_only_noises if split == "test" else ())
         per_file = {"train": cfg.mixtures_per_file, "test": cfg.test_mixtures_per_file}.get(split, 1)
-        k = 0
+        draws: dict[str, tuple[Iterator, Iterator]] = {}
         for e in items:
+            pool = babble_pool(e, items) if "babble" in all_noises else []
+            noises = all_noises if pool else tuple(n for n in all_noises if n != "babble")
+            if split == "test" and e.speaker not in draws:
+                spk_rng = np.random.default_rng([cfg.seed, zlib.crc32(e.speaker.encode())])
+                draws[e.speaker] = (_cycle(noises, spk_rng), _cycle(cfg.snrs, spk_rng))
             for m in range(per_file):
                 if split == "test":
-                    noise, snr = grid[k % len(grid)]
-                    k += 1
+                    noise, snr = next(draws[e.speaker][0]), next(draws[e.speaker][1])
                 else:
                     noise, snr = noises[int(rng.integers(len(noises)))], cfg.snrs[int(rng.integers(len(cfg.snrs)))]
-                babble = [others[int(i)] for i in rng.choice(len(others), size=min(5, len(others)), replace=False)
-                          if others[int(i)] != e.path][:4] if noise == "babble" else []
+                babble = ([pool[int(i)] for i in rng.choice(len(pool), size=min(4, len(pool)), replace=False)]
+                          if noise == "babble" else [])
                 jobs.append(_Job(name=f"{e.speaker}_{Path(e.path).stem}_{m}", source=e.path, speaker=e.speaker,
                                  text=e.text, split=split, noise=noise, snr=float(snr),
                                  seed=cfg.seed * 1_000_003 + len(jobs), babble=babble,
@@ -262,3 +342,32 @@ def build_noisy_corpus(out_dir: str | os.PathLike[str], config: NoisyCorpusConfi
                                          build_seconds=time.perf_counter() - t0)
     summary.write(out / "summary.json")
     return summary
+
+
+def composition(entries: list[Entry]) -> str:
+    """Markdown tables of what a noisy corpus holds, measured from its manifest: per split, then per test speaker."""
+    def counts(values: list) -> str:
+        c = Counter(values)
+        return ", ".join(f"{k:g}: {c[k]}" if isinstance(k, float) else f"{k}: {c[k]}" for k in sorted(c))
+
+    lines = ["| split | mixtures | hours | speakers | real voice | noise types | SNRs (dB) | reverb |",
+             "| --- | ---: | ---: | --- | ---: | --- | --- | ---: |"]
+    for split in ("train", "valid", "test"):
+        es = [e for e in entries if e.split == split]
+        if not es:
+            continue
+        real = sum(e.speaker == REAL_SPEAKER for e in es)
+        reverb = sum(e.noise == "reverb" for e in es)
+        lines.append(f"| {split} | {len(es)} | {sum(e.duration for e in es) / 3600:.2f} | "
+                     f"{len({e.speaker for e in es})} | {real / len(es):.0%} | {counts([e.noise for e in es])} | "
+                     f"{counts([e.snr for e in es if e.snr is not None])} | {reverb / len(es):.0%} |")
+    test = [e for e in entries if e.split == "test"]
+    if test:
+        lines += ["", "| test speaker | mixtures | noise types met | SNRs met | mean SNR (dB) |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for spk in sorted({e.speaker for e in test}):
+            es = [e for e in test if e.speaker == spk]
+            snrs = [e.snr for e in es if e.snr is not None]
+            lines.append(f"| {spk} | {len(es)} | {len({e.noise for e in es})} | {len(set(snrs))} | "
+                         f"{np.mean(snrs) if snrs else float('nan'):.1f} |")
+    return "\n".join(lines)
