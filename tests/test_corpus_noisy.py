@@ -21,6 +21,7 @@ from audiovae.data.corpora.noisy import (
     TEST_ONLY_NOISES,
     TRAIN_NOISES,
     NoisyCorpusConfig,
+    _clean_sources,
     _plan,
     _real_voice,
     _reverberate,
@@ -29,9 +30,11 @@ from audiovae.data.corpora.noisy import (
     composition,
     cut_at_pause,
     direct_path,
+    noise_snr_grid,
 )
 from audiovae.data.manifest import Entry, read_manifest, write_manifest
 from audiovae.data.mixing import rms
+from audiovae.errors import AudiovaeError
 
 SENTENCES = ["The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
              "It is easy to tell the depth of a well.", "These days a chicken leg is a rare dish."]
@@ -146,8 +149,8 @@ def _parallel_sources(speakers: int = 8, sentences: int = 60, test_every: int = 
                   speaker=f"s{s}", text=f"sentence {i}") for s in range(speakers) for i in range(sentences)]
 
 
-def _real_sources(n: int = 60) -> list[Entry]:
-    return [Entry(f"/ru/ru_{i:04d}.wav", 9.0, split="test" if i < 30 else "train", speaker=REAL_SPEAKER,
+def _real_sources(n: int = 120, test: int = 48) -> list[Entry]:
+    return [Entry(f"/ru/ru_{i:04d}.wav", 9.0, split="test" if i < test else "train", speaker=REAL_SPEAKER,
                   text=f"предложение {i}") for i in range(n)]
 
 
@@ -167,6 +170,47 @@ def test_every_test_speaker_meets_every_snr_and_noise_type():
     assert _plan(_parallel_sources(), cfg, []) == _plan(_parallel_sources(), cfg, [])  # seeded
 
 
+@pytest.mark.parametrize(("n", "s"), [(8, 6), (6, 6), (8, 3), (5, 7), (1, 4)])
+def test_grid_runs_cover_every_noise_and_snr(n, s):
+    noises, snrs = tuple(f"n{i}" for i in range(n)), tuple(float(i) for i in range(s))
+    grid = noise_snr_grid(noises, snrs, np.random.default_rng(0))
+    assert len(set(grid)) == n * s  # every cell once
+    cyclic = grid * 2
+    for j in range(len(grid)):  # walked cyclically, any run of n cells holds every noise, any 2s every SNR
+        assert {c[0] for c in cyclic[j: j + n]} == set(noises)
+        assert {c[1] for c in cyclic[j: j + 2 * s]} == set(snrs)
+
+
+def test_every_noise_type_meets_every_snr_equally_often_in_each_voice_group():
+    cfg = NoisyCorpusConfig()
+    jobs = [j for j in _plan(_parallel_sources() + _real_sources(), cfg, []) if j.split == "test"]
+    noises = TRAIN_NOISES + TEST_ONLY_NOISES
+    for group in (True, False):  # real voice, synthetic voices: 96 mixtures each, two passes over the 48 cells
+        cells = defaultdict(int)
+        for j in jobs:
+            if (j.speaker == REAL_SPEAKER) == group:
+                cells[j.noise, j.snr] += 1
+        assert len(cells) == len(noises) * len(cfg.snrs) and set(cells.values()) == {2}, group
+
+
+def test_a_small_test_split_still_covers_every_noise_type_and_snr():
+    """Eight voices with two test sentences and one mixture each: 16 mixtures, too few per voice, enough for the
+    whole test set."""
+    cfg = NoisyCorpusConfig(test_mixtures_per_file=1)
+    jobs = [j for j in _plan(_parallel_sources(sentences=12, test_every=6), cfg, []) if j.split == "test"]
+    assert len(jobs) == 16
+    assert {j.noise for j in jobs} == set(TRAIN_NOISES + TEST_ONLY_NOISES)
+    assert {j.snr for j in jobs} == set(cfg.snrs)
+
+
+def test_the_music_corpus_changes_only_the_music_mixtures():
+    sources, cfg = _parallel_sources() + _real_sources(), NoisyCorpusConfig()
+    plain, with_music = _plan(sources, cfg, []), _plan(sources, cfg, ["/m/a.wav", "/m/b.wav"])
+    assert [(j.name, j.noise, j.snr) for j in plain] == [(j.name, j.noise, j.snr) for j in with_music]
+    assert all(bool(j.music) == (j.noise == "music") for j in with_music)
+    assert [j.babble for j in plain if j.split == "train"] == [j.babble for j in with_music if j.split == "train"]
+
+
 @pytest.mark.skipif(not HAS_RU, reason="festvox-ru is not installed (apt-get install festvox-ru; .ci/run does)")
 def test_real_voice_test_split_matches_the_synthetic_one():
     cfg = NoisyCorpusConfig()
@@ -178,6 +222,16 @@ def test_real_voice_test_split_matches_the_synthetic_one():
     assert _real_voice(cfg, 48) == _real_voice(cfg, 48)
 
 
+@pytest.mark.skipif(not HAS_RU, reason="festvox-ru is not installed (apt-get install festvox-ru; .ci/run does)")
+def test_the_builder_sizes_the_real_voice_test_split_from_the_synthetic_one(tmp_path):
+    write_manifest(tmp_path / "manifest.jsonl", _parallel_sources(speakers=4))  # 6 test sentences x 4 voices
+    sources = _clean_sources(NoisyCorpusConfig(clean=str(tmp_path)), tmp_path, progress=False)
+    tests = defaultdict(int)
+    for e in sources:
+        tests[e.speaker == REAL_SPEAKER] += e.split == "test"
+    assert tests[True] == tests[False] == 24
+
+
 # --- defect 3: babble from other speakers reading other sentences ----------------------------------------------------
 
 def test_babble_never_holds_the_target_voice_or_sentence():
@@ -186,15 +240,26 @@ def test_babble_never_holds_the_target_voice_or_sentence():
     jobs = [j for j in _plan(sources, NoisyCorpusConfig(), []) if j.noise == "babble"]
     assert {j.speaker for j in jobs} >= {REAL_SPEAKER, "s0"} and {j.split for j in jobs} == {"train", "test"}
     for j in jobs:
-        assert len(j.babble) == 4
+        assert len(j.babble) == 4 and len({by_path[p].speaker for p in j.babble}) == 4  # four different voices
         for p in j.babble:
             other = by_path[p]
             assert other.speaker != j.speaker and other.text != j.text and other.split == j.split, (j, other)
 
 
-def test_a_lone_speaker_gets_no_babble():
-    jobs = _plan([e for e in _parallel_sources(speakers=1)], NoisyCorpusConfig(), [])
-    assert jobs and all(j.noise != "babble" for j in jobs)
+def test_babble_goes_only_where_someone_else_reads_another_sentence():
+    """A lone speaker gets none; a file whose only partner reads the same sentence gets none, its siblings do."""
+    assert all(j.noise != "babble" for j in _plan(_parallel_sources(speakers=1), NoisyCorpusConfig(), []))
+    # speaker a reads x and y (x first by path); speaker b reads only x; all in test with 48 mixtures per file
+    sources = [Entry("/c/a_1.wav", 3.0, "test", "a", "x"), Entry("/c/a_2.wav", 3.0, "test", "a", "y"),
+               Entry("/c/b_1.wav", 3.0, "test", "b", "x")]
+    jobs = _plan(sources, NoisyCorpusConfig(test_mixtures_per_file=48), [])
+    babble = defaultdict(list)
+    for j in jobs:
+        if j.noise == "babble":
+            babble[j.source].append(j.babble)
+    assert "/c/a_1.wav" not in babble and "/c/b_1.wav" in babble and "/c/a_2.wav" in babble
+    assert all(b == ["/c/b_1.wav"] for b in babble["/c/a_2.wav"]) and all(b == ["/c/a_2.wav"]
+                                                                          for b in babble["/c/b_1.wav"])
 
 
 # --- defect 4: long recordings cut at a pause ---------------------------------------------------------------------
@@ -212,3 +277,13 @@ def test_long_speech_is_cut_in_a_pause(speech):
     assert at_cut < 0.05 * np.percentile(level, 90)  # > 26 dB below loud speech: a pause, not mid-sound
     same, whole = cut_at_pause(speech, SR, 8.0)
     assert whole and same is speech
+
+
+def test_cut_at_pause_edge_cases():
+    silence = np.zeros(3 * SR, dtype=np.float32)
+    head, whole = cut_at_pause(silence, SR, 2.0)
+    assert not whole and SR <= head.size <= 2 * SR
+    tiny = cut_at_pause(np.ones(SR, dtype=np.float32), SR, 0.03)  # under 0.1 s: a plain cut
+    assert tiny[0].size == int(0.03 * SR) and not tiny[1]
+    with pytest.raises(AudiovaeError, match="max_seconds"):
+        NoisyCorpusConfig(max_seconds=0.01)

@@ -3,12 +3,13 @@
 Clean speech comes from a speech corpus built by :mod:`audiovae.data.corpora.speech` (given, or a small one built on
 the spot) plus *real* recordings of one Russian speaker shipped in Debian's ``festvox-ru`` (620 sentences, kept as
 speaker ``ru_nsh`` so it can be evaluated separately; the test split holds as many of them as of the synthetic
-voices). Noise types: white, pink and brown noise, mains hum, babble (four other speakers of the same split reading
-other sentences), and room reverberation (pyroomacoustics image-source RIRs aligned to the direct sound, plus pink
-noise at the SNR); two types appear only in the test split, to measure generalisation: music (from a music corpus,
-or synthesised notes) and factory noise (engine harmonics, impacts and rumble). In test, every speaker meets every
-noise type and SNR. Clean files longer than ``max_seconds`` (20 s: every festvox-ru recording fits) are cut at a
-pause and lose their transcript.
+voices, up to a fifth of them). Noise types: white, pink and brown noise, mains hum, babble (four utterances by
+other speakers of the same split reading other sentences), and room reverberation (pyroomacoustics image-source
+RIRs aligned to the direct sound, plus pink noise at the SNR); two types appear only in the test split, to measure
+generalisation: music (from a music corpus, or synthesised notes) and factory noise (engine harmonics, impacts and
+rumble). Test walks a noise x SNR grid speaker by speaker, so every noise type meets every SNR equally often and
+every speaker with a dozen test mixtures meets every noise type and SNR. Clean files longer than ``max_seconds``
+(20 s: every festvox-ru recording fits) are cut at a pause and lose their transcript.
 
 Every mixture is a job with its own seed, so the corpus is byte-identical on a rerun and parallel across processes.
 The clean target is stored beside each mixture, scaled by the same factor, so ``noisy = clean + noise`` exactly.
@@ -17,12 +18,11 @@ The clean target is stored beside each mixture, scaled by the same factor, so ``
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 import warnings
-import zlib
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +67,10 @@ class NoisyCorpusConfig:
                                 f"{', '.join(TRAIN_NOISES + TEST_ONLY_NOISES)}")
         if not self.snrs:
             raise AudiovaeError("NoisyCorpusConfig.snrs: give at least one SNR")
+        if not self.train_noises:
+            raise AudiovaeError("NoisyCorpusConfig.train_noises: give at least one noise type")
+        if self.max_seconds < 0.1:
+            raise AudiovaeError(f"NoisyCorpusConfig.max_seconds must be at least 0.1 s, got {self.max_seconds}")
 
 
 @dataclass
@@ -160,17 +164,20 @@ def _reverberate(clean: np.ndarray, sr: int, rng: np.random.Generator) -> np.nda
 
 
 def cut_at_pause(wave: np.ndarray, sr: int, max_seconds: float) -> tuple[np.ndarray, bool]:
-    """``(wave, True)`` when it fits in ``max_seconds``; else ``(head, False)`` cut at the quietest 50 ms in the
-    second half of the allowed length, so that speech is not cut mid-sound (the transcript is then incomplete)."""
+    """``(wave, True)`` when it fits in ``max_seconds``; else ``(head, False)`` cut in the middle of the quietest
+    50 ms of the second half of the allowed length, so that speech is not cut mid-sound (the transcript is then
+    incomplete). Limits under 0.1 s are plain cuts."""
     limit = int(max_seconds * sr)
     if wave.size <= limit:
         return wave, True
-    hop = max(sr // 100, 1)  # 10 ms frames, energy smoothed over five of them
-    frames = np.square(wave[: limit // hop * hop].astype(np.float64)).reshape(-1, hop).mean(axis=1)
-    smooth = np.convolve(frames, np.ones(5) / 5, mode="same")
-    first = frames.size // 2
-    quietest = first + int(np.argmin(smooth[first:]))
-    return wave[: (quietest + 1) * hop], False
+    hop = max(sr // 100, 1)  # 10 ms frames, energy averaged over windows of five
+    n = limit // hop
+    if n < 10:
+        return wave[:limit], False
+    frames = np.square(wave[: n * hop].astype(np.float64)).reshape(n, hop).mean(axis=1)
+    windows = np.convolve(frames, np.ones(5) / 5, mode="valid")  # windows[i]: frames i..i+4, no zero padding
+    quietest = n // 2 + int(np.argmin(windows[n // 2:]))
+    return wave[: (quietest + 3) * hop], False
 
 
 def _load(path: str, sr: int) -> np.ndarray:
@@ -266,55 +273,88 @@ def _music_files(cfg: NoisyCorpusConfig) -> list[str]:
     return [str(resolve(manifest, e.path)) for e in read_manifest(manifest)]
 
 
-def _same_sentence(a: Entry, b: Entry) -> bool:
-    return bool(a.text) and " ".join(a.text.lower().split()) == " ".join(b.text.lower().split())
+def _sentence_key(e: Entry) -> str:
+    return " ".join(e.text.lower().split())
 
 
-def babble_pool(target: Entry, items: list[Entry]) -> list[str]:
-    """Files that may be talked over ``target``: other speakers, other sentences (by transcript), same split."""
-    return [e.path for e in items if e.speaker != target.speaker and not _same_sentence(e, target)]
+class _BabblePools:
+    """Who may be talked over whom in one split: other speakers reading other sentences (by transcript; files with
+    no transcript are kept apart by speaker only)."""
+
+    def __init__(self, items: list[Entry]) -> None:
+        self.items = items
+        self.keys = [_sentence_key(e) for e in items]
+
+    def pool(self, target: Entry) -> list[Entry]:
+        key = _sentence_key(target)
+        return [e for e, k in zip(self.items, self.keys, strict=True)
+                if e.speaker != target.speaker and not (key and k == key)]
 
 
-def _cycle(values: tuple, rng: np.random.Generator) -> Iterator:
-    """``values`` in a fresh seeded order on every pass: any ``len(values)`` consecutive draws hold each once."""
-    while True:
-        yield from (values[int(i)] for i in rng.permutation(len(values)))
+def babble_sources(pool: list[Entry], rng: np.random.Generator, k: int = 4) -> list[str]:
+    """``k`` files of ``pool``, from ``k`` different speakers where there are that many (else spread over those)."""
+    by_speaker: dict[str, list[str]] = {}
+    for e in pool:
+        by_speaker.setdefault(e.speaker, []).append(e.path)
+    speakers = [sorted(by_speaker)[int(i)] for i in rng.permutation(len(by_speaker))]
+    picks: list[str] = []
+    while len(picks) < min(k, len(pool)):
+        for s in speakers:
+            left = [p for p in by_speaker[s] if p not in picks]
+            if left and len(picks) < k:
+                picks.append(left[int(rng.integers(len(left)))])
+    return picks
+
+
+def noise_snr_grid(noises: tuple[str, ...], snrs: tuple[float, ...],
+                   rng: np.random.Generator) -> list[tuple[str, float]]:
+    """Every (noise, SNR) cell once, ordered so that any ``N = len(noises)`` consecutive cells hold every noise type
+    and any ``2 S`` (``S = len(snrs)``) every SNR: cell ``j`` is noise ``j mod N`` and SNR ``(j + j // lcm(N, S)) mod
+    S`` (the shift per block of ``lcm`` cells reaches the pairs a plain diagonal misses), in seeded orders."""
+    n, s = len(noises), len(snrs)
+    block = math.lcm(n, s)
+    pn, ps = rng.permutation(n), rng.permutation(s)
+    return [(noises[pn[j % n]], snrs[ps[(j + j // block) % s]]) for j in range(n * s)]
 
 
 def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str]) -> list[_Job]:
     """Assign every clean file its noise type(s) and SNR(s).
 
-    Train and valid draw both at random. Test is stratified per speaker: each speaker's mixtures walk the noise types
-    and, independently, the SNRs in seeded orders, so every speaker with as many test mixtures as there are noise
-    types (and SNRs) meets each of them, and no speaker's scores are tied to an SNR. Babble is other speakers reading
-    other sentences; a speaker with nobody else in its split gets no babble.
+    Train and valid draw both at random. Test walks :func:`noise_snr_grid` over its mixtures speaker by speaker, so the
+    whole test set meets every noise type at every SNR equally often, and each speaker's consecutive run of mixtures
+    (a dozen are enough for the default 8 noise types x 6 SNRs) meets every noise type and every SNR: no speaker's
+    score is tied to an SNR, no noise type's to an SNR mix. Babble is other speakers reading other sentences; a file
+    with nobody else in its split to babble gets the next cell (test) or another noise type (train).
     """
     rng = np.random.default_rng(cfg.seed)
+    music_rng = np.random.default_rng([cfg.seed, 1])  # its own stream: --music changes nothing but the music
     by_split: dict[str, list[Entry]] = {}
-    for e in sorted(sources, key=lambda e: e.path):
+    for e in sorted(sources, key=lambda e: (e.speaker, e.path)):
         by_split.setdefault(e.split, []).append(e)
     jobs: list[_Job] = []
     for split, items in sorted(by_split.items()):
         all_noises = cfg.train_noises + (cfg.test_only_noises if split == "test" else ())
         per_file = {"train": cfg.mixtures_per_file, "test": cfg.test_mixtures_per_file}.get(split, 1)
-        draws: dict[str, tuple[Iterator, Iterator]] = {}
+        pools = _BabblePools(items)
+        grid, k = noise_snr_grid(all_noises, cfg.snrs, rng), 0
         for e in items:
-            pool = babble_pool(e, items) if "babble" in all_noises else []
+            pool = pools.pool(e) if "babble" in all_noises else []
             noises = all_noises if pool else tuple(n for n in all_noises if n != "babble")
-            if split == "test" and e.speaker not in draws:
-                spk_rng = np.random.default_rng([cfg.seed, zlib.crc32(e.speaker.encode())])
-                draws[e.speaker] = (_cycle(noises, spk_rng), _cycle(cfg.snrs, spk_rng))
+            if not noises:
+                raise AudiovaeError(f"{e.path}: babble is the only noise type and no other speaker of the {split} "
+                                    "split reads another sentence")
             for m in range(per_file):
                 if split == "test":
-                    noise, snr = next(draws[e.speaker][0]), next(draws[e.speaker][1])
+                    while grid[k % len(grid)][0] not in noises:
+                        k += 1
+                    (noise, snr), k = grid[k % len(grid)], k + 1
                 else:
                     noise, snr = noises[int(rng.integers(len(noises)))], cfg.snrs[int(rng.integers(len(cfg.snrs)))]
-                babble = ([pool[int(i)] for i in rng.choice(len(pool), size=min(4, len(pool)), replace=False)]
-                          if noise == "babble" else [])
+                babble = babble_sources(pool, rng) if noise == "babble" else []
+                song = music[int(music_rng.integers(len(music)))] if music and noise == "music" else ""
                 jobs.append(_Job(name=f"{e.speaker}_{Path(e.path).stem}_{m}", source=e.path, speaker=e.speaker,
                                  text=e.text, split=split, noise=noise, snr=float(snr),
-                                 seed=cfg.seed * 1_000_003 + len(jobs), babble=babble,
-                                 music=music[int(rng.integers(len(music)))] if music else ""))
+                                 seed=cfg.seed * 1_000_003 + len(jobs), babble=babble, music=song))
     return jobs
 
 
