@@ -23,6 +23,12 @@ def chirp(seconds: float = 3.0, sr: int = SR, fmin: float = 60.0, fmax: float = 
     return (amp * librosa.chirp(fmin=fmin, fmax=fmax, sr=sr, duration=seconds)).astype(np.float32)
 
 
+def snr_db(clean: np.ndarray, noise: np.ndarray) -> float:
+    """Signal-to-noise ratio in dB, from RMS levels."""
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(clean, dtype=np.float64)))
+                               / np.sqrt(np.mean(np.square(noise, dtype=np.float64)))))
+
+
 def sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SR
+from conftest import SR, snr_db
 
 from audiovae.data.corpora.noisy import (
     FESTVOX_RU,
@@ -39,10 +39,6 @@ from audiovae.errors import AudiovaeError
 SENTENCES = ["The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
              "It is easy to tell the depth of a well.", "These days a chicken leg is a rare dish."]
 HAS_RU = (FESTVOX_RU / "wav").is_dir()
-
-
-def snr_db(clean: np.ndarray, noise: np.ndarray) -> float:
-    return 20 * np.log10(rms(clean) / rms(noise))
 
 
 def _tiny_speech_corpus(root: Path) -> Path:

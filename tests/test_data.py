@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SR, chirp, sine, write
+from conftest import SR, chirp, sine, snr_db, write
 
 from audiovae.data import layouts
 from audiovae.data.cache import FeatureCache
@@ -20,10 +20,6 @@ from audiovae.errors import ConfigError
 from audiovae.features import MelConfig, MelSpectrogram
 
 CFG = MelConfig()
-
-
-def snr_db(clean: np.ndarray, noise: np.ndarray) -> float:
-    return 20 * np.log10(rms(clean) / rms(noise))
 
 
 # --- mixing ---------------------------------------------------------------------------------------------------------

@@ -36,6 +36,19 @@ def split_of(key: str, valid_fraction: float = 0.05, test_fraction: float = 0.05
     return "test" if u < test_fraction else "valid" if u < test_fraction + valid_fraction else "train"
 
 
+def held_out_count(n: int, fraction: float) -> int:
+    """Items for a held-out split of ``n``: at least one whenever the fraction is not zero, so tiny builds have one."""
+    return max(1, round(n * fraction)) if fraction > 0 else 0
+
+
+def ranked_splits(keys: list[str], n_test: int, n_valid: int, seed: int) -> dict[str, str]:
+    """Key -> split with exact counts: the first ``n_test`` keys ranked by a seeded hash go to test, the next
+    ``n_valid`` to valid, the rest to train; the same on every machine and numpy version."""
+    order = sorted(keys, key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).digest())
+    held = dict.fromkeys(order[:n_test], "test") | dict.fromkeys(order[n_test:n_test + n_valid], "valid")
+    return {k: held.get(k, "train") for k in keys}
+
+
 def _duration(path: Path) -> float:
     """Duration from the header; unreadable files get -1 and are reported when the dataset loads them."""
     try:

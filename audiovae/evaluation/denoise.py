@@ -17,13 +17,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import audio
+from ..data.corpora.noisy import REAL_SPEAKER
 from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..metrics import si_sdr
 from ..pipelines.denoise import Denoiser
 
 METRICS = ("pesq", "stoi", "si_sdr")
-REAL_SPEAKERS = ("ru_nsh",)
+REAL_SPEAKERS = (REAL_SPEAKER,)  # the noisy corpus's recorded (not synthesised) voice
 
 
 def _metric_fns():  # noqa: ANN202

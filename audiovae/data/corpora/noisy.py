@@ -17,7 +17,6 @@ The clean target is stored beside each mixture, scaled by the same factor, so ``
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ... import audio
 from ...errors import AudiovaeError
+from ..layouts import held_out_count, ranked_splits
 from ..manifest import CorpusSummary, Entry, read_manifest, resolve, write_manifest
 from ..mixing import NOISE_COLOURS, coloured_noise, fit_length, mains_hum, noise_gain, peak_scale, rms
 
@@ -199,8 +199,6 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
         elif job.noise == "hum":
             noise = mains_hum(n, sr, rng)
         elif job.noise == "babble":
-            if not job.babble:
-                raise ValueError("babble: no other speaker reading another sentence in this split")
             noise = sum(fit_length(_load(p, sr), n, rng) for p in job.babble)
         elif job.noise == "reverb":
             speech = _reverberate(clean, sr, rng)
@@ -242,12 +240,11 @@ def _real_voice(cfg: NoisyCorpusConfig, test_files: int) -> list[Entry]:
             parts = line.strip("() ").split(" ", 1)
             if len(parts) == 2:
                 texts[parts[0]] = parts[1].strip().strip('"')
-    ranked = sorted(wavs, key=lambda w: hashlib.sha256(f"{cfg.seed}:{w.stem}".encode()).digest())
-    fifth = max(1, round(0.2 * len(wavs)))
+    fifth = held_out_count(len(wavs), 0.2)
     n_test = min(test_files, fifth) if test_files else fifth
-    n_valid = max(1, round(0.05 * len(wavs))) if len(wavs) > n_test + 1 else 0
-    split = dict.fromkeys(ranked[:n_test], "test") | dict.fromkeys(ranked[n_test: n_test + n_valid], "valid")
-    return [Entry(path=str(w), duration=0.0, split=split.get(w, "train"), speaker=REAL_SPEAKER,
+    n_valid = held_out_count(len(wavs), 0.05) if len(wavs) > n_test + 1 else 0
+    split = ranked_splits([w.stem for w in wavs], n_test, n_valid, cfg.seed)
+    return [Entry(path=str(w), duration=0.0, split=split[w.stem], speaker=REAL_SPEAKER,
                   text=texts.get(w.stem, "")) for w in wavs]
 
 

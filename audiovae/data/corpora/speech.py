@@ -18,7 +18,6 @@ valid or test is never read in train, by any speaker.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from ... import audio
 from ...errors import AudiovaeError, ConfigError
 from ...fileio import OutputError
+from ..layouts import held_out_count, ranked_splits
 from ..manifest import CorpusSummary, Entry, write_manifest
 
 __all__ = ["SpeechCorpusConfig", "Voice", "VOICES", "DEFAULT_SPEAKERS", "available_speakers", "harvard_sentences",
@@ -139,21 +139,15 @@ def harvard_sentences() -> list[str]:
     return SENTENCES_FILE.read_text(encoding="utf-8").splitlines()
 
 
-def _count(n: int, fraction: float) -> int:
-    """Sentences for a held-out split: at least one whenever the fraction is not zero, so tiny builds have one."""
-    return max(1, round(n * fraction)) if fraction > 0 else 0
-
-
 def sentence_splits(config: SpeechCorpusConfig) -> dict[int, str]:
     """Sentence number -> split, ranked by a seeded hash: the same on every machine and numpy version."""
     n = config.sentences
-    n_test, n_valid = _count(n, config.test_fraction), _count(n, config.valid_fraction)
+    n_test, n_valid = held_out_count(n, config.test_fraction), held_out_count(n, config.valid_fraction)
     if n_test + n_valid >= n:
         raise ConfigError(f"{n} sentence(s) leave none for train with valid_fraction={config.valid_fraction} "
                           f"and test_fraction={config.test_fraction}")
-    order = sorted(range(1, n + 1), key=lambda i: hashlib.sha256(f"{config.seed}:{i}".encode()).digest())
-    splits = dict.fromkeys(order[:n_test], "test") | dict.fromkeys(order[n_test:n_test + n_valid], "valid")
-    return {i: splits.get(i, "train") for i in range(1, n + 1)}
+    splits = ranked_splits([str(i) for i in range(1, n + 1)], n_test, n_valid, config.seed)
+    return {i: splits[str(i)] for i in range(1, n + 1)}
 
 
 def _installed_voices(engine: str) -> set[str]:
