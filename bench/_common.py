@@ -1,9 +1,11 @@
-"""Shared helpers for the benchmarks: best-of-N timing in alternating blocks, and headers (not part of the package)."""
+"""Shared helpers for the benchmarks: best-of-N timing in alternating blocks, headers, a default corpus and short
+training runs (not part of the package)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -41,6 +43,17 @@ def race(fns: dict[str, Callable[[], object]], repeat: int = 7, rounds: int = 3,
 def header(title: str) -> None:
     print(f"# {title}  (torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           f"{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''})")
+
+
+def speech_data(data: str | None, tmp: str) -> str:
+    """``data`` when given, else a speech corpus of 80 sentences built under ``tmp`` (about a minute)."""
+    if data is not None:
+        return data
+    from audiovae.data.corpora.speech import SpeechCorpusConfig, build_speech_corpus
+
+    out = str(Path(tmp) / "speech")
+    build_speech_corpus(out, SpeechCorpusConfig(sentences=80), progress=False)
+    return out
 
 
 def short_run(config: str, data: str, cache: str | None, steps: int, device: str, out, *extra: str):  # noqa: ANN001, ANN201

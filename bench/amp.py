@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, short_run  # noqa: E402
+from _common import header, short_run, speech_data  # noqa: E402
 
 
 def run(config: str, data: str, cache: str, steps: int, amp: bool, seed: int, device: str, out: Path
@@ -36,12 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     header(f"bf16 autocast vs fp32 training, {args.config}, {args.steps} steps")
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            from audiovae.data.corpora.speech import SpeechCorpusConfig, build_speech_corpus
-
-            data = str(Path(tmp) / "speech")
-            build_speech_corpus(data, SpeechCorpusConfig(sentences=80), progress=False)
+        data = speech_data(args.data, tmp)
         cache = str(Path(tmp) / "cache")
         results = {}
         for name, amp, seed in (("fp32 seed 0", False, 0), ("bf16 seed 0", True, 0), ("fp32 seed 1", False, 1)):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, short_run  # noqa: E402
+from _common import header, short_run, speech_data  # noqa: E402
 
 from audiovae.training import amp_enabled  # noqa: E402
 
@@ -37,12 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     header(f"training throughput, {args.config}")
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            from audiovae.data.corpora.speech import SpeechCorpusConfig, build_speech_corpus
-
-            data = str(Path(tmp) / "speech")
-            build_speech_corpus(data, SpeechCorpusConfig(sentences=80), progress=False)
+        data = speech_data(args.data, tmp)
         cached = throughput(args.config, data, str(Path(tmp) / "cache"), args.steps, args.device, Path(tmp) / "a")
         fly = throughput(args.config, data, None, args.steps, args.device, Path(tmp) / "b")
         fp32 = throughput(args.config, data, str(Path(tmp) / "cache"), args.steps, args.device, Path(tmp) / "c",

@@ -29,6 +29,18 @@ def snr_db(clean: np.ndarray, noise: np.ndarray) -> float:
                                / np.sqrt(np.mean(np.square(noise, dtype=np.float64)))))
 
 
+def train_clips(root: Path, prefix: str, waves: list[np.ndarray], sr: int = SR) -> Path:
+    """``waves`` as one speaker's files (``root/solo/``), named ``<prefix><i>`` with the first ``i`` that the
+    deterministic split (``layouts.split_of``) puts in train, so that every clip trains."""
+    from audiovae.data.layouts import split_of
+
+    (root / "solo").mkdir()
+    names = (f"{prefix}{i}" for i in range(1000) if split_of(f"{prefix}{i}") == "train")
+    for name, y in zip(names, waves, strict=False):
+        sf.write(root / "solo" / f"{name}.wav", y, sr)
+    return root
+
+
 def sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

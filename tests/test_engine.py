@@ -14,12 +14,11 @@ import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-from conftest import SR, chirp, sine
+from conftest import SR, chirp, sine, train_clips
 from torch import nn
 
 from audiovae.checkpoint import load_checkpoint
 from audiovae.data.datasets import MixedPairs, WaveSegments
-from audiovae.data.layouts import split_of
 from audiovae.errors import ConfigError
 from audiovae.losses import multi_resolution_stft
 from audiovae.models import MODELS
@@ -37,13 +36,8 @@ TINY = ["data.segment_frames=32", "data.cache_dir=null", "train.batch_size=4", "
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> Path:
     """Eight 0.6-s chirp + sine clips in the train split (one folder = one speaker)."""
-    root = tmp_path_factory.mktemp("clips")
-    (root / "solo").mkdir()
-    names = [f"c{i}" for i in range(60) if split_of(f"c{i}") == "train"][:8]
-    for i, name in enumerate(names):
-        y = chirp(0.6, fmin=150.0 + 40 * i, fmax=5000.0) + sine(330.0, 0.6, SR, 0.2)
-        sf.write(root / "solo" / f"{name}.wav", y, SR)
-    return root
+    return train_clips(tmp_path_factory.mktemp("clips"), "c",
+                       [chirp(0.6, fmin=150.0 + 40 * i, fmax=5000.0) + sine(330.0, 0.6, SR, 0.2) for i in range(8)])
 
 
 def rows(out: Path) -> list[dict]:

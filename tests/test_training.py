@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from conftest import SR, chirp, sine
+from conftest import SR, chirp, sine, train_clips
 from torch import nn
 
 from audiovae.checkpoint import load_checkpoint, load_torch_state
-from audiovae.data.layouts import split_of
 from audiovae.errors import AudiovaeError, ConfigError
 from audiovae.models import MODELS, ConvVAE
 from audiovae.training import Trainer, epoch_order, load_run_config, lr_factor, packaged_configs, train
@@ -52,12 +51,8 @@ def speakers_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_batch_dir(tmp_path_factory) -> Path:
     """Exactly four training files no longer than one 32-frame crop: every batch is the same batch."""
-    root = tmp_path_factory.mktemp("one_batch")
-    (root / "solo").mkdir()
-    names = [f"o{i}" for i in range(40) if split_of(f"o{i}") == "train"][:4]
-    for i, name in enumerate(names):
-        sf.write(root / "solo" / f"{name}.wav", chirp(0.3, fmin=200.0 * (i + 1), fmax=6000.0), SR)
-    return root
+    return train_clips(tmp_path_factory.mktemp("one_batch"), "o",
+                       [chirp(0.3, fmin=200.0 * (i + 1), fmax=6000.0) for i in range(4)])
 
 
 def tiny(data: Path, out: Path, *extra: str, config: str = "speech_vae"):  # noqa: ANN201
