@@ -100,12 +100,9 @@ class Checkpoint:
         """The JSON stored beside the weights (format 2: every module, the model included, is a component)."""
         extra = self.embedded()
         _check_components(extra, self.mel)
-        meta = {"format": 2, "package_version": __version__, "task": self.task,
+        return {"format": FORMAT_VERSION, "package_version": __version__, "task": self.task,
                 "components": _describe({"model": self.model} | extra), "mel": self.mel.to_dict(),
                 "speakers": list(self.speakers), "vocoder": self.vocoder, "info": self.info}
-        if "vocoder" in extra:
-            meta["vocoder"] = {"name": extra["vocoder"].vocoder_type}
-        return meta
 
 
 def _describe(modules: dict[str, nn.Module]) -> dict:
@@ -163,7 +160,7 @@ def save_vocoder(path: str | os.PathLike[str], vocoder: Vocoder, dtype: torch.dt
                  info: dict | None = None) -> Path:
     """Write a vocoder alone (format 2, one ``vocoder`` component): the file a model checkpoint may point to."""
     _check_components({"vocoder": vocoder}, vocoder.config)
-    meta = {"format": 2, "package_version": __version__, "mel": vocoder.config.to_dict(),
+    meta = {"format": FORMAT_VERSION, "package_version": __version__, "mel": vocoder.config.to_dict(),
             "components": _describe({"vocoder": vocoder}), "info": dict(info or {})}
     return _write(path, {"vocoder": vocoder}, meta, dtype)
 
@@ -292,7 +289,7 @@ def _load_vocoder(p: Path, seen: frozenset[Path]) -> Vocoder:
     pointer = meta.get("vocoder", DEFAULT_VOCODER)
     if "path" in pointer:
         return _pointed(p, pointer, mel, seen)
-    raise CheckpointError(f"{p}: carries no trained vocoder (it uses {pointer.get('name', 'griffin-lim')}, "
+    raise CheckpointError(f"{p}: carries no trained vocoder (it uses {pointer.get('name', DEFAULT_VOCODER['name'])}, "
                           "which is built from its settings)")
 
 

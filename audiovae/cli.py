@@ -355,32 +355,27 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
     typer.echo(f"wrote {output} ({steps} steps)")
 
 
-def _batch(source: Path, output: Path | None, out_dir: Path, name: Callable[[Path], str],
-           verb: str) -> Callable[[Callable[[Path, Path], str]], None]:
-    """Plan the batch now (every output checked before any work) and return what runs ``work(src, dst)`` on it,
-    printing ``wrote DST (note)`` per file. One file's failure is the command's error; in a folder a bad file is
-    reported and skipped, the rest still written, and the exit code is 1 if any failed."""
-    from .pipelines.batch import plan, run
-
-    jobs, folder = plan(source, name, output, out_dir)
+def _batch(source: Path, output: Path | None, out_dir: Path, name: Callable[[Path], str], verb: str,
+           work: Callable[[Path, Path], str]) -> None:
+    """Run ``work(src, dst)`` on a file or a folder's audio files (every output checked before any work), printing
+    ``wrote DST (note)`` per file. One file's failure is the command's error; in a folder a bad file is reported
+    and skipped, the rest still written, and the exit code is 1 if any failed."""
+    from .pipelines.batch import map_files
 
     def report(o, done: int, total: int) -> None:  # noqa: ANN001 - a batch.Outcome
         if o.ok:
             typer.echo(f"wrote {o.job.output} ({o.note})")
-        elif folder is not None:
+        elif source.is_dir():
             typer.echo(f"audiovae: skipped {o.note}", err=True)
 
-    def runner(work: Callable[[Path, Path], str]) -> None:
-        summary = run(jobs, work, report, folder)
-        if folder is None:
-            if summary.failed:
-                raise AudiovaeError(summary.failed[0].note)
-            return
-        typer.echo(summary.line(verb))
+    summary = map_files(source, work, name, output, out_dir, on_file=report)
+    if summary.out_dir is None:
         if summary.failed:
-            raise typer.Exit(1)
-
-    return runner
+            raise AudiovaeError(summary.failed[0].note)
+        return
+    typer.echo(summary.line(verb))
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @command
@@ -459,7 +454,6 @@ def convert(
     else:
         voice = table_voice(ckpt, speaker)  # an unknown target fails before any work
     synth = vocoder_for(ckpt, vocoder)
-    batch = _batch(source, output, out_dir, output_name(voice.name), "converted")
 
     def work(src: Path, dst: Path) -> str:
         wave, _ = audio.load(src, sr, min_samples=min_samples)
@@ -467,7 +461,7 @@ def convert(
         audio.save(dst, out, sr)
         return f"{estimated + ' ' if estimated else ''}-> {voice.name}"
 
-    batch(work)
+    _batch(source, output, out_dir, output_name(voice.name), "converted", work)
 
 
 @command
@@ -503,7 +497,6 @@ def denoise(
     from .pipelines.denoise import Denoiser, denoise_file
 
     denoiser = Denoiser(_load(model, device), strength, method)
-    batch = _batch(source, output, out_dir, output_name("denoised", keep_format=True), "denoised")
 
     def work(src: Path, dst: Path) -> str:
         seconds = audio.info(src).duration
@@ -513,7 +506,7 @@ def denoise(
         speed = result.seconds / max(time.perf_counter() - t0, 1e-9)
         return f"{_seconds(result.seconds)}, {result.sample_rate} Hz, {result.channels} ch, {speed:.0f}x realtime"
 
-    batch(work)
+    _batch(source, output, out_dir, output_name("denoised", keep_format=True), "denoised", work)
 
 
 evaluate_app = typer.Typer(help="Objective evaluations of trained models, as tables (and JSON).",

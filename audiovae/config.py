@@ -127,20 +127,20 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "valid_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
-        for name in ("lr",):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
-        for name in ("weight_decay", "grad_clip", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 0")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"train.betas={list(self.betas)} must be two numbers in [0, 1)")
+        _check_optim("train", {key: getattr(self, key) for key in OPTIM_KEYS})
+        if self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps={self.warmup_steps} must be >= 0")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"train.lr_schedule={self.lr_schedule!r} must be 'cosine' or 'constant'")
         if self.amp not in ("auto", True, False):
             raise ConfigError(f"train.amp={self.amp!r} must be auto, true or false")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1) (0 disables the EMA)")
+
+    def optim_for(self, group: str) -> dict:
+        """Optimiser settings of one parameter group: ``train.optim.<group>.*`` over the ``train.*`` defaults."""
+        base = {key: getattr(self, key) for key in OPTIM_KEYS}
+        return {**base, "betas": tuple(self.betas), **self.optim.get(group, {})}
 
 
 def _optim_settings(optim) -> dict[str, dict]:  # noqa: ANN001 - straight from YAML
@@ -156,14 +156,18 @@ def _optim_settings(optim) -> dict[str, dict]:  # noqa: ANN001 - straight from Y
             name = f"train.optim.{group}.{key}"
             if key not in OPTIM_KEYS:
                 raise ConfigError(f"unknown config key {name} (known: {', '.join(OPTIM_KEYS)})")
-            value = _coerce(name, value, OPTIM_KEYS[key])
-            if key == "betas" and (len(value) != 2 or not all(0 <= b < 1 for b in value)):
-                raise ConfigError(f"{name}={list(value)} must be two numbers in [0, 1)")
-            if key != "betas" and (value < 0 or (key == "lr" and value == 0)):
-                raise ConfigError(f"{name}={value} must be {'> 0' if key == 'lr' else '>= 0'}")
-            out[group][key] = value
+            out[group][key] = _coerce(name, value, OPTIM_KEYS[key])
+        _check_optim(f"train.optim.{group}", out[group])
     return out
 
+
+def _check_optim(prefix: str, settings: dict) -> None:
+    """Range checks of optimiser settings, for ``train.*`` and each ``train.optim.<group>.*`` alike."""
+    for key, value in settings.items():
+        if key == "betas" and (len(value) != 2 or not all(0 <= b < 1 for b in value)):
+            raise ConfigError(f"{prefix}.betas={list(value)} must be two numbers in [0, 1)")
+        if key != "betas" and (value < 0 or (key == "lr" and value == 0)):
+            raise ConfigError(f"{prefix}.{key}={value} must be {'> 0' if key == 'lr' else '>= 0'}")
 
 @dataclass
 class RunConfig:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from audiovae.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from audiovae.checkpoint import DEFAULT_VOCODER, Checkpoint, load_checkpoint, save_checkpoint
 from audiovae.data.corpora.speech import VOICES
 from audiovae.data.layouts import discover
 from audiovae.fileio import atomic_path
@@ -73,7 +73,7 @@ def main() -> None:
         report.pop("per_pair", None)  # the summary rows are enough to compare versions
         info["evaluation"] = report
     # a trained vocoder goes inside the bundled file, also when the run's checkpoint only pointed to it
-    vocoder = {k: v for k, v in ckpt.vocoder.items() if k != "path"} or {"name": "griffin-lim"}
+    vocoder = {k: v for k, v in ckpt.vocoder.items() if k != "path"} or dict(DEFAULT_VOCODER)
     bundled = Checkpoint(ckpt.model, ckpt.mel, speakers, ckpt.task, vocoder, info, dict(ckpt.components))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.output, bundled, dtype=torch.float16)

@@ -29,6 +29,14 @@ def snr_db(clean: np.ndarray, noise: np.ndarray) -> float:
                                / np.sqrt(np.mean(np.square(noise, dtype=np.float64)))))
 
 
+def log_rows(out: Path) -> list[dict]:
+    """The rows of a training run's ``log.csv`` (the file must exist)."""
+    import csv
+
+    with open(out / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def train_clips(root: Path, prefix: str, waves: list[np.ndarray], sr: int = SR) -> Path:
     """``waves`` as one speaker's files (``root/solo/``), named ``<prefix><i>`` with the first ``i`` that the
     deterministic split (``layouts.split_of``) puts in train, so that every clip trains."""

@@ -126,7 +126,7 @@ def test_cvae_conditions_on_speaker_and_reverses_the_adversary_gradient():
     assert isinstance(model, CVAE) and isinstance(model, ConvVAE)
     with torch.no_grad():
         model.speakers.weight.normal_()
-        for p in model.dec.parameters():
+        for p in model.decoder.stages.parameters():
             p.add_(0.05 * torch.randn_like(p))
     mel = speech_like()
     z = model.encode(mel, torch.tensor([0, 0])).mode()

@@ -6,7 +6,6 @@ the whole file takes well under a minute on two CPU cores.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from conftest import SR, chirp, sine, train_clips
+from conftest import SR, chirp, log_rows, sine, train_clips
 from torch import nn
 
 from audiovae.checkpoint import load_checkpoint, load_torch_state
@@ -33,7 +32,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no validation files"),
 
 SPEAKERS = ("alice", "bob", "carol")
 TINY = ["model.channels=[32, 32]", "model.latent_dim=8", "model.blocks=1", "data.segment_frames=32",
-        "data.cache_dir=null", "train.batch_size=4", "train.warmup_steps=3", "train.log_every=1"]
+        "data.cache_dir=null", "train.batch_size=4", "train.warmup_steps=3", "train.log_every=1",
+        "train.amp=false"]  # fp32 whatever the CPU: amp=auto would be bf16 on CPUs with native bf16 only
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +57,6 @@ def one_batch_dir(tmp_path_factory) -> Path:
 
 def tiny(data: Path, out: Path, *extra: str, config: str = "speech_vae"):  # noqa: ANN201
     return load_run_config(config, [f"data.train={data}", f"train.out_dir={out}", *TINY, *extra])
-
-
-def rows(out: Path) -> list[dict]:
-    with open(out / "log.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 # --- configuration ------------------------------------------------------------------------------------------------
@@ -118,7 +113,7 @@ def test_tiny_model_overfits_one_batch(one_batch_dir, tmp_path):
                "model.beta=0", "model.free_bits=0", "train.valid_every=1000", "train.ema_decay=0")
     trainer = Trainer(cfg, "cpu", progress=False)
     trainer.fit()
-    log = rows(tmp_path / "run")
+    log = log_rows(tmp_path / "run")
     first, last = float(log[0]["mel_l1"]), float(log[-1]["mel_l1"])
     assert first / last >= 10, (first, last)
     assert (tmp_path / "run" / "plots" / "step_000300.png").stat().st_size > 1000
@@ -133,7 +128,7 @@ def test_resume_continues_exactly(speakers_dir, tmp_path, amp):
     assert load_torch_state(tmp_path / "b" / "state.pt")["step"] == 5
     resumed = Trainer(tiny(speakers_dir, tmp_path / "b", *extra), "cpu", resume=True, progress=False)
     resumed.fit()
-    a, b = rows(tmp_path / "a"), rows(tmp_path / "b")
+    a, b = log_rows(tmp_path / "a"), log_rows(tmp_path / "b")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [str(s) for s in range(1, 13)]
     for ra, rb in zip(a[5:], b[5:], strict=True):
         for key in ra:
@@ -188,7 +183,7 @@ def test_non_finite_steps_are_skipped_then_abort(speakers_dir, tmp_path):
                       progress=False)
     _poison(trainer, {2, 3})
     trainer.fit()
-    log = rows(tmp_path / "a")
+    log = log_rows(tmp_path / "a")
     assert [r["skipped"] for r in log] == ["0", "0", "1", "1", "0", "0"] and log[2]["loss"] == ""
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
@@ -249,7 +244,7 @@ def test_each_group_loss_reaches_only_its_own_parameters(speakers_dir, tmp_path,
     # term alone would have pushed it by a full step)
     assert float(gb.abs().max()) < 1e-7 and torch.equal(ab.detach(), bb)
     assert not all(torch.equal(a, b) for a, b in zip(rest, trainer.groups["model"], strict=True))
-    log = rows(tmp_path)
+    log = log_rows(tmp_path)
     assert float(log[-1]["grad_norm_disc"]) > 0 and float(log[-1]["grad_norm"]) > 0 and "loss_disc" in log[-1]
 
 
@@ -302,7 +297,7 @@ def test_two_process_torchrun_matches_one_process(speakers_dir, tmp_path):
 
     out1 = tmp_path / "one"
     train("speech_vae", [*common, f"train.out_dir={out1}"], device="cpu")
-    one, two = rows(out1), rows(out2)
+    one, two = log_rows(out1), log_rows(out2)
     assert [r["step"] for r in one] == [r["step"] for r in two]
     # Same global batches and initial weights; only the reparameterisation noise of the second half of each batch
     # differs (it is drawn on another process), so the curves agree closely but not exactly.

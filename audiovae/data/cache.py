@@ -25,6 +25,7 @@ from .. import audio
 from ..errors import AudiovaeError
 from ..features import MelConfig, MelSpectrogram
 from ..fileio import atomic_path
+from ..progress import bar_off
 
 INDEX = "index.json"
 SHARD_FRAMES = 1 << 20  # ~160 MB of float16 at 80 mels
@@ -116,7 +117,7 @@ class FeatureCache:
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(self.config,)) as pool:
             results = pool.map(_features, todo, chunksize=max(1, min(32, len(todo) // (4 * workers) or 1)))
             for path, feats, error in tqdm(results, total=len(todo), desc="features", unit="file",
-                                           disable=not progress):
+                                           disable=bar_off(progress)):
                 if feats is None:
                     skipped.append(error)
                     continue

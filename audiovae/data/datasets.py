@@ -81,6 +81,14 @@ def select(entries: Sequence[Entry], split: str | None = None,
     return keep, skipped
 
 
+def _read_wave(path: str, config: MelConfig) -> torch.Tensor:
+    """A file as mono at the front end's rate, long enough for one frame; its quality warnings are not repeated per
+    crop (unreadable files raise :class:`AudiovaeError`, which the datasets report once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return audio.load(path, config.sample_rate, min_samples=config.min_samples)[0]
+
+
 class _Crops(Dataset):
     """What the crop datasets share: one item per file per epoch, crops drawn from a generator seeded by
     ``(seed, epoch, index)``, a file that fails to load reported once and replaced by the next one."""
@@ -103,6 +111,12 @@ class _Crops(Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def _mel_fn(self) -> MelSpectrogram:
+        """The front end, built on first use (in the worker process that needs it)."""
+        if self._mel is None:
+            self._mel = MelSpectrogram(self.config)
+        return self._mel
 
     def _speaker(self, e: Entry) -> int:
         return self.speakers.id(e.speaker) if e.speaker else -1
@@ -146,13 +160,8 @@ class MelSegments(_Crops):
         """``[frames, n_mels]`` log-mel of a file: from the cache, else computed now."""
         if self.cache is not None and path in self.cache:
             return self.cache[path]
-        if self._mel is None:
-            self._mel = MelSpectrogram(self.config)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wave, _ = audio.load(path, self.config.sample_rate, min_samples=self.config.min_samples)
         with torch.inference_mode():
-            return self._mel(wave).T.numpy()
+            return self._mel_fn()(_read_wave(path, self.config)).T.numpy()
 
     def _crop(self, feats: np.ndarray, start: int) -> tuple[torch.Tensor, int]:
         seg = np.asarray(feats[start: start + self.segment_frames], dtype=np.float32)
@@ -176,45 +185,32 @@ class MelSegments(_Crops):
         return item
 
 
-class MixedPairs(Dataset):
+class MixedPairs(_Crops):
     """Noisy/clean pairs mixed on the fly: a clean crop plus a noise crop (from files, or coloured noise when no
     noise files are given) at an SNR drawn from ``snr_range``. Items are ``mel`` (noisy), ``clean``, ``snr``,
     ``length`` (every frame is valid)."""
 
     def __init__(self, clean: Sequence[Entry], config: MelConfig, noise: Sequence[Entry] = (),
                  snr_range: tuple[float, float] = (-5.0, 20.0), segment_frames: int = 128, seed: int = 0) -> None:
-        if not clean:
-            raise ConfigError("MixedPairs: no clean entries")
-        self.clean, self.noise = list(clean), list(noise)
-        self.config, self.snr_range, self.segment_frames, self.seed = config, snr_range, segment_frames, seed
-        self.epoch = 0
-        self._mel = MelSpectrogram(config)
+        super().__init__(clean, config, segment_frames, None, seed)
+        self.noise, self.snr_range = list(noise), snr_range
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def _load(self, e: Entry) -> np.ndarray:
+        return _read_wave(e.path, self.config).numpy()
 
-    def __len__(self) -> int:
-        return len(self.clean)
-
-    def _load(self, path: str) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return audio.load(path, self.config.sample_rate, min_samples=self.config.min_samples)[0].numpy()
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | float]:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+    def _item(self, e: Entry, speech: np.ndarray, rng: np.random.Generator) -> dict:
         n = (self.segment_frames - 1) * self.config.hop_length
-        speech = self._load(self.clean[index].path)
         start = int(rng.integers(0, max(1, len(speech) - n + 1)))
         speech = np.pad(speech[start: start + n], (0, max(0, n - len(speech[start:]))))
         if self.noise:
-            noise = fit_length(self._load(self.noise[int(rng.integers(len(self.noise)))].path), n, rng)
+            noise = fit_length(_read_wave(self.noise[int(rng.integers(len(self.noise)))].path, self.config).numpy(),
+                               n, rng)
         else:
             noise = coloured_noise(n, float(rng.uniform(0.0, 2.0)), rng)
         snr = float(rng.uniform(*self.snr_range))
         mixture, target = mix_at_snr(speech, noise, snr)
         with torch.inference_mode():
-            mels = self._mel(torch.from_numpy(np.stack([mixture, target])))
+            mels = self._mel_fn()(torch.from_numpy(np.stack([mixture, target])))
         return {"mel": mels[0].clone(), "clean": mels[1].clone(), "snr": snr, "length": mels.shape[-1]}
 
 
@@ -229,9 +225,7 @@ class WaveSegments(_Crops):
         super().__init__(entries, config, segment_frames, speakers, seed)
 
     def _load(self, e: Entry) -> torch.Tensor:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return audio.load(e.path, self.config.sample_rate, min_samples=self.config.min_samples)[0]
+        return _read_wave(e.path, self.config)
 
     def _item(self, e: Entry, wave: torch.Tensor, rng: np.random.Generator) -> dict:
         n = self.segment_frames * self.config.hop_length
@@ -239,8 +233,6 @@ class WaveSegments(_Crops):
         crop = wave[start: start + n]
         length = min(self.segment_frames, -(-len(crop) // self.config.hop_length))
         crop = torch.nn.functional.pad(crop, (0, n - len(crop)))
-        if self._mel is None:
-            self._mel = MelSpectrogram(self.config)
         with torch.inference_mode():
-            mel = self._mel(crop)[:, : self.segment_frames].clone()
+            mel = self._mel_fn()(crop)[:, : self.segment_frames].clone()
         return {"wave": crop, "mel": mel, "length": length, "speaker": self._speaker(e)}

@@ -22,6 +22,7 @@ from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..metrics import si_sdr
 from ..pipelines.denoise import Denoiser
+from ..progress import bar_off
 
 METRICS = ("pesq", "stoi", "si_sdr")
 REAL_SPEAKERS = (REAL_SPEAKER,)  # the noisy corpus's recorded (not synthesised) voice
@@ -85,7 +86,7 @@ def evaluate_denoise(denoiser: Denoiser | Callable, test: list[Entry], train_noi
     if 0 < limit < len(test):
         test = [test[i] for i in np.linspace(0, len(test) - 1, limit).round().astype(int)]
     records = []
-    for e in tqdm(test, desc="evaluate denoise", unit="file", disable=not progress):
+    for e in tqdm(test, desc="evaluate denoise", unit="file", disable=bar_off(progress)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             noisy, sr = audio.load(e.path)

@@ -37,6 +37,7 @@ from ..metrics import mel_cepstral_distortion
 from ..pipelines.convert import convert, reference_voice, table_voice
 from ..pipelines.latent import vocoder_for
 from ..pitch import register, track_f0
+from ..progress import bar_off
 
 
 @dataclass
@@ -193,7 +194,7 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
 
     converted, ceiling, floor = [], [], []
     pairs = list(itertools.permutations(speakers, 2))
-    for text in tqdm(chosen, desc="evaluate vc", unit="sentence", disable=not progress):
+    for text in tqdm(chosen, desc="evaluate vc", unit="sentence", disable=bar_off(progress)):
         waves = {s: load(by_text[text][s]) for s in speakers}
         target_f0 = {s: log_f0(w) for s, w in waves.items()}
         with torch.inference_mode():
@@ -271,7 +272,7 @@ def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Pa
                 "predicted": names[int(np.argmax(matrix @ e))]}
 
     converted, floor = [], []
-    for path in tqdm(recordings[:files], desc="evaluate vc (real)", unit="file", disable=not progress):
+    for path in tqdm(recordings[:files], desc="evaluate vc (real)", unit="file", disable=bar_off(progress)):
         wave = judge.load(path)
         for target in speakers:
             out, _ = convert(wave, ckpt, table_voice(ckpt, target), vocoder=judge.vocoder, pitch=pitch)

@@ -150,7 +150,7 @@ class LatentModel(TrainableMixin, nn.Module):
         if means:
             units = active_units(torch.cat(means, dim=-1)[None])
             metrics["valid_active_units"] = units
-            if latent_dim and units < COLLAPSE_FRACTION * latent_dim:
+            if units < COLLAPSE_FRACTION * latent_dim:
                 warnings.warn(f"step {step}: posterior collapse? only {units} of {latent_dim} latent dimensions "
                               "are active; consider free_bits, a slower kl_warmup or a smaller beta",
                               CollapseWarning, stacklevel=2)

@@ -109,7 +109,7 @@ class GaussianBottleneck(Bottleneck):
                  free_bits: float = 0.0) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.schedule = schedule or KLSchedule(mode="constant")
+        self.schedule = schedule  # None: weight 1 (DiagonalGaussian)
         self.free_bits = free_bits
         self.head = conv1d(in_channels, 2 * latent_dim, 3)
 

@@ -227,11 +227,6 @@ class ConvVAE(ConvAutoencoder):
         c = self.config
         return GaussianBottleneck(in_channels, c.latent_dim, c.kl_schedule(), c.free_bits)
 
-    @property
-    def dec(self) -> nn.ModuleList:
-        """The decoder's stages under their format-1 name (kept for callers of the old attribute)."""
-        return self.decoder.stages
-
     def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         rename_keys(state_dict, prefix, FORMAT_1_KEYS)  # format-1 checkpoints: keys from before the parts split
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -8,7 +8,6 @@ about it (each voice's pitch register) come back with the sets, so the engine ne
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,8 +94,7 @@ def _cache(entries: list[Entry], config: RunConfig, is_main: bool, world: int, p
     """Fill the feature cache on rank 0 while the others wait, then open it everywhere."""
     paths = sorted({p for e in entries for p in (e.path, e.clean) if p})
     if is_main:
-        bar = progress and sys.stderr.isatty()  # in a log file a bar is hundreds of carriage-return lines
-        skipped = FeatureCache(config.data.cache_dir, config.mel).update(paths, progress=bar)
+        skipped = FeatureCache(config.data.cache_dir, config.mel).update(paths, progress=progress)
         if skipped:
             warnings.warn(f"feature cache: {len(skipped)} file(s) unreadable, e.g. {skipped[0]}", stacklevel=4)
     if world > 1:

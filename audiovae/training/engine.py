@@ -57,9 +57,8 @@ def cpu_has_bf16() -> bool:
 
 def amp_enabled(setting: str | bool, device: torch.device) -> bool:
     """``train.amp``: ``auto`` is bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere; ``true`` /
-    ``false`` force it. On the 2-core AVX512-BF16 CPU, bf16 trained speech_cvae to the same validation loss as fp32
-    (600 steps: 20.16 vs 20.23, fp32 seed spread 0.13; ``bench/amp.py``) and speech_vae at 1.45x the fp32
-    throughput (``bench/train.py``)."""
+    ``false`` force it. ``bench/amp.py`` (loss) and ``bench/train.py`` (speed) measure bf16 against fp32; the README
+    has the numbers."""
     if setting == "auto":
         return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
     return bool(setting)
@@ -187,8 +186,7 @@ class Trainer:
             if any(id(p) in seen for p in params):
                 raise AudiovaeError(f"model parameter group {name!r} shares parameters with another group")
             seen.update(id(p) for p in params)
-        base = {"lr": tc.lr, "betas": tuple(tc.betas), "weight_decay": tc.weight_decay, "grad_clip": tc.grad_clip}
-        return {g: {**base, **tc.optim.get(g, {})} for g in self.groups}
+        return {g: tc.optim_for(g) for g in self.groups}
 
     def _loader(self, dataset: Dataset, batches: list[list[int]], seed: int) -> DataLoader:
         # The loader's own generator: creating an iterator must not draw from the global RNG (exact resume).

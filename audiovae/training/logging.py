@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 
 from ..fileio import atomic_path
 
-__all__ = ["RunLog", "Progress", "read_csv", "write_csv"]
+__all__ = ["RunLog", "Progress"]
 
 
-def write_csv(path: Path, rows: list[dict], fields_: list[str]) -> None:
+def _write_csv(path: Path, rows: list[dict], fields_: list[str]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields_, restval="", extrasaction="ignore")
     writer.writeheader()
@@ -29,7 +29,7 @@ def write_csv(path: Path, rows: list[dict], fields_: list[str]) -> None:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 
 
-def read_csv(path: Path) -> tuple[list[dict], list[str]]:
+def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
     if not path.is_file():
         return [], []
     with open(path, newline="", encoding="utf-8") as f:
@@ -60,18 +60,18 @@ class RunLog:
 
     def truncate(self, step: int) -> None:
         """Forget rows after ``step`` (a resumed run logs those steps again)."""
-        rows, names = read_csv(self.path)
+        rows, names = _read_csv(self.path)
         if rows:
-            write_csv(self.path, [r for r in rows if int(r["step"]) <= step], names)
+            _write_csv(self.path, [r for r in rows if int(r["step"]) <= step], names)
 
     def write(self, row: dict) -> None:
         """Append; a new column (validation terms appear later) rewrites the file with a wider header."""
         if self._fields is None:
-            self._fields = read_csv(self.path)[1]
+            self._fields = _read_csv(self.path)[1]
         new = [k for k in row if k not in self._fields]
         if new:
             self._fields = self._fields + new
-            write_csv(self.path, read_csv(self.path)[0] + [row], self._fields)
+            _write_csv(self.path, _read_csv(self.path)[0] + [row], self._fields)
         else:
             with open(self.path, "a", newline="", encoding="utf-8") as f:
                 csv.DictWriter(f, fieldnames=self._fields, restval="").writerow(row)

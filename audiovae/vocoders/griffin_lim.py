@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..features import MelConfig, MelSpectrogram, istft, stft
+from ..progress import bar_off
 from .base import Vocoder, fit_length
 from .registry import register_vocoder
 
@@ -65,7 +66,7 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
     rebuilt = torch.zeros_like(angles)
     alpha = momentum / (1.0 + momentum)
     with torch.autocast(device_type=device.type, enabled=False):
-        for _ in tqdm(range(n_iter), desc="griffin-lim", unit="it", disable=not progress, leave=False, delay=2.0):
+        for _ in tqdm(range(n_iter), desc="griffin-lim", unit="it", disable=bar_off(progress), leave=False, delay=2.0):
             previous = rebuilt
             rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
             angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt)  # z / |z|

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from ... import audio
 from ...errors import AudiovaeError, ConfigError
+from ...progress import bar_off
 from ..manifest import CorpusSummary, Entry, write_manifest
 
 if TYPE_CHECKING:
@@ -382,7 +383,7 @@ def _render_until(out: Path, jobs: Iterator[_Job], config: MusicCorpusConfig,
     skipped: list[str] = []
     seconds = 0.0
     with closing(_rendered(jobs, config.workers or os.cpu_count() or 1)) as results, \
-            tqdm(total=round(target), desc="music corpus", unit="s", disable=not progress) as bar:
+            tqdm(total=round(target), desc="music corpus", unit="s", disable=bar_off(progress)) as bar:
         for job, wave, why in results:
             if wave is None:
                 skipped.append(f"{job.piece.id}: {why}")

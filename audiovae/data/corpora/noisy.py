@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ... import audio
 from ...errors import AudiovaeError
+from ...progress import bar_off
 from ..layouts import held_out_count, ranked_splits
 from ..manifest import CorpusSummary, Entry, read_manifest, resolve, write_manifest
 from ..mixing import NOISE_COLOURS, coloured_noise, fit_length, mains_hum, noise_gain, peak_scale, rms
@@ -369,7 +370,7 @@ def build_noisy_corpus(out_dir: str | os.PathLike[str], config: NoisyCorpusConfi
     workers = config.workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers) as pool:
         results = pool.map(_mix, jobs, [out] * len(jobs), [config] * len(jobs), chunksize=8)
-        for entry, error in tqdm(results, total=len(jobs), desc="mixing", unit="file", disable=not progress):
+        for entry, error in tqdm(results, total=len(jobs), desc="mixing", unit="file", disable=bar_off(progress)):
             if entry is None:
                 skipped.append(error)
             else:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ... import audio
 from ...errors import AudiovaeError, ConfigError
 from ...fileio import OutputError
+from ...progress import bar_off
 from ..layouts import held_out_count, ranked_splits
 from ..manifest import CorpusSummary, Entry, write_manifest
 
@@ -310,7 +311,7 @@ def _synthesise_all(out: Path, texts: list[str], config: SpeechCorpusConfig,
     # threads suffice: the engines, which do most of the work, run as subprocesses
     with ThreadPoolExecutor(config.workers or os.cpu_count() or 1) as pool, \
             tqdm(total=len(texts) * len(config.speakers), desc="speech corpus", unit="file",
-                 disable=not progress) as bar:
+                 disable=bar_off(progress)) as bar:
         futures = {pool.submit(_synthesise_chunk, out, s, c, config.sample_rate): (s, len(c))
                    for c in chunks for s in config.speakers}
         try:
