@@ -50,8 +50,8 @@ def main() -> None:
     ap.add_argument("--recipe", default="", help="the recipe that reproduces the file, recorded in its info")
     ap.add_argument("--data", type=Path, help="the training corpus: measure each speaker's pitch register again")
     ap.add_argument("--install", type=Path, help="the bundled file inside the package: replaced by the export only "
-                    "when it is missing or the new evaluation is better (lower MCD, no fewer pairs closer to the "
-                    "target)")
+                    "when it is missing or the new evaluation is better (voice conversion: lower MCD, no fewer "
+                    "pairs closer to the target; denoising: higher PESQ-wb gain, no lower SI-SDR gain)")
     args = ap.parse_args()
 
     ckpt = load_checkpoint(args.model)
@@ -93,26 +93,43 @@ def main() -> None:
         install(args.output, args.install)
 
 
+HEADLINE_DENOISE = "synthetic voices, 0-10 dB"
+
+
+def headline(task: str, evaluation: dict) -> tuple[str, tuple[float, float]] | None:
+    """The two numbers a bundled model of ``task`` is judged by (higher is better in both), with their wording."""
+    if task == "denoise":
+        row = next((r for r in evaluation.get("rows", []) if r["name"] == HEADLINE_DENOISE), None)
+        if row is None:
+            return None
+        gain = {m: row["output"][m] - row["noisy"][m] for m in ("pesq", "si_sdr")}
+        return (f"PESQ-wb {gain['pesq']:+.2f}, SI-SDR {gain['si_sdr']:+.1f} dB ({HEADLINE_DENOISE})",
+                (gain["pesq"], gain["si_sdr"]))
+    converted = evaluation.get("converted")
+    if converted is None:
+        return None
+    return (f"MCD {converted['mcd_db']:.2f} dB, {100 * converted['closer_to_target']:.0f} % closer to the target",
+            (-converted["mcd_db"], converted["closer_to_target"]))
+
+
 def install(new: Path, bundled: Path) -> bool:
-    """Copy ``new`` over ``bundled`` (atomically) when there is none yet or ``new`` evaluates better; say which."""
+    """Copy ``new`` over ``bundled`` (atomically) when there is none yet or ``new`` evaluates better (the first of
+    its :func:`headline` numbers better, the second no worse); say which."""
     if bundled.exists():
-        old_eval = load_checkpoint(bundled).info.get("evaluation", {}).get("converted")
-        new_eval = load_checkpoint(new).info.get("evaluation", {}).get("converted")
+        new_ckpt, old_ckpt = load_checkpoint(new), load_checkpoint(bundled)
+        new_eval = headline(new_ckpt.task, new_ckpt.info.get("evaluation", {}))
+        old_eval = headline(old_ckpt.task, old_ckpt.info.get("evaluation", {}))
         if new_eval is None:
             print(f"kept {bundled}: the export carries no evaluation to compare (--evaluation)")
             return False
-        if old_eval is not None and not (new_eval["mcd_db"] < old_eval["mcd_db"]
-                                         and new_eval["closer_to_target"] >= old_eval["closer_to_target"]):
-            print(f"kept {bundled}: it scores MCD {old_eval['mcd_db']:.2f} dB, "
-                  f"{100 * old_eval['closer_to_target']:.0f} % closer to the target; the new export "
-                  f"{new_eval['mcd_db']:.2f} dB, {100 * new_eval['closer_to_target']:.0f} %")
+        if old_eval is not None and not (new_eval[1][0] > old_eval[1][0] and new_eval[1][1] >= old_eval[1][1]):
+            print(f"kept {bundled}: it scores {old_eval[0]}; the new export {new_eval[0]}")
             return False
     bundled.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(bundled) as tmp:
         shutil.copyfile(new, tmp)
     print(f"installed {new} as {bundled}")
     return True
-
 
 if __name__ == "__main__":
     main()

@@ -138,3 +138,38 @@ def test_vocoder_output_and_the_unsupervised_prior_method(speech, method):
         assert float(out.pow(2).sum()) <= float(noisy.pow(2).sum()) * 2 * 1.01
         with pytest.raises(ConfigError, match="clean speech"):
             Denoiser(Checkpoint(model, MelConfig(), task="denoise"), method="prior")
+
+
+def test_recipe_export_installs_a_denoiser_only_when_it_denoises_better(tmp_path):
+    """recipes/export.py --install judges a denoiser by the headline row's PESQ-wb and SI-SDR gains."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from audiovae.checkpoint import load_checkpoint
+
+    root = Path(__file__).resolve().parent.parent
+    run = save_checkpoint(tmp_path / "model.safetensors", tiny_denoiser().ckpt)
+    bundled = tmp_path / "package" / "denoise.safetensors"
+
+    def export(pesq: float, si_sdr_db: float) -> str:
+        rows = [{"name": "all", "n": 4, "noisy": {"pesq": 1.0, "stoi": 0.8, "si_sdr": 0.0},
+                 "output": {"pesq": 9.0, "stoi": 0.9, "si_sdr": 99.0}},
+                {"name": "synthetic voices, 0-10 dB", "n": 2, "noisy": {"pesq": 1.5, "stoi": 0.8, "si_sdr": 5.0},
+                 "output": {"pesq": 1.5 + pesq, "stoi": 0.8, "si_sdr": 5.0 + si_sdr_db}}]
+        (tmp_path / "eval.json").write_text(json.dumps({"rows": rows}))
+        p = subprocess.run([sys.executable, str(root / "recipes" / "export.py"), str(run), "--evaluation",
+                            str(tmp_path / "eval.json"), "-o", str(tmp_path / "out.safetensors"), "--install",
+                            str(bundled)], capture_output=True, text=True, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    def installed() -> float:
+        row = load_checkpoint(bundled).info["evaluation"]["rows"][1]
+        return round(row["output"]["pesq"] - row["noisy"]["pesq"], 3)
+
+    assert "installed" in export(0.5, 6.0) and installed() == 0.5
+    assert "kept" in export(0.4, 9.0) and installed() == 0.5  # a smaller PESQ gain (the "all" row does not count)
+    assert "kept" in export(0.7, 5.0) and installed() == 0.5  # a smaller SI-SDR gain
+    out = export(0.7, 6.0)
+    assert "installed" in out and installed() == 0.7 and load_checkpoint(bundled).task == "denoise"

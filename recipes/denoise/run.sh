@@ -2,27 +2,31 @@
 # Speech denoising end to end on the offline noisy corpus: corpus -> cache -> train the denoising VAE -> evaluate ->
 # speed -> export; then the unsupervised route (a VAE of clean speech + NMF noise, `--method prior`) trained on the
 # clean speech corpus and evaluated on the same mixtures.
-# Usage: bash recipes/denoise/run.sh [WORK_DIR] [extra key=value overrides for `audiovae train denoise_vae`]
-# Times and the numbers to expect: recipes/denoise/README.md. The export writes $WORK_DIR/denoise.safetensors; copy it
-# over audiovae/assets/models/ only when its numbers are better.
+# Usage: [STEPS=6000] bash recipes/denoise/run.sh [WORK_DIR] [extra key=value overrides for `audiovae train denoise_vae`]
+# Times and the numbers to expect: recipes/denoise/README.md. The export writes WORK_DIR/denoise.safetensors (fp16) and
+# installs it as the package's bundled denoiser (audiovae/assets/models/denoise.safetensors) only when there is none
+# yet or it denoises better (PESQ-wb gain up, SI-SDR gain no lower, on the held-out 0-10 dB synthetic-voice mixtures).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
 work=${1:-work/denoise}; shift || true
+steps=${STEPS:-6000}
 mkdir -p "$work"
 [ -f "$work/noisy/manifest.jsonl" ] || audiovae corpus noisy "$work/noisy"
 audiovae cache "$work/noisy" --cache-dir "$work/cache"
 resume=(); [ -f "$work/run/state.pt" ] && resume=(--resume)  # an interrupted (or finished) run continues
 audiovae train denoise_vae "data.train=$work/noisy" "data.cache_dir=$work/cache" "train.out_dir=$work/run" \
-  "${resume[@]}" "$@"
+  "train.steps=$steps" "${resume[@]}" "$@"
 model="$work/run/model.safetensors"
 audiovae evaluate denoise --model "$model" --data "$work/noisy" --json "$work/evaluate_denoise.json"
-python "$here/../../bench/denoise.py" --model "$model" --data "$work/noisy" --hour
-python "$here/../export.py" "$model" --evaluation "$work/evaluate_denoise.json" --recipe recipes/denoise/run.sh \
-  -o "$work/denoise.safetensors"
+python "$root/bench/denoise.py" --model "$model" --data "$work/noisy" --hour
+python "$root/recipes/export.py" "$model" --evaluation "$work/evaluate_denoise.json" --recipe recipes/denoise/run.sh \
+  -o "$work/denoise.safetensors" --install "$root/audiovae/assets/models/denoise.safetensors"
 # the unsupervised route: a speech VAE on clean speech only, the noise fitted per file (slow: see the README)
 [ -f "$work/speech/manifest.jsonl" ] || audiovae corpus speech "$work/speech"
 audiovae cache "$work/speech" --cache-dir "$work/cache"
+resume=(); [ -f "$work/prior/state.pt" ] && resume=(--resume)
 audiovae train speech_vae "data.train=$work/speech" "data.cache_dir=$work/cache" "train.out_dir=$work/prior" \
-  train.steps=6000
+  train.steps=6000 "${resume[@]}"
 audiovae evaluate denoise --model "$work/prior/model.safetensors" --method prior --data "$work/noisy" --limit 60 \
   --json "$work/evaluate_denoise_prior.json"
