@@ -472,8 +472,8 @@ def denoise(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Output folder for a folder of inputs.",
                                           file_okay=False)] = Path("denoised"),
     model: Annotated[Path, typer.Option("--model", "-m", help="A denoising checkpoint (`audiovae train "
-                                        "denoise_vae` or recipes/denoise/run.sh); no denoiser is bundled yet, so "
-                                        "this is needed for now.", dir_okay=False)
+                                        "denoise_vae` or recipes/denoise/run.sh); default: the bundled denoiser. "
+                                        "With --method prior: a VAE of clean speech.", dir_okay=False)
                      ] = Path("denoise"),
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Dry/wet mix: 0 returns the input, 1 the "
                                             "fully denoised signal.")] = 1.0,
@@ -575,9 +575,11 @@ def evaluate_vc(
 def evaluate_denoise(
     data: Annotated[Path, typer.Option("--data", help="Noisy/clean pairs: a noisy corpus folder, a manifest with "
                                                       "`clean`, or VoiceBank-DEMAND (its test split is used).")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="A denoising checkpoint (no denoiser is bundled yet).",
+    model: Annotated[Path, typer.Option("--model", "-m", help="A denoising checkpoint (default: the bundled "
+                                        "one); with --method prior a VAE of clean speech.",
                                         dir_okay=False)] = Path("denoise"),
-    method: Annotated[str, typer.Option(help="mask or vocoder (see `audiovae denoise --help`).")] = "mask",
+    method: Annotated[str, typer.Option(help="mask, vocoder or prior (see `audiovae denoise "
+                                        "--help`).")] = "mask",
     limit: Annotated[int, typer.Option(help="Score an evenly spaced subset of this many files (0 = all).",
                                        min=0)] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.",

@@ -32,6 +32,23 @@ def reconstruction(target: torch.Tensor, estimate: torch.Tensor, kind: str = "l1
     return (err * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def masked_magnitude(noisy: torch.Tensor, clean: torch.Tensor, estimate: torch.Tensor,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Signal-approximation error of a denoising estimate, per element: the L1 distance between the noisy mel
+    magnitude under the estimate's gain, ``exp(min(estimate, noisy))``, and under the true one (log-mels in nats),
+    over each item's mean noisy magnitude.
+
+    A log-mel loss weighs every band and frame alike; this one weighs them by their energy, as the output's error
+    does once the gain is applied to the noisy STFT (Weninger et al. 2014), and, as that gain is capped at one, an
+    estimate above the noisy input costs nothing more than one equal to it."""
+    est = torch.exp(torch.minimum(estimate, noisy))
+    ref = torch.exp(torch.minimum(clean, noisy))
+    m = torch.ones_like(noisy[:, :1]) if mask is None else mask
+    scale = (torch.exp(noisy) * m).sum(dim=(1, 2), keepdim=True) / (m.sum(dim=(1, 2), keepdim=True)
+                                                                  * noisy.shape[1]).clamp_min(1.0)
+    return reconstruction(ref / scale, est / scale, "l1", mask=mask)
+
+
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) per element, in nats."""
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)

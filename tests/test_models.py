@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from audiovae.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from audiovae.errors import ConfigError
 from audiovae.features import MelConfig, MelSpectrogram
-from audiovae.losses import KLSchedule, active_units, free_bits, gaussian_kl, reconstruction
+from audiovae.losses import KLSchedule, active_units, free_bits, gaussian_kl, masked_magnitude, reconstruction
 from audiovae.models import CVAE, ConvVAE, DiagonalGaussian, build_model
 from audiovae.models.layers import GradientReversal
 
@@ -68,6 +68,25 @@ def test_loss_terms_and_gradients_reach_every_parameter():
     out.losses["model"].backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert missing == []
+
+
+def test_masked_magnitude_weighs_bins_by_energy_and_caps_the_gain_at_one():
+    """The denoising (signal-approximation) loss: zero for the true clean log-mel, the same for any estimate at or
+    above the noisy input (the gain is capped at one), and an error in a loud bin costs more than in a quiet one."""
+    noisy = torch.tensor([[[0.0, 0.0], [-4.0, -4.0]]])  # band 0 loud, band 1 quiet (nats)
+    clean = noisy - 1.0
+    assert float(masked_magnitude(noisy, clean, clean)) == pytest.approx(0.0, abs=1e-7)
+    assert float(masked_magnitude(noisy, clean, noisy)) == pytest.approx(float(masked_magnitude(noisy, clean,
+                                                                                                noisy + 3.0)))
+    loud, quiet = clean.clone(), clean.clone()
+    loud[0, 0] -= 0.5
+    quiet[0, 1] -= 0.5
+    assert float(masked_magnitude(noisy, clean, loud)) > 10 * float(masked_magnitude(noisy, clean, quiet))
+    model = build_model("vae", TINY | {"mask_loss": 1.0})  # in the model's loss only where there is a clean target
+    mel = speech_like()
+    assert "mask" not in model.loss({"mel": mel}, step=5).logs
+    out = model.loss({"mel": mel, "clean": mel - 0.5}, step=5)
+    assert float(out.logs["mask"]) > 0 and torch.isfinite(out.losses["model"])
 
 
 def loss_terms(model: ConvVAE, mel: torch.Tensor, lengths: torch.Tensor) -> dict[str, float]:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import KLSchedule, reconstruction
+from ..losses import KLSchedule, masked_magnitude, reconstruction
 from ..trainable import ValidationResult
 from .base import LatentModel, LossOutput, ModelConfig
 from .bottlenecks import Bottleneck, GaussianBottleneck, Posterior
@@ -51,6 +51,8 @@ class ConvConfig(ModelConfig):
         speaker_encoder_mix: share of each training batch decoded with the encoder's embedding instead of the
             table's, so the decoder learns to follow embeddings off the table's points.
         speaker_encoder_weight: weight of the encoder's regression onto the (stop-gradient) table embedding.
+        mask_loss: weight of the signal-approximation loss (:func:`~audiovae.losses.masked_magnitude`) beside the
+            log-mel one, for models trained on noisy/clean pairs whose estimate becomes a gain (0 disables).
     """
 
     channels: tuple[int, ...] = (256, 256)
@@ -65,6 +67,7 @@ class ConvConfig(ModelConfig):
     speaker_encoder: bool = False
     speaker_encoder_mix: float = 0.5
     speaker_encoder_weight: float = 1.0
+    mask_loss: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -186,6 +189,8 @@ class ConvAutoencoder(LatentModel):
         total = recon * self.config.n_mels + reg.loss / self.hop_factor
         with torch.no_grad():  # detached tensors: the Trainer converts them only on logging steps (no GPU sync)
             logs = {"recon": recon.detach(), **reg.logs, "mel_l1": reconstruction(target, estimate, "l1", mask=mask)}
+        if "clean" in batch and self.config.mask_loss > 0:
+            extra["mask"] = self.config.mask_loss * self.config.n_mels * masked_magnitude(mel, target, estimate, mask)
         extra.update(self.extra_losses(z, batch))
         for name, value in extra.items():
             total = total + value
