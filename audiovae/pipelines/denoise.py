@@ -33,8 +33,11 @@ from .vae_nmf import VAENMFConfig, vae_nmf
 METHODS = ("mask", "vocoder", "prior")
 
 
-def mel_gain(noisy: torch.Tensor, clean: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
-    """Gain per mel band and frame from two log-mels (nats): ``exp(clean - noisy)`` limited to ``[floor, 1]``."""
+def mel_gain(noisy: torch.Tensor, clean: torch.Tensor, floor: float = 0.01) -> torch.Tensor:
+    """Gain per mel band and frame from two log-mels (nats): ``exp(clean - noisy)`` limited to ``[floor, 1]``.
+
+    The default floor, -40 dB, was chosen on the held-out mixtures: PESQ-wb rose from a floor of 0.2 to 0.01 and no
+    further below, SI-SDR did not change (recipes/denoise/README.md)."""
     return torch.exp(clean - noisy).clamp(floor, 1.0)
 
 
@@ -93,7 +96,7 @@ class Denoiser:
     ckpt: Checkpoint
     strength: float = 1.0
     method: str = "mask"
-    floor: float = 0.05
+    floor: float = 0.01
     prior: VAENMFConfig | None = None
 
     def __post_init__(self) -> None:
