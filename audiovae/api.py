@@ -4,6 +4,7 @@
     vc = audiovae.load("voice-conversion")           # the bundled model, or a path to any speech_cvae checkpoint
     vc.speakers                                       # ['A', 'B', ...]
     wave, sr = vc.convert("in.wav", speaker="B")      # torch.Tensor [T] at vc.sample_rate
+    clean, sr = audiovae.load("denoise").denoise("noisy.wav")   # [C, T] at the file's own rate
 
 Like ``Vocos.from_pretrained`` or DAC's ``load_model``: one call that needs no config and no network. Every method is
 a thin wrapper over :mod:`audiovae.pipelines` (the CLI calls the same functions).
@@ -23,6 +24,7 @@ from .device import resolve_device
 from .errors import ConfigError
 from .pipelines import convert as vc
 from .pipelines import latent
+from .pipelines.denoise import Denoiser
 from .pretrained import resolve_model
 
 Audio = str | os.PathLike[str] | torch.Tensor | np.ndarray
@@ -107,9 +109,29 @@ class VoiceConverter(Model):
         return vc.speaker_rows(self.checkpoint)
 
 
+class SpeechDenoiser(Model):
+    """A denoising model (trained on noisy/clean pairs): its clean estimate becomes a gain on the noisy STFT."""
+
+    def denoise(self, source: Audio, *, strength: float = 1.0, sample_rate: int | None = None,
+                method: str = "mask") -> tuple[torch.Tensor, int]:
+        """Denoise a file, or a waveform ``[T]``/``[C, T]`` at ``sample_rate``, at its own rate and channel count
+        (one gain, estimated on the channel average, for every channel). ``strength`` mixes dry (0) and wet (1);
+        ``method`` as in ``audiovae denoise``. Returns ``(wave, rate)`` of the input's shape. For long files,
+        :func:`audiovae.pipelines.denoise.denoise_file` works in chunks with bounded memory."""
+        if isinstance(source, str | os.PathLike):
+            wave, rate = audio.load(source, mono=False)
+        elif sample_rate is None:
+            raise ConfigError("a waveform needs its sample_rate (or pass a file path)")
+        else:
+            wave, rate = torch.as_tensor(source, dtype=torch.float32), sample_rate
+        return Denoiser(self.checkpoint, strength, method)(wave, rate), rate
+
+
 def load(model: str | os.PathLike[str] = "voice-conversion", device: str = "auto", vocoder: str | None = None
          ) -> Model:
-    """A bundled model by name (``voice-conversion``) or a checkpoint path -> a ready :class:`Model`
-    (a :class:`VoiceConverter` for speaker-conditioned checkpoints). Loading never executes code from the file."""
+    """A bundled model by name (``voice-conversion``, ``denoise``) or a checkpoint path -> a ready :class:`Model`
+    (a :class:`VoiceConverter` for speaker-conditioned checkpoints, a :class:`SpeechDenoiser` for denoisers).
+    Loading never executes code from the file."""
     ckpt = load_checkpoint(resolve_model(model), resolve_device(device))
-    return (VoiceConverter if ckpt.speakers else Model)(ckpt, vocoder)
+    kind = VoiceConverter if ckpt.speakers else SpeechDenoiser if ckpt.task == "denoise" else Model
+    return kind(ckpt, vocoder)

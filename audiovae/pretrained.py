@@ -15,6 +15,8 @@ MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
 BUNDLED: dict[str, str] = {
     "voice_conversion": "CVAE over 8 synthetic voices named A-H, with a speaker encoder; "
                         "recipes/voice_conversion/run.sh",
+    "denoise": "denoising VAE (noisy log-mel in, clean log-mel out, used as a gain on the noisy STFT), trained on "
+               "the offline noisy corpus; recipes/denoise/run.sh",
 }
 DEFAULT_VC = "voice_conversion"
 
