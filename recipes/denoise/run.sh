@@ -22,11 +22,11 @@ audiovae evaluate denoise --model "$model" --data "$work/noisy" --json "$work/ev
 python "$root/bench/denoise.py" --model "$model" --data "$work/noisy" --hour
 python "$root/recipes/export.py" "$model" --evaluation "$work/evaluate_denoise.json" --recipe recipes/denoise/run.sh \
   -o "$work/denoise.safetensors" --install "$root/audiovae/assets/models/denoise.safetensors"
-# the unsupervised route: a speech VAE on clean speech only, the noise fitted per file (slow: see the README)
+# the unsupervised route: a speech VAE on clean speech only, the noise fitted per file, on the same mixtures
 [ -f "$work/speech/manifest.jsonl" ] || audiovae corpus speech "$work/speech"
 audiovae cache "$work/speech" --cache-dir "$work/cache"
 resume=(); [ -f "$work/prior/state.pt" ] && resume=(--resume)
 audiovae train speech_vae "data.train=$work/speech" "data.cache_dir=$work/cache" "train.out_dir=$work/prior" \
   train.steps=6000 "${resume[@]}"
-audiovae evaluate denoise --model "$work/prior/model.safetensors" --method prior --data "$work/noisy" --limit 60 \
+audiovae evaluate denoise --model "$work/prior/model.safetensors" --method prior --data "$work/noisy" \
   --json "$work/evaluate_denoise_prior.json"
