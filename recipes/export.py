@@ -18,6 +18,7 @@ import json
 import shutil
 import string
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -96,20 +97,28 @@ def main() -> None:
 HEADLINE_DENOISE = "synthetic voices, 0-10 dB"
 
 
-def headline(task: str, evaluation: dict) -> tuple[str, tuple[float, float]] | None:
-    """The two numbers a bundled model of ``task`` is judged by (higher is better in both), with their wording."""
+class Headline(NamedTuple):
+    """The two numbers a bundled model is judged by (higher is better in both), and how to say them."""
+
+    text: str
+    first: float
+    second: float
+
+
+def headline(task: str, evaluation: dict) -> Headline | None:
+    """A bundled model's :class:`Headline` from the evaluation recorded in it (None when there is none)."""
     if task == "denoise":
         row = next((r for r in evaluation.get("rows", []) if r["name"] == HEADLINE_DENOISE), None)
         if row is None:
             return None
         gain = {m: row["output"][m] - row["noisy"][m] for m in ("pesq", "si_sdr")}
-        return (f"PESQ-wb {gain['pesq']:+.2f}, SI-SDR {gain['si_sdr']:+.1f} dB ({HEADLINE_DENOISE})",
-                (gain["pesq"], gain["si_sdr"]))
+        return Headline(f"PESQ-wb {gain['pesq']:+.2f}, SI-SDR {gain['si_sdr']:+.1f} dB ({HEADLINE_DENOISE})",
+                        gain["pesq"], gain["si_sdr"])
     converted = evaluation.get("converted")
     if converted is None:
         return None
-    return (f"MCD {converted['mcd_db']:.2f} dB, {100 * converted['closer_to_target']:.0f} % closer to the target",
-            (-converted["mcd_db"], converted["closer_to_target"]))
+    return Headline(f"MCD {converted['mcd_db']:.2f} dB, {100 * converted['closer_to_target']:.0f} % closer to the "
+                    "target", -converted["mcd_db"], converted["closer_to_target"])
 
 
 def install(new: Path, bundled: Path) -> bool:
@@ -122,14 +131,15 @@ def install(new: Path, bundled: Path) -> bool:
         if new_eval is None:
             print(f"kept {bundled}: the export carries no evaluation to compare (--evaluation)")
             return False
-        if old_eval is not None and not (new_eval[1][0] > old_eval[1][0] and new_eval[1][1] >= old_eval[1][1]):
-            print(f"kept {bundled}: it scores {old_eval[0]}; the new export {new_eval[0]}")
+        if old_eval is not None and not (new_eval.first > old_eval.first and new_eval.second >= old_eval.second):
+            print(f"kept {bundled}: it scores {old_eval.text}; the new export {new_eval.text}")
             return False
     bundled.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(bundled) as tmp:
         shutil.copyfile(new, tmp)
     print(f"installed {new} as {bundled}")
     return True
+
 
 if __name__ == "__main__":
     main()

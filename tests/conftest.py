@@ -98,6 +98,14 @@ def run_cli(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 
     return Result(p.returncode, p.stdout, p.stderr)
 
 
+def run_export(*args: str | os.PathLike, cwd: Path) -> Result:
+    """Run ``recipes/export.py ARGS`` (the recipes' export of a bundled model) in a subprocess."""
+    script = Path(__file__).resolve().parent.parent / "recipes" / "export.py"
+    p = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                       stdin=subprocess.DEVNULL)
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
 def write(path: Path, data: np.ndarray, sr: int, subtype: str | None = None) -> Path:
     sf.write(path, data, sr, subtype=subtype)
     return path

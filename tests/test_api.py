@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SR, chirp, run_cli, write
+from conftest import SR, chirp, run_cli, run_export, write
 from safetensors import safe_open
 from test_convert import tiny_cvae
 
@@ -24,8 +21,6 @@ from audiovae.features import MelConfig
 from audiovae.models import build_model
 from audiovae.pipelines.convert import convert, table_voice
 from audiovae.pitch import Register
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_load_converts_files_and_waveforms_like_the_pipeline(tmp_path):
@@ -95,9 +90,8 @@ def test_recipe_export_writes_a_small_fp16_model_with_lettered_voices(tmp_path):
     run = save_checkpoint(tmp_path / "model.safetensors", ckpt)
     (tmp_path / "eval.json").write_text(json.dumps({"converted": {"mcd_db": 3.1}, "per_pair": {"a->b": {}}}))
     out = tmp_path / "bundled.safetensors"
-    p = subprocess.run([sys.executable, str(ROOT / "recipes" / "export.py"), str(run), "--letters", "--evaluation",
-                        str(tmp_path / "eval.json"), "--recipe", "recipes/voice_conversion/run.sh", "-o", str(out)],
-                       capture_output=True, text=True, cwd=tmp_path)
+    p = run_export(run, "--letters", "--evaluation", tmp_path / "eval.json", "--recipe",
+                   "recipes/voice_conversion/run.sh", "-o", out, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "fp16 vs fp32 mean |log-mel diff|" in p.stdout
     assert out.stat().st_size < 0.6 * run.stat().st_size  # half the bytes of float32 weights (plus the header)
@@ -122,9 +116,8 @@ def test_recipe_export_writes_a_small_fp16_model_with_lettered_voices(tmp_path):
 
     def export(mcd: float, closer: float) -> str:
         (tmp_path / "eval.json").write_text(json.dumps({"converted": {"mcd_db": mcd, "closer_to_target": closer}}))
-        p = subprocess.run([sys.executable, str(ROOT / "recipes" / "export.py"), str(run), "--letters",
-                            "--evaluation", str(tmp_path / "eval.json"), "-o", str(out), "--install", str(bundled)],
-                           capture_output=True, text=True, cwd=tmp_path)
+        p = run_export(run, "--letters", "--evaluation", tmp_path / "eval.json", "-o", out, "--install", bundled,
+                       cwd=tmp_path)
         assert p.returncode == 0, p.stderr
         return p.stdout
 

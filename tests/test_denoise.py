@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SR, run_cli, write
+from conftest import SR, run_cli, run_export, write
 
 from audiovae import audio
 from audiovae.checkpoint import Checkpoint, save_checkpoint
@@ -142,13 +142,8 @@ def test_vocoder_output_and_the_unsupervised_prior_method(speech, method):
 
 def test_recipe_export_installs_a_denoiser_only_when_it_denoises_better(tmp_path):
     """recipes/export.py --install judges a denoiser by the headline row's PESQ-wb and SI-SDR gains."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     from audiovae.checkpoint import load_checkpoint
 
-    root = Path(__file__).resolve().parent.parent
     run = save_checkpoint(tmp_path / "model.safetensors", tiny_denoiser().ckpt)
     bundled = tmp_path / "package" / "denoise.safetensors"
 
@@ -158,9 +153,8 @@ def test_recipe_export_installs_a_denoiser_only_when_it_denoises_better(tmp_path
                 {"name": "synthetic voices, 0-10 dB", "n": 2, "noisy": {"pesq": 1.5, "stoi": 0.8, "si_sdr": 5.0},
                  "output": {"pesq": 1.5 + pesq, "stoi": 0.8, "si_sdr": 5.0 + si_sdr_db}}]
         (tmp_path / "eval.json").write_text(json.dumps({"rows": rows}))
-        p = subprocess.run([sys.executable, str(root / "recipes" / "export.py"), str(run), "--evaluation",
-                            str(tmp_path / "eval.json"), "-o", str(tmp_path / "out.safetensors"), "--install",
-                            str(bundled)], capture_output=True, text=True, cwd=tmp_path)
+        p = run_export(run, "--evaluation", tmp_path / "eval.json", "-o", tmp_path / "out.safetensors", "--install",
+                       bundled, cwd=tmp_path)
         assert p.returncode == 0, p.stderr
         return p.stdout
 

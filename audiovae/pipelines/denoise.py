@@ -36,8 +36,8 @@ METHODS = ("mask", "vocoder", "prior")
 def mel_gain(noisy: torch.Tensor, clean: torch.Tensor, floor: float = 0.01) -> torch.Tensor:
     """Gain per mel band and frame from two log-mels (nats): ``exp(clean - noisy)`` limited to ``[floor, 1]``.
 
-    The default floor, -40 dB, was chosen on the held-out mixtures: PESQ-wb rose from a floor of 0.2 to 0.01 and no
-    further below, SI-SDR did not change (recipes/denoise/README.md)."""
+    The default floor, -40 dB, was chosen on the held-out mixtures: PESQ-wb rose as the floor fell from 0.2 to 0.01
+    and hardly below; SI-SDR fell at 0.1 and 0.2 and was the same from 0.02 down (recipes/denoise/README.md)."""
     return torch.exp(clean - noisy).clamp(floor, 1.0)
 
 
