@@ -5,6 +5,7 @@
     vc.speakers                                       # ['A', 'B', ...]
     wave, sr = vc.convert("in.wav", speaker="B")      # torch.Tensor [T] at vc.sample_rate
     clean, sr = audiovae.load("denoise").denoise("noisy.wav")   # [C, T] at the file's own rate
+    waves, sr = audiovae.load("music").sample(n=4, seconds=10, seed=0)   # [4, T] from the learned prior
 
 Like ``Vocos.from_pretrained`` or DAC's ``load_model``: one call that needs no config and no network. Every method is
 a thin wrapper over :mod:`audiovae.pipelines` (the CLI calls the same functions).
@@ -23,7 +24,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .device import resolve_device
 from .errors import ConfigError
 from .pipelines import convert as vc
-from .pipelines import latent
+from .pipelines import latent, music
 from .pipelines.denoise import Denoiser
 from .pretrained import resolve_model
 
@@ -127,11 +128,31 @@ class SpeechDenoiser(Model):
         return Denoiser(self.checkpoint, strength, method)(wave, rate), rate
 
 
+class MusicGenerator(Model):
+    """A music model: a VAE with a learned prior over its latent sequences. Sample from the prior, walk the latent
+    space, and (as every model) reconstruct, encode, decode and interpolate."""
+
+    def sample(self, n: int = 4, seconds: float = 10.0, temperature: float = 1.0, seed: int = 0,
+               prior: bool = True) -> tuple[torch.Tensor, int]:
+        """``n`` clips ``[n, T]`` of ``seconds`` from the learned prior (``prior=False``: per-frame ``N(0, I)``,
+        the baseline); clip ``i`` is drawn with seed ``seed + i``. Returns ``(waves, rate)``."""
+        _, waves = music.generate(self.checkpoint, n, seconds, temperature, seed, "prior" if prior else "normal",
+                                  vocoder=self.vocoder)
+        return waves, self.sample_rate
+
+    def walk(self, seconds: float = 30.0, temperature: float = 1.0, seed: int = 0) -> tuple[torch.Tensor, int]:
+        """A latent random walk ``[T]``: a slow continuous drift through the music's region of the latent space."""
+        _, waves = music.generate(self.checkpoint, 1, seconds, temperature, seed, walk=True, vocoder=self.vocoder)
+        return waves[0], self.sample_rate
+
+
 def load(model: str | os.PathLike[str] = "voice-conversion", device: str = "auto", vocoder: str | None = None
          ) -> Model:
-    """A bundled model by name (``voice-conversion``, ``denoise``) or a checkpoint path -> a ready :class:`Model`
-    (a :class:`VoiceConverter` for speaker-conditioned checkpoints, a :class:`SpeechDenoiser` for denoisers).
+    """A bundled model by name (``voice-conversion``, ``denoise``, ``music``) or a checkpoint path -> a ready
+    :class:`Model` (a :class:`VoiceConverter` for speaker-conditioned checkpoints, a :class:`SpeechDenoiser` for
+    denoisers, a :class:`MusicGenerator` for models with a learned prior).
     Loading never executes code from the file."""
     ckpt = load_checkpoint(resolve_model(model), resolve_device(device))
-    kind = VoiceConverter if ckpt.speakers else SpeechDenoiser if ckpt.task == "denoise" else Model
+    kind = (VoiceConverter if ckpt.speakers else SpeechDenoiser if ckpt.task == "denoise"
+            else MusicGenerator if ckpt.prior is not None else Model)
     return kind(ckpt, vocoder)

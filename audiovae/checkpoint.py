@@ -8,8 +8,9 @@ Two layouts, both read by :func:`load_checkpoint`:
   metadata ``{"model": {type, config}, "mel", "vocoder", ...}``. Models rename format-1 weight keys on load.
 * format 2 (written): named components in one file, weights prefixed by component (``model.*``, ``vocoder.*``) and
   metadata ``{"components": {name: {"type", "config"}}, "mel", ...}``: a model alone, a VAE together with its trained
-  vocoder, or a vocoder alone (:func:`save_vocoder` / :func:`load_vocoder`). Every component shares the file's
-  ``mel``. An older release refuses a format-2 file as "written by a newer audiovae" instead of misreading it.
+  vocoder or its learned prior (``prior.*``), or a vocoder alone (:func:`save_vocoder` / :func:`load_vocoder`).
+  Every component shares the file's ``mel``. An older release refuses a format-2 file as "written by a newer
+  audiovae" instead of misreading it.
 
 Instead of carrying a vocoder, a checkpoint may point to one: ``vocoder: {"path": "voc.safetensors"}``, resolved
 relative to the checkpoint; both files' :meth:`MelConfig.fingerprint` must agree.
@@ -33,7 +34,7 @@ from . import __version__
 from .errors import AudiovaeError, ConfigError
 from .features import MelConfig
 from .fileio import atomic_path
-from .models import LatentModel, build_model
+from .models import LatentModel, LatentPrior, build_model, build_prior
 from .vocoders import VOCODERS, Vocoder, build_vocoder
 
 FORMAT_VERSION = 2  # the newest layout this release reads and writes
@@ -60,6 +61,7 @@ class ComponentKind:
 COMPONENT_KINDS: dict[str, ComponentKind] = {
     "model": ComponentKind(lambda m: (m.model_type, m.config.to_dict()), lambda t, c, mel: build_model(t, c)),
     "vocoder": ComponentKind(lambda v: (v.vocoder_type, v.settings()), lambda t, c, mel: build_vocoder(t, mel, **c)),
+    "prior": ComponentKind(lambda p: (p.prior_type, p.config.to_dict()), lambda t, c, mel: build_prior(t, c)),
 }
 
 
@@ -68,7 +70,8 @@ class Checkpoint:
     """Everything needed to use a trained model: the model, its front end, speakers, vocoder and task.
 
     ``vocoder`` is the default vocoder's settings (``{"name": ..., **kwargs}``) or a pointer ``{"path": ...}`` to a
-    vocoder file; ``components`` holds modules saved beside the model, today a trained ``"vocoder"``. Loading a
+    vocoder file; ``components`` holds modules saved beside the model: a trained ``"vocoder"``, a ``"prior"`` over
+    latent sequences. Loading a
     checkpoint that points to a vocoder file puts the loaded vocoder there too (and saving keeps the pointer).
     """
 
@@ -90,6 +93,12 @@ class Checkpoint:
         """The vocoder this checkpoint carries or points to, if any (else the default is built by name)."""
         carried = self.components.get("vocoder")
         return carried if isinstance(carried, Vocoder) else None
+
+    @property
+    def prior(self) -> LatentPrior | None:
+        """The learned prior over latent sequences this checkpoint carries (music models), if any."""
+        prior = self.components.get("prior")
+        return prior if isinstance(prior, LatentPrior) else None
 
     def embedded(self) -> dict[str, nn.Module]:
         """The components saved inside this file (a pointed-to vocoder stays in its own file)."""
@@ -119,6 +128,9 @@ def _check_components(components: dict[str, nn.Module], mel: MelConfig) -> None:
         if name == "model" or name not in COMPONENT_KINDS:
             known = ", ".join(k for k in COMPONENT_KINDS if k != "model")
             raise CheckpointError(f"checkpoint component {name!r}: not a kind a checkpoint can carry ({known})")
+    prior = components.get("prior")
+    if prior is not None and not isinstance(prior, LatentPrior):
+        raise CheckpointError(f"checkpoint component 'prior': {type(prior).__name__} is not a LatentPrior")
     voc = components.get("vocoder")
     if voc is None:
         return

@@ -17,6 +17,8 @@ BUNDLED: dict[str, str] = {
                         "recipes/voice_conversion/run.sh",
     "denoise": "denoising VAE (noisy log-mel in, clean log-mel out, used as a gain on the noisy STFT), trained on "
                "the offline noisy corpus; recipes/denoise/run.sh",
+    "music": "music VAE (21.5 latent frames/s) with a GRU prior over its latent sequences, trained on the offline "
+             "music corpus; recipes/music/run.sh",
 }
 DEFAULT_VC = "voice_conversion"
 

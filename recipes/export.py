@@ -52,7 +52,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="the training corpus: measure each speaker's pitch register again")
     ap.add_argument("--install", type=Path, help="the bundled file inside the package: replaced by the export only "
                     "when it is missing or the new evaluation is better (voice conversion: lower MCD, no fewer "
-                    "pairs closer to the target; denoising: higher PESQ-wb gain, no lower SI-SDR gain)")
+                    "pairs closer to the target; denoising: higher PESQ-wb gain, no lower SI-SDR gain; music: "
+                    "lower Fréchet distance of prior samples, no higher reconstruction mel L1)")
     args = ap.parse_args()
 
     ckpt = load_checkpoint(args.model)
@@ -114,6 +115,13 @@ def headline(task: str, evaluation: dict) -> Headline | None:
         gain = {m: row["output"][m] - row["noisy"][m] for m in ("pesq", "si_sdr")}
         return Headline(f"PESQ-wb {gain['pesq']:+.2f}, SI-SDR {gain['si_sdr']:+.1f} dB ({HEADLINE_DENOISE})",
                         gain["pesq"], gain["si_sdr"])
+    if task == "music":
+        frechet, recon = evaluation.get("frechet", {}), evaluation.get("reconstruction", {})
+        if "prior samples" not in frechet or "model_mel_l1" not in recon:
+            return None
+        return Headline(f"Fréchet distance {frechet['prior samples']:.2f} (prior samples to held-out music), "
+                        f"reconstruction mel L1 {recon['model_mel_l1']:.3f}", -frechet["prior samples"],
+                        -recon["model_mel_l1"])
     converted = evaluation.get("converted")
     if converted is None:
         return None

@@ -9,13 +9,17 @@ from ..errors import ConfigError
 from .base import CollapseWarning, LatentModel, LossOutput, ModelConfig
 from .bottlenecks import Bottleneck, DiagonalGaussian, GaussianBottleneck, Posterior, Regularisation
 from .parts import ConvDecoder, ConvEncoder
+from .prior import LatentPrior, PriorConfig, PriorTraining, build_prior
 from .vae import CVAE, ConvAutoencoder, ConvConfig, ConvVAE, VAEConfig
 
 __all__ = ["MODELS", "build_model", "CollapseWarning", "LatentModel", "LossOutput", "ModelConfig", "Posterior",
            "Regularisation", "Bottleneck", "DiagonalGaussian", "GaussianBottleneck", "ConvEncoder", "ConvDecoder",
-           "ConvAutoencoder", "ConvConfig", "ConvVAE", "CVAE", "VAEConfig"]
+           "ConvAutoencoder", "ConvConfig", "ConvVAE", "CVAE", "VAEConfig", "LatentPrior", "PriorConfig",
+           "PriorTraining", "build_prior"]
 
-MODELS: dict[str, type[LatentModel]] = {cls.model_type: cls for cls in (ConvVAE, CVAE)}
+# Everything `audiovae train` can build from a config's model.type: models, and trainables such as a prior
+MODELS: dict[str, type[LatentModel] | type[PriorTraining]] = {cls.model_type: cls for cls in (ConvVAE, CVAE,
+                                                                                             PriorTraining)}
 
 
 def model_config(model_type: str, values: dict):  # noqa: ANN201 - the model's own config dataclass
