@@ -231,3 +231,25 @@ def test_a_checkpoint_refuses_a_prior_that_is_not_one(tmp_path):
     bad = Checkpoint(model, MelConfig(), components={"prior": torch.nn.Linear(2, 2)})
     with pytest.raises(Exception, match="not a LatentPrior"):
         save_checkpoint(tmp_path / "bad.safetensors", bad)
+
+
+def test_bundled_music_model_works_offline_from_the_command_line_and_python(tmp_path, tunes):
+    """`audiovae sample-music` with no --model uses the bundled model; its prior's samples are not per-frame noise
+    (their latents are correlated in time, as the music's are); the API gives the command's samples."""
+    r = run_cli("sample-music", "-n", "2", "--seconds", "3", "--seed", "7", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    a, sr = sf.read(tmp_path / "samples" / "sample_007.wav")
+    assert sr == 22050 and len(a) == 3 * 22050 and 0.01 < np.abs(a).max() <= 1.0
+    import audiovae
+
+    gen = audiovae.load("music", device="cpu")
+    assert type(gen).__name__ == "MusicGenerator"
+    waves, rate = gen.sample(n=1, seconds=3, seed=7)
+    assert rate == 22050 and np.allclose(waves[0].numpy(), a, atol=1e-3)
+    ckpt = gen.checkpoint
+    z = music.sample_latents(ckpt, 4, 10.0, seed=0)
+    assert lag1(z) > 0.8 and abs(lag1(music.sample_latents(ckpt, 4, 10.0, seed=0, source="normal"))) < 0.1
+    walk, _ = gen.walk(seconds=2, seed=1)
+    assert walk.shape == (2 * 22050,)
+    r = run_cli("interpolate", tunes / "tune_0.wav", tunes / "tune_1.wav", "-o", tmp_path / "i.wav", "-m", "music")
+    assert r.returncode == 0, r.stderr
