@@ -389,6 +389,7 @@ def sample_music(
     from . import audio
     from .fileio import check_output_path
     from .pipelines import music
+    from .pipelines.latent import vocoder_for
     from .plots import plot_logmel
 
     ckpt = _load(model, device)
@@ -399,15 +400,18 @@ def sample_music(
     paths = [out_dir / f"{stem}_{seed + i:03d}.wav" for i in range(n)]
     for p in paths:
         check_output_path(p)
-    t0 = time.perf_counter()
-    mels, waves = music.generate(ckpt, n, seconds, temperature, seed, source, walk)
-    speed = n * seconds / max(time.perf_counter() - t0, 1e-9)
-    for p, mel, wave in zip(paths, mels, waves, strict=True):
-        audio.save(p, wave, ckpt.mel.sample_rate)
+    vocoder = vocoder_for(ckpt)
+    busy = 0.0
+    for i, p in enumerate(paths):  # one file at a time: memory does not grow with -n
+        t0 = time.perf_counter()
+        mels, waves = music.generate(ckpt, 1, seconds, temperature, seed + i, source, walk, vocoder)
+        busy += time.perf_counter() - t0
+        audio.save(p, waves[0], ckpt.mel.sample_rate)
         if plot:
-            plot_logmel(p.with_suffix(".png"), mel, ckpt.mel, title=p.name)
+            plot_logmel(p.with_suffix(".png"), mels[0], ckpt.mel, title=p.name)
         typer.echo(f"wrote {p}" + (f" and {p.with_suffix('.png').name}" if plot else ""))
-    typer.echo(f"{n} x {_seconds(seconds)} at {ckpt.mel.sample_rate} Hz, {speed:.0f}x realtime")
+    typer.echo(f"{n} x {_seconds(seconds)} at {ckpt.mel.sample_rate} Hz, generated at "
+               f"{n * seconds / max(busy, 1e-9):.0f}x realtime")
 
 
 def _batch(source: Path, output: Path | None, out_dir: Path, name: Callable[[Path], str], verb: str,

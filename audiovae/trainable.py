@@ -64,6 +64,11 @@ class Trainable(Protocol):
         """The named components its checkpoint holds (``{"model": self}`` for a model)."""
         ...
 
+    def check_features(self, mel: object) -> None:
+        """Refuse (``ConfigError``) a run whose front end (the run's ``MelConfig``) differs from the one a part it
+        was built from expects (a frozen VAE under a prior); nothing to check for a model trained from scratch."""
+        ...
+
 
 class TrainableMixin:
     """Neutral defaults of the :class:`Trainable` methods beyond ``loss`` (which every trainable must define)."""
@@ -84,3 +89,6 @@ class TrainableMixin:
 
     def export(self) -> dict[str, nn.Module]:
         return {"model": self}  # type: ignore[dict-item]
+
+    def check_features(self, mel: object) -> None:
+        return None

@@ -35,7 +35,7 @@ def main() -> None:
     fns = {
         "prior": lambda: music.generate(ckpt, args.n, args.seconds, vocoder=vocoder),
         "no prior": lambda: music.generate(ckpt, args.n, args.seconds, source="normal", vocoder=vocoder),
-        "vocoder alone": lambda: vocoder(mels, length=samples),
+        "vocoder alone": lambda: [vocoder(m[None], length=samples) for m in mels],  # per clip, as generate does
         "prior sampling alone": lambda: music.sample_latents(ckpt, args.n, args.seconds),
     }
     t = race(fns, args.repeat, rounds=2)

@@ -119,6 +119,9 @@ def test_prior_config_errors(tunes, tmp_path, music_model):
         train("music_prior", [f"data.train={tunes}", f"train.out_dir={tmp_path / 'a'}", "model.vae="])
     with pytest.raises(ConfigError, match="latent_dim=32, but the VAE"):
         train("music_prior", [f"data.train={tunes}", f"train.out_dir={tmp_path / 'b'}", f"model.vae={vae_path}"])
+    with pytest.raises(ConfigError, match=r"front end differs .*mel.f_max=8000.0 \(the VAE's: 11025.0\)"):
+        train("music_prior", [f"data.train={tunes}", f"train.out_dir={tmp_path / 'c'}", f"model.vae={vae_path}",
+                              "model.latent_dim=8", "mel.f_max=8000"])
 
 
 def test_sample_music_command(tmp_path, music_model):
@@ -204,6 +207,7 @@ def test_evaluate_music_reports_every_row(tmp_path, tunes, music_model):
     assert all(np.isfinite(v) and v >= 0 for v in report["frechet"].values())
     rec = report["reconstruction"]
     assert rec["resynth_mel_l1"] < rec["model_mel_l1"]  # a 20-step model is worse than the vocoder alone
+    assert rec["resynth_mrstft"] < rec["model_mrstft"] and rec["model_audio_mel_l1"] > 0
     assert report["speed"]["prior_x_realtime"] > 0 and "Fréchet" in r.stdout
     manifest.write_text("\n".join(line.replace('"test"', '"train"') for line in lines) + "\n")
     r = run_cli("evaluate", "music", "--data", manifest, "--model", music_model[1])

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..features import MelConfig
 from ..trainable import LossOutput, TrainableMixin
 from .base import LatentModel, ModelConfig
 
@@ -180,13 +181,21 @@ class PriorTraining(TrainableMixin, nn.Module):
         from ..checkpoint import load_checkpoint  # the checkpoint module builds models: import it late
 
         self.config = config
-        vae: LatentModel = load_checkpoint(config.vae).model
+        ckpt = load_checkpoint(config.vae)
+        vae: LatentModel = ckpt.model
         for name in ("n_mels", "latent_dim"):
             if getattr(vae.config, name) != getattr(config, name):
                 raise ConfigError(f"model.{name}={getattr(config, name)}, but the VAE {config.vae} has "
                                   f"{name}={getattr(vae.config, name)}")
         self.vae = vae.requires_grad_(False).eval()
+        self.vae_mel = ckpt.mel
         self.prior = LatentPrior(config.prior_config())
+
+    def check_features(self, mel: MelConfig) -> None:
+        if mel.fingerprint() != self.vae_mel.fingerprint():
+            ours, theirs = mel.to_dict(), self.vae_mel.to_dict()
+            diff = ", ".join(f"mel.{k}={ours[k]} (the VAE's: {theirs[k]})" for k in ours if ours[k] != theirs.get(k))
+            raise ConfigError(f"the run's front end differs from the VAE's ({self.config.vae}): {diff}")
 
     def train(self, mode: bool = True) -> PriorTraining:
         super().train(mode)

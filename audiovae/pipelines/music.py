@@ -21,9 +21,14 @@ SOURCES = ("prior", "normal")  # the learned prior, or per-frame N(0, I) (the ba
 MAX_SECONDS = 600.0
 
 
+def mel_frames(ckpt: Checkpoint, seconds: float) -> int:
+    """Log-mel frames of ``seconds`` of audio (centred frames: one more than whole hops)."""
+    return math.ceil(round(seconds * ckpt.mel.sample_rate) / ckpt.mel.hop_length) + 1
+
+
 def latent_frames(ckpt: Checkpoint, seconds: float) -> int:
-    """Latent frames that cover ``seconds`` of audio."""
-    return max(1, math.ceil(seconds * ckpt.mel.frame_rate / ckpt.model.hop_factor))
+    """Latent frames that decode to at least the log-mel frames of ``seconds`` of audio."""
+    return math.ceil(mel_frames(ckpt, seconds) / ckpt.model.hop_factor)
 
 
 def check_request(ckpt: Checkpoint, n: int, seconds: float, temperature: float, source: str) -> None:
@@ -86,14 +91,16 @@ def walk_latents(ckpt: Checkpoint, seconds: float, temperature: float = 1.0, see
 def render(ckpt: Checkpoint, z: torch.Tensor, seconds: float, vocoder: Vocoder | None = None
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode latents ``[n, D, T']`` to log-mels ``[n, n_mels, frames]`` and waveforms ``[n, samples]`` of exactly
-    ``seconds``. Each clip is vocoded on its own, so that a vocoder's seeded randomness (Griffin-Lim's initial
-    phase) is the same for a clip whatever its place in the batch."""
-    samples = round(seconds * ckpt.mel.sample_rate)
-    frames = math.ceil(samples / ckpt.mel.hop_length) + 1
-    mel = ckpt.model.decode(z.to(ckpt.model.mel_mean.device).float())[..., :frames]
-    vocoder = vocoder or vocoder_for(ckpt)
-    wave = torch.cat([vocoder(m[None], length=samples) for m in mel])
-    return mel.float().cpu(), wave.float().cpu()
+    ``seconds``. Each clip is decoded and vocoded on its own: memory stays that of one clip, and a vocoder's seeded
+    randomness (Griffin-Lim's initial phase) is the same for a clip whatever its place in the batch."""
+    samples, frames = round(seconds * ckpt.mel.sample_rate), mel_frames(ckpt, seconds)
+    vocoder, device = vocoder or vocoder_for(ckpt), ckpt.model.mel_mean.device
+    mels, waves = [], []
+    for one in z.to(device).float():
+        mel = ckpt.model.decode(one[None])[..., :frames]
+        waves.append(vocoder(mel, length=samples).float().cpu())
+        mels.append(mel.float().cpu())
+    return torch.cat(mels), torch.cat(waves)
 
 
 def generate(ckpt: Checkpoint, n: int = 4, seconds: float = 10.0, temperature: float = 1.0, seed: int = 0,

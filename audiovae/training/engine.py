@@ -118,6 +118,7 @@ class Trainer:
         self.train_set, self.valid_set, self.speakers = self.data.train, self.data.valid, self.data.speakers
         torch.manual_seed(tc.seed)  # the same initial weights on every process
         self.model: Trainable = build_model(config.model["type"], self._model_options()).to(self.device)
+        self.model.check_features(config.mel)  # a frozen part (a prior's VAE) must see its own front end
         self.groups = self.model.param_groups()
         self.settings = self._group_settings()
         self.optimizers = {g: torch.optim.AdamW(p, lr=self.settings[g]["lr"], betas=self.settings[g]["betas"],

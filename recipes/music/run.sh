@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Music generation end to end on the offline music corpus: corpus -> cache -> train the music VAE -> train the prior
+# Music generation end to end on the offline music corpus: corpus -> train the music VAE -> train the prior
 # over its latent sequences -> evaluate (reconstruction; Fréchet distance of prior samples, of the N(0, I) baseline
 # and of real training clips to the held-out pieces) -> export.
 # Usage: [VAE_STEPS=6000] [PRIOR_STEPS=3000] bash recipes/music/run.sh [WORK_DIR]
@@ -12,7 +12,7 @@ root=$(cd "$here/../.." && pwd)
 work=${1:-work/music}; shift || true
 mkdir -p "$work"
 [ -f "$work/music/manifest.jsonl" ] || audiovae corpus music "$work/music"
-audiovae cache "$work/music" --cache-dir "$work/cache"
+# no `audiovae cache` step: it computes the speech front end; `audiovae train` fills the cache with the music one
 common=("data.train=$work/music" "data.cache_dir=$work/cache")
 resume=(); [ -f "$work/vae/state.pt" ] && resume=(--resume)  # an interrupted (or finished) run continues
 audiovae train music_vae "${common[@]}" "train.out_dir=$work/vae" "train.steps=${VAE_STEPS:-6000}" "${resume[@]}"
