@@ -52,16 +52,21 @@ class NoModelError(CheckpointError):
 
 @dataclass(frozen=True)
 class ComponentKind:
-    """How a checkpoint names (``type``, ``config``) and rebuilds one kind of component from the file's mel."""
+    """How a checkpoint names (``type``, ``config``) and rebuilds one kind of component from the file's mel, and the
+    class every component of that kind must be."""
 
     describe: Callable[[nn.Module], tuple[str, dict]]
     build: Callable[[str, dict, MelConfig], nn.Module]
+    cls: type[nn.Module]
 
 
 COMPONENT_KINDS: dict[str, ComponentKind] = {
-    "model": ComponentKind(lambda m: (m.model_type, m.config.to_dict()), lambda t, c, mel: build_model(t, c)),
-    "vocoder": ComponentKind(lambda v: (v.vocoder_type, v.settings()), lambda t, c, mel: build_vocoder(t, mel, **c)),
-    "prior": ComponentKind(lambda p: (p.prior_type, p.config.to_dict()), lambda t, c, mel: build_prior(t, c)),
+    "model": ComponentKind(lambda m: (m.model_type, m.config.to_dict()), lambda t, c, mel: build_model(t, c),
+                           LatentModel),
+    "vocoder": ComponentKind(lambda v: (v.vocoder_type, v.settings()), lambda t, c, mel: build_vocoder(t, mel, **c),
+                             Vocoder),
+    "prior": ComponentKind(lambda p: (p.prior_type, p.config.to_dict()), lambda t, c, mel: build_prior(t, c),
+                           LatentPrior),
 }
 
 
@@ -124,18 +129,16 @@ def _describe(modules: dict[str, nn.Module]) -> dict:
 
 def _check_components(components: dict[str, nn.Module], mel: MelConfig) -> None:
     """Refuse, before writing, what could not be loaded back."""
-    for name in components:
+    for name, module in components.items():
         if name == "model" or name not in COMPONENT_KINDS:
             known = ", ".join(k for k in COMPONENT_KINDS if k != "model")
             raise CheckpointError(f"checkpoint component {name!r}: not a kind a checkpoint can carry ({known})")
-    prior = components.get("prior")
-    if prior is not None and not isinstance(prior, LatentPrior):
-        raise CheckpointError(f"checkpoint component 'prior': {type(prior).__name__} is not a LatentPrior")
+        cls = COMPONENT_KINDS[name].cls
+        if not isinstance(module, cls):
+            raise CheckpointError(f"checkpoint component {name!r}: {type(module).__name__} is not a {cls.__name__}")
     voc = components.get("vocoder")
     if voc is None:
         return
-    if not isinstance(voc, Vocoder):
-        raise CheckpointError(f"checkpoint component 'vocoder': {type(voc).__name__} is not a Vocoder")
     if VOCODERS.get(voc.vocoder_type) is not type(voc):
         raise CheckpointError(f"vocoder type {voc.vocoder_type!r} is not registered (register_vocoder), so a saved "
                               "file could not be loaded")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SR, run_cli, run_export, sine
+from conftest import SR, log_rows, run_cli, run_export, sine
 
-from audiovae.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from audiovae.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from audiovae.errors import ConfigError
 from audiovae.evaluation.music import frame_features, frechet_distance
 from audiovae.features import MelConfig
@@ -105,11 +105,10 @@ def test_the_prior_run_writes_the_vae_with_its_prior_and_learns(music_model):
     for key, value in vae.model.state_dict().items():  # the VAE is frozen: exported as it was loaded
         assert torch.equal(value, ckpt.model.state_dict()[key]), key
     assert float(ckpt.prior.z_std.min()) > 0 and not torch.equal(ckpt.prior.z_std, torch.ones(8))
-    rows = [r for r in (path.parent / "log.csv").read_text().splitlines()[1:]]
-    header = (path.parent / "log.csv").read_text().splitlines()[0].split(",")
-    nll = [float(r.split(",")[header.index("nll")]) for r in rows if r.split(",")[header.index("nll")]]
+    rows = log_rows(path.parent)
+    nll = [float(r["nll"]) for r in rows if r["nll"]]
     assert nll[-1] < nll[0]
-    assert "nll_standard_normal" in header
+    assert all(float(r["nll_standard_normal"]) > 0 for r in rows if r["nll_standard_normal"])
     assert list((path.parent / "plots").glob("*.png"))  # real crop above a prior sample
 
 
@@ -209,6 +208,12 @@ def test_evaluate_music_reports_every_row(tmp_path, tunes, music_model):
     assert rec["resynth_mel_l1"] < rec["model_mel_l1"]  # a 20-step model is worse than the vocoder alone
     assert rec["resynth_mrstft"] < rec["model_mrstft"] and rec["model_audio_mel_l1"] > 0
     assert report["speed"]["prior_x_realtime"] > 0 and "Fréchet" in r.stdout
+    r = run_cli("evaluate", "music", "--data", manifest, "--model", music_model[0], "--clips", "2", "--seconds", "2",
+                "--json", tmp_path / "vae.json")  # a VAE without a prior: the baseline only, no empty rows
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "vae.json").read_text())
+    assert "prior samples" not in report["frechet"] and set(report["speed"]) == {"normal_x_realtime"}
+    assert "with the prior" not in r.stdout and "nan" not in r.stdout
     manifest.write_text("\n".join(line.replace('"test"', '"train"') for line in lines) + "\n")
     r = run_cli("evaluate", "music", "--data", manifest, "--model", music_model[1])
     assert r.returncode == 1 and "no test split" in r.stderr and "Traceback" not in r.stderr
@@ -233,7 +238,7 @@ def test_export_installs_a_music_model_only_when_it_generates_closer(tmp_path, m
 def test_a_checkpoint_refuses_a_prior_that_is_not_one(tmp_path):
     model = build_model("vae", {"channels": (32, 32), "latent_dim": 8, "blocks": 1})
     bad = Checkpoint(model, MelConfig(), components={"prior": torch.nn.Linear(2, 2)})
-    with pytest.raises(Exception, match="not a LatentPrior"):
+    with pytest.raises(CheckpointError, match="component 'prior': Linear is not a LatentPrior"):
         save_checkpoint(tmp_path / "bad.safetensors", bad)
 
 

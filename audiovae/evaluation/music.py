@@ -28,8 +28,8 @@ from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..features import MelSpectrogram
 from ..losses import multi_resolution_stft
-from ..metrics import mel_l1
 from ..pipelines import latent, music
+from .reconstruction import reconstruct_and_score
 
 FEATURE_HOP = 512
 ROW_FLOOR = "real train clips (floor)"
@@ -99,7 +99,7 @@ class MusicReport:
 
     def table(self) -> str:
         s = self.settings
-        lines = [f"reconstruction of {s['held_out_clips']} held-out clips of {s['seconds']:g} s (mel L1 in nats "
+        lines = [f"reconstruction of {s['clips']} held-out clips of {s['seconds']:g} s (mel L1 in nats "
                  "against the input's log-mel: of the model's log-mel, and of the audio analysed again)",
                  f"  {'':34s} {'log-mel':>8s} {'audio':>8s} {'MR-STFT':>8s}"]
         r = self.reconstruction
@@ -110,8 +110,9 @@ class MusicReport:
                      f"{s['temperature']:g}; lower is closer)")
         lines += [f"  {name:34s} {value:8.2f}" for name, value in self.frechet.items()]
         if self.speed:
-            lines.append(f"generation: {self.speed['prior_x_realtime']:.0f}x realtime with the prior, "
-                         f"{self.speed['normal_x_realtime']:.0f}x without ({s['vocoder']}, {s['device']})")
+            rates = [f"{self.speed[f'{source}_x_realtime']:.0f}x realtime {label}" for source, label in
+                     (("prior", "with the prior"), ("normal", "without")) if f"{source}_x_realtime" in self.speed]
+            lines.append(f"generation: {', '.join(rates)} ({s['vocoder']}, {s['device']})")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -132,18 +133,14 @@ def evaluate_music(ckpt: Checkpoint, held_out: Sequence[Entry], train: Sequence[
     recon: dict[str, list[float]] = {k: [] for k in ("model_mel_l1", "model_audio_mel_l1", "model_mrstft",
                                                      "resynth_mel_l1", "resynth_mrstft")}
     recon_waves = []
-    with torch.inference_mode():
-        for wave in real:
-            ref = mel(wave.to(device)[None])
-            estimate = ckpt.model.reconstruct(ref)
-            out = vocoder(estimate, length=wave.numel())[0].cpu()
-            alone = vocoder(ref, length=wave.numel())[0].cpu()
-            recon_waves.append(out)
-            recon["model_mel_l1"].append(float(mel_l1(estimate, ref)))
-            recon["model_audio_mel_l1"].append(float(mel_l1(mel(out.to(device)[None]), ref)))
-            recon["model_mrstft"].append(float(multi_resolution_stft(out, wave)))
-            recon["resynth_mel_l1"].append(float(mel_l1(mel(alone.to(device)[None]), ref)))
-            recon["resynth_mrstft"].append(float(multi_resolution_stft(alone, wave)))
+    for wave in real:
+        r = reconstruct_and_score(wave, ckpt, vocoder, mel)
+        recon_waves.append(r.audio)
+        for key, value in (("model_mel_l1", r.model_mel_l1), ("model_audio_mel_l1", r.audio_mel_l1),
+                           ("model_mrstft", float(multi_resolution_stft(r.audio, wave))),
+                           ("resynth_mel_l1", r.resynth_mel_l1),
+                           ("resynth_mrstft", float(multi_resolution_stft(r.resynth, wave)))):
+            recon[key].append(value)
 
     def features(waves: Sequence[torch.Tensor]) -> np.ndarray:
         return np.concatenate([frame_features(w.numpy(), sr) for w in waves])
@@ -165,9 +162,7 @@ def evaluate_music(ckpt: Checkpoint, held_out: Sequence[Entry], train: Sequence[
         speed[f"{source}_x_realtime"] = len(real) * seconds / (time.perf_counter() - t0)
         frechet[row] = distance(list(waves))
     frechet[ROW_RECON] = distance(recon_waves)
-    settings = {"clips": len(real), "held_out_clips": len(real), "seconds": seconds, "temperature": temperature,
+    settings = {"clips": len(real), "seconds": seconds, "temperature": temperature,
                 "seed": seed, "vocoder": getattr(vocoder, "vocoder_type", type(vocoder).__name__),
                 "device": str(device)}
-    if "prior_x_realtime" not in speed:
-        speed["prior_x_realtime"] = float("nan")
     return MusicReport({k: float(np.mean(v)) for k, v in recon.items()}, frechet, settings, speed)

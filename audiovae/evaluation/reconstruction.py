@@ -27,6 +27,30 @@ ROWS = ("model log-mel", "reconstruct (model + vocoder)", "resynth (vocoder only
 
 
 @dataclass
+class Reconstructed:
+    """One input through the model and the vocoder, and through the vocoder alone, with the mel L1 (nats) of each
+    against the input's log-mel: the model's log-mel, its audio analysed again, and the vocoder-only audio's."""
+
+    model_mel_l1: float
+    audio_mel_l1: float
+    resynth_mel_l1: float
+    audio: torch.Tensor  # what `reconstruct` outputs [T]
+    resynth: torch.Tensor  # what `resynth` outputs [T]
+
+
+@torch.inference_mode()
+def reconstruct_and_score(wave: torch.Tensor, ckpt: Checkpoint, vocoder: torch.nn.Module, mel: MelSpectrogram,
+                          speaker: torch.Tensor | None = None) -> Reconstructed:
+    """Waveform ``[T]`` -> :class:`Reconstructed` (``mel``: the model's front end, on its device)."""
+    ref = mel(wave.to(ckpt.model.mel_mean.device)[None])[0]
+    estimate = ckpt.model.reconstruct(ref[None], speaker)[0]
+    out = vocoder(estimate[None], length=wave.numel())[0]  # what `reconstruct` and `resynth` output (bit-identical)
+    alone = vocoder(ref[None], length=wave.numel())[0]
+    return Reconstructed(float(mel_l1(estimate, ref)), float(mel_l1(mel(out.to(ref.device)), ref)),
+                         float(mel_l1(mel(alone.to(ref.device)), ref)), out.cpu(), alone.cpu())
+
+
+@dataclass
 class ReconstructionReport:
     """Mel L1 (nats) per file for each row of :data:`ROWS`, in the order of ``files``."""
 
@@ -64,14 +88,8 @@ def evaluate_reconstruction(ckpt: Checkpoint, entries: Sequence[Entry], files: i
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             wave, _ = audio.load(e.path, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
-        speaker = e.speaker if ckpt.speakers else None
-        with torch.inference_mode():
-            ref = latent.logmel(wave, ckpt)[0]
-            estimate = ckpt.model.reconstruct(ref[None], latent.speaker_id(ckpt, speaker))[0]
-            scores[ROWS[0]].append(float(mel_l1(estimate, ref)))
-            # what `reconstruct` and `resynth` output (bit-identical), from the log-mels already at hand
-            out = vocoder(estimate[None], length=wave.numel())[0]
-            scores[ROWS[1]].append(float(mel_l1(mel(out.to(ref.device)), ref)))
-            alone = vocoder(ref[None], length=wave.numel())[0]
-            scores[ROWS[2]].append(float(mel_l1(mel(alone.to(ref.device)), ref)))
+        speaker = latent.speaker_id(ckpt, e.speaker if ckpt.speakers else None)
+        r = reconstruct_and_score(wave, ckpt, vocoder, mel, speaker)
+        for row, value in zip(ROWS, (r.model_mel_l1, r.audio_mel_l1, r.resynth_mel_l1), strict=True):
+            scores[row].append(value)
     return ReconstructionReport([str(e.path) for e in chosen], scores)
