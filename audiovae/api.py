@@ -82,6 +82,13 @@ class Model:
         """Latents ``[latent_dim, latent_frames]`` -> ``(wave [T], rate)``."""
         return latent.decode(z, self.checkpoint, speaker, self.vocoder), self.sample_rate
 
+    def interpolate(self, a: Audio, b: Audio, steps: int = 5, path: str = "linear", speaker: str | int | None = None,
+                    sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+        """Walk the latent space from ``a`` to ``b`` (``path``: ``linear`` or ``slerp``): the ``steps`` decodings
+        one after another, 0.3 s apart, as ``audiovae interpolate`` writes them. Returns ``(wave [T], rate)``."""
+        wa, wb = self.load_audio(a, sample_rate), self.load_audio(b, sample_rate)
+        return latent.walk(wa, wb, self.checkpoint, steps, path, speaker, self.vocoder), self.sample_rate
+
 
 class VoiceConverter(Model):
     """A speaker-conditioned model: convert speech into one of its speakers, or into a voice given by recordings."""

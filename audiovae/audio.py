@@ -6,6 +6,7 @@ place with one kind of message (``AudioError``: the file, then the problem, on o
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -206,3 +207,14 @@ def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_r
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise AudioError(f"{out}: could not write audio ({e})") from None
     return out
+
+
+def wav_bytes(wave: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
+    """``wave`` (``[T]`` or ``[C, T]``) as a 16-bit PCM WAV file in memory (what a web page plays and downloads)."""
+    data = wave.detach().to("cpu", torch.float32).numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+    data = np.clip(np.asarray(data, dtype=np.float32), -1.0, 1.0)
+    if data.ndim not in (1, 2) or data.shape[-1] == 0 or not np.isfinite(data).all():
+        raise AudioError(f"expected a finite, non-empty [T] or [C, T] waveform, got shape {tuple(data.shape)}")
+    buf = io.BytesIO()
+    sf.write(buf, data if data.ndim == 1 else data.T, sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()

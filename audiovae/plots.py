@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,10 +28,7 @@ def _db(logmel: torch.Tensor | np.ndarray) -> np.ndarray:
     return data * (20.0 / np.log(10.0))  # natural-log magnitude -> dB
 
 
-def plot_logmels(path: str | os.PathLike[str], panels: Sequence[tuple[str, torch.Tensor | np.ndarray]],
-                 config: MelConfig) -> Path:
-    """Write log-mel spectrograms ``[n_mels, frames]`` stacked top to bottom, on one colour scale (the first panel's
-    top 80 dB), with time (s) and frequency (Hz, mel-spaced) axes."""
+def _logmels_figure(panels: Sequence[tuple[str, torch.Tensor | np.ndarray]], config: MelConfig):  # noqa: ANN202
     import librosa.display
 
     plt = _pyplot()
@@ -52,11 +50,74 @@ def plot_logmels(path: str | os.PathLike[str], panels: Sequence[tuple[str, torch
             fig.colorbar(img, ax=ax, format="%+.0f dB")
         axes[-1, 0].set_xlabel("Time (s)")
         fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
+    except BaseException:
         plt.close(fig)
+        raise
+    return fig
+
+
+def _png(fig) -> bytes:  # noqa: ANN001 - a matplotlib Figure
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def logmels_png(panels: Sequence[tuple[str, torch.Tensor | np.ndarray]], config: MelConfig) -> bytes:
+    """:func:`plot_logmels` as PNG bytes (for the web page), no file written."""
+    return _png(_logmels_figure(panels, config))
+
+
+def plot_logmels(path: str | os.PathLike[str], panels: Sequence[tuple[str, torch.Tensor | np.ndarray]],
+                 config: MelConfig) -> Path:
+    """Write log-mel spectrograms ``[n_mels, frames]`` stacked top to bottom, on one colour scale (the first panel's
+    top 80 dB), with time (s) and frequency (Hz, mel-spaced) axes."""
+    png = logmels_png(panels, config)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)
     return Path(path)
+
+
+def curves_png(rows: Sequence[dict], title: str = "training") -> bytes | None:
+    """Training curves from ``log.csv`` rows: the training terms and, below, the validation terms (columns
+    ``val_*``), against the step, on log scales where every value is positive. ``None`` when nothing numeric."""
+    skip = {"step", "epoch", "lr", "audio_s_per_s", "skipped"}
+
+    def series(name: str) -> tuple[np.ndarray, np.ndarray]:
+        pts = [(float(r["step"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
+        return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+
+    names = list(dict.fromkeys(k for r in rows for k in r if k not in skip))
+    numeric = []
+    for k in names:
+        try:
+            if len(series(k)[0]):
+                numeric.append(k)
+        except (TypeError, ValueError):
+            continue
+    groups = [g for g in ([k for k in numeric if not k.startswith("val")], [k for k in numeric if k.startswith("val")])
+              if g]
+    if not groups:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 3.0 * len(groups) + 0.4), dpi=100, squeeze=False,
+                             sharex=True)
+    for ax, group in zip(axes[:, 0], groups, strict=True):
+        positive = True
+        for k in group:
+            x, y = series(k)
+            ax.plot(x, y, label=k, linewidth=1.2)
+            positive &= bool((y > 0).all())
+        if positive:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8, ncol=2)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    return _png(fig)
 
 
 def plot_logmel(path: str | os.PathLike[str], logmel: torch.Tensor | np.ndarray, config: MelConfig,

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..fileio import atomic_path
 
-__all__ = ["RunLog", "Progress"]
+__all__ = ["RunLog", "Progress", "read_log"]
 
 
 def _write_csv(path: Path, rows: list[dict], fields_: list[str]) -> None:
@@ -35,6 +35,11 @@ def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         return list(reader), list(reader.fieldnames or [])
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The rows of a run's ``log.csv`` as dicts of strings (empty when there is no log)."""
+    return _read_csv(Path(path))[0]
 
 
 class RunLog:

@@ -1,0 +1,246 @@
+"""HTTP for :class:`~audiovae.ui.studio.Studio`: one HTML page, a few JSON endpoints, results served from memory.
+
+Starlette (what FastAPI is built on) is enough for one page and five endpoints. Requests run one at a time on a
+single worker thread (models are shared and torch already uses every core), and at most ``max_queue`` wait or run
+at once: one more gets "busy" (HTTP 503) at once instead of piling up. Results (WAV and PNG) live in a small
+in-memory store, so nothing the page produces is left on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import traceback
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import AudiovaeError, ConfigError
+from .studio import Result, Studio, Upload, options
+
+log = logging.getLogger("audiovae.ui")
+
+
+class Busy(Exception):
+    """The queue is full."""
+
+
+class WorkQueue:
+    """Run blocking work on one thread, at most ``limit`` jobs waiting or running; called from the event loop only
+    (so the counter needs no lock)."""
+
+    def __init__(self, limit: int = 4) -> None:
+        if limit < 1:
+            raise ConfigError(f"--max-queue {limit}: give at least 1")
+        self.limit = limit
+        self.pending = 0
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiovae-ui")
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.pending >= self.limit:
+            raise Busy(f"the server is busy ({self.pending} requests running or waiting); try again in a moment")
+        self.pending += 1
+        try:
+            return await asyncio.wrap_future(self.executor.submit(fn, *args, **kwargs))
+        finally:
+            self.pending -= 1
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class ResultStore:
+    """The last ``keep`` results' files, by id, in memory (the page plays and downloads them from here)."""
+
+    def __init__(self, keep: int = 32) -> None:
+        self.keep = keep
+        self._items: OrderedDict[str, dict[str, tuple[bytes, str]]] = OrderedDict()
+
+    def add(self, files: dict[str, tuple[bytes, str]]) -> str:
+        key = uuid.uuid4().hex
+        self._items[key] = files
+        while len(self._items) > self.keep:
+            self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str, name: str) -> tuple[bytes, str] | None:
+        return self._items.get(key, {}).get(name)
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _text(form: FormData, key: str, default: str | None = None) -> str | None:
+    value = form.get(key)
+    return default if value is None or isinstance(value, UploadFile) or value == "" else str(value)
+
+
+def _number(form: FormData, key: str, kind: type, default: float | int) -> Any:
+    value = _text(form, key)
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"{key} {value!r}: not a{'n integer' if kind is int else ' number'}") from None
+
+
+async def _upload(form: FormData, key: str) -> Upload | None:
+    value = form.get(key)
+    if not isinstance(value, UploadFile) or not value.filename:
+        return None
+    return Upload(value.filename, await value.read())
+
+
+async def _uploads(form: FormData, key: str) -> list[Upload]:
+    return [Upload(v.filename, await v.read()) for v in form.getlist(key) if isinstance(v, UploadFile) and v.filename]
+
+
+def create_app(studio: Studio, max_queue: int = 4) -> Starlette:
+    """The web app over ``studio``."""
+    queue, store = WorkQueue(max_queue), ResultStore()
+    static = resources.files("audiovae.ui") / "static"
+    body_limit = int(studio.limits.max_upload_mb * 4e6) + 1_000_000  # a source and up to three references
+
+    def publish(result: Result, started: float) -> dict:
+        files = {c.name: (c.wav, "audio/wav") for c in result.clips}
+        files |= {f"{title}.png": (png, "image/png") for title, png in result.images.items()}
+        key = store.add(files)
+        return {"clips": [{"name": c.name, "url": f"/files/{key}/{c.name}", "seconds": round(c.seconds, 3),
+                           "sample_rate": c.sample_rate} for c in result.clips],
+                "images": {title: f"/files/{key}/{title}.png" for title in result.images},
+                "notes": result.notes, "elapsed_s": round(time.perf_counter() - started, 3)}
+
+    def task(parse: Callable[[FormData], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            size = request.headers.get("content-length")
+            if size is not None and size.isdigit() and int(size) > body_limit:
+                return _error(f"the upload is {int(size) / 1e6:.1f} MB, over the {body_limit / 1e6:.0f} MB limit "
+                              "of one request", 413)
+            try:
+                async with request.form(max_files=8, max_fields=32) as form:
+                    fn, args = await parse(form)
+                    result = await queue.run(fn, **args)
+            except Busy as e:
+                return _error(str(e), 503)
+            except AudiovaeError as e:
+                return _error(str(e))
+            except Exception as e:  # noqa: BLE001 - the page gets one line, the terminal the traceback
+                log.error("%s failed:\n%s", request.url.path, traceback.format_exc())
+                return _error(f"internal error ({type(e).__name__}: {e}); the server's terminal has the details", 500)
+            return JSONResponse(publish(result, started))
+
+        return endpoint
+
+    async def parse_convert(form: FormData) -> tuple[Callable, dict]:
+        source = await _upload(form, "file")
+        if source is None:
+            raise ConfigError("choose or record a clip to convert first")
+        refs = await _uploads(form, "reference")
+        speaker = None if refs else _text(form, "speaker")
+        if not refs and speaker is None:
+            raise ConfigError("pick a target speaker, or give a reference recording of the target voice")
+        return studio.convert, {"source": source, "model": _text(form, "model", "voice_conversion"),
+                                "speaker": speaker, "references": refs, "pitch": _text(form, "pitch", "model"),
+                                "vocoder": _text(form, "vocoder")}
+
+    async def parse_denoise(form: FormData) -> tuple[Callable, dict]:
+        source = await _upload(form, "file")
+        if source is None:
+            raise ConfigError("choose or record a clip to denoise first")
+        return studio.denoise, {"source": source, "model": _text(form, "model", "denoise"),
+                                "strength": _number(form, "strength", float, 1.0),
+                                "method": _text(form, "method", "mask")}
+
+    async def parse_music(form: FormData) -> tuple[Callable, dict]:
+        return studio.music, {"model": _text(form, "model", "music"), "mode": _text(form, "mode", "sample"),
+                              "seed": _number(form, "seed", int, 0), "seconds": _number(form, "seconds", float, 10.0),
+                              "temperature": _number(form, "temperature", float, 1.0),
+                              "count": _number(form, "count", int, 1), "a": await _upload(form, "a"),
+                              "b": await _upload(form, "b"), "steps": _number(form, "steps", int, 5),
+                              "path": _text(form, "path", "linear")}
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"models": await queue.run(studio.catalogue), "options": options(),
+                             "limits": asdict(studio.limits)})
+
+    async def curve(request: Request) -> Response:
+        try:
+            png = await queue.run(studio.curve, request.path_params["name"])
+        except (AudiovaeError, Busy) as e:
+            return _error(str(e), 404 if isinstance(e, AudiovaeError) else 503)
+        return Response(png, media_type="image/png") if png else _error("no training log for this model", 404)
+
+    async def files(request: Request) -> Response:
+        item = store.get(request.path_params["key"], request.path_params["name"])
+        if item is None:
+            return _error("this result has expired; run it again", 404)
+        data, mime = item
+        return Response(data, media_type=mime, headers={"Cache-Control": "no-store"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            queue.close()
+            studio.close()
+
+    return Starlette(lifespan=lifespan, routes=[
+        Route("/", index),
+        Route("/api/models", models),
+        Route("/api/models/{name:path}/curve.png", curve),
+        Route("/api/convert", task(parse_convert), methods=["POST"]),
+        Route("/api/denoise", task(parse_denoise), methods=["POST"]),
+        Route("/api/music", task(parse_music), methods=["POST"]),
+        Route("/files/{key}/{name}", files),
+        Mount("/static", StaticFiles(directory=str(static)), name="static"),
+    ])
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, models_dir: str | None = None, device: str = "auto",
+          max_queue: int = 4, limits: Any = None, on_ready: Callable[[str], None] | None = None) -> None:
+    """Load the models, then serve the page until interrupted; the scratch folder is removed on the way out."""
+    import uvicorn
+
+    _check_port(host, port)
+    studio = Studio(models_dir, device, limits)
+    try:
+        studio.load_all()
+        app = create_app(studio, max_queue)
+        if on_ready:
+            on_ready(f"http://{'[' + host + ']' if ':' in host else host}:{port}")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        studio.close()
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with one line, before the models load, when the address cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port or --host"
+                              ) from None

@@ -1,0 +1,234 @@
+// audiovae ui: tabs, forms posted to the JSON endpoints, results rendered, microphone recording as WAV.
+// No framework, no build step: the server serves this file as it is.
+"use strict";
+
+const state = { models: [], options: {}, limits: {} };
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+// --- tabs -------------------------------------------------------------------------------------------------------
+function showTab(tab) {
+  for (const t of $$('[role="tab"]')) {
+    const selected = t === tab;
+    t.setAttribute("aria-selected", String(selected));
+    $("#" + t.getAttribute("aria-controls")).hidden = !selected;
+  }
+}
+
+// --- models and menus -------------------------------------------------------------------------------------------
+function fillSelect(select, values, labels = values) {
+  select.replaceChildren(...values.map((v, i) => el("option", { value: v, text: labels[i] })));
+}
+
+function fillSpeakers() {
+  const model = state.models.find((m) => m.name === $("#convert-model").value);
+  const speakers = model ? model.speakers : [];
+  fillSelect($("#convert-speaker"), speakers.map((s) => s.name),
+    speakers.map((s) => [s.name, s.voice, s.sex, s.median_f0_hz ? `F0 ${Math.round(s.median_f0_hz)} Hz` : ""]
+      .filter(Boolean).join(" · ")));
+  $(".one-shot").hidden = !(model && model.one_shot);
+}
+
+function renderModels() {
+  const list = $("#model-list");
+  list.replaceChildren();
+  for (const m of state.models) {
+    const card = el("article", { class: "model", "data-model": m.name });
+    card.append(el("h2", { text: m.name }), el("p", { class: "where", text: m.bundled ? `bundled · ${m.about}` : m.path }));
+    if (m.task === "error") {
+      card.append(el("p", { class: "error", text: m.error }));
+      list.append(card);
+      continue;
+    }
+    const rows = [["task", m.task], ["model", m.model], ["latents", m.latents], ["front end", m.front_end],
+      ["vocoder", m.vocoder]];
+    if (m.prior) rows.push(["prior", m.prior]);
+    const dl = el("dl");
+    for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
+    card.append(dl);
+    if (m.speakers.length) {
+      const table = el("table", { class: "speakers" });
+      table.append(el("tr", {}, ...["#", "name", "voice", "sex", "median F0"].map((h) => el("th", { text: h }))));
+      for (const s of m.speakers) {
+        table.append(el("tr", {}, ...[s.index, s.name, s.voice || "", s.sex || "",
+          s.median_f0_hz ? `${s.median_f0_hz} Hz` : ""].map((v) => el("td", { text: String(v) }))));
+      }
+      card.append(table);
+    }
+    if (m.curve) {
+      card.append(el("img", { class: "curve", alt: `training curves of ${m.name}`,
+        src: `/api/models/${encodeURIComponent(m.name)}/curve.png` }));
+    } else {
+      card.append(el("p", { class: "note", text: m.bundled
+        ? "Training curves: in the recipe's README (the bundled file holds the weights, not the log)."
+        : "No log.csv beside this checkpoint, so no training curves." }));
+    }
+    const details = el("details", {}, el("summary", { text: "configuration and recorded numbers" }));
+    details.append(el("pre", { text: JSON.stringify({ mel: m.mel, info: m.info }, null, 2) }));
+    card.append(details);
+    list.append(card);
+  }
+}
+
+async function loadModels() {
+  try {
+    const response = await fetch("/api/models");
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    Object.assign(state, body);
+  } catch (err) {
+    for (const box of $$('.error[role="alert"]')) { box.textContent = `Could not list the models: ${err.message}`; box.hidden = false; }
+    return;
+  }
+  for (const select of $$("select[data-task]")) {
+    const names = state.models.filter((m) => m.task === select.dataset.task).map((m) => m.name);
+    fillSelect(select, names);
+  }
+  fillSelect($("#convert-vocoder"), ["", ...state.options.vocoders],
+    ["the model's own", ...state.options.vocoders]);
+  fillSpeakers();
+  renderModels();
+  const l = state.limits;
+  $("#limits").textContent = `Uploads: any common audio format, up to ${l.max_upload_mb} MB and ${l.max_seconds} s ` +
+    `per clip. Music: up to ${l.max_music_seconds} s and ${l.max_count} clips per run.`;
+  $("#music-seconds").max = l.max_music_seconds;
+  $("#music-count").max = l.max_count;
+  document.body.dataset.ready = "true";
+}
+
+// --- running a form ---------------------------------------------------------------------------------------------
+function renderResult(panel, body) {
+  const results = $(".results", panel);
+  results.replaceChildren();
+  for (const c of body.clips) {
+    const fig = el("figure", { class: "clip" });
+    fig.append(el("figcaption", { text: `${c.name} · ${c.seconds.toFixed(2)} s · ${c.sample_rate} Hz` }),
+      el("audio", { controls: "", src: c.url, preload: "auto" }),
+      el("a", { href: c.url, download: c.name, class: "download", text: "Download" }));
+    results.append(fig);
+  }
+  for (const [title, url] of Object.entries(body.images)) {
+    results.append(el("img", { class: "spectrogram", src: url, alt: `${title}: before and after` }));
+  }
+  for (const note of body.notes) results.append(el("p", { class: "note", text: note }));
+}
+
+async function submit(form, event) {
+  event.preventDefault();
+  const panel = form.closest('[role="tabpanel"]');
+  const status = $(".status", panel), error = $(".error", panel), button = $("button.run", form);
+  error.hidden = true;
+  $(".results", panel).replaceChildren();
+  button.disabled = true;
+  status.textContent = "Working…";
+  const started = performance.now();
+  try {
+    const response = await fetch(form.dataset.endpoint, { method: "POST", body: new FormData(form) });
+    let body;
+    try { body = await response.json(); } catch { body = { error: `${response.status} ${response.statusText}` }; }
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    renderResult(panel, body);
+    status.textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`;
+  } catch (err) {
+    status.textContent = "";
+    error.textContent = err.message;
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// --- microphone -------------------------------------------------------------------------------------------------
+function wavFile(chunks, rate) {
+  const n = chunks.reduce((a, c) => a + c.length, 0);
+  const buffer = new ArrayBuffer(44 + 2 * n), view = new DataView(buffer);
+  const text = (offset, s) => { for (let i = 0; i < s.length; i++) view.setUint8(offset + i, s.charCodeAt(i)); };
+  text(0, "RIFF"); view.setUint32(4, 36 + 2 * n, true); text(8, "WAVE"); text(12, "fmt ");
+  view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, 2 * rate, true); view.setUint16(32, 2, true);
+  view.setUint16(34, 16, true); text(36, "data"); view.setUint32(40, 2 * n, true);
+  let offset = 44;
+  for (const c of chunks) {
+    for (const x of c) { view.setInt16(offset, Math.max(-1, Math.min(1, x)) * 0x7fff, true); offset += 2; }
+  }
+  return new File([buffer], "recording.wav", { type: "audio/wav" });
+}
+
+async function toggleRecording(button) {
+  const input = document.getElementById(button.dataset.for);
+  const panel = button.closest('[role="tabpanel"]');
+  if (button.recording) {
+    button.recording.stop();
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    const error = $(".error", panel);
+    error.textContent = `No microphone: ${err.message}. Choose a file instead.`;
+    error.hidden = false;
+    return;
+  }
+  const ctx = new AudioContext();
+  const source = ctx.createMediaStreamSource(stream);
+  const processor = ctx.createScriptProcessor(4096, 1, 1);
+  const chunks = [];
+  processor.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+  source.connect(processor);
+  processor.connect(ctx.destination);
+  button.textContent = "Stop";
+  button.classList.add("on");
+  button.recording = {
+    stop() {
+      processor.disconnect(); source.disconnect();
+      stream.getTracks().forEach((t) => t.stop());
+      const transfer = new DataTransfer();
+      transfer.items.add(wavFile(chunks, ctx.sampleRate));
+      ctx.close();
+      input.files = transfer.files;
+      input.dispatchEvent(new Event("change"));
+      button.recording = null;
+      button.textContent = "Record";
+      button.classList.remove("on");
+    },
+  };
+}
+
+// --- wiring -----------------------------------------------------------------------------------------------------
+function musicMode() {
+  const mode = $('#music-form input[name="mode"]:checked').value;
+  for (const node of $$("#music-form [data-modes]")) node.hidden = !node.dataset.modes.split(" ").includes(mode);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const tab of $$('[role="tab"]')) tab.addEventListener("click", () => showTab(tab));
+  for (const form of $$("form[data-endpoint]")) form.addEventListener("submit", (e) => submit(form, e));
+  for (const button of $$("button.record")) button.addEventListener("click", () => toggleRecording(button));
+  for (const input of $$('input[type="file"]')) {
+    input.addEventListener("change", () => {
+      const preview = $(`audio.preview[data-for="${input.id}"]`);
+      if (!preview) return;
+      if (preview.src) URL.revokeObjectURL(preview.src);
+      preview.hidden = !input.files.length;
+      if (input.files.length) preview.src = URL.createObjectURL(input.files[0]);
+    });
+  }
+  $("#convert-model").addEventListener("change", fillSpeakers);
+  $("#convert-reference").addEventListener("change", (e) => { $("#convert-speaker").disabled = e.target.files.length > 0; });
+  $("#denoise-strength").addEventListener("input", (e) => { $('output[for="denoise-strength"]').textContent = e.target.value; });
+  for (const radio of $$('#music-form input[name="mode"]')) radio.addEventListener("change", musicMode);
+  musicMode();
+  loadModels();
+});

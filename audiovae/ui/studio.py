@@ -1,0 +1,345 @@
+"""What the web page does, without the web: a catalogue of models, checked uploads, and one method per tab.
+
+Each method calls the same Python API the CLI and scripts use (:mod:`audiovae.api`, itself a thin layer over
+:mod:`audiovae.pipelines`) and returns what a page shows: audio as WAV bytes and pictures as PNG bytes. Nothing here
+knows about HTTP (that is :mod:`audiovae.ui.server`), so all of it is testable without a browser.
+
+Uploads are written to a private scratch folder only while a request needs them (``soundfile`` reads paths, and
+error messages then name the uploaded file, not the scratch path); the folder is removed by :meth:`Studio.close`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import api, audio
+from ..errors import AudiovaeError, ConfigError
+from ..pipelines.convert import PITCH_MODES
+from ..pipelines.latent import logmel
+from ..plots import curves_png, logmels_png
+from ..pretrained import BUNDLED, bundled_path
+from ..vocoders import VOCODERS
+
+TASKS = ("convert", "denoise", "music", "model")
+DENOISE_METHODS = ("mask", "vocoder")  # `prior` needs a clean-speech VAE and minutes per file: CLI only
+MUSIC_MODES = ("sample", "walk", "interpolate")
+
+
+class UploadError(AudiovaeError):
+    """An upload the page cannot use (empty, too big, too long, not audio); the message is shown on the page."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; stated on the page and enforced here (and, for the size, by the server before
+    the body is read)."""
+
+    max_upload_mb: float = 25.0
+    max_seconds: float = 120.0  # per uploaded clip
+    max_music_seconds: float = 60.0  # per generated clip
+    max_count: int = 8  # music clips per request
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file as the browser sent it."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass
+class Clip:
+    """One audio result: a WAV file to play and download."""
+
+    name: str
+    wav: bytes
+    seconds: float
+    sample_rate: int
+
+
+@dataclass
+class Result:
+    """What a tab shows after a run: clips, pictures (PNG) by title, and notes (warnings about the input)."""
+
+    clips: list[Clip]
+    images: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A model the page offers: bundled (by name) or a checkpoint found under ``--models``."""
+
+    name: str
+    path: Path
+    bundled: bool
+
+
+def _task(model: api.Model) -> str:
+    return ("convert" if isinstance(model, api.VoiceConverter) else "denoise"
+            if isinstance(model, api.SpeechDenoiser) else "music" if isinstance(model, api.MusicGenerator)
+            else "model")
+
+
+def discover(models_dir: str | Path | None) -> list[Entry]:
+    """The bundled models, then every ``*.safetensors`` under ``models_dir``, named by their path inside it (a
+    training run's ``model.safetensors`` by its run folder)."""
+    entries = [Entry(name, bundled_path(name), True) for name in BUNDLED if bundled_path(name).is_file()]
+    if models_dir is None:
+        return entries
+    root = Path(models_dir)
+    if not root.is_dir():
+        raise ConfigError(f"--models {root}: no such folder")
+    taken = {e.name for e in entries}
+    for path in sorted(root.rglob("*.safetensors")):
+        rel = path.relative_to(root)
+        name = str(rel.parent if rel.name == "model.safetensors" and rel.parent != Path(".") else rel.with_suffix(""))
+        while name in taken:
+            name += "'"
+        taken.add(name)
+        entries.append(Entry(name, path, False))
+    return entries
+
+
+def _safe_suffix(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
+
+
+def _stem(filename: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).stem)[:60] or "audio"
+
+
+class Studio:
+    """The models and the work behind ``audiovae ui``. Not thread-safe: the server runs one request at a time."""
+
+    def __init__(self, models_dir: str | Path | None = None, device: str = "auto", limits: Limits | None = None
+                 ) -> None:
+        self.limits = limits or Limits()
+        self.device = device
+        self.entries = {e.name: e for e in discover(models_dir)}
+        self.scratch = Path(tempfile.mkdtemp(prefix="audiovae-ui-"))
+        self._models: dict[str, api.Model] = {}
+        self._errors: dict[str, str] = {}
+
+    # --- models ---------------------------------------------------------------------------------------------------
+    def model(self, name: str) -> api.Model:
+        """A model by catalogue name, loaded once."""
+        if name not in self.entries:
+            raise ConfigError(f"no model named {name!r} (available: {', '.join(self.entries)})")
+        if name not in self._models:
+            self._models[name] = api.load(self.entries[name].path, self.device)
+        return self._models[name]
+
+    def load_all(self) -> None:
+        """Load every model now (so that the first request is as fast as the rest); a checkpoint that fails to load
+        is listed with its error instead of stopping the server."""
+        for name in self.entries:
+            try:
+                self.model(name)
+            except AudiovaeError as e:
+                self._errors[name] = str(e)
+
+    def catalogue(self) -> list[dict]:
+        """One row per model, for the page's menus and the Models tab."""
+        rows = []
+        for name, entry in self.entries.items():
+            row: dict = {"name": name, "bundled": entry.bundled, "path": str(entry.path)}
+            if name in self._errors:
+                rows.append(row | {"task": "error", "error": self._errors[name]})
+                continue
+            try:
+                m = self.model(name)
+            except AudiovaeError as e:
+                self._errors[name] = str(e)
+                rows.append(row | {"task": "error", "error": str(e)})
+                continue
+            ckpt = m.checkpoint
+            cfg = ckpt.model.config
+            row |= {
+                "task": _task(m), "about": BUNDLED.get(name, ""),
+                "model": f"{ckpt.model.model_type}, {sum(p.numel() for p in ckpt.model.parameters()) / 1e6:.2f} M "
+                         "parameters",
+                "latents": f"{cfg.latent_dim} x {ckpt.mel.frame_rate / ckpt.model.hop_factor:.1f} frames/s",
+                "front_end": f"{ckpt.mel.sample_rate} Hz, {ckpt.mel.n_mels} mels, hop {ckpt.mel.hop_length}",
+                "mel": asdict(ckpt.mel),
+                "vocoder": ckpt.vocoder.get("name", "griffin-lim"),
+                "speakers": m.describe() if isinstance(m, api.VoiceConverter) else [],
+                "one_shot": getattr(ckpt.model, "speaker_encoder", None) is not None,
+                "info": {k: v for k, v in ckpt.info.items() if k not in ("pitch",)},
+                "curve": self._log_path(entry) is not None,
+            }
+            if ckpt.prior is not None:
+                row["prior"] = f"{ckpt.prior.prior_type}, {sum(p.numel() for p in ckpt.prior.parameters()) / 1e6:.2f} M"
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _log_path(entry: Entry) -> Path | None:
+        log = entry.path.parent / "log.csv"  # a training run's folder: model.safetensors beside log.csv
+        return log if not entry.bundled and log.is_file() else None
+
+    def curve(self, name: str) -> bytes | None:
+        """The training curves of a model trained in a run folder (its ``log.csv``), as PNG; ``None`` without one
+        (the bundled models' curves are in their recipes' READMEs)."""
+        from ..training.logging import read_log
+
+        if name not in self.entries:
+            raise ConfigError(f"no model named {name!r}")
+        log = self._log_path(self.entries[name])
+        return None if log is None else curves_png(read_log(log), title=name)
+
+    # --- uploads --------------------------------------------------------------------------------------------------
+    @contextmanager
+    def staged(self, upload: Upload) -> Iterator[Path]:
+        """``upload`` as a file in the scratch folder for as long as the block runs; size and duration checked."""
+        name = upload.filename or "upload"
+        if not upload.data:
+            raise UploadError(f"{name}: the file is empty")
+        if len(upload.data) > self.limits.max_upload_mb * 1e6:
+            raise UploadError(f"{name}: {len(upload.data) / 1e6:.1f} MB is over the {self.limits.max_upload_mb:g} MB "
+                              "upload limit")
+        path = self.scratch / f"{uuid.uuid4().hex}{_safe_suffix(name)}"
+        path.write_bytes(upload.data)
+        try:
+            try:
+                seconds = audio.info(path).duration
+            except AudiovaeError as e:
+                raise UploadError(str(e).replace(str(path), name)) from None
+            if seconds > self.limits.max_seconds:
+                raise UploadError(f"{name}: {seconds:.1f} s is over the {self.limits.max_seconds:g} s limit per clip")
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    @contextmanager
+    def _reading(self, uploads: dict[Path, str], notes: list[str]) -> Iterator[None]:
+        """Errors and warnings from reading staged files, with the uploaded name in place of the scratch path."""
+
+        def named(text: str) -> str:
+            for path, name in uploads.items():
+                text = text.replace(str(path), name)
+            return text
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            except AudiovaeError as e:
+                raise UploadError(named(str(e))) from None
+            finally:
+                notes += list(dict.fromkeys(named(str(w.message)) for w in caught))
+
+    def _spectrogram(self, m: api.Model, panels: Sequence[tuple[str, torch.Tensor]]) -> bytes:
+        return logmels_png([(title, logmel(w, m.checkpoint)[0]) for title, w in panels], m.checkpoint.mel)
+
+    def _clip(self, name: str, wave: torch.Tensor, rate: int) -> Clip:
+        return Clip(name, audio.wav_bytes(wave, rate), wave.shape[-1] / rate, rate)
+
+    def _typed(self, name: str, task: str) -> api.Model:
+        m = self.model(name)
+        if _task(m) != task:
+            raise ConfigError(f"model {name!r} is a {_task(m)} model, not a {task} model")
+        return m
+
+    # --- the tabs -------------------------------------------------------------------------------------------------
+    def convert(self, source: Upload, model: str = "voice_conversion", speaker: str | None = None,
+                references: Sequence[Upload] = (), pitch: str = "model", vocoder: str | None = None) -> Result:
+        """Convert ``source`` into ``speaker`` of ``model`` or into the voice of ``references`` (one-shot)."""
+        m = self._typed(model, "convert")
+        if vocoder:
+            _check_vocoder(vocoder)
+        vc = api.VoiceConverter(m.checkpoint, vocoder or None)
+        notes: list[str] = []
+        with ExitStack() as stack:
+            src = stack.enter_context(self.staged(source))
+            refs = [stack.enter_context(self.staged(r)) for r in references]
+            names = {src: source.filename} | {p: r.filename for p, r in zip(refs, references, strict=True)}
+            with self._reading(names, notes):
+                wave = vc.load_audio(src)
+                out, rate = vc.convert(wave, speaker or None, reference=refs or None, pitch=pitch,
+                                       sample_rate=vc.sample_rate)
+        target = speaker if not refs else Path(references[0].filename).stem or "reference"
+        png = self._spectrogram(vc, [(f"input: {source.filename}", wave), (f"converted to {target}", out)])
+        return Result([self._clip(f"{_stem(source.filename)}_{_stem(str(target))}.wav", out, rate)],
+                      {"spectrogram": png}, notes)
+
+    def denoise(self, source: Upload, model: str = "denoise", strength: float = 1.0, method: str = "mask"
+                ) -> Result:
+        """Denoise ``source`` at its own rate and channel count."""
+        m = self._typed(model, "denoise")
+        if method not in DENOISE_METHODS:
+            raise ConfigError(f"method {method!r}: choose {' or '.join(DENOISE_METHODS)}")
+        if not 0.0 <= strength <= 1.0:
+            raise ConfigError(f"strength {strength}: give a value from 0 to 1")
+        notes: list[str] = []
+        with self.staged(source) as src, self._reading({src: source.filename}, notes):
+            noisy, rate = audio.load(src, mono=False)
+            clean, _ = m.denoise(noisy, strength=strength, sample_rate=rate, method=method)
+        sr = m.sample_rate
+        mono = [torch.from_numpy(audio.resample(w.mean(dim=0).numpy(), rate, sr)) for w in (noisy, clean)]
+        png = self._spectrogram(m, [(f"input: {source.filename}", mono[0]), (f"denoised (strength {strength:g})",
+                                                                             mono[1])])
+        return Result([self._clip(f"{_stem(source.filename)}_denoised.wav", clean, rate)], {"spectrogram": png},
+                      notes)
+
+    def music(self, model: str = "music", mode: str = "sample", seed: int = 0, seconds: float = 10.0,
+              temperature: float = 1.0, count: int = 1, a: Upload | None = None, b: Upload | None = None,
+              steps: int = 5, path: str = "linear") -> Result:
+        """Prior samples (``count`` clips, seeds ``seed + i``), a latent random walk, or an interpolation from
+        upload ``a`` to upload ``b``."""
+        m = self._typed(model, "music") if mode != "interpolate" else self.model(model)
+        lim = self.limits
+        if mode not in MUSIC_MODES:
+            raise ConfigError(f"mode {mode!r}: choose {', '.join(MUSIC_MODES)}")
+        if mode == "interpolate":
+            if a is None or b is None:
+                raise UploadError("interpolation needs two clips, A and B")
+            if not 2 <= steps <= 16:
+                raise ConfigError(f"steps {steps}: give 2 to 16")
+            notes: list[str] = []
+            with self.staged(a) as pa, self.staged(b) as pb, self._reading({pa: a.filename, pb: b.filename}, notes):
+                wave, rate = m.interpolate(pa, pb, steps, path)
+            name = f"{_stem(a.filename)}_to_{_stem(b.filename)}.wav"
+            return Result([self._clip(name, wave, rate)],
+                          {"spectrogram": self._spectrogram(m, [(f"{steps} steps, {path}", wave)])}, notes)
+        if not 0.1 <= seconds <= lim.max_music_seconds:
+            raise ConfigError(f"seconds {seconds:g}: give 0.1 to {lim.max_music_seconds:g}")
+        if not 1 <= count <= lim.max_count:
+            raise ConfigError(f"count {count}: give 1 to {lim.max_count}")
+        if mode == "walk":
+            wave, rate = m.walk(seconds, temperature, seed)
+            clips = [(f"walk_{seed:03d}.wav", wave)]
+        else:
+            clips = []
+            for i in range(count):  # one at a time, as the CLI: memory does not grow with the count
+                waves, rate = m.sample(1, seconds, temperature, seed + i)
+                clips.append((f"sample_{seed + i:03d}.wav", waves[0]))
+        png = self._spectrogram(m, clips[:4])  # a picture of the first few: enough to see what came out
+        return Result([self._clip(name, w, rate) for name, w in clips], {"spectrogram": png})
+
+    def close(self) -> None:
+        """Remove the scratch folder."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _check_vocoder(name: str) -> None:
+    if name not in VOCODERS:
+        raise ConfigError(f"vocoder {name!r}: choose {', '.join(VOCODERS)}")
+
+
+def options() -> dict:
+    """Static choices for the page's menus."""
+    return {"pitch": list(PITCH_MODES), "vocoders": list(VOCODERS), "denoise_methods": list(DENOISE_METHODS),
+            "music_modes": list(MUSIC_MODES), "paths": ["linear", "slerp"]}
