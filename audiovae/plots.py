@@ -111,7 +111,12 @@ def curves_png(rows: Sequence[dict], title: str = "training") -> bytes | None:
             ax.plot(x, y, label=k, linewidth=1.2)
             positive &= bool((y > 0).all())
         if positive:
+            from matplotlib.ticker import FuncFormatter
+
             ax.set_yscale("log")
+            plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.3, 1, 4 rather than 3x10^-1
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
         ax.legend(fontsize=8, ncol=2)
         ax.grid(alpha=0.3)
     axes[0, 0].set_title(title)

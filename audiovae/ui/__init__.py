@@ -13,11 +13,16 @@ EXTRA_HINT = "pip install 'audiovae[ui]'"
 
 def require_extra() -> None:
     """One clear line when the web server's packages are missing."""
-    missing = []
-    for module in ("starlette", "uvicorn", "multipart"):
+    from importlib.util import find_spec
+
+    def have(*modules: str) -> bool:
         try:
-            __import__(module)
-        except ImportError:
-            missing.append(module if module != "multipart" else "python-multipart")
+            return any(find_spec(m) is not None for m in modules)
+        except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules (a blocked import)
+            return False
+
+    missing = [package for package, modules in (("starlette", ("starlette",)), ("uvicorn", ("uvicorn",)),
+                                                  ("python-multipart", ("python_multipart", "multipart")))
+               if not have(*modules)]
     if missing:
         raise ConfigError(f"audiovae ui needs the ui extra ({', '.join(missing)} not installed): {EXTRA_HINT}")

@@ -237,7 +237,8 @@ class Studio:
             try:
                 yield
             except AudiovaeError as e:
-                raise UploadError(named(str(e))) from None
+                e.args = (named(str(e)),)  # same error, the uploaded name in place of the scratch path
+                raise
             finally:
                 notes += list(dict.fromkeys(named(str(w.message)) for w in caught))
 

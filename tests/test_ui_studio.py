@@ -1,0 +1,212 @@
+"""The web page's work without a browser: the studio (each tab's call into the API), checked uploads, the request
+queue, training curves. The page itself is tested in a real browser in test_ui_browser.py."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import sys
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, run_cli, sine
+
+from audiovae.errors import ConfigError
+from audiovae.pretrained import bundled_path
+from audiovae.training.logging import RunLog
+from audiovae.ui import require_extra
+from audiovae.ui.studio import Limits, Studio, Upload, UploadError, discover
+
+
+def wav_upload(name: str, wave: np.ndarray, sr: int = SR) -> Upload:
+    buf = io.BytesIO()
+    sf.write(buf, wave, sr, format="WAV", subtype="PCM_16")
+    return Upload(name, buf.getvalue())
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    s = Studio(limits=Limits(max_upload_mb=2.0, max_seconds=8.0), device="cpu")
+    yield s
+    s.close()
+    assert not s.scratch.exists()
+
+
+def read(wav: bytes) -> tuple[np.ndarray, int]:
+    return sf.read(io.BytesIO(wav), dtype="float32")
+
+
+def test_convert_gives_the_same_audio_as_the_cli(studio, example_path, tmp_path):
+    upload = Upload("example.wav", example_path.read_bytes())
+    result = studio.convert(upload, speaker="B")
+    (clip,) = result.clips
+    page, sr = read(clip.wav)
+    assert clip.name == "example_B.wav" and sr == clip.sample_rate == 22050
+    assert result.images["spectrogram"].startswith(b"\x89PNG")
+    r = run_cli("convert", example_path, "--speaker", "B", "-o", tmp_path / "cli.wav", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    cli, _ = sf.read(tmp_path / "cli.wav", dtype="float32")
+    assert page.shape == cli.shape == (sf.info(example_path).frames,)
+    np.testing.assert_array_equal(page, cli)  # the same pipeline call, the same 16-bit WAV
+    assert list(studio.scratch.iterdir()) == []  # the upload's scratch file is gone
+
+
+def test_one_shot_reference_and_pitch(studio, example_path):
+    ex = Upload("example.wav", example_path.read_bytes())
+    one_shot = studio.convert(ex, references=[Upload("someone.wav", example_path.read_bytes())])
+    shifted = studio.convert(ex, speaker="D", pitch="-5")
+    for r in (one_shot, shifted):
+        wave, _ = read(r.clips[0].wav)
+        assert wave.shape == (sf.info(example_path).frames,) and np.abs(wave).max() > 0.01
+    assert one_shot.clips[0].name == "example_someone.wav"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Upload("empty.wav", b""), "empty.wav: the file is empty"),
+    (lambda: Upload("notes.wav", b"this is text, not audio\n" * 10), "notes.wav: not a readable audio file"),
+    (lambda: wav_upload("long.wav", sine(220, 9.0, SR)), "long.wav: 9.0 s is over the 8 s limit"),
+    (lambda: Upload("big.wav", b"\0" * 2_100_000), "big.wav: 2.1 MB is over the 2 MB upload limit"),
+])
+def test_bad_uploads_are_one_line_naming_the_file(studio, make, message):
+    with pytest.raises(UploadError) as e:
+        studio.convert(make(), speaker="B")
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+    assert str(studio.scratch) not in str(e.value)
+    assert list(studio.scratch.iterdir()) == []
+
+
+def test_bad_requests_are_config_errors(studio, example_path):
+    ex = Upload("example.wav", example_path.read_bytes())
+    with pytest.raises(ConfigError, match="unknown speaker 'Z'"):
+        studio.convert(ex, speaker="Z")
+    with pytest.raises(ConfigError, match="is a music model, not a convert model"):
+        studio.convert(ex, model="music", speaker="B")
+    with pytest.raises(ConfigError, match="vocoder 'wavenet'"):
+        studio.convert(ex, speaker="B", vocoder="wavenet")
+    with pytest.raises(ConfigError, match="count 9: give 1 to 8"):
+        studio.music(count=9)
+    with pytest.raises(ConfigError, match="no model named 'nope'"):
+        studio.model("nope")
+
+
+def test_denoise_keeps_rate_channels_and_length(studio):
+    rng = np.random.default_rng(0)
+    sr = 16000
+    clean = np.stack([sine(300, 2.0, sr), sine(300, 2.0, sr) * 0.5])
+    noisy = (clean + 0.05 * rng.standard_normal(clean.shape)).astype(np.float32)
+    upload = wav_upload("noisy.wav", noisy.T, sr)
+    result = studio.denoise(upload, strength=0.7)
+    out, out_sr = read(result.clips[0].wav)
+    assert out_sr == sr and out.shape == noisy.T.shape
+    assert result.clips[0].name == "noisy_denoised.wav"
+    dry, _ = read(studio.denoise(upload, strength=0.0).clips[0].wav)
+    np.testing.assert_allclose(dry, noisy.T, atol=2 / 32768)  # strength 0 is the input
+
+
+def test_music_modes(studio, example_path):
+    samples = studio.music(seed=3, seconds=1.5, count=2)
+    assert [c.name for c in samples.clips] == ["sample_003.wav", "sample_004.wav"]
+    waves = [read(c.wav)[0] for c in samples.clips]
+    assert all(abs(w.size - 1.5 * 22050) <= 256 for w in waves)
+    assert not np.allclose(waves[0], waves[1])
+    again = studio.music(seed=4, seconds=1.5, count=1)
+    np.testing.assert_array_equal(read(again.clips[0].wav)[0], waves[1])  # clip i uses seed + i, as the CLI
+    walk = studio.music(mode="walk", seed=1, seconds=2.0)
+    assert len(walk.clips) == 1 and abs(walk.clips[0].seconds - 2.0) < 0.02
+    ex = Upload("example.wav", example_path.read_bytes())
+    path = studio.music(mode="interpolate", a=ex, b=ex, steps=3, path="slerp")
+    assert path.clips[0].name == "example_to_example.wav"
+    assert path.clips[0].seconds == pytest.approx(3 * 5.0 + 2 * 0.3, abs=0.05)
+
+
+def test_models_folder_curves_and_a_broken_checkpoint(tmp_path):
+    run = tmp_path / "models" / "my_run"
+    run.mkdir(parents=True)
+    shutil.copy(bundled_path("music"), run / "model.safetensors")
+    log = RunLog(run / "log.csv")
+    log.start(0)
+    for step in range(0, 500, 50):
+        log.write({"step": step, "epoch": 0, "lr": 1e-3, "loss": 3.0 / (1 + step / 100), "recon": 2.0 / (1 + step)})
+    log.write({"step": 500, "epoch": 1, "lr": 1e-3, "loss": 0.5, "recon": 0.01, "valid_loss": 0.6})
+    log.close()
+    (tmp_path / "models" / "broken.safetensors").write_bytes(b"\0" * 100)
+    assert [e.name for e in discover(tmp_path / "models")][-2:] == ["broken", "my_run"]
+    s = Studio(tmp_path / "models", device="cpu")
+    try:
+        s.load_all()
+        rows = {r["name"]: r for r in s.catalogue()}
+        assert rows["my_run"]["task"] == "music" and rows["my_run"]["curve"] is True
+        assert rows["music"]["curve"] is False and rows["voice_conversion"]["speakers"][1]["name"] == "B"
+        assert rows["broken"]["task"] == "error" and "broken.safetensors" in rows["broken"]["error"]
+        png = s.curve("my_run")
+        assert png is not None and png.startswith(b"\x89PNG")
+        assert s.curve("music") is None
+    finally:
+        s.close()
+    with pytest.raises(ConfigError, match="no such folder"):
+        discover(tmp_path / "nowhere")
+
+
+def test_queue_bounds_waiting_requests():
+    from audiovae.ui.server import Busy, WorkQueue
+
+    gate = threading.Event()
+    order: list[int] = []
+
+    def job(i: int) -> int:
+        gate.wait(10)
+        order.append(i)
+        return i
+
+    async def main() -> list:
+        queue = WorkQueue(limit=2)
+        first = asyncio.ensure_future(queue.run(job, 1))
+        second = asyncio.ensure_future(queue.run(job, 2))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Busy, match="busy"):
+            await queue.run(job, 3)
+        gate.set()
+        done = await asyncio.gather(first, second)
+        after = await queue.run(job, 4)  # room again once they finished
+        queue.close()
+        return [*done, after]
+
+    assert asyncio.run(main()) == [1, 2, 4]
+    assert order == [1, 2, 4]  # one at a time, in order
+
+
+def test_ui_without_the_extra_says_which_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # an import of it now fails
+    with pytest.raises(ConfigError, match=r"audiovae\[ui\]"):
+        require_extra()
+
+
+def test_ui_command_refuses_a_busy_port(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_cli("ui", "--port", port, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+def test_ui_command_refuses_a_missing_models_folder(tmp_path):
+    r = run_cli("ui", "--models", tmp_path / "nowhere", "--port", "7999", timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "nowhere: no such folder" in r.stderr
+
+
+def test_wav_bytes_keeps_channels_and_clips():
+    from audiovae.audio import wav_bytes
+
+    stereo = np.stack([sine(440, 0.5, SR), 1.5 * sine(220, 0.5, SR, amp=1.0)])
+    data, sr = read(wav_bytes(stereo, SR))
+    assert sr == SR and data.shape == (SR // 2, 2)
+    np.testing.assert_allclose(data[:, 0], stereo[0], atol=1 / 32768)
+    assert np.abs(data[:, 1]).max() <= 1.0 and np.abs(data[:, 1]).max() > 0.99  # clipped, not wrapped
