@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -263,3 +264,21 @@ def test_models_tab(page, shots):
     curve.wait_for()
     page.wait_for_function("() => document.querySelector('img.curve').naturalWidth > 0")
     page.screenshot(path=str(shots / "ui_models.png"), full_page=True)
+
+
+def test_other_sites_are_refused(server, example_path):
+    url, _ = server
+
+    def status(req: urllib.request.Request) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    assert status(urllib.request.Request(url + "/api/models"))[0] == 200
+    code, body = status(urllib.request.Request(url + "/api/models", headers={"Host": "evil.example:80"}))
+    assert code == 403 and "this computer only" in body  # DNS rebinding
+    code, body = status(urllib.request.Request(url + "/api/music", data=b"", method="POST",
+                                               headers={"Origin": "http://evil.example"}))
+    assert code == 403 and "only this page" in body  # another site's page posting here

@@ -210,3 +210,79 @@ def test_wav_bytes_keeps_channels_and_clips():
     assert sr == SR and data.shape == (SR // 2, 2)
     np.testing.assert_allclose(data[:, 0], stereo[0], atol=1 / 32768)
     assert np.abs(data[:, 1]).max() <= 1.0 and np.abs(data[:, 1]).max() > 0.99  # clipped, not wrapped
+
+
+@pytest.fixture
+def client_for():
+    """A TestClient over the real app, around any Studio (closed, with its scratch folder, at the end)."""
+    from starlette.testclient import TestClient
+
+    from audiovae.ui.server import create_app
+
+    clients = []
+
+    def make(studio: Studio, **kwargs) -> TestClient:
+        c = TestClient(create_app(studio, **kwargs), base_url="http://127.0.0.1:7860", raise_server_exceptions=False)
+        clients.append(c.__enter__())
+        return c
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+def test_endpoints_answer_in_one_readable_line(client_for, example_path):
+    class Broken(Studio):
+        def denoise(self, *args, **kwargs):
+            raise RuntimeError("something inside broke")
+
+    studio = Broken(limits=Limits(max_upload_mb=1.0), device="cpu")
+    c = client_for(studio)
+    ex = ("example.wav", example_path.read_bytes(), "audio/wav")
+    r = c.post("/api/convert", files={"file": ex}, data={"speaker": "B"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["clips"][0]["seconds"] == pytest.approx(5.0, abs=0.01)
+    wav = c.get(body["clips"][0]["url"])
+    assert wav.headers["content-type"] == "audio/wav" and read(wav.content)[0].size == sf.info(example_path).frames
+    assert c.get(body["images"]["spectrogram"]).content.startswith(b"\x89PNG")
+
+    r = c.post("/api/denoise", files={"file": ex})
+    assert r.status_code == 500 and "\n" not in r.json()["error"]
+    assert r.json()["error"].startswith("internal error (RuntimeError: something inside broke)")
+    r = c.post("/api/convert", data={"speaker": "B"})
+    assert r.status_code == 400 and r.json()["error"] == "choose or record a clip to convert first"
+    r = c.post("/api/music", data={"seconds": "ten"})
+    assert r.status_code == 400 and r.json()["error"] == "seconds 'ten': not a number"
+    r = c.post("/api/convert", files={"file": ("big.wav", b"\0" * 5_100_000, "audio/wav")}, data={"speaker": "B"})
+    assert r.status_code == 413 and "over the 5 MB limit of one request" in r.json()["error"]
+    r = c.get("/files/0123/x.wav")
+    assert r.status_code == 404 and "expired" in r.json()["error"]
+    assert c.get("/api/models/music/curve.png").status_code == 404
+    page = c.get("/")
+    assert page.status_code == 200 and 'id="panel-convert"' in page.text
+    assert c.get("/static/app.js").status_code == 200
+    assert list(studio.scratch.iterdir()) == []
+
+
+def test_a_full_queue_is_told_busy(client_for):
+    studio = Studio(device="cpu")
+    c = client_for(studio, max_queue=1)
+    started, release = threading.Event(), threading.Event()
+    original = studio.music
+
+    def slow(**kwargs):
+        started.set()
+        release.wait(30)
+        return original(**kwargs)
+
+    studio.music = slow
+    answers: list = []
+    first = threading.Thread(target=lambda: answers.append(c.post("/api/music", data={"seconds": "1", "count": "1"})))
+    first.start()
+    assert started.wait(30)
+    r = c.post("/api/music", data={"seconds": "1"})
+    assert r.status_code == 503 and "busy" in r.json()["error"]
+    release.set()
+    first.join(60)
+    assert answers[0].status_code == 200 and len(answers[0].json()["clips"]) == 1

@@ -21,9 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, UploadFile
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -81,6 +83,40 @@ class ResultStore:
         return self._items.get(key, {}).get(name)
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _host_name(host: str) -> str:
+    """``example.org:7860`` -> ``example.org``; ``[::1]:7860`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class LocalOnly:
+    """ASGI guard. A POST whose ``Origin`` is another site (a page elsewhere making the browser submit work here)
+    is refused; when the server listens on loopback only, so is a request whose ``Host`` is not this computer (DNS
+    rebinding would otherwise let another site's page read the answers)."""
+
+    def __init__(self, app: Any, loopback: bool) -> None:
+        self.app, self.loopback = app, loopback
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            host = headers.get("host", "")
+            origin = headers.get("origin")
+            problem = None
+            if self.loopback and _host_name(host) not in LOOPBACK:
+                problem = f"host {host!r} refused: this server answers on this computer only"
+            elif scope["method"] == "POST" and origin not in (None, "null") and urlsplit(origin).netloc != host:
+                problem = f"request from {origin} refused: only this page may use this server"
+            if problem:
+                await _error(problem, 403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -111,8 +147,8 @@ async def _uploads(form: FormData, key: str) -> list[Upload]:
     return [Upload(v.filename, await v.read()) for v in form.getlist(key) if isinstance(v, UploadFile) and v.filename]
 
 
-def create_app(studio: Studio, max_queue: int = 4) -> Starlette:
-    """The web app over ``studio``."""
+def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Starlette:
+    """The web app over ``studio``; ``loopback``: it listens on this computer only (see :class:`LocalOnly`)."""
     queue, store = WorkQueue(max_queue), ResultStore()
     static = resources.files("audiovae.ui") / "static"
     body_limit = int(studio.limits.max_upload_mb * 4e6) + 1_000_000  # a source and up to three references
@@ -205,7 +241,7 @@ def create_app(studio: Studio, max_queue: int = 4) -> Starlette:
             queue.close()
             studio.close()
 
-    return Starlette(lifespan=lifespan, routes=[
+    return Starlette(lifespan=lifespan, middleware=[Middleware(LocalOnly, loopback=loopback)], routes=[
         Route("/", index),
         Route("/api/models", models),
         Route("/api/models/{name:path}/curve.png", curve),
@@ -226,7 +262,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, models_dir: str | None = No
     studio = Studio(models_dir, device, limits)
     try:
         studio.load_all()
-        app = create_app(studio, max_queue)
+        app = create_app(studio, max_queue, loopback=host in LOOPBACK)
         if on_ready:
             on_ready(f"http://{'[' + host + ']' if ':' in host else host}:{port}")
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -17,7 +17,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import torch
@@ -174,6 +174,7 @@ class Studio:
                 "latents": f"{cfg.latent_dim} x {ckpt.mel.frame_rate / ckpt.model.hop_factor:.1f} frames/s",
                 "front_end": f"{ckpt.mel.sample_rate} Hz, {ckpt.mel.n_mels} mels, hop {ckpt.mel.hop_length}",
                 "mel": asdict(ckpt.mel),
+                "config": asdict(cfg) if is_dataclass(cfg) else {},
                 "vocoder": ckpt.vocoder.get("name", "griffin-lim"),
                 "speakers": m.describe() if isinstance(m, api.VoiceConverter) else [],
                 "one_shot": getattr(ckpt.model, "speaker_encoder", None) is not None,

@@ -75,7 +75,7 @@ function renderModels() {
         : "No log.csv beside this checkpoint, so no training curves." }));
     }
     const details = el("details", {}, el("summary", { text: "configuration and recorded numbers" }));
-    details.append(el("pre", { text: JSON.stringify({ mel: m.mel, info: m.info }, null, 2) }));
+    details.append(el("pre", { text: JSON.stringify({ model: m.config, mel: m.mel, info: m.info }, null, 2) }));
     card.append(details);
     list.append(card);
   }
