@@ -105,6 +105,25 @@ class Checkpoint:
         prior = self.components.get("prior")
         return prior if isinstance(prior, LatentPrior) else None
 
+    def summary(self) -> dict[str, str]:
+        """What a person wants to know first, one line each (``audiovae info`` and the web page's Models tab): task,
+        model, latent rate, front end, vocoder, and the prior and speakers when there are any."""
+        model, voc, prior = self.model, self.trained_vocoder, self.prior
+        pointer = self.vocoder.get("path")
+        where = f"from {pointer}" if pointer else "in this file"
+        rows = {"task": self.task, "model": f"{model.model_type}, {_millions(model)} M parameters",
+                "latents": f"{model.config.latent_dim} x {self.mel.frame_rate / model.hop_factor:.1f} frames/s",
+                "front end": front_end(self.mel),
+                "vocoder": self.vocoder.get("name", "griffin-lim") if voc is None
+                else f"{voc.vocoder_type}, {_millions(voc)} M parameters, {where}"}
+        if prior is not None:
+            c = prior.config
+            rows["prior"] = (f"{prior.prior_type}, {_millions(prior)} M parameters ({c.layers} x {c.hidden}, "
+                             f"{c.mixtures} Gaussians per frame)")
+        if self.speakers:
+            rows["speakers"] = ", ".join(self.speakers)
+        return rows
+
     def embedded(self) -> dict[str, nn.Module]:
         """The components saved inside this file (a pointed-to vocoder stays in its own file)."""
         return {name: module for name, module in self.components.items()
@@ -117,6 +136,15 @@ class Checkpoint:
         return {"format": FORMAT_VERSION, "package_version": __version__, "task": self.task,
                 "components": _describe({"model": self.model} | extra), "mel": self.mel.to_dict(),
                 "speakers": list(self.speakers), "vocoder": self.vocoder, "info": self.info}
+
+
+def _millions(module: nn.Module) -> str:
+    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}"
+
+
+def front_end(mel: MelConfig) -> str:
+    """A front end in one line: rate, mel bands, hop."""
+    return f"{mel.sample_rate} Hz, {mel.n_mels} mels, hop {mel.hop_length}"
 
 
 def _describe(modules: dict[str, nn.Module]) -> dict:

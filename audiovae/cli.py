@@ -112,37 +112,17 @@ def info(path: Annotated[Path, typer.Argument(help="An audio file or a model che
 
 
 def _checkpoint_info(path: Path) -> None:
-    from .checkpoint import NoModelError, load_checkpoint, load_vocoder
-    from .features import MelConfig
-    from .vocoders import Vocoder
-
-    def front_end(mel: MelConfig) -> str:
-        return f"{mel.sample_rate} Hz, {mel.n_mels} mels, hop {mel.hop_length}"
-
-    def trained(voc: Vocoder, where: str) -> str:
-        return f"{voc.vocoder_type}, {sum(p.numel() for p in voc.parameters()) / 1e6:.2f} M parameters, {where}"
+    from .checkpoint import NoModelError, front_end, load_checkpoint, load_vocoder
 
     try:
         ckpt = load_checkpoint(path)
     except NoModelError:  # a vocoder file
         voc = load_vocoder(path)
-        typer.echo(f"{path}\n  vocoder    {trained(voc, 'trained')}\n  front end  {front_end(voc.config)}")
+        params = sum(p.numel() for p in voc.parameters()) / 1e6
+        typer.echo(f"{path}\n  vocoder    {voc.vocoder_type}, {params:.2f} M parameters, trained\n"
+                   f"  front end  {front_end(voc.config)}")
         return
-    model, voc = ckpt.model, ckpt.trained_vocoder
-    params = sum(p.numel() for p in model.parameters())
-    pointer = ckpt.vocoder.get("path")
-    rows: list[tuple[str, object]] = [
-        ("task", ckpt.task), ("model", f"{model.model_type}, {params / 1e6:.2f} M parameters"),
-        ("latents", f"{model.config.latent_dim} x {ckpt.mel.frame_rate / model.hop_factor:.1f} frames/s"),
-        ("front end", front_end(ckpt.mel)),
-        ("vocoder", ckpt.vocoder.get("name", "griffin-lim") if voc is None
-         else trained(voc, f"from {pointer}" if pointer else "in this file"))]
-    if ckpt.prior is not None:
-        c = ckpt.prior.config
-        rows.append(("prior", f"{ckpt.prior.prior_type}, {sum(p.numel() for p in ckpt.prior.parameters()) / 1e6:.2f} M "
-                              f"parameters ({c.layers} x {c.hidden}, {c.mixtures} Gaussians per frame)"))
-    if ckpt.speakers:
-        rows.append(("speakers", ", ".join(ckpt.speakers)))
+    rows: list[tuple[str, object]] = list(ckpt.summary().items())
     rows += list(ckpt.info.items())
     width = max(len(k) for k, _ in rows)
     lines = [str(path)]
@@ -347,15 +327,12 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
     Example: audiovae interpolate a.wav b.wav -o walk.wav --steps 5 --path slerp --model model.safetensors
     """
     from . import audio
+    from .api import Model
     from .fileio import check_output_path
-    from .pipelines import latent
 
     check_output_path(output)
-    ckpt = _load(model, device)
-    sr = ckpt.mel.sample_rate
-    wa, _ = audio.load(a, sr, min_samples=ckpt.mel.min_samples)
-    wb, _ = audio.load(b, sr, min_samples=ckpt.mel.min_samples)
-    audio.save(output, latent.walk(wa, wb, ckpt, steps, path, speaker), sr)
+    wave, sr = Model(_load(model, device)).interpolate(a, b, steps, path, speaker)
+    audio.save(output, wave, sr)
     typer.echo(f"wrote {output} ({steps} steps)")
 
 
@@ -828,18 +805,18 @@ def ui(
                                            "server is busy. They run one at a time.", min=1)] = 4,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Serve a local web page for conversion, denoising and music, with the models listed (needs the ui extra:
-    pip install 'audiovae[ui]'). The page calls the same functions as these commands; stop it with Ctrl-C.
+    r"""Serve a local web page for conversion, denoising and music, with the models listed (needs the ui extra:
+    pip install 'audiovae\[ui]'). The page calls the same functions as these commands; stop it with Ctrl-C.
 
     Examples: audiovae ui;  audiovae ui --port 8000 --models runs/
     """
     from .ui import require_extra
 
     require_extra()
-    from .ui.server import serve
+    from .ui.server import is_loopback, serve
     from .ui.studio import Limits
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(host):
         typer.echo(f"audiovae: warning: listening on {host}: anyone who can reach this address can use the page",
                    err=True)
     limits = Limits(max_upload_mb=max_upload_mb, max_seconds=max_seconds)

@@ -84,6 +84,7 @@ def curves_png(rows: Sequence[dict], title: str = "training") -> bytes | None:
     """Training curves from ``log.csv`` rows: the training terms and, below, the validation terms (columns
     ``val_*``), against the step, on log scales where every value is positive. ``None`` when nothing numeric."""
     skip = {"step", "epoch", "lr", "audio_s_per_s", "skipped"}
+    rows = [r for r in rows if r.get("step") not in (None, "")]
 
     def series(name: str) -> tuple[np.ndarray, np.ndarray]:
         pts = [(float(r["step"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]

@@ -282,3 +282,25 @@ def test_other_sites_are_refused(server, example_path):
     code, body = status(urllib.request.Request(url + "/api/music", data=b"", method="POST",
                                                headers={"Origin": "http://evil.example"}))
     assert code == 403 and "only this page" in body  # another site's page posting here
+
+
+def test_a_tab_without_a_model_says_so(browser, server):
+    url, _ = server
+    context = browser.new_context()
+    p = context.new_page()
+
+    def without_music(route) -> None:  # the same server's answer, minus its music models
+        import json
+
+        response = route.fetch()
+        body = response.json()
+        body["models"] = [m for m in body["models"] if m["task"] != "music"]
+        route.fulfill(response=response, body=json.dumps(body))
+
+    p.route("**/api/models", without_music)
+    p.goto(url + "/")
+    p.wait_for_selector("body[data-ready=true]")
+    assert p.locator("#panel-music button.run").is_disabled()
+    assert "No music model is available" in p.locator("#panel-music .error").inner_text()
+    assert p.locator("#panel-convert button.run").is_enabled()
+    context.close()

@@ -54,14 +54,22 @@ def test_convert_gives_the_same_audio_as_the_cli(studio, example_path, tmp_path)
     assert list(studio.scratch.iterdir()) == []  # the upload's scratch file is gone
 
 
-def test_one_shot_reference_and_pitch(studio, example_path):
+def test_one_shot_reference_and_pitch_as_the_api(studio, example_path):
+    from audiovae import api, audio
+
+    vc = api.load("voice_conversion", "cpu")
     ex = Upload("example.wav", example_path.read_bytes())
-    one_shot = studio.convert(ex, references=[Upload("someone.wav", example_path.read_bytes())])
+    one_shot = studio.convert(ex, references=[Upload("some one.wav", example_path.read_bytes())])
     shifted = studio.convert(ex, speaker="D", pitch="-5")
-    for r in (one_shot, shifted):
-        wave, _ = read(r.clips[0].wav)
-        assert wave.shape == (sf.info(example_path).frames,) and np.abs(wave).max() > 0.01
-    assert one_shot.clips[0].name == "example_someone.wav"
+    expected = {"one_shot": vc.convert(example_path, reference=example_path)[0],
+                "shifted": vc.convert(example_path, "D", pitch=-5)[0]}
+    for r, want in zip((one_shot, shifted), expected.values(), strict=True):
+        np.testing.assert_array_equal(read(r.clips[0].wav)[0], read(audio.wav_bytes(want, 22050))[0])
+    assert one_shot.clips[0].name == "example_some_one.wav"
+    plain, _ = read(studio.convert(ex, speaker="D").clips[0].wav)
+    assert not np.allclose(plain, read(shifted.clips[0].wav)[0], atol=1e-3)  # the pitch setting reached the model
+    with pytest.raises(UploadError, match="at most 3 reference recordings"):
+        studio.convert(ex, references=[ex] * 4)
 
 
 @pytest.mark.parametrize("make, message", [
@@ -197,7 +205,12 @@ def test_ui_command_refuses_a_busy_port(tmp_path):
 
 
 def test_ui_command_refuses_a_missing_models_folder(tmp_path):
-    r = run_cli("ui", "--models", tmp_path / "nowhere", "--port", "7999", timeout=60)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run_cli("ui", "--models", tmp_path / "nowhere", "--port", port, timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "nowhere: no such folder" in r.stderr
 
@@ -252,6 +265,15 @@ def test_endpoints_answer_in_one_readable_line(client_for, example_path):
     assert r.json()["error"].startswith("internal error (RuntimeError: something inside broke)")
     r = c.post("/api/convert", data={"speaker": "B"})
     assert r.status_code == 400 and r.json()["error"] == "choose or record a clip to convert first"
+    r = c.post("/api/convert", files=[("file", ex)] + [("reference", ex)] * 8, data={"speaker": "B"})
+    assert r.status_code == 400 and r.json()["error"].startswith("the request was refused: Too many files")
+    r = c.post("/api/convert", files=[("file", ex)] + [("reference", ex)] * 4)
+    assert r.status_code == 400 and r.json()["error"] == "give at most 3 reference recordings (got 4)"
+    whole = c.get(body["clips"][0]["url"]).content
+    part = c.get(body["clips"][0]["url"], headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == whole[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(whole)}"
+    assert c.get(body["clips"][0]["url"], headers={"Range": "bytes=-10"}).content == whole[-10:]
     r = c.post("/api/music", data={"seconds": "ten"})
     assert r.status_code == 400 and r.json()["error"] == "seconds 'ten': not a number"
     r = c.post("/api/convert", files={"file": ("big.wav", b"\0" * 5_100_000, "audio/wav")}, data={"speaker": "B"})
@@ -283,6 +305,50 @@ def test_a_full_queue_is_told_busy(client_for):
     assert started.wait(30)
     r = c.post("/api/music", data={"seconds": "1"})
     assert r.status_code == 503 and "busy" in r.json()["error"]
+    models = c.get("/api/models")  # the page still loads while the queue is full
+    assert models.status_code == 200 and [m["name"] for m in models.json()["models"]][:3] == [
+        "voice_conversion", "denoise", "music"]
     release.set()
     first.join(60)
     assert answers[0].status_code == 200 and len(answers[0].json()["clips"]) == 1
+
+
+def test_only_this_computer_and_this_page_may_use_it(client_for):
+    studio = Studio(device="cpu")
+    local = client_for(studio)
+    ok = local.get("/api/models")
+    assert ok.status_code == 200
+    for host in ("evil.example", "evil.example:7860", "10.1.2.3:7860"):
+        r = local.get("/api/models", headers={"Host": host})
+        assert r.status_code == 403 and "this computer only" in r.json()["error"]
+    for host in ("localhost:7860", "127.0.0.2:7860", "[::1]:7860", "[0:0:0:0:0:0:0:1]:7860"):
+        assert local.get("/api/models", headers={"Host": host}).status_code == 200, host
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:9999"):
+        r = local.post("/api/music", data={"seconds": "1"}, headers={"Origin": origin})
+        assert r.status_code == 403 and "only this page" in r.json()["error"], origin
+    same = local.post("/api/music", data={"seconds": "0.5"}, headers={"Origin": "http://127.0.0.1:7860"})
+    assert same.status_code == 200
+    shared = client_for(Studio(device="cpu"), loopback=False)  # --host 0.0.0.0: reached by the machine's address
+    assert shared.get("/api/models", headers={"Host": "192.168.1.20:7860"}).status_code == 200
+    r = shared.post("/api/music", data={"seconds": "0.5"}, headers={"Host": "192.168.1.20:7860",
+                                                                    "Origin": "http://192.168.1.20:7860"})
+    assert r.status_code == 200
+
+
+def test_loopback_and_ranges_and_the_result_store():
+    from audiovae.ui.server import ResultStore, _byte_range, _host_name, is_loopback
+
+    assert [is_loopback(h) for h in ("127.0.0.1", "127.9.9.9", "::1", "0:0:0:0:0:0:0:1", "localhost")] == [True] * 5
+    assert [is_loopback(h) for h in ("0.0.0.0", "192.168.1.2", "::", "example.org")] == [False] * 4
+    assert [_host_name(h) for h in ("a.org:80", "[::1]:7860", "[::1]", "127.0.0.1")] == ["a.org", "::1", "::1",
+                                                                                          "127.0.0.1"]
+    assert _byte_range("bytes=0-9", 100) == (0, 9) and _byte_range("bytes=90-", 100) == (90, 99)
+    assert _byte_range("bytes=-5", 100) == (95, 99) and _byte_range("bytes=50-500", 100) == (50, 99)
+    assert _byte_range("bytes=0-1,5-6", 100) is None and _byte_range("pages=1", 100) is None
+    assert _byte_range("bytes=200-", 100) is None and _byte_range(None, 100) is None
+    store = ResultStore(keep=3, max_bytes=250)
+    keys = [store.add({"x.wav": (b"\0" * 100, "audio/wav")}) for _ in range(3)]
+    assert store.get(keys[0], "x.wav") is None  # 300 bytes: the oldest went
+    assert store.get(keys[1], "x.wav") is not None and store.get(keys[2], "x.wav") is not None
+    big = store.add({"y.wav": (b"\0" * 1000, "audio/wav")})
+    assert store.get(big, "y.wav") is not None and store.get(keys[2], "x.wav") is None  # the newest always stays

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import time
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -66,16 +68,20 @@ class WorkQueue:
 
 
 class ResultStore:
-    """The last ``keep`` results' files, by id, in memory (the page plays and downloads them from here)."""
+    """The files of the last ``keep`` results, at most ``max_bytes`` in all (the oldest go first; the newest always
+    stays), by id, in memory: the page plays and downloads them from here."""
 
-    def __init__(self, keep: int = 32) -> None:
-        self.keep = keep
+    def __init__(self, keep: int = 32, max_bytes: int = 512_000_000) -> None:
+        self.keep, self.max_bytes = keep, max_bytes
         self._items: OrderedDict[str, dict[str, tuple[bytes, str]]] = OrderedDict()
+
+    def _size(self) -> int:
+        return sum(len(data) for files in self._items.values() for data, _ in files.values())
 
     def add(self, files: dict[str, tuple[bytes, str]]) -> str:
         key = uuid.uuid4().hex
         self._items[key] = files
-        while len(self._items) > self.keep:
+        while len(self._items) > 1 and (len(self._items) > self.keep or self._size() > self.max_bytes):
             self._items.popitem(last=False)
         return key
 
@@ -83,7 +89,14 @@ class ResultStore:
         return self._items.get(key, {}).get(name)
 
 
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1 in any spelling)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _host_name(host: str) -> str:
@@ -107,14 +120,31 @@ class LocalOnly:
             host = headers.get("host", "")
             origin = headers.get("origin")
             problem = None
-            if self.loopback and _host_name(host) not in LOOPBACK:
+            if self.loopback and not is_loopback(_host_name(host)):
                 problem = f"host {host!r} refused: this server answers on this computer only"
-            elif scope["method"] == "POST" and origin not in (None, "null") and urlsplit(origin).netloc != host:
+            elif scope["method"] == "POST" and origin is not None and urlsplit(origin).netloc != host:  # "null" too
                 problem = f"request from {origin} refused: only this page may use this server"
             if problem:
                 await _error(problem, 403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``bytes=START-END`` / ``bytes=START-`` / ``bytes=-SUFFIX`` -> inclusive ``(start, end)``; ``None`` for no
+    header or one this does not serve (several ranges, nonsense): then the whole file is sent."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    try:
+        if first:
+            start, end = int(first), int(last) if last else size - 1
+        else:
+            start, end = max(0, size - int(last)), size - 1
+    except ValueError:
+        return None
+    end = min(end, size - 1)
+    return (start, end) if 0 <= start <= end else None
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
@@ -177,6 +207,8 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
                 return _error(str(e), 503)
             except AudiovaeError as e:
                 return _error(str(e))
+            except HTTPException as e:  # the form itself: malformed, too many files or fields
+                return _error(f"the request was refused: {e.detail}", e.status_code)
             except Exception as e:  # noqa: BLE001 - the page gets one line, the terminal the traceback
                 log.error("%s failed:\n%s", request.url.path, traceback.format_exc())
                 return _error(f"internal error ({type(e).__name__}: {e}); the server's terminal has the details", 500)
@@ -215,9 +247,10 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
     async def index(request: Request) -> Response:
         return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
 
-    async def models(request: Request) -> Response:
-        return JSONResponse({"models": await queue.run(studio.catalogue), "options": options(),
-                             "limits": asdict(studio.limits)})
+    catalogue = {"models": studio.catalogue(), "options": options(), "limits": asdict(studio.limits)}
+
+    async def models(request: Request) -> Response:  # built once, so the page loads even while work is queued
+        return JSONResponse(catalogue)
 
     async def curve(request: Request) -> Response:
         try:
@@ -231,7 +264,13 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
         if item is None:
             return _error("this result has expired; run it again", 404)
         data, mime = item
-        return Response(data, media_type=mime, headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store", "Accept-Ranges": "bytes"}
+        span = _byte_range(request.headers.get("range"), len(data))
+        if span is None:
+            return Response(data, media_type=mime, headers=headers)
+        start, end = span  # the audio player seeks with ranges
+        return Response(data[start:end + 1], 206, media_type=mime,
+                        headers=headers | {"Content-Range": f"bytes {start}-{end}/{len(data)}"})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -262,7 +301,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, models_dir: str | None = No
     studio = Studio(models_dir, device, limits)
     try:
         studio.load_all()
-        app = create_app(studio, max_queue, loopback=host in LOOPBACK)
+        app = create_app(studio, max_queue, loopback=is_loopback(host))
         if on_ready:
             on_ready(f"http://{'[' + host + ']' if ':' in host else host}:{port}")
         uvicorn.run(app, host=host, port=port, log_level="warning")

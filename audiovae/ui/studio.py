@@ -24,15 +24,17 @@ import torch
 
 from .. import api, audio
 from ..errors import AudiovaeError, ConfigError
-from ..pipelines.convert import PITCH_MODES
+from ..pipelines.batch import output_name
+from ..pipelines.denoise import METHODS
 from ..pipelines.latent import logmel
 from ..plots import curves_png, logmels_png
 from ..pretrained import BUNDLED, bundled_path
 from ..vocoders import VOCODERS
 
 TASKS = ("convert", "denoise", "music", "model")
-DENOISE_METHODS = ("mask", "vocoder")  # `prior` needs a clean-speech VAE and minutes per file: CLI only
+DENOISE_METHODS = tuple(m for m in METHODS if m != "prior")  # prior: a clean-speech VAE, minutes per file: CLI only
 MUSIC_MODES = ("sample", "walk", "interpolate")
+MAX_REFERENCES = 3
 
 
 class UploadError(AudiovaeError):
@@ -117,8 +119,14 @@ def _safe_suffix(filename: str) -> str:
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
 
 
-def _stem(filename: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).stem)[:60] or "audio"
+def _safe(text: str) -> str:
+    """A browser-given name reduced to what is safe in a file name and a URL."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "audio"
+
+
+def _output(filename: str, tag: str) -> str:
+    """The CLI's output name for ``filename`` (``<stem>_<tag>.wav``), made safe."""
+    return output_name(_safe(tag))(Path(_safe(Path(filename).stem) + ".wav"))
 
 
 class Studio:
@@ -167,22 +175,13 @@ class Studio:
                 continue
             ckpt = m.checkpoint
             cfg = ckpt.model.config
-            row |= {
-                "task": _task(m), "about": BUNDLED.get(name, ""),
-                "model": f"{ckpt.model.model_type}, {sum(p.numel() for p in ckpt.model.parameters()) / 1e6:.2f} M "
-                         "parameters",
-                "latents": f"{cfg.latent_dim} x {ckpt.mel.frame_rate / ckpt.model.hop_factor:.1f} frames/s",
-                "front_end": f"{ckpt.mel.sample_rate} Hz, {ckpt.mel.n_mels} mels, hop {ckpt.mel.hop_length}",
-                "mel": asdict(ckpt.mel),
-                "config": asdict(cfg) if is_dataclass(cfg) else {},
-                "vocoder": ckpt.vocoder.get("name", "griffin-lim"),
-                "speakers": m.describe() if isinstance(m, api.VoiceConverter) else [],
-                "one_shot": getattr(ckpt.model, "speaker_encoder", None) is not None,
-                "info": {k: v for k, v in ckpt.info.items() if k not in ("pitch",)},
-                "curve": self._log_path(entry) is not None,
-            }
-            if ckpt.prior is not None:
-                row["prior"] = f"{ckpt.prior.prior_type}, {sum(p.numel() for p in ckpt.prior.parameters()) / 1e6:.2f} M"
+            row |= {"task": _task(m), "about": BUNDLED.get(name, ""),
+                    "summary": {k: v for k, v in ckpt.summary().items() if k != "speakers"},
+                    "mel": asdict(ckpt.mel), "config": asdict(cfg) if is_dataclass(cfg) else {},
+                    "speakers": m.describe() if isinstance(m, api.VoiceConverter) else [],
+                    "one_shot": getattr(ckpt.model, "speaker_encoder", None) is not None,
+                    "info": {k: v for k, v in ckpt.info.items() if k != "pitch"},  # pitch: per-speaker numbers
+                    "curve": self._log_path(entry) is not None}
             rows.append(row)
         return rows
 
@@ -212,8 +211,8 @@ class Studio:
             raise UploadError(f"{name}: {len(upload.data) / 1e6:.1f} MB is over the {self.limits.max_upload_mb:g} MB "
                               "upload limit")
         path = self.scratch / f"{uuid.uuid4().hex}{_safe_suffix(name)}"
-        path.write_bytes(upload.data)
         try:
+            path.write_bytes(upload.data)
             try:
                 seconds = audio.info(path).duration
             except AudiovaeError as e:
@@ -260,9 +259,9 @@ class Studio:
                 references: Sequence[Upload] = (), pitch: str = "model", vocoder: str | None = None) -> Result:
         """Convert ``source`` into ``speaker`` of ``model`` or into the voice of ``references`` (one-shot)."""
         m = self._typed(model, "convert")
-        if vocoder:
-            _check_vocoder(vocoder)
-        vc = api.VoiceConverter(m.checkpoint, vocoder or None)
+        if len(references) > MAX_REFERENCES:
+            raise UploadError(f"give at most {MAX_REFERENCES} reference recordings (got {len(references)})")
+        vc = api.VoiceConverter(m.checkpoint, vocoder or None)  # an unknown vocoder is refused here
         notes: list[str] = []
         with ExitStack() as stack:
             src = stack.enter_context(self.staged(source))
@@ -272,10 +271,9 @@ class Studio:
                 wave = vc.load_audio(src)
                 out, rate = vc.convert(wave, speaker or None, reference=refs or None, pitch=pitch,
                                        sample_rate=vc.sample_rate)
-        target = speaker if not refs else Path(references[0].filename).stem or "reference"
+        target = str(speaker) if not refs else Path(references[0].filename).stem or "reference"
         png = self._spectrogram(vc, [(f"input: {source.filename}", wave), (f"converted to {target}", out)])
-        return Result([self._clip(f"{_stem(source.filename)}_{_stem(str(target))}.wav", out, rate)],
-                      {"spectrogram": png}, notes)
+        return Result([self._clip(_output(source.filename, target), out, rate)], {"spectrogram": png}, notes)
 
     def denoise(self, source: Upload, model: str = "denoise", strength: float = 1.0, method: str = "mask"
                 ) -> Result:
@@ -293,8 +291,7 @@ class Studio:
         mono = [torch.from_numpy(audio.resample(w.mean(dim=0).numpy(), rate, sr)) for w in (noisy, clean)]
         png = self._spectrogram(m, [(f"input: {source.filename}", mono[0]), (f"denoised (strength {strength:g})",
                                                                              mono[1])])
-        return Result([self._clip(f"{_stem(source.filename)}_denoised.wav", clean, rate)], {"spectrogram": png},
-                      notes)
+        return Result([self._clip(_output(source.filename, "denoised"), clean, rate)], {"spectrogram": png}, notes)
 
     def music(self, model: str = "music", mode: str = "sample", seed: int = 0, seconds: float = 10.0,
               temperature: float = 1.0, count: int = 1, a: Upload | None = None, b: Upload | None = None,
@@ -313,7 +310,7 @@ class Studio:
             notes: list[str] = []
             with self.staged(a) as pa, self.staged(b) as pb, self._reading({pa: a.filename, pb: b.filename}, notes):
                 wave, rate = m.interpolate(pa, pb, steps, path)
-            name = f"{_stem(a.filename)}_to_{_stem(b.filename)}.wav"
+            name = _output(a.filename, f"to_{Path(b.filename).stem}")
             return Result([self._clip(name, wave, rate)],
                           {"spectrogram": self._spectrogram(m, [(f"{steps} steps, {path}", wave)])}, notes)
         if not 0.1 <= seconds <= lim.max_music_seconds:
@@ -336,12 +333,6 @@ class Studio:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _check_vocoder(name: str) -> None:
-    if name not in VOCODERS:
-        raise ConfigError(f"vocoder {name!r}: choose {', '.join(VOCODERS)}")
-
-
 def options() -> dict:
-    """Static choices for the page's menus."""
-    return {"pitch": list(PITCH_MODES), "vocoders": list(VOCODERS), "denoise_methods": list(DENOISE_METHODS),
-            "music_modes": list(MUSIC_MODES), "paths": ["linear", "slerp"]}
+    """Choices for the page's menus that depend on what is installed."""
+    return {"vocoders": sorted(VOCODERS)}

@@ -37,7 +37,12 @@ function fillSpeakers() {
   fillSelect($("#convert-speaker"), speakers.map((s) => s.name),
     speakers.map((s) => [s.name, s.voice, s.sex, s.median_f0_hz ? `F0 ${Math.round(s.median_f0_hz)} Hz` : ""]
       .filter(Boolean).join(" · ")));
-  $(".one-shot").hidden = !(model && model.one_shot);
+  const oneShot = Boolean(model && model.one_shot);
+  $(".one-shot").hidden = !oneShot;
+  if (!oneShot) {  // a reference chosen for another model must not travel with this one
+    $("#convert-reference").value = "";
+    $("#convert-speaker").disabled = false;
+  }
 }
 
 function renderModels() {
@@ -51,11 +56,8 @@ function renderModels() {
       list.append(card);
       continue;
     }
-    const rows = [["task", m.task], ["model", m.model], ["latents", m.latents], ["front end", m.front_end],
-      ["vocoder", m.vocoder]];
-    if (m.prior) rows.push(["prior", m.prior]);
     const dl = el("dl");
-    for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
+    for (const [k, v] of Object.entries(m.summary)) dl.append(el("dt", { text: k }), el("dd", { text: v }));
     card.append(dl);
     if (m.speakers.length) {
       const table = el("table", { class: "speakers" });
@@ -94,6 +96,13 @@ async function loadModels() {
   for (const select of $$("select[data-task]")) {
     const names = state.models.filter((m) => m.task === select.dataset.task).map((m) => m.name);
     fillSelect(select, names);
+    if (!names.length) {  // nothing to run this tab with: say so instead of failing on the click
+      const panel = select.closest('[role="tabpanel"]');
+      $("button.run", panel).disabled = true;
+      const error = $(".error", panel);
+      error.textContent = `No ${select.dataset.task} model is available: add one with audiovae ui --models DIR.`;
+      error.hidden = false;
+    }
   }
   fillSelect($("#convert-vocoder"), ["", ...state.options.vocoders],
     ["the model's own", ...state.options.vocoders]);
@@ -124,11 +133,28 @@ function renderResult(panel, body) {
   for (const note of body.notes) results.append(el("p", { class: "note", text: note }));
 }
 
+function tooBig(form) {
+  const limit = state.limits.max_upload_mb * 1e6;
+  for (const input of $$('input[type="file"]', form)) {
+    if (input.closest("[hidden]")) continue;
+    for (const f of input.files) {
+      if (f.size > limit) return `${f.name}: ${(f.size / 1e6).toFixed(1)} MB is over the ${state.limits.max_upload_mb} MB upload limit`;
+    }
+  }
+  return null;
+}
+
 async function submit(form, event) {
   event.preventDefault();
   const panel = form.closest('[role="tabpanel"]');
   const status = $(".status", panel), error = $(".error", panel), button = $("button.run", form);
   error.hidden = true;
+  const problem = tooBig(form);  // said at once, before a large upload the server would refuse anyway
+  if (problem) {
+    error.textContent = problem;
+    error.hidden = false;
+    return;
+  }
   $(".results", panel).replaceChildren();
   button.disabled = true;
   status.textContent = "Working…";
@@ -174,6 +200,10 @@ async function toggleRecording(button) {
   }
   let stream;
   try {
+    if (!navigator.mediaDevices) {
+      throw new Error("the browser allows recording only on http://127.0.0.1, http://localhost or over HTTPS; " +
+        "open the page there");
+    }
     stream = await navigator.mediaDevices.getUserMedia({ audio: true });
   } catch (err) {
     const error = $(".error", panel);
