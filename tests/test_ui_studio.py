@@ -140,13 +140,15 @@ def test_models_folder_curves_and_a_broken_checkpoint(tmp_path):
         log.write({"step": step, "epoch": 0, "lr": 1e-3, "loss": 3.0 / (1 + step / 100), "recon": 2.0 / (1 + step)})
     log.write({"step": 500, "epoch": 1, "lr": 1e-3, "loss": 0.5, "recon": 0.01, "valid_loss": 0.6})
     log.close()
+    shutil.copy(bundled_path("denoise"), run / "exported.safetensors")  # beside the log, but not the run's model
     (tmp_path / "models" / "broken.safetensors").write_bytes(b"\0" * 100)
-    assert [e.name for e in discover(tmp_path / "models")][-2:] == ["broken", "my_run"]
+    assert [e.name for e in discover(tmp_path / "models")][-3:] == ["broken", "my_run/exported", "my_run"]
     s = Studio(tmp_path / "models", device="cpu")
     try:
         s.load_all()
         rows = {r["name"]: r for r in s.catalogue()}
         assert rows["my_run"]["task"] == "music" and rows["my_run"]["curve"] is True
+        assert rows["my_run/exported"]["task"] == "denoise" and rows["my_run/exported"]["curve"] is False
         assert rows["music"]["curve"] is False and rows["voice_conversion"]["speakers"][1]["name"] == "B"
         assert rows["broken"]["task"] == "error" and "broken.safetensors" in rows["broken"]["error"]
         png = s.curve("my_run")
@@ -278,6 +280,15 @@ def test_endpoints_answer_in_one_readable_line(client_for, example_path):
     assert r.status_code == 400 and r.json()["error"] == "seconds 'ten': not a number"
     r = c.post("/api/convert", files={"file": ("big.wav", b"\0" * 5_100_000, "audio/wav")}, data={"speaker": "B"})
     assert r.status_code == 413 and "over the 5 MB limit of one request" in r.json()["error"]
+
+    def chunks():  # the same body in pieces, with no Content-Length: counted as it arrives
+        boundary = b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n"
+        yield boundary
+        for _ in range(60):
+            yield b"\0" * 100_000
+
+    r = c.post("/api/convert", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413 and r.json()["error"] == "the upload is over the 5 MB limit of one request"
     r = c.get("/files/0123/x.wav")
     assert r.status_code == 404 and "expired" in r.json()["error"]
     assert c.get("/api/models/music/curve.png").status_code == 404

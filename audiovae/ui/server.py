@@ -43,6 +43,25 @@ class Busy(Exception):
     """The queue is full."""
 
 
+class TooLarge(Exception):
+    """The request's body grew past the limit (a body sent without a Content-Length, in chunks)."""
+
+
+def _limited(receive: Any, limit: int) -> Any:
+    """``receive`` that raises :class:`TooLarge` once more than ``limit`` body bytes have arrived."""
+    seen = 0
+
+    async def wrapped() -> dict:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise TooLarge
+        return message
+
+    return wrapped
+
+
 class WorkQueue:
     """Run blocking work on one thread, at most ``limit`` jobs waiting or running; called from the event loop only
     (so the counter needs no lock)."""
@@ -199,12 +218,15 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
             if size is not None and size.isdigit() and int(size) > body_limit:
                 return _error(f"the upload is {int(size) / 1e6:.1f} MB, over the {body_limit / 1e6:.0f} MB limit "
                               "of one request", 413)
+            request = Request(request.scope, _limited(request.receive, body_limit))  # a length it did not state
             try:
                 async with request.form(max_files=8, max_fields=32) as form:
                     fn, args = await parse(form)
                     result = await queue.run(fn, **args)
             except Busy as e:
                 return _error(str(e), 503)
+            except TooLarge:
+                return _error(f"the upload is over the {body_limit / 1e6:.0f} MB limit of one request", 413)
             except AudiovaeError as e:
                 return _error(str(e))
             except HTTPException as e:  # the form itself: malformed, too many files or fields

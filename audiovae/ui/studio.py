@@ -187,12 +187,15 @@ class Studio:
 
     @staticmethod
     def _log_path(entry: Entry) -> Path | None:
-        log = entry.path.parent / "log.csv"  # a training run's folder: model.safetensors beside log.csv
-        return log if not entry.bundled and log.is_file() else None
+        """The log of the training run that wrote this checkpoint: its folder's log.csv, beside model.safetensors."""
+        from ..training.engine import LOG_FILE, MODEL_FILE
+
+        log = entry.path.parent / LOG_FILE
+        return log if not entry.bundled and entry.path.name == MODEL_FILE and log.is_file() else None
 
     def curve(self, name: str) -> bytes | None:
         """The training curves of a model trained in a run folder (its ``log.csv``), as PNG; ``None`` without one
-        (the bundled models' curves are in their recipes' READMEs)."""
+        (the bundled files hold no log)."""
         from ..training.logging import read_log
 
         if name not in self.entries:

@@ -73,8 +73,9 @@ function renderModels() {
         src: `/api/models/${encodeURIComponent(m.name)}/curve.png` }));
     } else {
       card.append(el("p", { class: "note", text: m.bundled
-        ? "Training curves: in the recipe's README (the bundled file holds the weights, not the log)."
-        : "No log.csv beside this checkpoint, so no training curves." }));
+        ? "No training curves: the bundled file holds the weights, not the training log. Its recipe writes one " +
+          "(log.csv in the run's folder); serve that folder with audiovae ui --models to see them."
+        : "No training curves: only a training run's model.safetensors has its log.csv beside it." }));
     }
     const details = el("details", {}, el("summary", { text: "configuration and recorded numbers" }));
     details.append(el("pre", { text: JSON.stringify({ model: m.config, mel: m.mel, info: m.info }, null, 2) }));
@@ -168,7 +169,10 @@ async function submit(form, event) {
     status.textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`;
   } catch (err) {
     status.textContent = "";
-    error.textContent = err.message;
+    error.textContent = err instanceof TypeError  // fetch itself failed: no answer came back
+      ? `No answer from the server (${err.message}): is audiovae ui still running? A request over ` +
+        `${4 * state.limits.max_upload_mb} MB in all is also cut off this way.`
+      : err.message;
     error.hidden = false;
   } finally {
     button.disabled = false;
