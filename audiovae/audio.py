@@ -179,6 +179,21 @@ def output_format(path: str | os.PathLike[str]) -> tuple[str, str]:
     return fmt, _DEFAULT_SUBTYPE[fmt]
 
 
+def _frames(wave: torch.Tensor | np.ndarray, where: str | Path, clip: bool) -> np.ndarray:
+    """``wave`` (``[T]`` or ``[C, T]``) as soundfile's float32 ``[T]`` / ``[T, C]``, checked (non-empty, finite) and,
+    for formats that cannot hold values beyond full scale, clipped to [-1, 1]."""
+    if isinstance(wave, torch.Tensor):
+        wave = wave.detach().to("cpu", torch.float32).numpy()
+    data = np.asarray(wave, dtype=np.float32)
+    if data.ndim not in (1, 2) or data.shape[-1] == 0:
+        raise AudioError(f"{where}: expected a non-empty [T] or [C, T] waveform, got shape {tuple(data.shape)}")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{where}: refusing to write NaN or Inf samples")
+    if clip:
+        data = np.clip(data, -1.0, 1.0)
+    return data if data.ndim == 1 else data.T
+
+
 def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_rate: int,
          subtype: str | None = None) -> Path:
     """Write ``wave`` (``[T]`` mono or ``[C, T]``) atomically: temp file in the same folder, then rename.
@@ -188,19 +203,10 @@ def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_r
     """
     out = Path(path)
     fmt, default = output_format(out)
-    if isinstance(wave, torch.Tensor):
-        wave = wave.detach().to("cpu", torch.float32).numpy()
-    data = np.asarray(wave, dtype=np.float32)
-    if data.ndim not in (1, 2) or data.shape[-1] == 0:
-        raise AudioError(f"{out}: expected a non-empty [T] or [C, T] waveform, got shape {tuple(data.shape)}")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{out}: refusing to write NaN or Inf samples")
     subtype = subtype or default
     if not sf.check_format(fmt, subtype):
         raise AudioError(f"{out}: subtype {subtype!r} is not valid for {fmt}")
-    if subtype.startswith(("PCM", "MPEG", "VORBIS", "OPUS", "ALAC")):
-        data = np.clip(data, -1.0, 1.0)
-    frames = data if data.ndim == 1 else data.T
+    frames = _frames(wave, out, clip=subtype.startswith(("PCM", "MPEG", "VORBIS", "OPUS", "ALAC")))
     with atomic_path(out) as tmp:
         try:
             sf.write(tmp, frames, sample_rate, subtype=subtype, format=fmt)
@@ -211,10 +217,6 @@ def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_r
 
 def wav_bytes(wave: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
     """``wave`` (``[T]`` or ``[C, T]``) as a 16-bit PCM WAV file in memory (what a web page plays and downloads)."""
-    data = wave.detach().to("cpu", torch.float32).numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
-    data = np.clip(np.asarray(data, dtype=np.float32), -1.0, 1.0)
-    if data.ndim not in (1, 2) or data.shape[-1] == 0 or not np.isfinite(data).all():
-        raise AudioError(f"expected a finite, non-empty [T] or [C, T] waveform, got shape {tuple(data.shape)}")
     buf = io.BytesIO()
-    sf.write(buf, data if data.ndim == 1 else data.T, sample_rate, subtype="PCM_16", format="WAV")
+    sf.write(buf, _frames(wave, "WAV in memory", clip=True), sample_rate, subtype="PCM_16", format="WAV")
     return buf.getvalue()

@@ -82,7 +82,7 @@ def plot_logmels(path: str | os.PathLike[str], panels: Sequence[tuple[str, torch
 
 def curves_png(rows: Sequence[dict], title: str = "training") -> bytes | None:
     """Training curves from ``log.csv`` rows: the training terms and, below, the validation terms (columns
-    ``val_*``), against the step, on log scales where every value is positive. ``None`` when nothing numeric."""
+    ``valid_*``), against the step, on log scales where every value is positive. ``None`` when nothing numeric."""
     skip = {"step", "epoch", "lr", "audio_s_per_s", "skipped"}
     rows = [r for r in rows if r.get("step") not in (None, "")]
 
@@ -90,15 +90,15 @@ def curves_png(rows: Sequence[dict], title: str = "training") -> bytes | None:
         pts = [(float(r["step"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
         return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
 
-    names = list(dict.fromkeys(k for r in rows for k in r if k not in skip))
-    numeric = []
-    for k in names:
+    data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for k in dict.fromkeys(k for r in rows for k in r if k not in skip):
         try:
-            if len(series(k)[0]):
-                numeric.append(k)
-        except (TypeError, ValueError):
+            x, y = series(k)
+        except (TypeError, ValueError):  # a column that is not numbers
             continue
-    groups = [g for g in ([k for k in numeric if not k.startswith("val")], [k for k in numeric if k.startswith("val")])
+        if len(x):
+            data[k] = (x, y)
+    groups = [g for g in ([k for k in data if not k.startswith("valid")], [k for k in data if k.startswith("valid")])
               if g]
     if not groups:
         return None
@@ -108,7 +108,7 @@ def curves_png(rows: Sequence[dict], title: str = "training") -> bytes | None:
     for ax, group in zip(axes[:, 0], groups, strict=True):
         positive = True
         for k in group:
-            x, y = series(k)
+            x, y = data[k]
             ax.plot(x, y, label=k, linewidth=1.2)
             positive &= bool((y > 0).all())
         if positive:

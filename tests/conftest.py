@@ -106,6 +106,34 @@ def run_export(*args: str | os.PathLike, cwd: Path) -> Result:
     return Result(p.returncode, p.stdout, p.stderr)
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, read, released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def training_run(folder: Path) -> Path:
+    """A training run's folder as the Trainer leaves it, for the web page's Models tab: ``model.safetensors`` (the
+    bundled music model) beside a ``log.csv`` written by the Trainer's own RunLog, losses falling and validation
+    rows every 500 steps."""
+    from audiovae.pretrained import bundled_path
+    from audiovae.training.logging import RunLog
+
+    folder.mkdir(parents=True)
+    shutil.copy(bundled_path("music"), folder / "model.safetensors")
+    log = RunLog(folder / "log.csv")
+    log.start(0)
+    for step in range(0, 1001, 100):
+        log.write({"step": step, "epoch": step // 500, "lr": 1e-3, "loss": 4.0 / (1 + step / 200),
+                   "recon": 1.0 / (1 + step / 300)} | ({"valid_loss": 4.2 / (1 + step / 200)} if step % 500 == 0
+                                                      else {}))
+    log.close()
+    return folder
+
+
 def write(path: Path, data: np.ndarray, sr: int, subtype: str | None = None) -> Path:
     sf.write(path, data, sr, subtype=subtype)
     return path

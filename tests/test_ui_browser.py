@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,10 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SR, sine
-
-from audiovae.pretrained import bundled_path
-from audiovae.training.logging import RunLog
+from conftest import SR, free_port, sine, training_run
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -54,12 +49,6 @@ def _require() -> None:
 _require()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
     out = Path(os.environ.get("AUDIOVAE_UI_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
@@ -72,16 +61,7 @@ def server(tmp_path_factory):
     """`audiovae ui` on a free loopback port, with a models folder holding a training run (checkpoint + log.csv),
     its temporary files under a folder of its own (checked empty at the end)."""
     root = tmp_path_factory.mktemp("ui")
-    run = root / "models" / "my_music_run"
-    run.mkdir(parents=True)
-    shutil.copy(bundled_path("music"), run / "model.safetensors")
-    log = RunLog(run / "log.csv")
-    log.start(0)
-    for step in range(0, 1001, 100):
-        log.write({"step": step, "epoch": step // 500, "lr": 1e-3, "loss": 4.0 / (1 + step / 200),
-                   "recon": 1.0 / (1 + step / 300)} | ({"valid_loss": 4.2 / (1 + step / 200)} if step % 500 == 0
-                                                      else {}))
-    log.close()
+    training_run(root / "models" / "my_music_run")
     tmp = root / "tmp"
     tmp.mkdir()
     port = free_port()

@@ -12,11 +12,10 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SR, run_cli, sine
+from conftest import SR, free_port, run_cli, sine, training_run
 
 from audiovae.errors import ConfigError
 from audiovae.pretrained import bundled_path
-from audiovae.training.logging import RunLog
 from audiovae.ui import require_extra
 from audiovae.ui.studio import Limits, Studio, Upload, UploadError, discover
 
@@ -131,21 +130,12 @@ def test_music_modes(studio, example_path):
 
 
 def test_models_folder_curves_and_a_broken_checkpoint(tmp_path):
-    run = tmp_path / "models" / "my_run"
-    run.mkdir(parents=True)
-    shutil.copy(bundled_path("music"), run / "model.safetensors")
-    log = RunLog(run / "log.csv")
-    log.start(0)
-    for step in range(0, 500, 50):
-        log.write({"step": step, "epoch": 0, "lr": 1e-3, "loss": 3.0 / (1 + step / 100), "recon": 2.0 / (1 + step)})
-    log.write({"step": 500, "epoch": 1, "lr": 1e-3, "loss": 0.5, "recon": 0.01, "valid_loss": 0.6})
-    log.close()
+    run = training_run(tmp_path / "models" / "my_run")
     shutil.copy(bundled_path("denoise"), run / "exported.safetensors")  # beside the log, but not the run's model
     (tmp_path / "models" / "broken.safetensors").write_bytes(b"\0" * 100)
     assert [e.name for e in discover(tmp_path / "models")][-3:] == ["broken", "my_run/exported", "my_run"]
     s = Studio(tmp_path / "models", device="cpu")
     try:
-        s.load_all()
         rows = {r["name"]: r for r in s.catalogue()}
         assert rows["my_run"]["task"] == "music" and rows["my_run"]["curve"] is True
         assert rows["my_run/exported"]["task"] == "denoise" and rows["my_run/exported"]["curve"] is False
@@ -207,12 +197,7 @@ def test_ui_command_refuses_a_busy_port(tmp_path):
 
 
 def test_ui_command_refuses_a_missing_models_folder(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    r = run_cli("ui", "--models", tmp_path / "nowhere", "--port", port, timeout=60)
+    r = run_cli("ui", "--models", tmp_path / "nowhere", "--port", free_port(), timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "nowhere: no such folder" in r.stderr
 
@@ -229,21 +214,24 @@ def test_wav_bytes_keeps_channels_and_clips():
 
 @pytest.fixture
 def client_for():
-    """A TestClient over the real app, around any Studio (closed, with its scratch folder, at the end)."""
+    """A TestClient over the real app, around any Studio (the client and the studio, with its scratch folder,
+    closed at the end)."""
     from starlette.testclient import TestClient
 
     from audiovae.ui.server import create_app
 
-    clients = []
+    opened: list[tuple[TestClient, Studio]] = []
 
     def make(studio: Studio, **kwargs) -> TestClient:
         c = TestClient(create_app(studio, **kwargs), base_url="http://127.0.0.1:7860", raise_server_exceptions=False)
-        clients.append(c.__enter__())
+        opened.append((c.__enter__(), studio))
         return c
 
     yield make
-    for c in clients:
+    for c, studio in opened:
         c.__exit__(None, None, None)
+        studio.close()
+        assert not studio.scratch.exists()
 
 
 def test_endpoints_answer_in_one_readable_line(client_for, example_path):

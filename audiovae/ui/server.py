@@ -200,7 +200,8 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
     """The web app over ``studio``; ``loopback``: it listens on this computer only (see :class:`LocalOnly`)."""
     queue, store = WorkQueue(max_queue), ResultStore()
     static = resources.files("audiovae.ui") / "static"
-    body_limit = int(studio.limits.max_upload_mb * 4e6) + 1_000_000  # a source and up to three references
+    page = (static / "index.html").read_text(encoding="utf-8")
+    body_limit = int(studio.limits.max_request_mb * 1e6)
 
     def publish(result: Result, started: float) -> dict:
         files = {c.name: (c.wav, "audio/wav") for c in result.clips}
@@ -214,19 +215,18 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
     def task(parse: Callable[[FormData], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            size = request.headers.get("content-length")
-            if size is not None and size.isdigit() and int(size) > body_limit:
-                return _error(f"the upload is {int(size) / 1e6:.1f} MB, over the {body_limit / 1e6:.0f} MB limit "
-                              "of one request", 413)
+            size = request.headers.get("content-length", "")
             request = Request(request.scope, _limited(request.receive, body_limit))  # a length it did not state
             try:
+                if size.isdigit() and int(size) > body_limit:  # refused before a byte of the body is read
+                    raise TooLarge
                 async with request.form(max_files=8, max_fields=32) as form:
                     fn, args = await parse(form)
                     result = await queue.run(fn, **args)
             except Busy as e:
                 return _error(str(e), 503)
             except TooLarge:
-                return _error(f"the upload is over the {body_limit / 1e6:.0f} MB limit of one request", 413)
+                return _error(f"the upload is over the {studio.limits.max_request_mb:g} MB limit of one request", 413)
             except AudiovaeError as e:
                 return _error(str(e))
             except HTTPException as e:  # the form itself: malformed, too many files or fields
@@ -267,9 +267,10 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
                               "path": _text(form, "path", "linear")}
 
     async def index(request: Request) -> Response:
-        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+        return HTMLResponse(page)
 
-    catalogue = {"models": studio.catalogue(), "options": options(), "limits": asdict(studio.limits)}
+    catalogue = {"models": studio.catalogue(), "options": options(),
+                 "limits": asdict(studio.limits) | {"max_request_mb": studio.limits.max_request_mb}}
 
     async def models(request: Request) -> Response:  # built once, so the page loads even while work is queued
         return JSONResponse(catalogue)
@@ -299,8 +300,7 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
         try:
             yield
         finally:
-            queue.close()
-            studio.close()
+            queue.close()  # the app's own; the studio is its creator's to close
 
     return Starlette(lifespan=lifespan, middleware=[Middleware(LocalOnly, loopback=loopback)], routes=[
         Route("/", index),
@@ -316,13 +316,13 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
 
 def serve(host: str = "127.0.0.1", port: int = 7860, models_dir: str | None = None, device: str = "auto",
           max_queue: int = 4, limits: Any = None, on_ready: Callable[[str], None] | None = None) -> None:
-    """Load the models, then serve the page until interrupted; the scratch folder is removed on the way out."""
+    """Load the models (building the app's catalogue), then serve the page until interrupted; the scratch folder
+    is removed on the way out."""
     import uvicorn
 
     _check_port(host, port)
     studio = Studio(models_dir, device, limits)
     try:
-        studio.load_all()
         app = create_app(studio, max_queue, loopback=is_loopback(host))
         if on_ready:
             on_ready(f"http://{'[' + host + ']' if ':' in host else host}:{port}")

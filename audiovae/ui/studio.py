@@ -31,7 +31,6 @@ from ..plots import curves_png, logmels_png
 from ..pretrained import BUNDLED, bundled_path
 from ..vocoders import VOCODERS
 
-TASKS = ("convert", "denoise", "music", "model")
 DENOISE_METHODS = tuple(m for m in METHODS if m != "prior")  # prior: a clean-speech VAE, minutes per file: CLI only
 MUSIC_MODES = ("sample", "walk", "interpolate")
 MAX_REFERENCES = 3
@@ -43,13 +42,18 @@ class UploadError(AudiovaeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask for; stated on the page and enforced here (and, for the size, by the server before
-    the body is read)."""
+    """What one request may ask for; stated on the page and enforced here (and, for the whole request's size, by
+    the server as the body arrives)."""
 
     max_upload_mb: float = 25.0
     max_seconds: float = 120.0  # per uploaded clip
     max_music_seconds: float = 60.0  # per generated clip
     max_count: int = 8  # music clips per request
+
+    @property
+    def max_request_mb(self) -> float:
+        """One request's body: a source and the most references, each at the upload limit, plus the form fields."""
+        return (1 + MAX_REFERENCES) * self.max_upload_mb + 1.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,13 @@ def discover(models_dir: str | Path | None) -> list[Entry]:
     return entries
 
 
+def _renamed(text: str, uploads: dict[Path, str]) -> str:
+    """A message about staged files with each scratch path replaced by the name the file was uploaded as."""
+    for path, name in uploads.items():
+        text = text.replace(str(path), name)
+    return text
+
+
 def _safe_suffix(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
@@ -139,7 +150,6 @@ class Studio:
         self.entries = {e.name: e for e in discover(models_dir)}
         self.scratch = Path(tempfile.mkdtemp(prefix="audiovae-ui-"))
         self._models: dict[str, api.Model] = {}
-        self._errors: dict[str, str] = {}
 
     # --- models ---------------------------------------------------------------------------------------------------
     def model(self, name: str) -> api.Model:
@@ -150,27 +160,16 @@ class Studio:
             self._models[name] = api.load(self.entries[name].path, self.device)
         return self._models[name]
 
-    def load_all(self) -> None:
-        """Load every model now (so that the first request is as fast as the rest); a checkpoint that fails to load
-        is listed with its error instead of stopping the server."""
-        for name in self.entries:
-            try:
-                self.model(name)
-            except AudiovaeError as e:
-                self._errors[name] = str(e)
-
     def catalogue(self) -> list[dict]:
-        """One row per model, for the page's menus and the Models tab."""
+        """One row per model, for the page's menus and the Models tab. Every model is loaded here (the server builds
+        this once, at start, so the first request is as fast as the rest); one that fails to load is listed with
+        its error instead of stopping the server."""
         rows = []
         for name, entry in self.entries.items():
             row: dict = {"name": name, "bundled": entry.bundled, "path": str(entry.path)}
-            if name in self._errors:
-                rows.append(row | {"task": "error", "error": self._errors[name]})
-                continue
             try:
                 m = self.model(name)
             except AudiovaeError as e:
-                self._errors[name] = str(e)
                 rows.append(row | {"task": "error", "error": str(e)})
                 continue
             ckpt = m.checkpoint
@@ -219,7 +218,7 @@ class Studio:
             try:
                 seconds = audio.info(path).duration
             except AudiovaeError as e:
-                raise UploadError(str(e).replace(str(path), name)) from None
+                raise UploadError(_renamed(str(e), {path: name})) from None
             if seconds > self.limits.max_seconds:
                 raise UploadError(f"{name}: {seconds:.1f} s is over the {self.limits.max_seconds:g} s limit per clip")
             yield path
@@ -229,21 +228,15 @@ class Studio:
     @contextmanager
     def _reading(self, uploads: dict[Path, str], notes: list[str]) -> Iterator[None]:
         """Errors and warnings from reading staged files, with the uploaded name in place of the scratch path."""
-
-        def named(text: str) -> str:
-            for path, name in uploads.items():
-                text = text.replace(str(path), name)
-            return text
-
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 yield
             except AudiovaeError as e:
-                e.args = (named(str(e)),)  # same error, the uploaded name in place of the scratch path
+                e.args = (_renamed(str(e), uploads),)  # the same error, naming the uploaded file
                 raise
             finally:
-                notes += list(dict.fromkeys(named(str(w.message)) for w in caught))
+                notes += list(dict.fromkeys(_renamed(str(w.message), uploads) for w in caught))
 
     def _spectrogram(self, m: api.Model, panels: Sequence[tuple[str, torch.Tensor]]) -> bytes:
         return logmels_png([(title, logmel(w, m.checkpoint)[0]) for title, w in panels], m.checkpoint.mel)

@@ -17,6 +17,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function showError(panel, text) {
+  const box = $(".error", panel);
+  box.textContent = text;
+  box.hidden = false;
+}
+
 // --- tabs -------------------------------------------------------------------------------------------------------
 function showTab(tab) {
   for (const t of $$('[role="tab"]')) {
@@ -91,7 +97,7 @@ async function loadModels() {
     if (!response.ok) throw new Error(body.error || response.statusText);
     Object.assign(state, body);
   } catch (err) {
-    for (const box of $$('.error[role="alert"]')) { box.textContent = `Could not list the models: ${err.message}`; box.hidden = false; }
+    for (const panel of $$('[role="tabpanel"]')) showError(panel, `Could not list the models: ${err.message}`);
     return;
   }
   for (const select of $$("select[data-task]")) {
@@ -100,9 +106,7 @@ async function loadModels() {
     if (!names.length) {  // nothing to run this tab with: say so instead of failing on the click
       const panel = select.closest('[role="tabpanel"]');
       $("button.run", panel).disabled = true;
-      const error = $(".error", panel);
-      error.textContent = `No ${select.dataset.task} model is available: add one with audiovae ui --models DIR.`;
-      error.hidden = false;
+      showError(panel, `No ${select.dataset.task} model is available: add one with audiovae ui --models DIR.`);
     }
   }
   fillSelect($("#convert-vocoder"), ["", ...state.options.vocoders],
@@ -148,12 +152,11 @@ function tooBig(form) {
 async function submit(form, event) {
   event.preventDefault();
   const panel = form.closest('[role="tabpanel"]');
-  const status = $(".status", panel), error = $(".error", panel), button = $("button.run", form);
-  error.hidden = true;
+  const status = $(".status", panel), button = $("button.run", form);
+  $(".error", panel).hidden = true;
   const problem = tooBig(form);  // said at once, before a large upload the server would refuse anyway
   if (problem) {
-    error.textContent = problem;
-    error.hidden = false;
+    showError(panel, problem);
     return;
   }
   $(".results", panel).replaceChildren();
@@ -169,11 +172,10 @@ async function submit(form, event) {
     status.textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`;
   } catch (err) {
     status.textContent = "";
-    error.textContent = err instanceof TypeError  // fetch itself failed: no answer came back
+    showError(panel, err instanceof TypeError  // fetch itself failed: no answer came back
       ? `No answer from the server (${err.message}): is audiovae ui still running? A request over ` +
-        `${4 * state.limits.max_upload_mb} MB in all is also cut off this way.`
-      : err.message;
-    error.hidden = false;
+        `${state.limits.max_request_mb} MB in all is also cut off this way.`
+      : err.message);
   } finally {
     button.disabled = false;
   }
@@ -210,9 +212,7 @@ async function toggleRecording(button) {
     }
     stream = await navigator.mediaDevices.getUserMedia({ audio: true });
   } catch (err) {
-    const error = $(".error", panel);
-    error.textContent = `No microphone: ${err.message}. Choose a file instead.`;
-    error.hidden = false;
+    showError(panel, `No microphone: ${err.message}. Choose a file instead.`);
     return;
   }
   const ctx = new AudioContext();
