@@ -23,7 +23,7 @@ from audiovae.data.corpora.noisy import (
     NoisyCorpusConfig,
     _clean_sources,
     _plan,
-    _real_voice,
+    real_voice,
     _reverberate,
     _room,
     build_noisy_corpus,
@@ -211,11 +211,11 @@ def test_the_music_corpus_changes_only_the_music_mixtures():
 def test_real_voice_test_split_matches_the_synthetic_one():
     cfg = NoisyCorpusConfig()
     for synthetic_test in (48, 500):
-        entries = _real_voice(cfg, synthetic_test)
+        entries = real_voice(cfg, synthetic_test)
         n_test = sum(e.split == "test" for e in entries)
         assert n_test == min(synthetic_test, round(0.2 * len(entries)))
         assert sum(e.split == "valid" for e in entries) == round(0.05 * len(entries))
-    assert _real_voice(cfg, 48) == _real_voice(cfg, 48)
+    assert real_voice(cfg, 48) == real_voice(cfg, 48)
 
 
 @pytest.mark.skipif(not HAS_RU, reason="festvox-ru is not installed (apt-get install festvox-ru; .ci/run does)")

@@ -11,15 +11,16 @@ from .bottlenecks import Bottleneck, DiagonalGaussian, GaussianBottleneck, Poste
 from .parts import ConvDecoder, ConvEncoder
 from .prior import LatentPrior, PriorConfig, PriorTraining, build_prior
 from .vae import CVAE, ConvAutoencoder, ConvConfig, ConvVAE, VAEConfig
+from ..vocoders.training import VocoderTraining
 
 __all__ = ["MODELS", "build_model", "CollapseWarning", "LatentModel", "LossOutput", "ModelConfig", "Posterior",
            "Regularisation", "Bottleneck", "DiagonalGaussian", "GaussianBottleneck", "ConvEncoder", "ConvDecoder",
            "ConvAutoencoder", "ConvConfig", "ConvVAE", "CVAE", "VAEConfig", "LatentPrior", "PriorConfig",
            "PriorTraining", "build_prior"]
 
-# Everything `audiovae train` can build from a config's model.type: models, and trainables such as a prior
-MODELS: dict[str, type[LatentModel] | type[PriorTraining]] = {cls.model_type: cls for cls in (ConvVAE, CVAE,
-                                                                                             PriorTraining)}
+# Everything `audiovae train` can build from a config's model.type: models, and trainables such as a prior or a vocoder
+MODELS: dict[str, type[LatentModel] | type[PriorTraining] | type[VocoderTraining]] = {
+    cls.model_type: cls for cls in (ConvVAE, CVAE, PriorTraining, VocoderTraining)}
 
 
 def model_config(model_type: str, values: dict):  # noqa: ANN201 - the model's own config dataclass

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import Checkpoint, CheckpointError, save_checkpoint, save_torch_state
+from ..checkpoint import Checkpoint, CheckpointError, save_checkpoint, save_torch_state, save_vocoder
 from ..config import RunConfig, load_run_config
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
@@ -473,10 +473,24 @@ class Trainer:
         model = self.ema if self.ema is not None else self.model
         components = dict(model.export())  # {"model": the model, ...anything saved beside it, e.g. "vocoder"}
         task = self.config.task or model.default_task
+        return Checkpoint(components.pop("model"), self.config.mel,
+                          list(self.speakers.names) if self.speakers else [], task, info=self._info(),
+                          components=components)
+
+    def _info(self) -> dict:
+        """What a saved model records of its run: step, epoch, facts from the data, the last validation."""
         info = {"step": self.step, "epoch": self.epoch, **self.data.info}
         info.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.last_valid.items()})
-        return Checkpoint(components.pop("model"), self.config.mel,
-                          list(self.speakers.names) if self.speakers else [], task, info=info, components=components)
+        return info
+
+    def _save_model(self) -> None:
+        """``model.safetensors``: a model checkpoint, or a vocoder file when the trainable exports a vocoder alone."""
+        model = self.ema if self.ema is not None else self.model
+        components = model.export()
+        if "model" in components:
+            save_checkpoint(self.out_dir / MODEL_FILE, self._checkpoint())
+        else:
+            save_vocoder(self.out_dir / MODEL_FILE, components["vocoder"], info=self._info())
 
     def save(self) -> None:
         """``model.safetensors`` (the usable model) and ``state.pt`` (everything to resume), atomically, rank 0."""
@@ -487,7 +501,7 @@ class Trainer:
             rngs = gathered
         if not self.is_main:
             return
-        save_checkpoint(self.out_dir / MODEL_FILE, self._checkpoint())
+        self._save_model()
         state = {
             "model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizers": {g: o.state_dict() for g, o in self.optimizers.items()},

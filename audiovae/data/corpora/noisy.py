@@ -223,7 +223,7 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
                  noise=job.noise, snr=job.snr), ""
 
 
-def _real_voice(cfg: NoisyCorpusConfig, test_files: int) -> list[Entry]:
+def real_voice(cfg: NoisyCorpusConfig, test_files: int) -> list[Entry]:
     """festvox-ru's recordings as clean speech of speaker ``ru_nsh``.
 
     5 % go to valid and ``test_files`` to test (as many as the synthetic voices have, so that neither group
@@ -261,7 +261,7 @@ def _clean_sources(cfg: NoisyCorpusConfig, out: Path, progress: bool) -> list[En
     sources = [Entry(**{**vars(e), "path": str(resolve(manifest, e.path))}) for e in read_manifest(manifest)]
     if not cfg.real_voice:
         return sources
-    return sources + _real_voice(cfg, sum(e.split == "test" for e in sources))
+    return sources + real_voice(cfg, sum(e.split == "test" for e in sources))
 
 
 def _music_files(cfg: NoisyCorpusConfig) -> list[str]:

@@ -1,0 +1,114 @@
+"""A trainable mel -> waveform vocoder: a ConvNeXt backbone at the frame rate and an inverse-STFT head (Vocos).
+
+Siuzdak 2023 ("Vocos: Closing the gap between time-domain and Fourier-based neural vocoders") keeps every layer at
+the mel frame rate and predicts, per frame, the STFT's log magnitude and phase; one inverse STFT makes the waveform.
+There is no upsampling stack, so it costs a fraction of a HiFi-GAN generator (Vocos reports 170x realtime on a CPU).
+The head here predicts exactly the front end's STFT (same ``n_fft``, hop and window), so its frames line up with the
+log-mel frames it is given, and :func:`audiovae.features.istft` turns them into samples.
+
+The log-mel input is standardised per band with statistics learned from the training data (``prepare`` in
+:mod:`.training`); they are buffers, saved with the weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..features import MelConfig, hann_window, istft
+from .base import Vocoder, fit_length
+from .registry import register_vocoder
+
+__all__ = ["ConvNeXtBlock", "NeuralVocoder"]
+
+MAX_LOG_MAGNITUDE = 4.6  # exp(4.6) ~ 100: Vocos clips the predicted magnitude there, so early steps cannot overflow
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv (time) -> LayerNorm -> pointwise MLP (GELU) -> layer scale -> residual, on ``[B, C, T]``."""
+
+    def __init__(self, dim: int, intermediate: int, kernel: int = 7, layer_scale: float = 0.1) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, intermediate)
+        self.act = nn.GELU()
+        self.pw2 = nn.Linear(intermediate, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).transpose(1, 2)
+        y = self.pw2(self.act(self.pw1(self.norm(y))))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+@register_vocoder
+class NeuralVocoder(Vocoder):
+    """Vocoder: log-mel ``[B, n_mels, frames]`` -> waveform ``[B, T]`` by a ConvNeXt stack and an inverse STFT.
+
+    Args:
+        config: the front end whose log-mels it inverts (its STFT is also the head's).
+        dim: channels of the backbone.
+        intermediate: hidden width of each block's pointwise MLP.
+        layers: ConvNeXt blocks.
+        kernel: depthwise kernel (frames).
+    """
+
+    vocoder_type = "neural"
+
+    def __init__(self, config: MelConfig | None = None, dim: int = 256, intermediate: int = 768, layers: int = 8,
+                 kernel: int = 7) -> None:
+        super().__init__()
+        self.config = config or MelConfig()
+        for name, value in (("dim", dim), ("intermediate", intermediate), ("layers", layers)):
+            if value < 1:
+                raise ConfigError(f"neural vocoder: {name}={value} must be >= 1")
+        if kernel < 1 or kernel % 2 == 0:
+            raise ConfigError(f"neural vocoder: kernel={kernel} must be odd and >= 1")
+        if self.config.power != 1.0:
+            raise ConfigError(f"neural vocoder: mel.power={self.config.power}; it predicts magnitude (power 1) STFTs")
+        self.dim, self.intermediate, self.layers, self.kernel = dim, intermediate, layers, kernel
+        n_mels, n_freqs = self.config.n_mels, self.config.n_freqs
+        self.register_buffer("mel_mean", torch.zeros(n_mels))
+        self.register_buffer("mel_std", torch.ones(n_mels))
+        self.register_buffer("window", hann_window(self.config), persistent=False)
+        self.embed = nn.Conv1d(n_mels, dim, kernel, padding=kernel // 2)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, intermediate, kernel, 1.0 / layers) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, 2 * n_freqs)  # log magnitude and phase of every STFT bin
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-band log-mel statistics of the training data (``[n_mels]`` each)."""
+        self.mel_mean.copy_(mean)
+        self.mel_std.copy_(std.clamp_min(1e-3))
+
+    def spectrum(self, logmel: torch.Tensor) -> torch.Tensor:
+        """The predicted complex STFT ``[B, n_freqs, frames]`` (float32) of log-mel ``[B, n_mels, frames]``."""
+        if logmel.dim() != 3 or logmel.shape[1] != self.config.n_mels:
+            raise ConfigError(f"neural vocoder: expected log-mel [batch, {self.config.n_mels}, frames], "
+                              f"got {list(logmel.shape)}")
+        x = (logmel - self.mel_mean[:, None]) / self.mel_std[:, None]
+        x = self.norm(self.embed(x).transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            log_mag, phase = out.float().chunk(2, dim=1)
+            mag = torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE))
+            return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+
+    def generate(self, logmel: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """Differentiable waveform ``[B, T]`` (the training path); ``length`` defaults to ``(frames - 1) * hop``."""
+        spec = self.spectrum(logmel)
+        with torch.autocast(device_type=spec.device.type, enabled=False):
+            return istft(spec, self.config, self.window, length)
+
+    def forward(self, logmel: torch.Tensor, length: int | None = None, *, progress: bool = False) -> torch.Tensor:
+        natural = (logmel.shape[-1] - 1) * self.config.hop_length  # the inverse STFT reaches one hop further
+        n = natural if length is None else min(length, natural + self.config.hop_length)
+        return fit_length(self.generate(logmel.float(), n), length)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, intermediate={self.intermediate}, layers={self.layers}, kernel={self.kernel}"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The neural vocoder end to end: corpus (+ festvox-ru's real voice) -> train (GAN) and the loss-only variant ->
+# evaluate on held-out real and synthetic speech beside Griffin-Lim -> speed -> export the bundled vocoder.
+# Usage: bash recipes/vocoder/run.sh [WORK_DIR] [extra key=value overrides for `audiovae train`]
+# Times and the numbers to expect: recipes/vocoder/README.md. The export writes WORK_DIR/vocoder.safetensors (fp16)
+# and installs it as the package's bundled vocoder (audiovae/assets/models/vocoder.safetensors) only when there is
+# none yet or its evaluation is better.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+work=${1:-work/vocoder}; shift || true
+mkdir -p "$work"
+[ -f "$work/speech/manifest.jsonl" ] || audiovae corpus speech "$work/speech"
+python "$here/manifest.py" "$work/speech" "$work/data"
+data="$work/data/manifest.jsonl"
+train() {  # train() OUT_DIR [overrides]: an interrupted (or finished) run continues
+  local out=$1; shift
+  local resume=(); [ -f "$out/state.pt" ] && resume=(--resume)
+  audiovae train vocoder "data.train=$data" "train.out_dir=$out" "${resume[@]}" "$@"
+}
+train "$work/run" "$@"
+train "$work/run_loss_only" model.adversarial=false "$@"
+for who in real synthetic; do
+  audiovae evaluate vocoder --vocoder "$work/run/model.safetensors" --vocoder "$work/run_loss_only/model.safetensors" \
+    --data "$data" --voices "$who" --files 24 --json "$work/evaluate_$who.json"
+done
+python "$root/bench/vocoder.py" --vocoder "$work/run/model.safetensors"
+python "$here/export.py" "$work/run/model.safetensors" --evaluation "$work/evaluate_real.json" \
+  -o "$work/vocoder.safetensors" --install "$root/audiovae/assets/models/vocoder.safetensors"
