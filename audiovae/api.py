@@ -132,7 +132,7 @@ class SpeechDenoiser(Model):
             raise ConfigError("a waveform needs its sample_rate (or pass a file path)")
         else:
             wave, rate = torch.as_tensor(source, dtype=torch.float32), sample_rate
-        return Denoiser(self.checkpoint, strength, method)(wave, rate), rate
+        return Denoiser(self.checkpoint, strength, method, vocoder=self.vocoder)(wave, rate), rate
 
 
 class MusicGenerator(Model):

@@ -171,10 +171,11 @@ def _check_components(components: dict[str, nn.Module], mel: MelConfig) -> None:
         raise CheckpointError(f"vocoder type {voc.vocoder_type!r} is not registered (register_vocoder), so a saved "
                               "file could not be loaded")
     if voc.config.fingerprint() != mel.fingerprint():
-        raise CheckpointError(f"the vocoder was made for other features than the model ({_mel_diff(voc.config, mel)})")
+        raise CheckpointError("the vocoder was made for other features than the model "
+                              f"({mel_difference(voc.config, mel)})")
 
 
-def _mel_diff(a: MelConfig, b: MelConfig) -> str:
+def mel_difference(a: MelConfig, b: MelConfig) -> str:
     da, db = a.to_dict(), b.to_dict()
     fields = [f"{k} {da[k]} vs {db[k]}" for k in da if da[k] != db.get(k)]
     return f"mel fingerprint {a.fingerprint()} vs {b.fingerprint()}: " + ", ".join(fields)
@@ -285,8 +286,14 @@ def _pointed(path: Path, pointer: dict, mel: MelConfig, seen: frozenset[Path]) -
     vocoder = _load_vocoder(target, seen | {target.resolve()})
     if vocoder.config.fingerprint() != mel.fingerprint():
         raise CheckpointError(f"{path}: its vocoder {target} was made for other features "
-                              f"({_mel_diff(mel, vocoder.config)})")
+                              f"({mel_difference(mel, vocoder.config)})")
     return vocoder
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict:
+    """A checkpoint's or vocoder file's metadata (front end, components, ``info``: training step, validation,
+    evaluation) without building any module."""
+    return _open(Path(path))[1]
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Checkpoint:

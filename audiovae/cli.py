@@ -158,36 +158,41 @@ def example(output: OutOpt = Path("example.wav")) -> None:
 def resynth(
     input: Annotated[Path, typer.Argument(help="Audio file to analyse and resynthesise.")],
     output: OutOpt,
-    n_iter: Annotated[int, typer.Option("--n-iter", min=0, help="Griffin-Lim iterations.")] = 32,
-    momentum: Annotated[float, typer.Option(min=0.0, max=0.999,
-                                            help="Fast Griffin-Lim momentum (0 = classic).")] = 0.99,
-    seed: Annotated[int, typer.Option(help="Seed of the random initial phase.")] = 0,
+    vocoder: VocoderOpt = None,
+    n_iter: Annotated[int | None, typer.Option("--n-iter", min=0, help="Griffin-Lim iterations (default 32; "
+                                               "implies --vocoder griffin-lim).")] = None,
+    momentum: Annotated[float | None, typer.Option(min=0.0, max=0.999, help="Fast Griffin-Lim momentum (default "
+                                                   "0.99; 0 = classic).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of Griffin-Lim's random initial phase (default 0).")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Wave -> log-mel -> Griffin-Lim -> wave: the analysis-synthesis baseline every model is compared with.
+    """Wave -> log-mel -> vocoder -> wave: the analysis-synthesis baseline every model is compared with.
 
     The output is at the model rate (22.05 kHz), mono, 16-bit unless the extension says otherwise.
 
-    Example: audiovae resynth speech.wav -o speech_gl.wav --n-iter 64
+    Examples: audiovae resynth speech.wav -o speech_gl.wav --n-iter 64;
+    audiovae resynth speech.wav -o speech_neural.wav --vocoder neural
     """
     from . import audio
     from .device import resolve_device
     from .features import MelConfig
     from .fileio import check_output_path
+    from .pipelines.latent import choose_vocoder
     from .pipelines.resynth import resynthesize
-    from .vocoders import GriffinLim
 
     config = MelConfig()
     dev = resolve_device(device)
     check_output_path(output)
     wave, sr = audio.load(input, config.sample_rate, min_samples=config.min_samples)
     t0 = time.perf_counter()
-    vocoder = GriffinLim(config, n_iter=n_iter, momentum=momentum, seed=seed).to(dev)
-    out = resynthesize(wave, vocoder, progress=True)
+    settings = {k: v for k, v in (("n_iter", n_iter), ("momentum", momentum), ("seed", seed)) if v is not None}
+    synth = choose_vocoder(vocoder or ("griffin-lim" if settings else None), config, **settings).to(dev)
+    out = resynthesize(wave, synth, progress=True)
     elapsed = time.perf_counter() - t0
     audio.save(output, out, sr)
     seconds = wave.numel() / sr
-    typer.echo(f"wrote {output} ({_seconds(seconds)}, {seconds / max(elapsed, 1e-9):.0f}x realtime on {dev})")
+    typer.echo(f"wrote {output} ({_seconds(seconds)}, {synth.vocoder_type}, "
+               f"{seconds / max(elapsed, 1e-9):.0f}x realtime on {dev})")
 
 
 @command
@@ -216,8 +221,10 @@ ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.safe
                                          "or a bundled model's name.", dir_okay=False)]
 VCModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.safetensors) of a speaker-conditioned "
                                           "model, or a bundled model's name.", dir_okay=False)]
-VocoderOpt = Annotated[str | None, typer.Option("--vocoder", help="Vocoder that turns log-mels into audio "
-                                               "(default: the model's own, Griffin-Lim).")]
+VocoderOpt = Annotated[str | None, typer.Option("--vocoder", help="What turns log-mels into audio: griffin-lim, "
+                                               "neural (the bundled neural vocoder) or a vocoder file from "
+                                               "`audiovae train vocoder`. Default: the model's own vocoder, else the "
+                                               "bundled neural one, else Griffin-Lim.")]
 SpeakerOpt = Annotated[str | None, typer.Option("--speaker", "-s", help="Speaker name or index (conditioned models; "
                                                 "see `audiovae info CKPT`).")]
 
@@ -252,7 +259,7 @@ def train(
 
 @command
 def reconstruct(input: Annotated[Path, typer.Argument(help="Audio file.")], output: OutOpt,
-                model: ModelOpt = Path("voice_conversion"), speaker: SpeakerOpt = None,
+                model: ModelOpt = Path("voice_conversion"), speaker: SpeakerOpt = None, vocoder: VocoderOpt = None,
                 device: DeviceOpt = "auto") -> None:
     """Pass a file through a trained model: encode, decode (posterior mean), vocode. Compare with `resynth`.
     Without --model, the bundled voice-conversion model (then --speaker picks the voice it is decoded in).
@@ -266,7 +273,7 @@ def reconstruct(input: Annotated[Path, typer.Argument(help="Audio file.")], outp
     check_output_path(output)
     ckpt = _load(model, device)
     wave, sr = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
-    audio.save(output, latent.reconstruct(wave, ckpt, speaker), sr)
+    audio.save(output, latent.reconstruct(wave, ckpt, speaker, latent.vocoder_for(ckpt, vocoder)), sr)
     typer.echo(f"wrote {output}")
 
 
@@ -294,7 +301,8 @@ def encode(input: Annotated[Path, typer.Argument(help="Audio file.")],
 
 @command
 def decode(latents: Annotated[Path, typer.Argument(help="Latents (.npz from `audiovae encode`, or an older .npy).")],
-           output: OutOpt, model: ModelOpt, speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+           output: OutOpt, model: ModelOpt, speaker: SpeakerOpt = None, vocoder: VocoderOpt = None,
+           device: DeviceOpt = "auto") -> None:
     """Decode latents (.npz from `audiovae encode`, or a .npy array [latent_dim, frames]) to audio.
 
     Example: audiovae decode z.npz -o out.wav --model model.safetensors
@@ -312,7 +320,8 @@ def decode(latents: Annotated[Path, typer.Argument(help="Latents (.npz from `aud
     if hop != ckpt.model.hop_factor:
         raise AudiovaeError(f"{latents}: latents at hop factor {hop}; this model's is {ckpt.model.hop_factor} "
                             "(encoded with another model?)")
-    audio.save(output, latent.decode(saved.levels[0], ckpt, speaker), ckpt.mel.sample_rate)
+    audio.save(output, latent.decode(saved.levels[0], ckpt, speaker, latent.vocoder_for(ckpt, vocoder)),
+               ckpt.mel.sample_rate)
     typer.echo(f"wrote {output}")
 
 
@@ -321,7 +330,7 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
                 b: Annotated[Path, typer.Argument(help="Second audio file.")], output: OutOpt, model: ModelOpt,
                 steps: Annotated[int, typer.Option(help="Points on the path, ends included.", min=2)] = 5,
                 path: Annotated[str, typer.Option(help="linear or slerp (spherical, per latent frame).")] = "linear",
-                speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+                speaker: SpeakerOpt = None, vocoder: VocoderOpt = None, device: DeviceOpt = "auto") -> None:
     """Walk the latent space from A to B; the output holds the steps one after another, 0.3 s apart.
 
     Example: audiovae interpolate a.wav b.wav -o walk.wav --steps 5 --path slerp --model model.safetensors
@@ -331,7 +340,7 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
     from .fileio import check_output_path
 
     check_output_path(output)
-    wave, sr = Model(_load(model, device)).interpolate(a, b, steps, path, speaker)
+    wave, sr = Model(_load(model, device), vocoder).interpolate(a, b, steps, path, speaker)
     audio.save(output, wave, sr)
     typer.echo(f"wrote {output} ({steps} steps)")
 
@@ -356,6 +365,7 @@ def sample_music(
     no_prior: Annotated[bool, typer.Option("--no-prior", help="Draw every latent frame from N(0, I) instead of "
                                            "the learned prior (the baseline, to hear what the prior adds).")
                         ] = False,
+    vocoder: VocoderOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Generate music from a music model's latent space: latent sequences drawn from its learned prior (a GRU over
@@ -377,11 +387,11 @@ def sample_music(
     paths = [out_dir / f"{stem}_{seed + i:03d}.wav" for i in range(n)]
     for p in paths:
         check_output_path(p)
-    vocoder = vocoder_for(ckpt)
+    synth = vocoder_for(ckpt, vocoder)
     busy = 0.0
     for i, p in enumerate(paths):  # one file at a time: memory does not grow with -n
         t0 = time.perf_counter()
-        mels, waves = music.generate(ckpt, 1, seconds, temperature, seed + i, source, walk, vocoder)
+        mels, waves = music.generate(ckpt, 1, seconds, temperature, seed + i, source, walk, synth)
         busy += time.perf_counter() - t0
         audio.save(p, waves[0], ckpt.mel.sample_rate)
         if plot:
@@ -518,6 +528,7 @@ def denoise(
                                         "log-mel with the vocoder; prior: no denoiser, a VAE of clean speech "
                                         "(--model, e.g. from `audiovae train speech_vae`) with a noise model fitted "
                                         "to each file (VAE-NMF; slow).")] = "mask",
+    vocoder: VocoderOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Remove noise from speech. Files of any length are processed in 30-s chunks with crossfades (memory does
@@ -532,7 +543,9 @@ def denoise(
     from .pipelines.batch import output_name
     from .pipelines.denoise import Denoiser, denoise_file
 
-    denoiser = Denoiser(_load(model, device), strength, method)
+    if vocoder is not None and method != "vocoder":
+        raise AudiovaeError(f"--vocoder applies to --method vocoder only (this is --method {method})")
+    denoiser = Denoiser(_load(model, device), strength, method, vocoder=vocoder)
 
     def work(src: Path, dst: Path) -> str:
         seconds = audio.info(src).duration
@@ -635,6 +648,59 @@ def evaluate_denoise(
     entries = discover(data)
     train_noises = {e.noise for e in entries if e.split == "train" and e.noise}
     report = run(denoiser, [e for e in entries if e.split == "test"], train_noises, limit=limit)
+    _print_report(report, json_out)
+
+
+@evaluate_app.command(name="vocoder")
+@_guarded
+def evaluate_vocoder(
+    data: Annotated[Path, typer.Option("--data", help="A corpus folder or manifest (its test split is scored), "
+                                                      "or a folder of audio files.")],
+    vocoders: Annotated[list[str] | None, typer.Option("--vocoder", help="A vocoder to score (repeatable): "
+                                                       "neural (the bundled one) or a vocoder file. Griffin-Lim 32 "
+                                                       "and 100 are always scored beside it.")] = None,
+    voices: Annotated[str, typer.Option(help="real (the recorded voice, festvox-ru's ru_nsh), synthetic (the "
+                                        "corpus's TTS voices) or all.")] = "all",
+    files: Annotated[int, typer.Option(help="Score an evenly spaced subset of this many files (0 = all).",
+                                       min=0)] = 24,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.",
+                                                  dir_okay=False)] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Vocoders from the true log-mels of held-out audio: DNSMOS (P.808, OVRL, SIG, BAK), PESQ-wb, mel L1 and
+    multi-resolution STFT distance to the original, and speed, beside Griffin-Lim 32 and 100 and the original.
+
+    Example: audiovae evaluate vocoder --data corpora/speech --vocoder runs/vocoder/model.safetensors --json v.json
+    """
+    from .data.corpora.noisy import REAL_SPEAKER
+    from .data.layouts import discover
+    from .device import resolve_device
+    from .evaluation.vocoder import evaluate_vocoders
+    from .features import MelConfig
+    from .pipelines.latent import choose_vocoder
+
+    if voices not in ("real", "synthetic", "all"):
+        raise AudiovaeError(f"--voices {voices!r}: choose real, synthetic or all")
+    dev = resolve_device(device)
+    chosen = {}
+    for spec in vocoders or ["neural"]:
+        v = choose_vocoder(spec, MelConfig())
+        where = "bundled" if spec == "neural" else Path(spec).stem
+        where = Path(spec).parent.name if where == "model" else where  # a training run's model.safetensors
+        chosen[f"{v.vocoder_type} ({where})"] = v.to(dev)
+    mel = next(iter(chosen.values())).config
+    for label, v in list(chosen.items()):
+        if v.config.fingerprint() != mel.fingerprint():
+            raise AudiovaeError(f"--vocoder {label}: made for other features than the first --vocoder")
+    for n in (32, 100):
+        chosen[f"Griffin-Lim {n}"] = choose_vocoder("griffin-lim", mel, n_iter=n).to(dev)
+    entries = discover(data)
+    test = [e for e in entries if e.split == "test"] or entries
+    if voices != "all":
+        test = [e for e in test if (e.speaker == REAL_SPEAKER) == (voices == "real")]
+    if not test:
+        raise AudiovaeError(f"{data}: no held-out ({voices}) files to score")
+    report = evaluate_vocoders(chosen, test, mel, files)
     _print_report(report, json_out)
 
 

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+from .features import MelConfig
+
+if TYPE_CHECKING:
+    from .vocoders import Vocoder
 
 MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
 BUNDLED: dict[str, str] = {
@@ -21,6 +26,26 @@ BUNDLED: dict[str, str] = {
              "music corpus; recipes/music/run.sh",
 }
 DEFAULT_VC = "voice_conversion"
+VOCODER = MODELS_DIR / "vocoder.safetensors"  # the bundled neural vocoder (recipes/vocoder/run.sh); not a model
+
+
+def bundled_vocoder(mel: MelConfig, required: bool = False) -> Vocoder | None:
+    """The bundled neural vocoder when it exists and was made for front end ``mel``; else ``None``, or a
+    ``ConfigError`` saying why when ``required`` (``--vocoder neural``)."""
+    from .checkpoint import load_vocoder, mel_difference  # the checkpoint module imports this one
+
+    if not VOCODER.is_file():
+        if required:
+            raise ConfigError(f"--vocoder neural: no trained vocoder here ({VOCODER} is missing); give a vocoder "
+                              "file (audiovae train vocoder) as --vocoder PATH")
+        return None
+    vocoder = load_vocoder(VOCODER)
+    if vocoder.config.fingerprint() != mel.fingerprint():
+        if required:
+            raise ConfigError("--vocoder neural: the bundled vocoder was made for other features than the model's "
+                              f"({mel_difference(mel, vocoder.config)}); train one for them (audiovae train vocoder)")
+        return None
+    return vocoder
 
 
 def bundled_path(name: str) -> Path:

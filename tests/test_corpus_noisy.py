@@ -23,7 +23,6 @@ from audiovae.data.corpora.noisy import (
     NoisyCorpusConfig,
     _clean_sources,
     _plan,
-    real_voice,
     _reverberate,
     _room,
     build_noisy_corpus,
@@ -31,6 +30,7 @@ from audiovae.data.corpora.noisy import (
     cut_at_pause,
     direct_path,
     noise_snr_grid,
+    real_voice,
 )
 from audiovae.data.manifest import Entry, read_manifest, write_manifest
 from audiovae.data.mixing import rms

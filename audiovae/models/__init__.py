@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ..errors import ConfigError
+from ..vocoders.training import VocoderTraining
 from .base import CollapseWarning, LatentModel, LossOutput, ModelConfig
 from .bottlenecks import Bottleneck, DiagonalGaussian, GaussianBottleneck, Posterior, Regularisation
 from .parts import ConvDecoder, ConvEncoder
 from .prior import LatentPrior, PriorConfig, PriorTraining, build_prior
 from .vae import CVAE, ConvAutoencoder, ConvConfig, ConvVAE, VAEConfig
-from ..vocoders.training import VocoderTraining
 
 __all__ = ["MODELS", "build_model", "CollapseWarning", "LatentModel", "LossOutput", "ModelConfig", "Posterior",
            "Regularisation", "Bottleneck", "DiagonalGaussian", "GaussianBottleneck", "ConvEncoder", "ConvDecoder",

@@ -27,6 +27,7 @@ from ..checkpoint import Checkpoint
 from ..errors import ConfigError
 from ..features import MelConfig, MelSpectrogram, hann_window, hz_to_mel, istft, mel_to_hz, stft
 from ..fileio import atomic_path
+from ..vocoders import Vocoder
 from .latent import vocoder_for
 from .vae_nmf import VAENMFConfig, vae_nmf
 
@@ -98,6 +99,7 @@ class Denoiser:
     method: str = "mask"
     floor: float = 0.01
     prior: VAENMFConfig | None = None
+    vocoder: str | Vocoder | None = None  # method "vocoder": a vocoder, or a --vocoder spec (default: the model's)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -143,7 +145,8 @@ class Denoiser:
         cfg, n = self.ckpt.mel, x.shape[-1]
         if self.method == "vocoder":
             if self._vocoder is None:
-                self._vocoder = vocoder_for(self.ckpt)
+                v = self.vocoder
+                self._vocoder = v.to(self.device) if isinstance(v, Vocoder) else vocoder_for(self.ckpt, v)
             y = self._vocoder(clean, length=clean.shape[-1] * cfg.hop_length)[0, :model_samples].cpu().numpy()
             y = torch.from_numpy(audio.resample(y, cfg.sample_rate, sample_rate))
             return torch.nn.functional.pad(y, (0, max(0, n - y.numel())))[:n].expand_as(x)

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, mel_difference
 from ..data.datasets import SpeakerMap
 from ..errors import AudiovaeError, ConfigError
-from ..features import MelSpectrogram
+from ..features import MelConfig, MelSpectrogram
 from ..fileio import atomic_path, check_output_path
-from ..vocoders import Vocoder, build_vocoder
+from ..vocoders import VOCODERS, Vocoder, build_vocoder
+from ..vocoders.neural import NeuralVocoder
 
 
 def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | None:
@@ -43,21 +44,48 @@ def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | No
     return torch.tensor([index], device=ckpt.model.mel_mean.device)
 
 
-def vocoder_for(ckpt: Checkpoint, name: str | None = None, **overrides) -> Vocoder:
-    """The vocoder to use with ``ckpt``, on the model's device: the trained vocoder the checkpoint carries (or points
-    to) unless another ``name`` is asked for; else ``name`` (default: the checkpoint's) built from the checkpoint's
-    settings for it, updated with ``overrides``."""
-    device = ckpt.model.mel_mean.device
-    carried = ckpt.trained_vocoder
-    if carried is not None and name in (None, carried.vocoder_type):
+def choose_vocoder(spec: str | None, mel: MelConfig, carried: Vocoder | None = None, stored: dict | None = None,
+                   **overrides) -> Vocoder:
+    """The vocoder ``--vocoder SPEC`` names, for log-mels of front end ``mel`` (on the CPU; move it after).
+
+    ``spec`` is a registered name (``griffin-lim``), ``neural`` (the trained vocoder a checkpoint carries, else the
+    bundled one), or the path of a vocoder file (``audiovae train vocoder``'s ``model.safetensors``, or a model
+    checkpoint that carries one). ``None`` picks the default: the carried vocoder, else the bundled neural vocoder
+    when it was made for ``mel``, else ``stored`` (a checkpoint's vocoder settings; Griffin-Lim). ``overrides`` are
+    settings of a vocoder built by name (``n_iter`` of Griffin-Lim); a trained vocoder takes none.
+    """
+    from ..checkpoint import DEFAULT_VOCODER, load_vocoder
+    from ..pretrained import bundled_vocoder
+
+    stored = stored or dict(DEFAULT_VOCODER)
+    trained: Vocoder | None = None
+    if spec is None or spec == NeuralVocoder.vocoder_type:
+        trained = carried or bundled_vocoder(mel, required=spec is not None)
+    elif spec not in VOCODERS:
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"--vocoder {spec}: neither a vocoder ({', '.join(sorted(VOCODERS))}) nor a file")
+        trained = load_vocoder(path)
+        if trained.config.fingerprint() != mel.fingerprint():
+            raise ConfigError(f"--vocoder {spec}: made for other features than the model's "
+                              f"({mel_difference(mel, trained.config)})")
+    if trained is not None:
         if overrides:
-            raise ConfigError(f"the checkpoint's trained {carried.vocoder_type} vocoder takes no settings "
+            raise ConfigError(f"the trained {trained.vocoder_type} vocoder takes no settings "
                               f"({', '.join(overrides)}); ask for another vocoder by name to change them")
-        return carried.to(device)
-    stored = ckpt.vocoder.get("name", "griffin-lim")
-    name = name or stored
-    settings = {k: v for k, v in ckpt.vocoder.items() if k not in ("name", "path")} if name == stored else {}
-    return build_vocoder(name, ckpt.mel, **(settings | overrides)).to(device)
+        return trained
+    name = spec or stored.get("name", DEFAULT_VOCODER["name"])
+    settings = {k: v for k, v in stored.items() if k not in ("name", "path")} if name == stored.get("name") else {}
+    return build_vocoder(name, mel, **(settings | overrides))
+
+
+def vocoder_for(ckpt: Checkpoint, name: str | None = None, **overrides) -> Vocoder:
+    """The vocoder to use with ``ckpt`` (:func:`choose_vocoder`: ``name`` is ``--vocoder``), on the model's device."""
+    carried = ckpt.trained_vocoder
+    if carried is not None and name not in (None, NeuralVocoder.vocoder_type, carried.vocoder_type):
+        carried = None  # another vocoder asked for by name
+    vocoder = choose_vocoder(name, ckpt.mel, carried, ckpt.vocoder, **overrides)
+    return vocoder.to(ckpt.model.mel_mean.device)
 
 
 def logmel(wave: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:

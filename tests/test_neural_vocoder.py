@@ -1,0 +1,224 @@
+"""The neural vocoder: generator shapes and alignment, discriminators and GAN losses, training through the shared
+engine (adversarial and loss-only), its file, `--vocoder griffin-lim|neural|PATH` everywhere, and `evaluate vocoder`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import SR, chirp, log_rows, run_cli, sine, train_clips
+
+from audiovae import pretrained
+from audiovae.checkpoint import load_vocoder, read_metadata, save_vocoder
+from audiovae.errors import ConfigError
+from audiovae.features import MelConfig, MelSpectrogram
+from audiovae.pipelines.latent import choose_vocoder
+from audiovae.vocoders import VOCODERS, GriffinLim, NeuralVocoder
+from audiovae.vocoders.discriminators import Discriminators, discriminator_loss, feature_loss, generator_loss
+from audiovae.vocoders.training import VocoderTraining, VocoderTrainingConfig
+
+TINY = {"dim": 32, "intermediate": 64, "layers": 2}
+MEL = MelConfig()  # the speech models' front end (f_max 8 kHz)
+
+
+def tiny_training(adversarial: bool = True, **kw) -> VocoderTraining:
+    torch.manual_seed(0)
+    return VocoderTraining(VocoderTrainingConfig(**TINY, adversarial=adversarial, periods=(2, 3),
+                                                 resolutions=((256, 64),), period_channels=(8, 16),
+                                                 resolution_channels=8, mel=MEL.to_dict(), **kw))
+
+
+def batch_of(waves: list[np.ndarray], frames: int = 24) -> dict[str, torch.Tensor]:
+    n = frames * MEL.hop_length
+    wave = torch.stack([torch.from_numpy(w[:n]) for w in waves])
+    mel = MelSpectrogram(MEL)(wave)[..., :frames]
+    return {"wave": wave, "mel": mel, "length": torch.full((len(waves),), frames), "speaker": torch.full((2,), -1)}
+
+
+def test_generator_maps_frames_to_hops_and_cuts_or_pads_to_any_length():
+    v = NeuralVocoder(MEL, **TINY).eval()
+    logmel = torch.randn(2, 80, 40)
+    with torch.inference_mode():
+        assert v(logmel).shape == (2, 39 * MEL.hop_length)
+        assert v(logmel, length=40 * MEL.hop_length).shape == (2, 40 * MEL.hop_length)
+        assert v(logmel, length=1000).shape == (2, 1000)
+        long = v(logmel, length=41 * MEL.hop_length + 7)
+    assert long.shape == (2, 41 * MEL.hop_length + 7)
+    assert long[:, 40 * MEL.hop_length + 1:].abs().max() == 0  # past what the frames cover: zeros, not noise
+    with pytest.raises(ConfigError, match="expected log-mel"):
+        v(torch.randn(2, 64, 10))
+    with pytest.raises(ConfigError, match="kernel"):
+        NeuralVocoder(MEL, kernel=4)
+
+
+def test_generator_frames_line_up_with_the_front_end():
+    """The head predicts the front end's own STFT: a generator whose spectrum is the analysis STFT of a signal
+    returns that signal (the inverse STFT it ends with is exact), so output frames sit where the input frames do."""
+    from audiovae.features import hann_window, stft
+
+    v = NeuralVocoder(MEL, **TINY)
+    y = torch.from_numpy(chirp(1.0))[None]
+    spec = stft(y, MEL, hann_window(MEL))
+    v.spectrum = lambda logmel: spec  # the head's output replaced by the true STFT
+    out = v(torch.zeros(1, 80, spec.shape[-1]), length=y.shape[-1])
+    assert torch.allclose(out, y, atol=1e-4)
+
+
+def test_discriminators_and_least_squares_losses():
+    d = Discriminators(periods=(2, 3), resolutions=((256, 64),), period_channels=(8, 16), resolution_channels=8)
+    judged = d(torch.randn(3, 4096))
+    assert len(judged) == 3
+    for logits, maps in judged:
+        assert logits.shape[0] == 3 and len(maps) >= 3
+    ones, zeros = [torch.ones(4, 5)], [torch.zeros(4, 5)]
+    assert discriminator_loss(ones, zeros) == 0  # a perfect judge
+    assert discriminator_loss(zeros, ones) == 2
+    assert generator_loss(ones) == 0 and generator_loss(zeros) == 1
+    maps = [[torch.ones(2, 3), torch.zeros(2, 3)]]
+    assert feature_loss(maps, maps) == 0
+    assert feature_loss(maps, [[torch.zeros(2, 3), torch.zeros(2, 3)]]) == pytest.approx(0.5)
+
+
+def test_loss_groups_follow_the_schedule():
+    model = tiny_training(adversarial=True, adversarial_start=10)
+    batch = batch_of([chirp(1.0), sine(220, 1.0, SR)])
+    early, late = model.loss(batch, 0), model.loss(batch, 10)
+    assert set(early.losses) == {"model"} and set(late.losses) == {"model", "disc"}
+    assert {"adversarial", "feature_matching"} <= set(late.logs)
+    assert set(tiny_training(adversarial=False).param_groups()) == {"model"}
+    assert set(model.param_groups()) == {"model", "disc"}
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_a_tiny_vocoder_learns_one_batch(adversarial):
+    model = tiny_training(adversarial=adversarial)
+    batch = batch_of([chirp(1.0), sine(220, 1.0, SR)])
+    model.prepare([batch])
+    opts = {g: torch.optim.AdamW(p, lr=3e-3, betas=(0.8, 0.99)) for g, p in model.param_groups().items()}
+    first = None
+    for step in range(150):
+        out = model.loss(batch, step)
+        for o in opts.values():
+            o.zero_grad()
+        for i, (g, loss) in enumerate(out.losses.items()):
+            loss.backward(inputs=model.param_groups()[g], retain_graph=i < len(out.losses) - 1)
+        for o in opts.values():
+            o.step()
+        first = first if first is not None else float(out.logs["mel_l1"])
+    assert float(out.logs["mel_l1"]) < 0.5 * first
+
+
+def test_vocoder_file_round_trip_fp32_and_fp16(tmp_path):
+    v = NeuralVocoder(MEL, **TINY).eval()
+    v.set_normalization(torch.linspace(-5, 0, 80), torch.full((80,), 2.0))
+    logmel = MelSpectrogram(MEL)(torch.from_numpy(chirp(1.0))[None])
+    save_vocoder(tmp_path / "v.safetensors", v, info={"step": 3})
+    save_vocoder(tmp_path / "v16.safetensors", v, dtype=torch.float16)
+    back, half = load_vocoder(tmp_path / "v.safetensors"), load_vocoder(tmp_path / "v16.safetensors")
+    assert isinstance(back, NeuralVocoder) and back.settings() == {"dim": 32, "intermediate": 64, "layers": 2,
+                                                                   "kernel": 7}
+    assert torch.equal(back.mel_mean, v.mel_mean)
+    with torch.inference_mode():
+        a, b, c = v(logmel), back(logmel), half(logmel)
+    assert torch.equal(a, b)
+    assert float((a - c).pow(2).sum() / a.pow(2).sum()) < 1e-3  # fp16 weights: > 30 dB SNR
+    assert read_metadata(tmp_path / "v.safetensors")["info"]["step"] == 3
+
+
+def test_choose_vocoder_by_name_file_or_default(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "VOCODER", tmp_path / "missing.safetensors")
+    assert isinstance(choose_vocoder(None, MEL), GriffinLim)  # nothing bundled: Griffin-Lim
+    assert choose_vocoder("griffin-lim", MEL, n_iter=4).n_iter == 4
+    with pytest.raises(ConfigError, match="no trained vocoder"):
+        choose_vocoder("neural", MEL)
+    with pytest.raises(ConfigError, match="neither a vocoder"):
+        choose_vocoder("wavenet", MEL)
+    path = save_vocoder(tmp_path / "v.safetensors", NeuralVocoder(MEL, **TINY))
+    assert isinstance(choose_vocoder(str(path), MEL), NeuralVocoder)
+    with pytest.raises(ConfigError, match="other features"):
+        choose_vocoder(str(path), MelConfig(f_max=11025.0))  # made for f_max 8 kHz, asked for 11.025 kHz
+    with pytest.raises(ConfigError, match="takes no settings"):
+        choose_vocoder(str(path), MEL, n_iter=4)
+    monkeypatch.setattr(pretrained, "VOCODER", path)  # now one is bundled: the default where it fits
+    assert isinstance(choose_vocoder(None, MEL), NeuralVocoder)
+    assert isinstance(choose_vocoder("neural", MEL), NeuralVocoder)
+    assert isinstance(choose_vocoder(None, MelConfig(f_max=11025.0)), GriffinLim)  # other features: as before
+    assert "neural" in VOCODERS
+
+
+RUN = ("train", "vocoder", "train.batch_size=2", "train.log_every=1", "train.valid_every=4",
+       "train.checkpoint_every=4", "data.valid_items=2", "model.dim=32", "model.intermediate=64", "model.layers=2",
+       "model.adversarial_start=2", "model.period_channels=[8,16]", "model.resolution_channels=8")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`audiovae train vocoder` for a few steps on two clips (GAN from step 2): a vocoder file and its log."""
+    root = tmp_path_factory.mktemp("voc")
+    data = train_clips(root, "clip", [chirp(2.0), sine(180, 2.0, SR)])
+    out = root / "run"
+    r = run_cli(*RUN, f"data.train={data}", f"train.out_dir={out}", "train.steps=4")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_train_vocoder_writes_a_vocoder_file_through_the_engine(trained):
+    rows = log_rows(trained)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert rows[0]["loss_disc"] == "" and rows[-1]["loss_disc"] != ""  # the discriminators join at step 2
+    assert float(rows[-1]["valid_mel_l1"]) > 0
+    v = load_vocoder(trained / "model.safetensors")
+    assert isinstance(v, NeuralVocoder) and v.config == MEL
+    assert read_metadata(trained / "model.safetensors")["info"]["step"] == 4
+    info = run_cli("info", trained / "model.safetensors")
+    assert info.returncode == 0 and "neural" in info.stdout
+    changed = run_cli(*RUN, f"data.train={trained.parent}", f"train.out_dir={trained}", "train.steps=5",
+                      "model.dim=64", "--resume")
+    assert changed.returncode != 0 and "cannot resume" in changed.stderr and "Traceback" not in changed.stderr
+
+
+def test_every_audio_command_takes_the_vocoder_option(trained, tmp_path, example_path):
+    voc = trained / "model.safetensors"
+    r = run_cli("resynth", example_path, "-o", tmp_path / "n.wav", "--vocoder", voc)
+    assert r.returncode == 0 and "neural" in r.stdout, r.stderr
+    y, sr = sf.read(tmp_path / "n.wav")
+    assert sr == 22050 and len(y) == sf.info(example_path).frames
+    r = run_cli("resynth", example_path, "-o", tmp_path / "g.wav", "--n-iter", "2")
+    assert r.returncode == 0 and "griffin-lim" in r.stdout
+    # the bundled voice-conversion model's front end (f_max 8 kHz) is the vocoder's
+    for args in (["convert", example_path, "-o", tmp_path / "c.wav", "--speaker", "B"],
+                 ["reconstruct", example_path, "-o", tmp_path / "r.wav", "--speaker", "A"],
+                 ["denoise", example_path, "-o", tmp_path / "d.wav", "--method", "vocoder"]):
+        r = run_cli(*args, "--vocoder", voc)
+        assert r.returncode == 0, r.stderr
+        assert sf.info(args[3]).duration == pytest.approx(5.0, abs=0.05)
+    r = run_cli("denoise", example_path, "-o", tmp_path / "d2.wav", "--vocoder", voc)
+    assert r.returncode != 0 and "--method vocoder" in r.stderr
+    r = run_cli("sample-music", "-n", "1", "--seconds", "1", "--out-dir", tmp_path / "m", "--vocoder", voc)
+    assert r.returncode != 0 and "other features" in r.stderr and "Traceback" not in r.stderr  # music: 11 kHz mels
+    r = run_cli("sample-music", "-n", "1", "--seconds", "1", "--out-dir", tmp_path / "m", "--vocoder",
+                "griffin-lim")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("resynth", example_path, "-o", tmp_path / "x.wav", "--vocoder", tmp_path / "none.safetensors")
+    assert r.returncode != 0 and "neither a vocoder" in r.stderr
+
+
+def test_evaluate_vocoder_scores_against_griffin_lim_and_the_original(trained, tmp_path):
+    pytest.importorskip("speechmos")
+    pytest.importorskip("pesq")
+    data = train_clips(tmp_path, "held", [chirp(1.5), sine(150, 1.5, SR)])
+    r = run_cli("evaluate", "vocoder", "--data", data, "--vocoder", trained / "model.safetensors", "--files", "2",
+                "--json", tmp_path / "v.json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert list(report["rows"]) == ["original", "neural (run)", "Griffin-Lim 32", "Griffin-Lim 100"]
+    rows = report["rows"]
+    for row in rows.values():
+        assert 1.0 <= row["p808"] <= 5.0 and 1.0 <= row["ovrl"] <= 5.0
+    # a 4-step vocoder is far from the input; Griffin-Lim is close, and closer with more iterations
+    assert rows["neural (run)"]["mel_l1"] > rows["Griffin-Lim 32"]["mel_l1"] >= rows["Griffin-Lim 100"]["mel_l1"]
+    assert rows["Griffin-Lim 100"]["mrstft"] < rows["neural (run)"]["mrstft"]
+    assert "P.808" in r.stdout and "Griffin-Lim 100" in r.stdout
