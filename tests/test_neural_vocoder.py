@@ -67,6 +67,20 @@ def test_generator_frames_line_up_with_the_front_end():
     assert torch.allclose(out, y, atol=1e-4)
 
 
+def test_the_residual_head_starts_from_the_mel_inverse():
+    """Untrained, a residual generator's magnitude is the filterbank inverse Griffin-Lim starts from; training
+    then only corrects it."""
+    from audiovae.features import mel_filterbank, mel_to_linear
+
+    logmel = MelSpectrogram(MEL)(torch.from_numpy(chirp(1.0))[None])
+    v = NeuralVocoder(MEL, **TINY, residual=True)
+    with torch.no_grad():
+        mag = v.spectrum(logmel).abs()
+    inverse = mel_to_linear(torch.exp(logmel), mel_filterbank(MEL), n_iter=32).clamp_min(MEL.log_floor)
+    assert torch.allclose(mag, inverse, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(NeuralVocoder(MEL, **TINY).spectrum(logmel).abs(), inverse, rtol=0.1)
+
+
 def test_discriminators_and_least_squares_losses():
     d = Discriminators(periods=(2, 3), resolutions=((256, 64),), period_channels=(8, 16), resolution_channels=8)
     judged = d(torch.randn(3, 4096))
@@ -119,7 +133,8 @@ def test_vocoder_file_round_trip_fp32_and_fp16(tmp_path):
     save_vocoder(tmp_path / "v16.safetensors", v, dtype=torch.float16)
     back, half = load_vocoder(tmp_path / "v.safetensors"), load_vocoder(tmp_path / "v16.safetensors")
     assert isinstance(back, NeuralVocoder) and back.settings() == {"dim": 32, "intermediate": 64, "layers": 2,
-                                                                   "kernel": 7}
+                                                                   "kernel": 7, "residual": False,
+                                                                   "inverse_iter": 32}
     assert torch.equal(back.mel_mean, v.mel_mean)
     with torch.inference_mode():
         a, b, c = v(logmel), back(logmel), half(logmel)

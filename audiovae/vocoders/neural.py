@@ -8,6 +8,13 @@ log-mel frames it is given, and :func:`audiovae.features.istft` turns them into 
 
 The log-mel input is standardised per band with statistics learned from the training data (``prepare`` in
 :mod:`.training`); they are buffers, saved with the weights.
+
+With ``residual=True`` the head's magnitude is a correction of the magnitude the mel filterbank's own inverse gives
+(:func:`~audiovae.features.mel_to_linear`, what Griffin-Lim starts from), not a magnitude from nothing. Measured
+here after 7,000 CPU steps of the plain head: its phase was better than Griffin-Lim's (32 Griffin-Lim iterations
+started from it beat 32 from random phase on DNSMOS and PESQ) but its magnitude was worse (mel L1 0.18 against
+Griffin-Lim's 0.10), so the residual head starts where Griffin-Lim's magnitude is and spends its training on the
+phase and on what the inverse misses.
 """
 
 from __future__ import annotations
@@ -16,13 +23,13 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..features import MelConfig, hann_window, istft
+from ..features import MelConfig, hann_window, istft, mel_filterbank, mel_to_linear
 from .base import Vocoder, fit_length
 from .registry import register_vocoder
 
 __all__ = ["ConvNeXtBlock", "NeuralVocoder"]
 
-MAX_LOG_MAGNITUDE = 4.6  # exp(4.6) ~ 100: Vocos clips the predicted magnitude there, so early steps cannot overflow
+MAX_LOG_MAGNITUDE = 7.0  # exp(7) ~ 1100, above a full-scale sine's 256 at n_fft 1024: a bound that only stops overflow
 
 
 class ConvNeXtBlock(nn.Module):
@@ -53,12 +60,14 @@ class NeuralVocoder(Vocoder):
         intermediate: hidden width of each block's pointwise MLP.
         layers: ConvNeXt blocks.
         kernel: depthwise kernel (frames).
+        residual: predict a correction of the mel inverse's log magnitude (see the module docstring).
+        inverse_iter: NNLS iterations of that inverse (as Griffin-Lim's ``inverse_iter``).
     """
 
     vocoder_type = "neural"
 
     def __init__(self, config: MelConfig | None = None, dim: int = 256, intermediate: int = 768, layers: int = 8,
-                 kernel: int = 7) -> None:
+                 kernel: int = 7, residual: bool = False, inverse_iter: int = 32) -> None:
         super().__init__()
         self.config = config or MelConfig()
         for name, value in (("dim", dim), ("intermediate", intermediate), ("layers", layers)):
@@ -69,6 +78,7 @@ class NeuralVocoder(Vocoder):
         if self.config.power != 1.0:
             raise ConfigError(f"neural vocoder: mel.power={self.config.power}; it predicts magnitude (power 1) STFTs")
         self.dim, self.intermediate, self.layers, self.kernel = dim, intermediate, layers, kernel
+        self.residual, self.inverse_iter = residual, inverse_iter
         n_mels, n_freqs = self.config.n_mels, self.config.n_freqs
         self.register_buffer("mel_mean", torch.zeros(n_mels))
         self.register_buffer("mel_std", torch.ones(n_mels))
@@ -78,6 +88,11 @@ class NeuralVocoder(Vocoder):
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, intermediate, kernel, 1.0 / layers) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, 2 * n_freqs)  # log magnitude and phase of every STFT bin
+        if residual:
+            self.register_buffer("mel_fb", mel_filterbank(self.config), persistent=False)
+            with torch.no_grad():  # the correction starts at zero: the untrained head's magnitude is the inverse's
+                self.head.weight[:n_freqs].zero_()
+                self.head.bias[:n_freqs].zero_()
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Per-band log-mel statistics of the training data (``[n_mels]`` each)."""
@@ -96,6 +111,10 @@ class NeuralVocoder(Vocoder):
         out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
         with torch.autocast(device_type=out.device.type, enabled=False):
             log_mag, phase = out.float().chunk(2, dim=1)
+            if self.residual:
+                with torch.no_grad():
+                    inverse = mel_to_linear(torch.exp(logmel.float()), self.mel_fb, n_iter=self.inverse_iter)
+                log_mag = log_mag + inverse.clamp_min(self.config.log_floor).log()
             mag = torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE))
             return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
 
@@ -111,4 +130,5 @@ class NeuralVocoder(Vocoder):
         return fit_length(self.generate(logmel.float(), n), length)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, intermediate={self.intermediate}, layers={self.layers}, kernel={self.kernel}"
+        return (f"dim={self.dim}, intermediate={self.intermediate}, layers={self.layers}, kernel={self.kernel}, "
+                f"residual={self.residual}")

@@ -34,7 +34,7 @@ class VocoderTrainingConfig:
 
     Attributes:
         n_mels: input bands (the run's ``mel.n_mels``).
-        dim, intermediate, layers, kernel: the generator (:class:`~.neural.NeuralVocoder`).
+        dim, intermediate, layers, kernel, residual: the generator (:class:`~.neural.NeuralVocoder`).
         adversarial: train with discriminators (GAN + feature matching); false: reconstruction losses only.
         adversarial_start: steps before the discriminators join.
         mel_weight, stft_weight, adversarial_weight, feature_weight: loss weights (HiFi-GAN's 45 / - / 1 / 2).
@@ -49,6 +49,7 @@ class VocoderTrainingConfig:
     intermediate: int = 768
     layers: int = 8
     kernel: int = 7
+    residual: bool = True
     adversarial: bool = True
     adversarial_start: int = 0
     mel_weight: float = 45.0
@@ -93,7 +94,8 @@ class VocoderTraining(TrainableMixin, nn.Module):
         mel = MelConfig.from_dict(config.mel)
         if mel.n_mels != config.n_mels:
             raise ConfigError(f"model.n_mels={config.n_mels}, but mel.n_mels={mel.n_mels}")
-        self.vocoder = NeuralVocoder(mel, config.dim, config.intermediate, config.layers, config.kernel)
+        self.vocoder = NeuralVocoder(mel, config.dim, config.intermediate, config.layers, config.kernel,
+                                     config.residual)
         self.analysis = MelSpectrogram(mel)
         self.disc = (Discriminators(config.periods, config.resolutions, config.period_channels,
                                     config.resolution_channels) if config.adversarial else None)
