@@ -138,7 +138,7 @@ def test_device_comes_from_parameters_or_buffers_else_cpu(trained):
 
 
 def test_unknown_names_and_settings_are_refused():
-    with pytest.raises(ConfigError, match=r"unknown vocoder 'hifigan'; choose one of: griffin-lim, test-grain"):
+    with pytest.raises(ConfigError, match=r"unknown vocoder 'hifigan'; choose one of: griffin-lim, neural, test-grain"):
         build_vocoder("hifigan", CFG)
     with pytest.raises(ConfigError, match="vocoder 'griffin-lim'.*n_iters"):
         build_vocoder("griffin-lim", CFG, n_iters=4)

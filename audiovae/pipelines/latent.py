@@ -50,17 +50,20 @@ def choose_vocoder(spec: str | None, mel: MelConfig, carried: Vocoder | None = N
 
     ``spec`` is a registered name (``griffin-lim``), ``neural`` (the trained vocoder a checkpoint carries, else the
     bundled one), or the path of a vocoder file (``audiovae train vocoder``'s ``model.safetensors``, or a model
-    checkpoint that carries one). ``None`` picks the default: the carried vocoder, else the bundled neural vocoder
-    when it was made for ``mel``, else ``stored`` (a checkpoint's vocoder settings; Griffin-Lim). ``overrides`` are
-    settings of a vocoder built by name (``n_iter`` of Griffin-Lim); a trained vocoder takes none.
+    checkpoint that carries one). ``None`` picks the default: ``carried`` (the trained vocoder a checkpoint
+    carries), else the bundled neural vocoder when it was made for ``mel``, else ``stored`` (a checkpoint's vocoder
+    settings; Griffin-Lim). ``overrides`` are settings of a vocoder built by name (``n_iter`` of Griffin-Lim); a
+    trained vocoder takes none.
     """
     from ..checkpoint import DEFAULT_VOCODER, load_vocoder
     from ..pretrained import bundled_vocoder
 
     stored = stored or dict(DEFAULT_VOCODER)
     trained: Vocoder | None = None
-    if spec is None or spec == NeuralVocoder.vocoder_type:
-        trained = carried or bundled_vocoder(mel, required=spec is not None)
+    if carried is not None and spec in (None, NeuralVocoder.vocoder_type, carried.vocoder_type):
+        trained = carried
+    elif spec is None or spec == NeuralVocoder.vocoder_type:
+        trained = bundled_vocoder(mel, required=spec is not None)
     elif spec not in VOCODERS:
         path = Path(spec)
         if not path.is_file():
@@ -81,10 +84,7 @@ def choose_vocoder(spec: str | None, mel: MelConfig, carried: Vocoder | None = N
 
 def vocoder_for(ckpt: Checkpoint, name: str | None = None, **overrides) -> Vocoder:
     """The vocoder to use with ``ckpt`` (:func:`choose_vocoder`: ``name`` is ``--vocoder``), on the model's device."""
-    carried = ckpt.trained_vocoder
-    if carried is not None and name not in (None, NeuralVocoder.vocoder_type, carried.vocoder_type):
-        carried = None  # another vocoder asked for by name
-    vocoder = choose_vocoder(name, ckpt.mel, carried, ckpt.vocoder, **overrides)
+    vocoder = choose_vocoder(name, ckpt.mel, ckpt.trained_vocoder, ckpt.vocoder, **overrides)
     return vocoder.to(ckpt.model.mel_mean.device)
 
 

@@ -257,7 +257,9 @@ class Studio:
         m = self._typed(model, "convert")
         if len(references) > MAX_REFERENCES:
             raise UploadError(f"give at most {MAX_REFERENCES} reference recordings (got {len(references)})")
-        vc = api.VoiceConverter(m.checkpoint, vocoder or None)  # an unknown vocoder is refused here
+        if vocoder and vocoder not in VOCODERS:  # names only: a web request never names a file to load
+            raise ConfigError(f"unknown vocoder {vocoder!r}; choose one of: {', '.join(sorted(VOCODERS))}")
+        vc = api.VoiceConverter(m.checkpoint, vocoder or None)
         notes: list[str] = []
         with ExitStack() as stack:
             src = stack.enter_context(self.staged(source))
