@@ -21,7 +21,7 @@ __all__ = ["griffin_lim", "GriffinLim"]
 
 
 def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, momentum: float = 0.99,
-                init: str = "random", seed: int | None = 0, length: int | None = None,
+                init: str | torch.Tensor = "random", seed: int | None = 0, length: int | None = None,
                 window: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
     """Estimate a waveform whose STFT magnitude is ``magnitude``.
 
@@ -30,7 +30,8 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
         config: the STFT parameters (hop, window, padding) the magnitude was computed with.
         n_iter: iterations; each costs one STFT and one inverse STFT.
         momentum: fast Griffin-Lim momentum in ``[0, 1)``; 0 gives classic Griffin-Lim.
-        init: ``"random"`` (uniform phase, reproducible with ``seed``) or ``"zeros"`` (zero phase).
+        init: ``"random"`` (uniform phase, reproducible with ``seed``), ``"zeros"`` (zero phase), or a complex
+            tensor of ``magnitude``'s shape whose phase starts the iterations (a neural vocoder's, for example).
         seed: seed for the random phase; ``None`` draws from the global generator.
         length: output length in samples (default ``(frames - 1) * hop_length``); the iterations run at the
             frames' natural length and the result is then cut or zero-padded, so any length is accepted.
@@ -47,8 +48,12 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
         raise ConfigError(f"griffin_lim: momentum={momentum} must be in [0, 1)")
     if n_iter < 0:
         raise ConfigError(f"griffin_lim: n_iter={n_iter} must be >= 0")
-    if init not in ("random", "zeros"):
-        raise ConfigError(f"griffin_lim: init={init!r} must be 'random' or 'zeros'")
+    if isinstance(init, torch.Tensor):
+        if init.shape != magnitude.shape or not init.is_complex():
+            raise ConfigError(f"griffin_lim: an initial phase must be a complex tensor of the magnitude's shape "
+                              f"{list(magnitude.shape)}, got {init.dtype} {list(init.shape)}")
+    elif init not in ("random", "zeros"):
+        raise ConfigError(f"griffin_lim: init={init!r} must be 'random', 'zeros' or a complex tensor")
     mag = magnitude.float()
     device = mag.device
     if window is None:
@@ -56,7 +61,9 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
     natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames
     if length is None:
         length = natural
-    if init == "random":
+    if isinstance(init, torch.Tensor):
+        angles = torch.sgn(init.to(device=device, dtype=torch.complex64))
+    elif init == "random":
         gen = torch.Generator(device=device)
         gen.manual_seed(seed) if seed is not None else gen.seed()
         phase = torch.rand(mag.shape, generator=gen, device=device) * (2 * math.pi)

@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..features import MelConfig, hann_window, istft, mel_filterbank, mel_to_linear
 from .base import Vocoder, fit_length
+from .griffin_lim import griffin_lim
 from .registry import register_vocoder
 
 __all__ = ["ConvNeXtBlock", "NeuralVocoder"]
@@ -62,12 +63,15 @@ class NeuralVocoder(Vocoder):
         kernel: depthwise kernel (frames).
         residual: predict a correction of the mel inverse's log magnitude (see the module docstring).
         inverse_iter: NNLS iterations of that inverse (as Griffin-Lim's ``inverse_iter``).
+        refine: at inference, this many fast Griffin-Lim iterations on the mel inverse's magnitude, started from
+            the network's phase instead of a random one (0: the network's waveform as it is). No weights: an
+            exported file sets it (``recipes/vocoder/export.py --refine``).
     """
 
     vocoder_type = "neural"
 
     def __init__(self, config: MelConfig | None = None, dim: int = 256, intermediate: int = 768, layers: int = 8,
-                 kernel: int = 7, residual: bool = False, inverse_iter: int = 32) -> None:
+                 kernel: int = 7, residual: bool = False, inverse_iter: int = 32, refine: int = 0) -> None:
         super().__init__()
         self.config = config or MelConfig()
         for name, value in (("dim", dim), ("intermediate", intermediate), ("layers", layers)):
@@ -78,7 +82,9 @@ class NeuralVocoder(Vocoder):
         if self.config.power != 1.0:
             raise ConfigError(f"neural vocoder: mel.power={self.config.power}; it predicts magnitude (power 1) STFTs")
         self.dim, self.intermediate, self.layers, self.kernel = dim, intermediate, layers, kernel
-        self.residual, self.inverse_iter = residual, inverse_iter
+        if refine < 0:
+            raise ConfigError(f"neural vocoder: refine={refine} must be >= 0")
+        self.residual, self.inverse_iter, self.refine = residual, inverse_iter, refine
         n_mels, n_freqs = self.config.n_mels, self.config.n_freqs
         self.register_buffer("mel_mean", torch.zeros(n_mels))
         self.register_buffer("mel_std", torch.ones(n_mels))
@@ -88,8 +94,8 @@ class NeuralVocoder(Vocoder):
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, intermediate, kernel, 1.0 / layers) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, 2 * n_freqs)  # log magnitude and phase of every STFT bin
+        self.register_buffer("mel_fb", mel_filterbank(self.config), persistent=False)
         if residual:
-            self.register_buffer("mel_fb", mel_filterbank(self.config), persistent=False)
             with torch.no_grad():  # the correction starts at zero: the untrained head's magnitude is the inverse's
                 self.head.weight[:n_freqs].zero_()
                 self.head.bias[:n_freqs].zero_()
@@ -112,11 +118,15 @@ class NeuralVocoder(Vocoder):
         with torch.autocast(device_type=out.device.type, enabled=False):
             log_mag, phase = out.float().chunk(2, dim=1)
             if self.residual:
-                with torch.no_grad():
-                    inverse = mel_to_linear(torch.exp(logmel.float()), self.mel_fb, n_iter=self.inverse_iter)
-                log_mag = log_mag + inverse.clamp_min(self.config.log_floor).log()
+                log_mag = log_mag + self.mel_inverse(logmel).clamp_min(self.config.log_floor).log()
             mag = torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE))
             return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+
+    @torch.no_grad()
+    def mel_inverse(self, logmel: torch.Tensor) -> torch.Tensor:
+        """The linear magnitude ``[B, n_freqs, frames]`` the filterbank's NNLS inverse gives (Griffin-Lim's)."""
+        with torch.autocast(device_type=logmel.device.type, enabled=False):
+            return mel_to_linear(torch.exp(logmel.float()), self.mel_fb, n_iter=self.inverse_iter)
 
     def generate(self, logmel: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Differentiable waveform ``[B, T]`` (the training path); ``length`` defaults to ``(frames - 1) * hop``."""
@@ -127,8 +137,13 @@ class NeuralVocoder(Vocoder):
     def forward(self, logmel: torch.Tensor, length: int | None = None, *, progress: bool = False) -> torch.Tensor:
         natural = (logmel.shape[-1] - 1) * self.config.hop_length  # the inverse STFT reaches one hop further
         n = natural if length is None else min(length, natural + self.config.hop_length)
-        return fit_length(self.generate(logmel.float(), n), length)
+        if not self.refine:
+            return fit_length(self.generate(logmel.float(), n), length)
+        phase = self.spectrum(logmel.float())
+        wave = griffin_lim(self.mel_inverse(logmel), self.config, n_iter=self.refine, init=phase, length=n,
+                           window=self.window, progress=progress)
+        return fit_length(wave, length)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, intermediate={self.intermediate}, layers={self.layers}, kernel={self.kernel}, "
-                f"residual={self.residual}")
+                f"residual={self.residual}, refine={self.refine}")

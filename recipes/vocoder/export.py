@@ -1,7 +1,10 @@
 """Export a trained vocoder as the bundled one: fp16 safetensors of at most 15 MB, its evaluation in the info.
 
-Usage: ``python recipes/vocoder/export.py RUN/model.safetensors -o OUT.safetensors [--evaluation EVAL.json]
-[--install audiovae/assets/models/vocoder.safetensors]``
+Usage: ``python recipes/vocoder/export.py RUN/model.safetensors -o OUT.safetensors [--refine N]
+[--evaluation EVAL.json] [--install audiovae/assets/models/vocoder.safetensors]``
+
+``--refine N`` stores N fast Griffin-Lim iterations from the network's phase as the file's inference setting
+(:class:`~audiovae.vocoders.NeuralVocoder`'s ``refine``).
 
 The bundled file is replaced only when it is missing or the new evaluation is better: a higher DNSMOS P.808 on the
 held-out real voice with no lower PESQ-wb. The fp16 weights' output is compared with fp32's on the package's example
@@ -42,6 +45,7 @@ def main() -> None:
     ap.add_argument("-o", "--output", type=Path, required=True)
     ap.add_argument("--evaluation", type=Path, help="`audiovae evaluate vocoder --json` of the same vocoder")
     ap.add_argument("--recipe", default="recipes/vocoder/run.sh")
+    ap.add_argument("--refine", type=int, default=0, help="Griffin-Lim iterations from the network's phase")
     ap.add_argument("--install", type=Path, help="the bundled file, replaced only when missing or worse")
     args = ap.parse_args()
 
@@ -50,6 +54,7 @@ def main() -> None:
     if evaluation:
         info["evaluation"] = {"files": evaluation["files"], "rows": evaluation["rows"]}
     vocoder = load_vocoder(args.model)
+    vocoder.refine = args.refine
     save_vocoder(args.output, vocoder, dtype=torch.float16, info=info)
     size = args.output.stat().st_size / 2**20
     if size > LIMIT_MB:
