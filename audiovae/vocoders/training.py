@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..features import MelConfig, MelSpectrogram
+from ..features import MelConfig, MelSpectrogram, stft
 from ..losses import multi_resolution_stft
 from ..trainable import LossOutput, TrainableMixin
 from .discriminators import Discriminators, discriminator_loss, feature_loss, generator_loss
@@ -120,11 +120,20 @@ class VocoderTraining(TrainableMixin, nn.Module):
         flat = torch.cat(frames, dim=-1).double()
         self.vocoder.set_normalization(flat.mean(-1).float(), flat.std(-1).float())
 
+    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
+        """The front end's log-mel of generated audio, with a gradient everywhere: the analysis module's exact
+        ``hypot`` has a 0/0 gradient at a bin that is exactly zero (seen in training: a skipped step now and then),
+        a magnitude of ``sqrt(re^2 + im^2 + 1e-12)`` has none."""
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            spec = stft(wave.float(), self.vocoder.config, self.analysis.window)
+            mag = (spec.real.square() + spec.imag.square() + 1e-12).sqrt()
+            return (self.analysis.mel_fb @ mag).clamp_min(self.vocoder.config.log_floor).log()
+
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> LossOutput:
         c = self.config
         mel, real = batch["mel"], batch["wave"].float()
         fake = self.vocoder.generate(mel.float(), real.shape[-1])
-        fake_mel = self.analysis(fake)[..., : mel.shape[-1]]
+        fake_mel = self.logmel(fake)[..., : mel.shape[-1]]
         mel_l1 = (fake_mel - mel.float()).abs().mean()
         stft = multi_resolution_stft(fake, real)
         total = c.mel_weight * mel_l1 + c.stft_weight * stft
@@ -148,7 +157,7 @@ class VocoderTraining(TrainableMixin, nn.Module):
         with torch.no_grad():
             fake = self.vocoder.generate(batch["mel"][:1].float(), batch["wave"].shape[-1])
             return [("input log-mel", batch["mel"][0].float().cpu()),
-                    ("log-mel of the vocoder's audio", self.analysis(fake)[0, :, : batch["mel"].shape[-1]].cpu())]
+                    ("log-mel of the vocoder's audio", self.logmel(fake)[0, :, : batch["mel"].shape[-1]].cpu())]
 
     def export(self) -> dict[str, nn.Module]:
         return {"vocoder": self.vocoder}
