@@ -23,12 +23,17 @@ MODELS: dict[str, type[LatentModel] | type[PriorTraining] | type[VocoderTraining
     cls.model_type: cls for cls in (ConvVAE, CVAE, PriorTraining, VocoderTraining)}
 
 
-def model_config(model_type: str, values: dict):  # noqa: ANN201 - the model's own config dataclass
-    """The config dataclass of ``model_type`` from a dict; unknown keys are named in the error."""
+def model_options(model_type: str) -> set[str]:
+    """The option names the config of ``model_type`` declares."""
     if model_type not in MODELS:
         raise ConfigError(f"unknown model type {model_type!r}; choose one of: {', '.join(sorted(MODELS))}")
+    return {f.name for f in fields(MODELS[model_type].config_class)}
+
+
+def model_config(model_type: str, values: dict):  # noqa: ANN201 - the model's own config dataclass
+    """The config dataclass of ``model_type`` from a dict; unknown keys are named in the error."""
+    known = model_options(model_type)
     cls = MODELS[model_type].config_class
-    known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"model type {model_type!r} has no option(s) {', '.join(unknown)}")

@@ -147,8 +147,6 @@ def build_data(config: RunConfig, is_main: bool = True, world: int = 1, progress
     src = _sources(config, is_main)
     train, valid = DATASETS[config.data.dataset](src, config, is_main, world, progress)
     data = TrainData(train, valid, src.speakers)
-    if config.data.dataset == "waveform":  # a vocoder synthesises the run's own STFT: it is told the front end
-        data.model_options["mel"] = config.mel.to_dict()
     if src.speakers is not None:
         data.model_options["n_speakers"] = len(src.speakers)
         if is_main:  # each voice's pitch register, for `convert --pitch auto`

@@ -30,7 +30,7 @@ from ..config import RunConfig, load_run_config
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import atomic_path
-from ..models import build_model
+from ..models import build_model, model_options
 from ..plots import plot_logmels
 from ..trainable import LossOutput, Trainable
 from .data import build_data
@@ -165,6 +165,8 @@ class Trainer:
     def _model_options(self) -> dict:
         options = {k: v for k, v in self.config.model.items() if k != "type"}
         options.update(self.data.model_options)
+        if "mel" in model_options(self.config.model["type"]):  # a model that asks for it (a vocoder synthesises
+            options["mel"] = self.config.mel.to_dict()          # the run's own STFT) is given the run's front end
         return options
 
     def _resolved_yaml(self) -> str:

@@ -89,7 +89,7 @@ class VocoderTraining(TrainableMixin, nn.Module):
     def __init__(self, config: VocoderTrainingConfig) -> None:
         super().__init__()
         if not config.mel:
-            raise ConfigError("a vocoder run needs data.dataset: waveform (the front end comes from the run's mel)")
+            raise ConfigError("a vocoder needs its front end: model.mel (the Trainer fills it from the run's mel)")
         self.config = config
         mel = MelConfig.from_dict(config.mel)
         if mel.n_mels != config.n_mels:

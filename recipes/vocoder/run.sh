@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The neural vocoder end to end: corpus (+ festvox-ru's real voice) -> train (GAN) and the loss-only variant ->
-# evaluate on held-out real and synthetic speech beside Griffin-Lim -> speed -> export the bundled vocoder.
+# export (16 Griffin-Lim iterations from the network's phase) -> evaluate on held-out real and synthetic speech beside
+# Griffin-Lim -> speed -> install the bundled vocoder.
 # Usage: bash recipes/vocoder/run.sh [WORK_DIR] [extra key=value overrides for `audiovae train`]
 # Times and the numbers to expect: recipes/vocoder/README.md. The export writes WORK_DIR/vocoder.safetensors (fp16)
 # and installs it as the package's bundled vocoder (audiovae/assets/models/vocoder.safetensors) only when there is
@@ -20,10 +21,12 @@ train() {  # train() OUT_DIR [overrides]: an interrupted (or finished) run conti
 }
 train "$work/run" "$@"
 train "$work/run_loss_only" model.adversarial=false "$@"
+export=(python "$here/export.py" "$work/run/model.safetensors" --refine 16 -o "$work/vocoder.safetensors")
+"${export[@]}"
 for who in real synthetic; do
-  audiovae evaluate vocoder --vocoder "$work/run/model.safetensors" --vocoder "$work/run_loss_only/model.safetensors" \
-    --data "$data" --voices "$who" --files 24 --json "$work/evaluate_$who.json"
+  audiovae evaluate vocoder --data "$data" --voices "$who" --files 24 --json "$work/evaluate_$who.json" \
+    --vocoder "$work/vocoder.safetensors" --vocoder "$work/run/model.safetensors" \
+    --vocoder "$work/run_loss_only/model.safetensors"
 done
-python "$root/bench/vocoder.py" --vocoder "$work/run/model.safetensors"
-python "$here/export.py" "$work/run/model.safetensors" --evaluation "$work/evaluate_real.json" \
-  -o "$work/vocoder.safetensors" --install "$root/audiovae/assets/models/vocoder.safetensors"
+python "$root/bench/vocoder.py" --vocoder "$work/vocoder.safetensors"
+"${export[@]}" --evaluation "$work/evaluate_real.json" --install "$root/audiovae/assets/models/vocoder.safetensors"
