@@ -196,7 +196,12 @@ def test_a_model_alone_is_written_as_format_2_with_one_component(tmp_path):
     assert meta["components"]["model"]["type"] == "vae" and all(k.startswith("model.") for k in keys)
     back = load_checkpoint(path)
     assert back.components == {} and back.trained_vocoder is None
-    assert isinstance(latent.vocoder_for(back), GriffinLim)
+    # no vocoder of its own: the bundled neural one where it was made for these features, else Griffin-Lim
+    from audiovae.pretrained import VOCODER
+
+    default = latent.vocoder_for(back)
+    assert default.vocoder_type == ("neural" if VOCODER.is_file() else "griffin-lim") and default.config == CFG
+    assert isinstance(latent.vocoder_for(back, "griffin-lim"), GriffinLim)
 
 
 def test_checkpoint_points_to_a_vocoder_file(tmp_path, trained, capsys):
