@@ -672,6 +672,7 @@ def evaluate_vocoder(
 
     Example: audiovae evaluate vocoder --data corpora/speech --vocoder runs/vocoder/model.safetensors --json v.json
     """
+    from .checkpoint import load_vocoder
     from .data.corpora.noisy import REAL_SPEAKER
     from .data.layouts import discover
     from .device import resolve_device
@@ -684,10 +685,13 @@ def evaluate_vocoder(
     dev = resolve_device(device)
     chosen = {}
     for spec in vocoders or ["neural"]:
-        v = choose_vocoder(spec, MelConfig())
+        v = load_vocoder(spec) if Path(spec).is_file() else choose_vocoder(spec, MelConfig())  # a file: its features
         where = "bundled" if spec == "neural" else Path(spec).stem
         where = Path(spec).parent.name if where == "model" else where  # a training run's model.safetensors
-        chosen[f"{v.vocoder_type} ({where})"] = v.to(dev)
+        label = f"{v.vocoder_type} ({where})"
+        if label in chosen:
+            raise AudiovaeError(f"--vocoder {spec}: another --vocoder is also called {label!r}; rename one file")
+        chosen[label] = v.to(dev)
     mel = next(iter(chosen.values())).config
     for label, v in list(chosen.items()):
         if v.config.fingerprint() != mel.fingerprint():
