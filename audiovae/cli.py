@@ -225,6 +225,7 @@ VocoderOpt = Annotated[str | None, typer.Option("--vocoder", help="What turns lo
                                                "neural (the bundled neural vocoder) or a vocoder file from "
                                                "`audiovae train vocoder`. Default: the model's own vocoder, else the "
                                                "bundled neural one, else Griffin-Lim.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.", dir_okay=False)]
 SpeakerOpt = Annotated[str | None, typer.Option("--speaker", "-s", help="Speaker name or index (conditioned models; "
                                                 "see `audiovae info CKPT`).")]
 
@@ -591,8 +592,7 @@ def evaluate_vc(
                                               "converted to every speaker of the model.", file_okay=False)] = None,
     files: Annotated[int, typer.Option(help="With --real: recordings to convert (the next 8 make the source's "
                                        "reference).", min=1)] = 5,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.",
-                                                  dir_okay=False)] = None,
+    json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Voice conversion on parallel held-out sentences, all ordered speaker pairs: MCD (DTW), pitch register error,
@@ -631,8 +631,7 @@ def evaluate_denoise(
                                         "--help`).")] = "mask",
     limit: Annotated[int, typer.Option(help="Score an evenly spaced subset of this many files (0 = all).",
                                        min=0)] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.",
-                                                  dir_okay=False)] = None,
+    json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Denoising on held-out mixtures: PESQ-wb, STOI and SI-SDR of the noisy input and of the output, overall,
@@ -663,8 +662,7 @@ def evaluate_vocoder(
                                         "corpus's TTS voices) or all.")] = "all",
     files: Annotated[int, typer.Option(help="Score an evenly spaced subset of this many files (0 = all).",
                                        min=0)] = 24,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.",
-                                                  dir_okay=False)] = None,
+    json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Vocoders from the true log-mels of held-out audio: DNSMOS (P.808, OVRL, SIG, BAK), PESQ-wb, mel L1 and
@@ -719,8 +717,7 @@ def evaluate_music(
     seconds: Annotated[float, typer.Option(help="Length of each clip.", min=1.0)] = 10.0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0.0, max=5.0)] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the first sample.")] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.",
-                                                  dir_okay=False)] = None,
+    json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Music model: reconstruction of held-out pieces (mel L1, multi-resolution STFT distance, beside the vocoder

@@ -471,10 +471,11 @@ class Trainer:
         model.train(was_training)
         return metrics
 
-    def _checkpoint(self) -> Checkpoint:
-        model = self.ema if self.ema is not None else self.model
-        components = dict(model.export())  # {"model": the model, ...anything saved beside it, e.g. "vocoder"}
-        task = self.config.task or model.default_task
+    def _checkpoint(self, components: dict[str, nn.Module]) -> Checkpoint:
+        """``components`` (what the saved model's ``export()`` returned: ``model`` and anything beside it, e.g. a
+        ``vocoder``) as a checkpoint."""
+        components = dict(components)
+        task = self.config.task or (self.ema if self.ema is not None else self.model).default_task
         return Checkpoint(components.pop("model"), self.config.mel,
                           list(self.speakers.names) if self.speakers else [], task, info=self._info(),
                           components=components)
@@ -490,7 +491,7 @@ class Trainer:
         model = self.ema if self.ema is not None else self.model
         components = model.export()
         if "model" in components:
-            save_checkpoint(self.out_dir / MODEL_FILE, self._checkpoint())
+            save_checkpoint(self.out_dir / MODEL_FILE, self._checkpoint(components))
         else:
             save_vocoder(self.out_dir / MODEL_FILE, components["vocoder"], info=self._info())
 

@@ -25,6 +25,17 @@ __all__ = ["PeriodDiscriminator", "ResolutionDiscriminator", "Discriminators", "
 SLOPE = 0.1  # leaky ReLU slope of HiFi-GAN's discriminators
 
 
+def _judge(x: torch.Tensor, convs: nn.ModuleList, post: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A discriminator's stack: leaky-ReLU convolutions, then the logits layer; every layer's output is a feature."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), SLOPE)
+        features.append(x)
+    x = post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """One period of the multi-period discriminator: ``[B, T]`` -> (logits, feature maps)."""
 
@@ -42,14 +53,7 @@ class PeriodDiscriminator(nn.Module):
         b, t = wave.shape
         pad = (-t) % self.period
         x = F.pad(wave, (0, pad), mode="reflect" if pad < t else "constant")
-        x = x.view(b, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge(x.view(b, 1, -1, self.period), self.convs, self.post)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -71,13 +75,7 @@ class ResolutionDiscriminator(nn.Module):
         with torch.autocast(device_type=wave.device.type, enabled=False):
             spec = torch.stft(wave.float(), self.n_fft, self.hop, window=self.window, return_complex=True)
             x = spec.abs().transpose(1, 2).unsqueeze(1)  # [B, 1, frames, freqs]: strides halve the frequency axis
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge(x, self.convs, self.post)
 
 
 class Discriminators(nn.Module):
