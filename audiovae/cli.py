@@ -559,6 +559,105 @@ def denoise(
     _batch(source, output, out_dir, output_name("denoised", keep_format=True), "denoised", work)
 
 
+anomaly_app = typer.Typer(help="Anomalous sound detection: fit a detector on normal sounds, score clips.",
+                          no_args_is_help=True)
+app.add_typer(anomaly_app, name="anomaly")
+PoolingOpt = Annotated[str | None, typer.Option(help="How frame scores make a clip score: mean, max or pNN (a "
+                                                "percentile, e.g. p90). Default: the detector's own.")]
+
+
+@anomaly_app.command(name="fit")
+@_guarded
+def anomaly_fit(
+    normal: Annotated[Path, typer.Argument(help="Normal sounds only: a folder of recordings of healthy machines, a "
+                                           "machine corpus (`audiovae corpus machines`), or MIMII / DCASE data "
+                                           "(anomalous files are never used).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The detector file to write (.safetensors).",
+                                         dir_okay=False)],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides of the config, e.g. "
+                                                          "train.steps=3000.")] = None,
+    config: Annotated[str, typer.Option(help="A YAML file or packaged config: anomaly_vae (a small conv VAE) or "
+                                        "anomaly_dense_ae (the DCASE baseline); any model type can detect.")]
+    = "anomaly_vae",
+    machine: Annotated[str, typer.Option(help="The machine type to fit (needed when NORMAL holds several).")] = "",
+    percentile: Annotated[float, typer.Option(help="Threshold: this percentile of the scores of held-out normal "
+                                              "clips (about 100 - P % of normal clips are flagged).",
+                                              min=0.1, max=99.9)] = 90.0,
+    pooling: Annotated[str, typer.Option(help="How frame scores make a clip score: mean, max or pNN (e.g. "
+                                         "p90).")] = "mean",
+    score: Annotated[str, typer.Option(help="A frame's score: recon (reconstruction error) or nelbo (negative "
+                                       "ELBO: error plus KL; Gaussian models).")] = "recon",
+    work: Annotated[Path | None, typer.Option(help="The training run's folder (default: OUTPUT's name + _run).",
+                                              file_okay=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted fit from its last "
+                                         "checkpoint.")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train an anomaly detector on normal sounds and set its threshold on held-out normal clips.
+
+    Example: audiovae anomaly fit corpora/machines --machine fan -o fan.safetensors
+    """
+    from .training.anomaly import fit_detector
+
+    path, s = fit_detector(normal, output, config, overrides or [], machine, percentile, pooling, score, work,
+                           device, resume)
+    typer.echo(f"wrote {path}: {s.score} score, {s.pooling} over frames, threshold {s.threshold:.4g} (the "
+               f"{s.percentile:g}th percentile of {s.normal['clips']} held-out normal clips)"
+               + (f", machine type {s.machine}" if s.machine else ""))
+
+
+@anomaly_app.command(name="score")
+@_guarded
+def anomaly_score(
+    source: Annotated[Path, typer.Argument(help="An audio file or a folder of them (searched recursively).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A detector from `audiovae anomaly fit`.",
+                                        dir_okay=False)],
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the scores as CSV.", dir_okay=False)]
+    = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG per file here: its log-mel above its "
+                                              "frame scores (when in the clip it sounded wrong).",
+                                              file_okay=False)] = None,
+    pooling: PoolingOpt = None,
+    threshold: Annotated[float | None, typer.Option(help="Decide against this clip score instead of the "
+                                                    "detector's.")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Score clips with an anomaly detector: one line per file (score, decision against the threshold, when the
+    frame score peaked). Unreadable files in a folder are reported and the rest scored (exit code 1).
+
+    Example: audiovae anomaly score recordings/ --model fan.safetensors --csv scores.csv --plot plots/
+    """
+    from .fileio import check_output_path
+    from .pipelines.anomaly import Detector, score_source, write_csv
+
+    overrides = {k: v for k, v in (("pooling", pooling), ("threshold", threshold)) if v is not None}
+    detector = Detector(_load(model, device), **overrides)
+    if csv_out is not None:
+        check_output_path(csv_out)
+    s = detector.settings
+
+    def report(item, done: int, total: int) -> None:  # noqa: ANN001 - a FileScore
+        if item.result is None:
+            typer.echo(f"audiovae: skipped {item.error}", err=True)
+            return
+        r = item.result
+        verdict = "" if r.anomalous is None else ("ANOMALOUS" if r.anomalous else "normal")
+        typer.echo(f"{item.path}  {r.score:.4g}  {verdict:9s}  peak at {item.peak_seconds:.2f} s"
+                   + (f"  (plot {item.plot})" if item.plot else ""))
+
+    results = score_source(detector, source, plot, on_file=report)
+    failed = [r for r in results if r.result is None]
+    if len(results) == 1 and failed:
+        raise AudiovaeError(failed[0].error)
+    if csv_out is not None:
+        typer.echo(f"wrote {write_csv(csv_out, results, s)}")
+    flagged = sum(bool(r.result.anomalous) for r in results if r.result is not None)
+    typer.echo(f"scored {len(results) - len(failed)} of {len(results)} files: {flagged} anomalous"
+               + ("" if s.threshold is None else f" (threshold {s.threshold:.4g}, {s.pooling} of frame scores)"))
+    if failed:
+        raise typer.Exit(1)
+
+
 evaluate_app = typer.Typer(help="Objective evaluations of trained models, as tables (and JSON).",
                            no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
@@ -706,6 +805,50 @@ def evaluate_vocoder(
     _print_report(report, json_out)
 
 
+@evaluate_app.command(name="anomaly")
+@_guarded
+def evaluate_anomaly(
+    models: Annotated[list[Path], typer.Option("--model", "-m", help="A detector (repeatable: one per machine "
+                                               "type; detectors of another model type are a second system, "
+                                               "compared in the same table).", dir_okay=False)],
+    data: Annotated[Path, typer.Option("--data", help="A machine corpus, MIMII or DCASE folder, or a manifest "
+                                                      "(its test split is scored).")],
+    split: Annotated[str, typer.Option(help="The split to score: test, or valid (tuning).")] = "test",
+    pooling: PoolingOpt = None,
+    roc: Annotated[Path | None, typer.Option("--roc", help="Also write the ROC curves as PNG.", dir_okay=False)]
+    = None,
+    json_out: JsonOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Anomaly detectors on labelled clips, as DCASE Task 2 reports them: AUC and pAUC (FPR <= 0.1) per machine
+    type, and per unit, anomaly type (test-only types marked) and SNR; precision, recall and F1 at each
+    detector's threshold; scoring speed.
+
+    Example: audiovae evaluate anomaly --model fan.safetensors --model pump.safetensors --data corpora/machines
+    """
+    from .data.layouts import discover
+    from .evaluation.anomaly import evaluate_anomaly as run
+    from .fileio import check_output_path
+    from .pipelines.anomaly import Detector
+
+    if split not in ("test", "valid"):
+        raise AudiovaeError(f"--split {split!r}: choose test or valid")
+    if roc is not None:
+        check_output_path(roc)
+    systems: dict[str, list] = {}
+    for path in models:
+        detector = Detector(_load(path, device), **({"pooling": pooling} if pooling else {}))
+        systems.setdefault(detector.ckpt.model.model_type, []).append(detector)
+    report = run(systems, discover(data), split)
+    _print_report(report, json_out)
+    if roc is not None:
+        from .fileio import atomic_path
+
+        with atomic_path(roc) as tmp:
+            tmp.write_bytes(report.roc_png())
+        typer.echo(f"wrote {roc}")
+
+
 @evaluate_app.command(name="music")
 @_guarded
 def evaluate_music(
@@ -739,7 +882,8 @@ def evaluate_music(
     _print_report(run(ckpt, test, train, clips, seconds, temperature, seed), json_out)
 
 
-corpus_app = typer.Typer(help="Build the offline corpora (speech, noisy speech, music) used by recipes and tests.",
+corpus_app = typer.Typer(help="Build the offline corpora (speech, noisy speech, music, machine sounds) used by "
+                              "recipes and tests.",
                          no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 
@@ -830,12 +974,44 @@ def music(
     typer.echo(str(build_music_corpus(out, cfg)))
 
 
+@corpus_command
+def machines(
+    out: Annotated[Path, typer.Argument(help="Output folder.", file_okay=False)],
+    types: Annotated[str, typer.Option("--machines", help="Comma-separated machine types.")]
+    = "fan,pump,bearing,slider",
+    units: Annotated[int, typer.Option(help="Units (machines) per type, each of slightly different character.",
+                                       min=1)] = 4,
+    train: Annotated[int, typer.Option(help="Normal training clips per unit.", min=1)] = 40,
+    seconds: Annotated[float, typer.Option(help="Clip length.", min=0.5)] = 4.0,
+    snrs: Annotated[str, typer.Option(help="Comma-separated SNRs in dB (machine to factory noise).")] = "-6,0,6",
+    workers: WorkersOpt = 0,
+    seed: SeedOpt = 0,
+) -> None:
+    """Synthesise machine sounds for anomaly detection (fan, pump, bearing, slide rail) in the MIMII layout:
+    normal training clips; valid and test clips with anomalies (drift, click, imbalance; rub and leak in test only),
+    in factory noise at each SNR.
+
+    Example: audiovae corpus machines corpora/machines
+    """
+    from .data.corpora.machines import MachineCorpusConfig, build_machine_corpus
+    from .errors import ConfigError
+
+    try:
+        snr_values = tuple(float(x) for x in snrs.split(","))
+    except ValueError:
+        raise ConfigError(f"--snrs {snrs!r}: expected comma-separated numbers, e.g. -6,0,6") from None
+    cfg = MachineCorpusConfig(machines=tuple(m.strip() for m in types.split(",") if m.strip()), units=units,
+                              train=train, seconds=seconds, snrs=snr_values, workers=workers, seed=seed)
+    typer.echo(str(build_machine_corpus(out, cfg)))
+
+
 @command
 def cache(
     data: Annotated[Path, typer.Argument(help="A corpus folder, a manifest.jsonl or a dataset folder.")],
     cache_dir: Annotated[Path, typer.Option("--cache-dir", help="Where feature shards go.", file_okay=False)]
     = Path(".audiovae-cache"),
-    layout: Annotated[str, typer.Option(help="auto, manifest, speakers, vctk, libritts, voicebank or music.")]
+    layout: Annotated[str, typer.Option(help="auto, manifest, speakers, vctk, libritts, voicebank, mimii, dcase or "
+                                        "music.")]
     = "auto",
     workers: WorkersOpt = 0,
 ) -> None:

@@ -130,3 +130,33 @@ def plot_logmel(path: str | os.PathLike[str], logmel: torch.Tensor | np.ndarray,
                 title: str | None = None) -> Path:
     """Write one log-mel spectrogram ``[n_mels, frames]`` as a PNG."""
     return plot_logmels(path, [(title or "log-mel spectrogram", logmel)], config)
+
+
+def anomaly_png(logmel: torch.Tensor | np.ndarray, frame_scores: np.ndarray, config: MelConfig,
+                threshold: float | None, title: str) -> bytes:
+    """A clip's log-mel above its per-frame anomaly scores (with the clip threshold as a line): where in the clip
+    the sound stops fitting what the detector learnt as normal."""
+    import librosa.display
+
+    plt = _pyplot()
+    db = _db(logmel)
+    seconds = db.shape[-1] / config.frame_rate
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(min(16.0, max(6.0, 1.2 * seconds + 2.0)), 5.6), dpi=100,
+                                      sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    try:
+        librosa.display.specshow(db, sr=config.sample_rate, hop_length=config.hop_length, x_axis="time",
+                                 y_axis="mel", fmin=config.f_min, fmax=config.f_max, htk=config.mel_scale == "htk",
+                                 cmap="magma", ax=top, vmin=float(db.max()) - 80.0, vmax=float(db.max()))
+        top.set(title=title, xlabel="", ylabel="Frequency (Hz)")
+        t = (np.arange(len(frame_scores)) + 0.5) / config.frame_rate
+        bottom.plot(t, frame_scores, linewidth=1.0, color="tab:red", label="frame score")
+        if threshold is not None:
+            bottom.axhline(threshold, color="black", linestyle="--", linewidth=0.9, label="clip threshold")
+        bottom.set(xlabel="Time (s)", ylabel="anomaly score", xlim=(0, seconds))
+        bottom.legend(fontsize=8, loc="upper right")
+        bottom.grid(alpha=0.3)
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _png(fig)

@@ -2,7 +2,9 @@
 
 Supported: a ``manifest.jsonl`` (what the corpus builders write), a folder per speaker, VCTK
 (``wav48_silence_trimmed/pXXX/*_mic1.flac`` + ``txt/``), LibriTTS (``speaker/chapter/*.wav`` + ``*.normalized.txt``),
-VoiceBank-DEMAND (``clean_*`` / ``noisy_*`` folders of paired files) and a plain folder of music. Layouts without
+VoiceBank-DEMAND (``clean_*`` / ``noisy_*`` folders of paired files), the machine-sound layouts of MIMII
+(``<snr>/<machine>/<id>/{normal,abnormal}/*.wav``) and DCASE Task 2
+(``<machine>/{train,test}/{normal,anomaly}_id_XX_*.wav``), and a plain folder of music. Layouts without
 splits get a deterministic one: by transcript where there is one (a sentence never lands in two splits), else by file.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +23,7 @@ from ..errors import AudiovaeError
 from .manifest import Entry, read_manifest, resolve
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-LAYOUTS = ("manifest", "speakers", "vctk", "libritts", "voicebank", "music")
+LAYOUTS = ("manifest", "speakers", "vctk", "libritts", "voicebank", "mimii", "dcase", "music")
 
 
 class LayoutError(AudiovaeError):
@@ -135,8 +139,73 @@ def music_folder(root: Path) -> list[Entry]:
             _audio_files(root)]
 
 
+def _snr_of(name: str) -> float | None:
+    """The SNR a MIMII folder name states (``-6_dB_fan``, ``6dB``, ``min6dB``, ``0_dB``), or ``None``."""
+    m = re.match(r"^(min|-|\+)?(\d+(?:\.\d+)?)_?dB", name, re.IGNORECASE)
+    if m is None:
+        return None
+    return -float(m.group(2)) if m.group(1) in ("min", "-") else float(m.group(2))
+
+
+def _machine_splits(entries: list[Entry], anomalous_test: bool, valid_fraction: float = 0.1) -> list[Entry]:
+    """Splits for a machine-sound set without them: per (SNR, machine, unit), as many normal files go to test as
+    there are anomalous ones (the MIMII baseline's protocol; with ``anomalous_test`` every anomalous file is test),
+    a tenth of the rest to valid, the remaining normal files to train."""
+    groups: dict[tuple, list[Entry]] = defaultdict(list)
+    for e in entries:
+        groups[(e.snr, e.machine, e.unit)].append(e)
+    for group in groups.values():
+        normal = [e for e in group if e.label == "normal" and e.split != "test"]
+        n_test = sum(e.label == "anomaly" for e in group) if anomalous_test else 0
+        rest = len(normal) - n_test
+        splits = ranked_splits([e.path for e in normal], n_test, held_out_count(max(rest, 0), valid_fraction), seed=0)
+        for e in group:
+            e.split = "test" if e.label == "anomaly" and anomalous_test else splits.get(e.path, e.split)
+    return entries
+
+
+def mimii(root: Path) -> list[Entry]:
+    """MIMII: ``[<snr>/]<machine>/<id>/{normal,abnormal}/*.wav`` (the SNR folder as unpacked: ``-6_dB_fan``,
+    ``6dB``...; left out for a single SNR). No splits are given: :func:`_machine_splits` makes them."""
+    entries = []
+    for f in _audio_files(root):
+        parts = f.relative_to(root).parts
+        if len(parts) < 4 or parts[-2] not in ("normal", "abnormal"):
+            continue
+        snr = _snr_of(parts[-5]) if len(parts) >= 5 else None
+        entries.append(Entry(path=str(f), duration=round(_duration(f), 4), machine=parts[-4], unit=parts[-3],
+                             label="normal" if parts[-2] == "normal" else "anomaly", snr=snr))
+    return _machine_splits(entries, anomalous_test=True)
+
+
+_DCASE_NAME = re.compile(r"(normal|anomaly)_(?:id|section)_(\d+)_", re.IGNORECASE)
+_DCASE_SECTION = re.compile(r"section_(\d+)_.*?_(normal|anomaly)_", re.IGNORECASE)
+
+
+def dcase(root: Path) -> list[Entry]:
+    """DCASE Task 2: ``<machine>/{train,test}/{normal,anomaly}_id_XX_*.wav`` (2020) or
+    ``section_XX_<domain>_{train,test}_{normal,anomaly}_*.wav`` (2021 on). ``train`` is train (a tenth of it valid);
+    ``test`` is test."""
+    entries = []
+    for f in _audio_files(root):
+        parts = f.relative_to(root).parts
+        if len(parts) < 3 or parts[-2] not in ("train", "test", "source_test", "target_test"):
+            continue
+        m, s = _DCASE_NAME.search(f.name), _DCASE_SECTION.search(f.name)
+        if m is not None:
+            label, unit = m.group(1).lower(), f"id_{m.group(2)}"
+        elif s is not None:
+            label, unit = s.group(2).lower(), f"section_{s.group(1)}"
+        else:
+            continue
+        entries.append(Entry(path=str(f), duration=round(_duration(f), 4), machine=parts[-3], unit=unit,
+                             label=label, split="train" if parts[-2] == "train" else "test"))
+    return _machine_splits(entries, anomalous_test=False)
+
+
 _READERS: dict[str, Callable[[Path], list[Entry]]] = {
-    "speakers": speaker_folders, "vctk": vctk, "libritts": libritts, "voicebank": voicebank, "music": music_folder}
+    "speakers": speaker_folders, "vctk": vctk, "libritts": libritts, "voicebank": voicebank, "mimii": mimii,
+    "dcase": dcase, "music": music_folder}
 
 
 def detect_layout(root: Path) -> str:
@@ -151,6 +220,10 @@ def detect_layout(root: Path) -> str:
         return "voicebank"
     if any(root.glob("*/*/*.normalized.txt")):
         return "libritts"
+    if any(root.glob("*/train/*_id_*.wav")) or any(root.glob("*/train/section_*.wav")):
+        return "dcase"
+    if any(root.glob("*/*/normal/*")) or any(root.glob("*/*/*/normal/*")):
+        return "mimii"
     if any(p.suffix.lower() in AUDIO_EXTENSIONS for p in root.glob("*/*")) and not any(
             p.suffix.lower() in AUDIO_EXTENSIONS for p in root.glob("*")):
         return "speakers"

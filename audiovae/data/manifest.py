@@ -38,6 +38,10 @@ class Entry:
         snr: signal-to-noise ratio of a mixture in dB.
         instrument: instrument (music corpora).
         piece: piece or source identifier (music corpora); splits never share one.
+        machine: machine type (machine-sound corpora: ``fan``, ``pump``, ...).
+        unit: the individual machine of that type (``id_00``).
+        label: ``normal`` or ``anomaly`` (machine-sound corpora; anomalous files never train).
+        anomaly: the kind of anomaly of an anomalous file (``click``, ``drift``, ...), where it is known.
     """
 
     path: str
@@ -50,6 +54,10 @@ class Entry:
     snr: float | None = None
     instrument: str = ""
     piece: str = ""
+    machine: str = ""
+    unit: str = ""
+    label: str = ""
+    anomaly: str = ""
 
     def to_json(self) -> str:
         d = {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", None)}

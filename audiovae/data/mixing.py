@@ -37,6 +37,23 @@ def mains_hum(n: int, sample_rate: int, rng: np.random.Generator, mains: float |
     return (y / max(rms(y), 1e-12)).astype(np.float32)
 
 
+def factory_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Factory floor: an engine (harmonics of 20-40 Hz, amplitude-modulated), periodic impacts and brown rumble."""
+    t = np.arange(n) / sr
+    f0 = rng.uniform(20.0, 40.0)
+    engine = sum((0.8 ** k) * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) for k in range(1, 30)
+                 if f0 * k < sr / 2)
+    engine *= 1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(1.0, 4.0) * t)
+    impacts = np.zeros(n)
+    period = int(rng.uniform(0.25, 0.8) * sr)
+    decay = np.exp(-np.arange(int(0.05 * sr)) / (0.008 * sr))
+    for s in range(int(rng.integers(0, period)), n, period):
+        m = min(decay.size, n - s)
+        impacts[s: s + m] += 4.0 * rng.standard_normal(m) * decay[:m]
+    y = engine / max(rms(engine), 1e-12) + impacts + 0.5 * coloured_noise(n, 2.0, rng)
+    return (y / max(rms(y), 1e-12)).astype(np.float32)
+
+
 def fit_length(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Loop or crop ``noise`` to ``n`` samples from a random offset."""
     if noise.size == 0:

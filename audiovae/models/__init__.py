@@ -8,7 +8,8 @@ from dataclasses import fields
 from ..errors import ConfigError
 from ..vocoders.training import VocoderTraining
 from .base import CollapseWarning, LatentModel, LossOutput, ModelConfig
-from .bottlenecks import Bottleneck, DiagonalGaussian, GaussianBottleneck, Posterior, Regularisation
+from .bottlenecks import Bottleneck, DiagonalGaussian, GaussianBottleneck, Point, Posterior, Regularisation
+from .dense import DenseAE, DenseAEConfig
 from .parts import ConvDecoder, ConvEncoder
 from .prior import LatentPrior, PriorConfig, PriorTraining, build_prior
 from .vae import CVAE, ConvAutoencoder, ConvConfig, ConvVAE, VAEConfig
@@ -16,11 +17,11 @@ from .vae import CVAE, ConvAutoencoder, ConvConfig, ConvVAE, VAEConfig
 __all__ = ["MODELS", "build_model", "CollapseWarning", "LatentModel", "LossOutput", "ModelConfig", "Posterior",
            "Regularisation", "Bottleneck", "DiagonalGaussian", "GaussianBottleneck", "ConvEncoder", "ConvDecoder",
            "ConvAutoencoder", "ConvConfig", "ConvVAE", "CVAE", "VAEConfig", "LatentPrior", "PriorConfig",
-           "PriorTraining", "build_prior"]
+           "PriorTraining", "build_prior", "DenseAE", "DenseAEConfig", "Point"]
 
 # Everything `audiovae train` can build from a config's model.type: models, and trainables such as a prior or a vocoder
 MODELS: dict[str, type[LatentModel] | type[PriorTraining] | type[VocoderTraining]] = {
-    cls.model_type: cls for cls in (ConvVAE, CVAE, PriorTraining, VocoderTraining)}
+    cls.model_type: cls for cls in (ConvVAE, CVAE, DenseAE, PriorTraining, VocoderTraining)}
 
 
 def model_options(model_type: str) -> set[str]:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import active_units
+from ..losses import active_units, gaussian_kl
 from ..trainable import LossOutput, TrainableMixin, ValidationResult
 from .bottlenecks import DiagonalGaussian, Posterior, Regularisation
 
@@ -114,6 +114,24 @@ class LatentModel(TrainableMixin, nn.Module):
     def reconstruct(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
         """Encode, take the posterior mode, decode; cropped to the input's length."""
         return self.decode(self.encode(mel, speaker).mode(), speaker)[..., : mel.shape[-1]]
+
+    @torch.no_grad()
+    def frame_scores(self, mel: torch.Tensor, kind: str = "recon") -> torch.Tensor:
+        """How badly each frame ``[B, T]`` fits the model, for anomaly detection: ``recon``, the mean squared
+        reconstruction error over bands in normalised units; ``nelbo``, the negative ELBO per frame (half the squared
+        error summed over bands, plus each latent frame's KL spread over its ``hop_factor`` frames; Gaussian
+        posteriors only). A model that reconstructs more than one frame at a time overrides this."""
+        posterior = self.encode(mel)
+        x = self.normalize(mel)
+        err = (self.normalize(self.decode(posterior.mode())[..., : mel.shape[-1]]) - x).square()
+        if kind == "recon":
+            return err.mean(dim=1)
+        if kind != "nelbo":
+            raise ConfigError(f"anomaly score {kind!r} must be 'recon' or 'nelbo'")
+        if not isinstance(posterior, DiagonalGaussian):
+            raise ConfigError(f"{self.model_type}: the nelbo score needs a Gaussian posterior; use recon")
+        kl = gaussian_kl(posterior.mean, posterior.logvar).sum(dim=1) / self.hop_factor
+        return 0.5 * err.sum(dim=1) + kl.repeat_interleave(self.hop_factor, dim=-1)[..., : mel.shape[-1]]
 
     # --- what the training engine asks (audiovae.trainable.Trainable) ------------------------------------------------
     @torch.no_grad()

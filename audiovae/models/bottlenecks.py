@@ -84,6 +84,22 @@ class DiagonalGaussian:
         return Regularisation(loss, logs, {"kl_dims": kl_dims.detach()})
 
 
+class Point:
+    """A deterministic "posterior": the encoder's output itself, with no regulariser (a plain autoencoder)."""
+
+    def __init__(self, z: torch.Tensor) -> None:
+        self.z = z
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.z
+
+    def mode(self) -> torch.Tensor:
+        return self.z
+
+    def regulariser(self, mask: torch.Tensor | None, step: int) -> Regularisation:
+        return Regularisation(self.z.new_zeros(()))
+
+
 class Bottleneck(nn.Module):
     """Encoder features ``[B, in_channels, T']`` -> :class:`Posterior` over ``[B, latent_dim, T']``.
 

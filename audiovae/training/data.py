@@ -57,9 +57,11 @@ def _sources(config: RunConfig, is_main: bool) -> _Sources:
             raise ConfigError(f"data.exclude_speakers: {', '.join(unknown)} not in {dc.train}")
         entries = [e for e in entries if e.speaker not in dc.exclude_speakers]
     min_seconds = mel.min_samples / mel.sample_rate
+    entries = [e for e in entries if e.label != "anomaly"]  # a detector learns what normal sounds like, only that
     train, skipped = select(entries, "train", min_seconds)
     if dc.valid:
-        valid, skipped_valid = select(discover(dc.valid, dc.layout), None, min_seconds)
+        valid, skipped_valid = select([e for e in discover(dc.valid, dc.layout) if e.label != "anomaly"], None,
+                                      min_seconds)
     else:
         valid, skipped_valid = select(entries, "valid", min_seconds)
     if (skipped or skipped_valid) and is_main:

@@ -34,7 +34,7 @@ from ...errors import AudiovaeError
 from ...progress import bar_off
 from ..layouts import held_out_count, ranked_splits
 from ..manifest import CorpusSummary, Entry, read_manifest, resolve, write_manifest
-from ..mixing import NOISE_COLOURS, coloured_noise, fit_length, mains_hum, noise_gain, peak_scale, rms
+from ..mixing import NOISE_COLOURS, coloured_noise, factory_noise, fit_length, mains_hum, noise_gain, peak_scale, rms
 
 FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
 REAL_SPEAKER = "ru_nsh"
@@ -102,23 +102,6 @@ def _synth_music(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
             f0 = 440.0 * 2 ** ((pitch - 69) / 12)
             note = sum((0.5 ** k) * np.sin(2 * np.pi * f0 * (k + 1) * t) for k in range(5) if f0 * (k + 1) < sr / 2)
             y[start: start + m] += note * np.exp(-3.0 * t)
-    return (y / max(rms(y), 1e-12)).astype(np.float32)
-
-
-def _factory(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """Factory floor: an engine (harmonics of 20-40 Hz, amplitude-modulated), periodic impacts and brown rumble."""
-    t = np.arange(n) / sr
-    f0 = rng.uniform(20.0, 40.0)
-    engine = sum((0.8 ** k) * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) for k in range(1, 30)
-                 if f0 * k < sr / 2)
-    engine *= 1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(1.0, 4.0) * t)
-    impacts = np.zeros(n)
-    period = int(rng.uniform(0.25, 0.8) * sr)
-    decay = np.exp(-np.arange(int(0.05 * sr)) / (0.008 * sr))
-    for s in range(int(rng.integers(0, period)), n, period):
-        m = min(decay.size, n - s)
-        impacts[s: s + m] += 4.0 * rng.standard_normal(m) * decay[:m]
-    y = engine / max(rms(engine), 1e-12) + impacts + 0.5 * coloured_noise(n, 2.0, rng)
     return (y / max(rms(y), 1e-12)).astype(np.float32)
 
 
@@ -207,7 +190,7 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
         elif job.noise == "music":
             noise = fit_length(_load(job.music, sr), n, rng) if job.music else _synth_music(n, sr, rng)
         else:
-            noise = _factory(n, sr, rng)
+            noise = factory_noise(n, sr, rng)
         # the SNR is set on the additive noise; for reverb the reverberant tail is part of the degradation and the
         # target stays the dry speech
         mixture = speech + noise_gain(speech, noise, job.snr) * noise
