@@ -638,7 +638,8 @@ def anomaly_score(
 
     def report(item, done: int, total: int) -> None:  # noqa: ANN001 - a FileScore
         if item.result is None:
-            typer.echo(f"audiovae: skipped {item.error}", err=True)
+            if source.is_dir():  # a single file's failure is the command's error, below
+                typer.echo(f"audiovae: skipped {item.error}", err=True)
             return
         r = item.result
         verdict = "" if r.anomalous is None else ("ANOMALOUS" if r.anomalous else "normal")
