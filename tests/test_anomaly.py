@@ -13,8 +13,14 @@ import soundfile as sf
 import torch
 from conftest import run_cli, sine
 
-from audiovae.data.corpora.machines import (ANOMALIES, TEST_ONLY_ANOMALIES, MachineCorpusConfig, _unit,
-                                            build_machine_corpus, machine_sound)
+from audiovae.data.corpora.machines import (
+    ANOMALIES,
+    TEST_ONLY_ANOMALIES,
+    MachineCorpusConfig,
+    _unit,
+    build_machine_corpus,
+    machine_sound,
+)
 from audiovae.data.layouts import detect_layout, discover
 from audiovae.data.manifest import read_manifest
 from audiovae.errors import ConfigError
