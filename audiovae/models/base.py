@@ -116,14 +116,15 @@ class LatentModel(TrainableMixin, nn.Module):
         return self.decode(self.encode(mel, speaker).mode(), speaker)[..., : mel.shape[-1]]
 
     @torch.no_grad()
-    def frame_scores(self, mel: torch.Tensor, kind: str = "recon") -> torch.Tensor:
+    def frame_scores(self, mel: torch.Tensor, kind: str = "recon", speaker: torch.Tensor | None = None
+                     ) -> torch.Tensor:
         """How badly each frame ``[B, T]`` fits the model, for anomaly detection: ``recon``, the mean squared
         reconstruction error over bands in normalised units; ``nelbo``, the negative ELBO per frame (half the squared
         error summed over bands, plus each latent frame's KL spread over its ``hop_factor`` frames; Gaussian
         posteriors only). A model that reconstructs more than one frame at a time overrides this."""
-        posterior = self.encode(mel)
+        posterior = self.encode(mel, speaker)
         x = self.normalize(mel)
-        err = (self.normalize(self.decode(posterior.mode())[..., : mel.shape[-1]]) - x).square()
+        err = (self.normalize(self.decode(posterior.mode(), speaker)[..., : mel.shape[-1]]) - x).square()
         if kind == "recon":
             return err.mean(dim=1)
         if kind != "nelbo":

@@ -89,7 +89,8 @@ class DenseAE(LatentModel):
         return (self.decoder(self.encoder(w)) - w).square().mean(dim=1)
 
     @torch.no_grad()
-    def frame_scores(self, mel: torch.Tensor, kind: str = "recon") -> torch.Tensor:
+    def frame_scores(self, mel: torch.Tensor, kind: str = "recon", speaker: torch.Tensor | None = None
+                     ) -> torch.Tensor:
         """The baseline's score: the mean squared error over each frame's whole window."""
         if kind != "recon":
             raise ConfigError(f"dense_ae scores by reconstruction error only (score=recon), not {kind!r}")

@@ -69,6 +69,8 @@ class DetectorSettings:
         threshold: clip score above which a clip is anomalous (``None`` until set).
         percentile: the percentile of held-out normal scores the threshold was set at.
         machine: the machine type it was trained on (``""``: any); evaluation scores that type's clips with it.
+        edge_frames: frames left out of the pooling at each end of a clip (where the STFT's padding and the
+            model's receptive field see past the clip), when the clip has more than four times as many.
         normal: summary of the held-out normal scores (count, mean, std) the threshold came from.
     """
 
@@ -77,6 +79,7 @@ class DetectorSettings:
     threshold: float | None = None
     percentile: float = 90.0
     machine: str = ""
+    edge_frames: int = 2
     normal: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -127,7 +130,8 @@ class Detector:
 
     def score(self, wave: torch.Tensor) -> ClipScore:
         frames = self.frame_scores(wave)
-        value = pool(frames, self.settings.pooling)
+        edge = self.settings.edge_frames
+        value = pool(frames[edge: len(frames) - edge] if len(frames) > 4 * edge else frames, self.settings.pooling)
         t = self.settings.threshold
         return ClipScore(value, None if t is None else value > t, frames, wave.numel() / self.sample_rate)
 

@@ -1,8 +1,9 @@
 """Synthetic machine sounds for anomaly detection, in the MIMII layout: ``<snr>dB/<machine>/<unit>/{normal,abnormal}/``.
 
 Four machine types after MIMII and ToyADMOS, each a small physical caricature: a **fan** (blade-pass harmonics over
-aerodynamic noise), a **pump** (motor harmonics and flow noise pulsing with the piston), a **bearing** (shaft
-harmonics and faint ball-pass impacts ringing a high resonance) and a **slide rail** (strokes of a motor whine with
+aerodynamic noise), a **pump** (motor harmonics, the impeller's vane-pass tone and flow noise pulsing with the
+piston), a **bearing** (shaft harmonics, the drive motor's slot whine and faint ball-pass impacts ringing a high
+resonance) and a **slide rail** (strokes of a motor whine with
 rolling noise, pauses between). Every type has several units (``id_00``, ``id_02``...) whose speeds, harmonic
 balance and resonances differ slightly, as real units of one model do; within a clip the speed wanders a little.
 
@@ -89,6 +90,7 @@ def _unit(machine: str, unit: int, seed: int) -> dict:
     return {"f_rot": {"fan": rng.uniform(18, 28), "pump": rng.uniform(24, 30), "bearing": rng.uniform(20, 40),
                       "slider": rng.uniform(150, 300)}[machine],
             "blades": int(rng.integers(5, 10)), "weights": rng.uniform(0.5, 1.5, 40),
+            "slots": int(rng.integers(20, 37)),
             "resonance": rng.uniform(2500, 5000), "ball_ratio": rng.uniform(3.0, 4.5),
             "band": rng.uniform(0.8, 1.25), "noise": rng.uniform(0.5, 0.9), "period": rng.uniform(1.0, 2.0),
             "pulse": rng.uniform(1.5, 4.0)}
@@ -135,12 +137,12 @@ def machine_sound(machine: str, unit: dict, n: int, sr: int, rng: np.random.Gene
     if machine == "fan":
         tone = 0.3 * np.sin(phase) + _harmonics(unit["blades"] * phase, w, 8, 0.6, rng)
         air = _bandpass(coloured_noise(n, 1.0, rng), sr, 150 * band, 6000) * (1 + 0.2 * np.sin(unit["blades"] * phase))
-    elif machine == "pump":
-        tone = _harmonics(phase, w, 30, 0.85, rng)
+    elif machine == "pump":  # motor harmonics, and the impeller's vane-pass tone (its strongest line)
+        tone = _harmonics(phase, w, 30, 0.85, rng) + 1.5 * _harmonics(unit["blades"] * phase, w[30:], 3, 0.5, rng)
         air = _bandpass(coloured_noise(n, 0.5, rng), sr, 300 * band, 3000 * band) * (
             1 + 0.6 * np.sin(2 * np.pi * unit["pulse"] * t) ** 2)
-    elif machine == "bearing":
-        tone = _harmonics(phase, w, 6, 0.5, rng)
+    elif machine == "bearing":  # shaft harmonics, and the drive motor's slot whine
+        tone = _harmonics(phase, w, 6, 0.5, rng) + 0.7 * _harmonics(unit["slots"] * phase, w[20:], 2, 0.4, rng)
         turns = np.flatnonzero(np.diff(np.floor(unit["ball_ratio"] * phase / (2 * np.pi))) > 0) / sr
         air = 0.5 * _bandpass(coloured_noise(n, 0.0, rng), sr, 200, 7000)
         air += _ring(n, sr, turns, unit["resonance"], 0.002, 0.4 * rng.uniform(0.7, 1.3, turns.size))
