@@ -585,8 +585,9 @@ def anomaly_fit(
                                               min=0.1, max=99.9)] = 90.0,
     pooling: Annotated[str, typer.Option(help="How frame scores make a clip score: mean, max or pNN (e.g. "
                                          "p90).")] = "mean",
-    score: Annotated[str, typer.Option(help="A frame's score: recon (reconstruction error) or nelbo (negative "
-                                       "ELBO: error plus KL; Gaussian models).")] = "recon",
+    score: Annotated[str | None, typer.Option(help="A frame's score: nelbo (negative ELBO: the error under the "
+                                              "learnt band scales plus KL; VAEs, their default) or recon (mean "
+                                              "squared error; any model).")] = None,
     work: Annotated[Path | None, typer.Option(help="The training run's folder (default: OUTPUT's name + _run).",
                                               file_okay=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted fit from its last "

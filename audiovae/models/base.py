@@ -65,6 +65,8 @@ class LatentModel(TrainableMixin, nn.Module):
 
     model_type: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
+    anomaly_scores: ClassVar[tuple[str, ...]] = ("recon",)
+    """The kinds of :meth:`frame_scores` this model has, its default first."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -125,12 +127,15 @@ class LatentModel(TrainableMixin, nn.Module):
         posterior = self.encode(mel, speaker)
         x = self.normalize(mel)
         err = (self.normalize(self.decode(posterior.mode(), speaker)[..., : mel.shape[-1]]) - x).square()
+        if kind not in self.anomaly_scores:
+            raise ConfigError(f"{self.model_type} scores frames by {' or '.join(self.anomaly_scores)}, not {kind!r}")
         if kind == "recon":
             return err.mean(dim=1)
-        if kind != "nelbo":
-            raise ConfigError(f"anomaly score {kind!r} must be 'recon' or 'nelbo'")
         if not isinstance(posterior, DiagonalGaussian):
             raise ConfigError(f"{self.model_type}: the nelbo score needs a Gaussian posterior; use recon")
+        logscale = getattr(self, "logscale", None)  # a learnt per-band scale (recon: nll) weighs bands by reliability
+        if logscale is not None:
+            err = err * torch.exp(-2 * logscale) + 2 * logscale
         kl = gaussian_kl(posterior.mean, posterior.logvar).sum(dim=1) / self.hop_factor
         return 0.5 * err.sum(dim=1) + kl.repeat_interleave(self.hop_factor, dim=-1)[..., : mel.shape[-1]]
 

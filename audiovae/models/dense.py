@@ -92,8 +92,8 @@ class DenseAE(LatentModel):
     def frame_scores(self, mel: torch.Tensor, kind: str = "recon", speaker: torch.Tensor | None = None
                      ) -> torch.Tensor:
         """The baseline's score: the mean squared error over each frame's whole window."""
-        if kind != "recon":
-            raise ConfigError(f"dense_ae scores by reconstruction error only (score=recon), not {kind!r}")
+        if kind not in self.anomaly_scores:
+            raise ConfigError(f"dense_ae scores frames by recon (its reconstruction error) only, not {kind!r}")
         return self._window_errors(mel)
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> LossOutput:

@@ -227,6 +227,7 @@ class ConvVAE(ConvAutoencoder):
 
     model_type = "vae"
     config_class = VAEConfig
+    anomaly_scores = ("nelbo", "recon")  # the ELBO's own terms: measured better for detection (recipes/anomaly)
 
     def make_bottleneck(self, in_channels: int) -> Bottleneck:
         c = self.config

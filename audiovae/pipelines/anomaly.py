@@ -64,7 +64,9 @@ class DetectorSettings:
     """How a detector scores and decides; stored in the checkpoint (``info["anomaly"]``).
 
     Attributes:
-        score: ``recon`` (mean squared error of a frame, normalised units) or ``nelbo`` (negative ELBO per frame).
+        score: ``recon`` (mean squared error of a frame, normalised units) or ``nelbo`` (negative ELBO per frame:
+            with ``recon: nll`` the error is weighed by each band's learnt scale, so bands that are noisy in normal
+            sound count less).
         pooling: frames -> clip: ``mean``, ``max`` or ``pNN``.
         threshold: clip score above which a clip is anomalous (``None`` until set).
         percentile: the percentile of held-out normal scores the threshold was set at.

@@ -17,11 +17,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import load_run_config
 from ..data.layouts import discover, held_out_count, ranked_splits
 from ..data.manifest import Entry, write_manifest
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import check_output_path
+from ..models import MODELS
 from ..pipelines.anomaly import Detector, DetectorSettings, threshold_at
 from ..progress import bar_off
 from .engine import train
@@ -64,13 +66,21 @@ def normal_clips(source: str | os.PathLike[str], machine: str = "", held_out: fl
 
 def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str], config: str = "anomaly_vae",
                  overrides: Sequence[str] = (), machine: str = "", percentile: float = 90.0, pooling: str = "mean",
-                 score: str = "recon", work_dir: str | os.PathLike[str] | None = None, device: str = "auto",
+                 score: str | None = None, work_dir: str | os.PathLike[str] | None = None, device: str = "auto",
                  resume: bool = False, progress: bool = True) -> tuple[Path, DetectorSettings]:
     """Train ``config`` on the normal clips of ``source`` and write the detector to ``output``; returns its path and
-    settings. The run (checkpoints, log, the manifest it trained on) is kept in ``work_dir`` (default: ``output``'s
-    name with ``_run``), so ``resume=True`` continues it."""
+    settings. ``score`` defaults to the model's own first kind (``nelbo`` for a VAE, ``recon`` for the dense AE).
+    The run (checkpoints, log, the manifest it trained on) is kept in ``work_dir`` (default: ``output``'s name with
+    ``_run``), so ``resume=True`` continues it."""
     out = Path(output)
     check_output_path(out)
+    model_type = load_run_config(config, overrides).model["type"]
+    kinds = getattr(MODELS[model_type], "anomaly_scores", ())
+    if not kinds:
+        raise ConfigError(f"{config}: a {model_type} model cannot score frames, so it cannot detect anomalies")
+    score = score or kinds[0]
+    if score not in kinds:
+        raise ConfigError(f"{config}: a {model_type} model scores frames by {' or '.join(kinds)}, not {score!r}")
     DetectorSettings(score=score, pooling=pooling)  # bad settings fail before an hour of training
     threshold_at([0.0], percentile)
     train_set, held, machine = normal_clips(source, machine)
