@@ -228,6 +228,21 @@ def test_vae_frame_scores():
         model.frame_scores(mel, "likelihood")
 
 
+def test_nelbo_weighs_bands_by_their_learnt_scale():
+    """With recon=nll, a band the model learnt to be noisy (large scale) counts less in the nelbo score."""
+    torch.manual_seed(0)
+    model = build_model("vae", {"n_mels": 8, "channels": [8], "factors": [2], "latent_dim": 2, "recon": "nll"}).eval()
+    mel = torch.randn(1, 8, 12)
+    base = model.frame_scores(mel, "nelbo")
+    with torch.no_grad():
+        model.logscale[3] = np.log(10.0)  # band 3: ten times the spread
+    loose = model.frame_scores(mel, "nelbo")
+    x, y = model.normalize(mel), model.normalize(model.reconstruct(mel))
+    err3 = (y - x)[0, 3].square()
+    expected = base - 0.5 * err3 + 0.5 * (err3 / 100 + 2 * np.log(10.0))
+    assert torch.allclose(loose, expected, atol=1e-4)
+
+
 # --- fit, score, evaluate -----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
