@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +91,10 @@ class DetectorSettings:
 
     @classmethod
     def of(cls, ckpt: Checkpoint) -> DetectorSettings:
+        """The settings a checkpoint stores (keys of a later version ignored), or the defaults for a plain model."""
         stored = ckpt.info.get("anomaly")
-        return cls(**stored) if isinstance(stored, dict) else cls()
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in known}) if isinstance(stored, dict) else cls()
 
     def to_dict(self) -> dict:
         return asdict(self)
