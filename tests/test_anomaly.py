@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,14 +122,15 @@ def _tone(path: Path, freq: float = 300.0) -> None:
 
 
 def test_mimii_layout(tmp_path):
+    root = tmp_path / "mimii"
     for snr in ("-6_dB_fan", "6_dB_fan"):
         for unit in ("id_00", "id_02"):
             for i in range(10):
-                _tone(tmp_path / snr / "fan" / unit / "normal" / f"{i:08d}.wav")
+                _tone(root / snr / "fan" / unit / "normal" / f"{i:08d}.wav")
             for i in range(3):
-                _tone(tmp_path / snr / "fan" / unit / "abnormal" / f"{i:08d}.wav", 900.0)
-    assert detect_layout(tmp_path) == "mimii"
-    entries = discover(tmp_path)
+                _tone(root / snr / "fan" / unit / "abnormal" / f"{i:08d}.wav", 900.0)
+    assert detect_layout(root) == "mimii"
+    entries = discover(root)
     assert len(entries) == 2 * 2 * 13 and {e.snr for e in entries} == {-6.0, 6.0}
     assert {e.unit for e in entries} == {"id_00", "id_02"} and {e.machine for e in entries} == {"fan"}
     assert all(e.split == "test" for e in entries if e.label == "anomaly")
@@ -137,7 +139,10 @@ def test_mimii_layout(tmp_path):
         assert sum(e.label == "normal" and e.split == "test" for e in group) == 3
         assert sum(e.split == "train" for e in group) >= 5 and all(e.label == "normal" for e in group
                                                                    if e.split != "test")
-    assert discover(tmp_path) == entries  # deterministic
+    assert discover(root) == entries  # deterministic, and the same wherever the data lies
+    shutil.copytree(root, tmp_path / "moved")
+    assert [(Path(e.path).relative_to(tmp_path / "moved"), e.split) for e in discover(tmp_path / "moved")] == [
+        (Path(e.path).relative_to(root), e.split) for e in entries]
 
 
 def test_dcase_layout(tmp_path):

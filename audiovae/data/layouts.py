@@ -147,10 +147,12 @@ def _snr_of(name: str) -> float | None:
     return -float(m.group(2)) if m.group(1) in ("min", "-") else float(m.group(2))
 
 
-def _machine_splits(entries: list[Entry], anomalous_test: bool, valid_fraction: float = 0.1) -> list[Entry]:
+def _machine_splits(entries: list[Entry], root: Path, anomalous_test: bool, valid_fraction: float = 0.1
+                    ) -> list[Entry]:
     """Splits for a machine-sound set without them: per (SNR, machine, unit), as many normal files go to test as
     there are anomalous ones (the MIMII baseline's protocol; with ``anomalous_test`` every anomalous file is test),
-    a tenth of the rest to valid, the remaining normal files to train."""
+    a tenth of the rest to valid, the remaining normal files to train. Ranked by the path under ``root``, so the
+    splits do not change when the data moves."""
     groups: dict[tuple, list[Entry]] = defaultdict(list)
     for e in entries:
         groups[(e.snr, e.machine, e.unit)].append(e)
@@ -158,9 +160,11 @@ def _machine_splits(entries: list[Entry], anomalous_test: bool, valid_fraction: 
         normal = [e for e in group if e.label == "normal" and e.split != "test"]
         n_test = sum(e.label == "anomaly" for e in group) if anomalous_test else 0
         rest = len(normal) - n_test
-        splits = ranked_splits([e.path for e in normal], n_test, held_out_count(max(rest, 0), valid_fraction), seed=0)
+        key = {e.path: str(Path(e.path).relative_to(root)) for e in group}
+        splits = ranked_splits([key[e.path] for e in normal], n_test, held_out_count(max(rest, 0), valid_fraction),
+                               seed=0)
         for e in group:
-            e.split = "test" if e.label == "anomaly" and anomalous_test else splits.get(e.path, e.split)
+            e.split = "test" if e.label == "anomaly" and anomalous_test else splits.get(key[e.path], e.split)
     return entries
 
 
@@ -175,7 +179,7 @@ def mimii(root: Path) -> list[Entry]:
         snr = _snr_of(parts[-5]) if len(parts) >= 5 else None
         entries.append(Entry(path=str(f), duration=round(_duration(f), 4), machine=parts[-4], unit=parts[-3],
                              label="normal" if parts[-2] == "normal" else "anomaly", snr=snr))
-    return _machine_splits(entries, anomalous_test=True)
+    return _machine_splits(entries, root, anomalous_test=True)
 
 
 _DCASE_NAME = re.compile(r"(normal|anomaly)_(?:id|section)_(\d+)_", re.IGNORECASE)
@@ -200,7 +204,7 @@ def dcase(root: Path) -> list[Entry]:
             continue
         entries.append(Entry(path=str(f), duration=round(_duration(f), 4), machine=parts[-3], unit=unit,
                              label=label, split="train" if parts[-2] == "train" else "test"))
-    return _machine_splits(entries, anomalous_test=False)
+    return _machine_splits(entries, root, anomalous_test=False)
 
 
 _READERS: dict[str, Callable[[Path], list[Entry]]] = {
