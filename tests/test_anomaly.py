@@ -285,6 +285,8 @@ def test_anomalies_score_higher(detector, tiny_corpus, tmp_path):
     assert rows[("fan", "all")]["auc"] > 0.75  # far above chance (0.5) after 200 steps on 24 normal clips
     assert rows[("fan", "leak (test-only)")]["auc"] > 0.9
     assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run_cli("evaluate", "anomaly", "--model", detector, "--data", tmp_path / "nowhere")
+    assert r.returncode == 1 and "nowhere" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_score_folder_with_bad_files(detector, tiny_corpus, tmp_path):
@@ -329,3 +331,21 @@ def test_fit_refuses_mixed_machine_types_and_too_few_clips(tmp_path):
     r = run_cli("anomaly", "fit", tmp_path / "c", "--machine", "valve", "-o", tmp_path / "d.safetensors")
     assert r.returncode == 1 and "valve" in r.stderr
     assert not (tmp_path / "d.safetensors").exists()
+
+
+def test_fit_on_a_plain_folder_of_recordings(tmp_path):
+    """A user's folder of healthy-machine recordings (no labels, no splits): some are held out for the threshold."""
+    folder = tmp_path / "healthy_fan"
+    folder.mkdir()
+    for i in range(12):
+        y = machine_sound("fan", _unit("fan", 0, 0), SR, SR, np.random.default_rng(i))
+        sf.write(folder / f"rec_{i:02d}.flac", (0.1 * y).astype(np.float32), SR)
+    out = tmp_path / "fan.safetensors"
+    r = run_cli("anomaly", "fit", folder, "-o", out, "train.steps=20", "data.cache_dir=null", "data.segment_frames=16",
+                "--percentile", "75", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "75th percentile of 4 held-out normal clips" in r.stdout
+    trained = read_manifest(tmp_path / "fan_run" / "normal.jsonl")
+    assert sorted(e.split for e in trained).count("valid") == 4 and len(trained) == 12
+    r = run_cli("anomaly", "score", folder / "rec_00.flac", "--model", out)
+    assert r.returncode == 0 and "rec_00.flac" in r.stdout and "scored 1 of 1 files" in r.stdout

@@ -185,6 +185,8 @@ def evaluate_anomaly(systems: dict[str, list[Detector]], entries: Sequence[Entry
     keys = {(c.machine, c.path) for c in clips[names[0]]}
     for name in names[1:]:
         keys &= {(c.machine, c.path) for c in clips[name]}
+    if not keys:
+        raise AudiovaeError(f"no {split} clip could be scored by every system" + "".join(f"; {n}" for n in notes[:3]))
     common = {name: [c for c in clips[name] if (c.machine, c.path) in keys] for name in names}
     rows = []
     for machine, group, members in _groups(common[names[0]], test_only):
