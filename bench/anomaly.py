@@ -31,8 +31,7 @@ from audiovae.pipelines.latent import logmel  # noqa: E402
 
 def packaged(name: str) -> Detector:
     cfg = load_run_config(name)
-    model = build_model(cfg.model["type"], {k: v for k, v in cfg.model.items() if k != "type"} |
-                        {"n_mels": cfg.mel.n_mels}).eval()
+    model = build_model(cfg.model["type"], {k: v for k, v in cfg.model.items() if k != "type"}).eval()
     return Detector(Checkpoint(model, cfg.mel, task="anomaly"))
 
 

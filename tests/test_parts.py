@@ -26,29 +26,13 @@ from audiovae.models import (
     Regularisation,
     build_model,
 )
-from audiovae.models.bottlenecks import Bottleneck
+from audiovae.models.bottlenecks import Bottleneck, Point
 from audiovae.models.layers import conv1d
 from audiovae.models.vae import FORMAT_1_KEYS, rename_keys
 from audiovae.pipelines.latent import load_latents, save_latents
 
 DATA = Path(__file__).parent / "data"
 TINY = {"channels": (16, 24), "factors": (2, 2), "blocks": 1, "latent_dim": 4, "n_mels": 20}
-
-
-class PointPosterior:
-    """A plain autoencoder's posterior: one point, no regulariser."""
-
-    def __init__(self, z: torch.Tensor) -> None:
-        self.z = z
-
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.z
-
-    def mode(self) -> torch.Tensor:
-        return self.z
-
-    def regulariser(self, mask: torch.Tensor | None, step: int) -> Regularisation:
-        return Regularisation(self.z.new_zeros(()))
 
 
 class DeterministicBottleneck(Bottleneck):
@@ -59,8 +43,8 @@ class DeterministicBottleneck(Bottleneck):
         self.latent_dim = latent_dim
         self.proj = conv1d(in_channels, latent_dim, 3)
 
-    def forward(self, features: torch.Tensor) -> PointPosterior:
-        return PointPosterior(self.proj(features))
+    def forward(self, features: torch.Tensor) -> Point:
+        return Point(self.proj(features))
 
 
 def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -115,7 +99,7 @@ def test_both_posteriors_honour_the_protocol():
     mask[1, :, 3:] = 0
     schedule = KLSchedule(2.0, "linear", warmup=10)
     gaussian = DiagonalGaussian(mean, logvar, schedule, free_bits=0.5)
-    point = PointPosterior(mean)
+    point = Point(mean)
     for posterior in (gaussian, point):
         assert isinstance(posterior, Posterior)
         assert posterior.sample(torch.Generator().manual_seed(1)).shape == posterior.mode().shape == mean.shape

@@ -28,7 +28,6 @@ from ..fileio import atomic_path
 from .latent import logmel
 
 SCORES = ("recon", "nelbo")
-POOLINGS = ("mean", "max", "p50", "p90", "p95", "p99")
 
 
 def check_pooling(pooling: str) -> str:
@@ -48,15 +47,20 @@ def pool(frames: np.ndarray, pooling: str) -> float:
     return float(np.percentile(frames, float(check_pooling(pooling)[1:])))
 
 
+def check_percentile(percentile: float) -> float:
+    """A threshold percentile: strictly between 0 and 100."""
+    if not 0 < percentile < 100:
+        raise ConfigError(f"threshold percentile {percentile} must be in (0, 100)")
+    return percentile
+
+
 def threshold_at(normal_scores: np.ndarray | list[float], percentile: float) -> float:
     """The decision threshold: the ``percentile`` of held-out normal clip scores (so about ``100 - percentile`` %
     of normal clips are flagged)."""
     scores = np.asarray(normal_scores, dtype=np.float64)
     if scores.size == 0:
         raise ConfigError("no held-out normal clips to set the threshold on")
-    if not 0 < percentile < 100:
-        raise ConfigError(f"threshold percentile {percentile} must be in (0, 100)")
-    return float(np.percentile(scores, percentile))
+    return float(np.percentile(scores, check_percentile(percentile)))
 
 
 @dataclass
@@ -88,6 +92,7 @@ class DetectorSettings:
         if self.score not in SCORES:
             raise ConfigError(f"anomaly score {self.score!r} must be one of {', '.join(SCORES)}")
         check_pooling(self.pooling)
+        check_percentile(self.percentile)
 
     @classmethod
     def of(cls, ckpt: Checkpoint) -> DetectorSettings:
@@ -102,12 +107,13 @@ class DetectorSettings:
 
 @dataclass
 class ClipScore:
-    """A clip's score, its decision (``None`` without a threshold) and its frame scores (for plots)."""
+    """A clip's score, its decision (``None`` without a threshold), its frame scores and log-mel (for plots)."""
 
     score: float
     anomalous: bool | None
     frames: np.ndarray
     seconds: float
+    logmel: torch.Tensor
 
 
 class Detector:
@@ -125,19 +131,17 @@ class Detector:
         return self.ckpt.mel.sample_rate
 
     @torch.no_grad()
-    def frame_scores(self, wave: torch.Tensor) -> np.ndarray:
-        """Frame scores ``[frames]`` of a mono waveform at the model's rate."""
+    def score(self, wave: torch.Tensor) -> ClipScore:
+        """Score a mono waveform at the model's rate."""
         model = self.ckpt.model
         model.eval()
         mel = logmel(wave, self.ckpt)
-        return model.frame_scores(mel, self.settings.score)[0].float().cpu().numpy()
-
-    def score(self, wave: torch.Tensor) -> ClipScore:
-        frames = self.frame_scores(wave)
+        frames = model.frame_scores(mel, self.settings.score)[0].float().cpu().numpy()
         edge = self.settings.edge_frames
         value = pool(frames[edge: len(frames) - edge] if len(frames) > 4 * edge else frames, self.settings.pooling)
         t = self.settings.threshold
-        return ClipScore(value, None if t is None else value > t, frames, wave.numel() / self.sample_rate)
+        return ClipScore(value, None if t is None else value > t, frames, wave.numel() / self.sample_rate,
+                         mel[0].cpu())
 
     def score_file(self, path: str | os.PathLike[str]) -> ClipScore:
         """Score an audio file (any format, rate, channels); unreadable or too short: ``AudioError``."""
@@ -186,12 +190,11 @@ def score_source(detector: Detector, source: str | os.PathLike[str], plot_dir: s
     results = []
     for i, (path, png) in enumerate(zip(files, plots, strict=True), 1):
         try:
-            wave, _ = audio.load(path, detector.sample_rate, min_samples=detector.ckpt.mel.min_samples)
-            result = detector.score(wave)
+            result = detector.score_file(path)
             if png is not None:
                 png.parent.mkdir(parents=True, exist_ok=True)
                 verdict = "" if result.anomalous is None else (" - ANOMALOUS" if result.anomalous else " - normal")
-                image = anomaly_png(logmel(wave, detector.ckpt)[0], result.frames, detector.ckpt.mel,
+                image = anomaly_png(result.logmel, result.frames, detector.ckpt.mel,
                                     detector.settings.threshold, f"{path.name}: score {result.score:.4g}{verdict}")
                 with atomic_path(png) as tmp:
                     tmp.write_bytes(image)

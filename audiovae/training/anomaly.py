@@ -81,8 +81,7 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     score = score or kinds[0]
     if score not in kinds:
         raise ConfigError(f"{config}: a {model_type} model scores frames by {' or '.join(kinds)}, not {score!r}")
-    DetectorSettings(score=score, pooling=pooling)  # bad settings fail before an hour of training
-    threshold_at([0.0], percentile)
+    DetectorSettings(score=score, pooling=pooling, percentile=percentile)  # fail before an hour of training
     train_set, held, machine = normal_clips(source, machine)
     run = Path(work_dir) if work_dir is not None else out.with_name(out.stem + "_run")
     run.mkdir(parents=True, exist_ok=True)
