@@ -576,9 +576,12 @@ def anomaly_fit(
                                          dir_okay=False)],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides of the config, e.g. "
                                                           "train.steps=3000.")] = None,
-    config: Annotated[str, typer.Option(help="A YAML file or packaged config: anomaly_vae (a small conv VAE) or "
-                                        "anomaly_dense_ae (the DCASE baseline); any model type can detect.")]
-    = "anomaly_vae",
+    config: Annotated[list[str] | None, typer.Option(help="A YAML file or packaged config: anomaly_vae (a small "
+                                                     "conv VAE; anomaly_vae_fine at twice its time resolution) or "
+                                                     "anomaly_dense_ae (the DCASE baseline); any model type can "
+                                                     "detect. Repeat it to fit each and keep the one with the "
+                                                     "highest AUC on the valid split (needs anomalous valid "
+                                                     "clips).")] = None,
     machine: Annotated[str, typer.Option(help="The machine type to fit (needed when NORMAL holds several).")] = "",
     percentile: Annotated[float, typer.Option(help="Threshold: this percentile of the scores of held-out normal "
                                               "clips (about 100 - P % of normal clips are flagged).",
@@ -600,10 +603,13 @@ def anomaly_fit(
     """
     from .training.anomaly import fit_detector
 
-    path, s = fit_detector(normal, output, config, overrides or [], machine, percentile, pooling, score, work,
-                           device, resume)
-    typer.echo(f"wrote {path}: {s.score} score, {s.pooling} over frames, threshold {s.threshold:.4g} (the "
-               f"{s.percentile:g}th percentile of {s.normal['clips']} held-out normal clips)"
+    path, s = fit_detector(normal, output, config or ["anomaly_vae"], overrides or [], machine, percentile, pooling,
+                           score, work, device, resume)
+    for name, r in s.selection.items():
+        typer.echo(f"{name}: valid AUC {r['auc']:.3f}, pAUC {r['pauc']:.3f} ({r['normal']} normal, "
+                   f"{r['anomalous']} anomalous clips)" + ("  <- kept" if name == s.config else ""))
+    typer.echo(f"wrote {path}: {s.config}, {s.score} score, {s.pooling} over frames, threshold {s.threshold:.4g} "
+               f"(the {s.percentile:g}th percentile of {s.normal['clips']} held-out normal clips)"
                + (f", machine type {s.machine}" if s.machine else ""))
 
 

@@ -1,7 +1,8 @@
 """Run configuration: one YAML file (``model``, ``mel``, ``data``, ``train``) -> typed dataclasses.
 
 Packaged configs are found by name (``speech_vae``) so they survive ``pip install``; any value can be overridden as
-``key=value`` with a dotted key, parsed as YAML and coerced to the field's type. Every mistake is a one-line
+``key=value`` with a dotted key, parsed as YAML and coerced to the field's type. A config may start from another
+(``base: anomaly_vae``) and state only what it changes. Every mistake is a one-line
 :class:`~audiovae.errors.ConfigError` that names the key.
 """
 
@@ -317,6 +318,15 @@ def load_run_config(source: str | os.PathLike[str], overrides: Sequence[str] = (
 
     Example: ``load_run_config("speech_vae", ["train.steps=200", "model.latent_dim=16"])``.
     """
+    raw = _load_raw(source)
+    for item in overrides:
+        _apply_override(raw, item)
+    return run_config_from_dict(raw)
+
+
+def _load_raw(source: str | os.PathLike[str], chain: tuple[str, ...] = ()) -> dict:
+    """The YAML mapping of ``source`` with its ``base:`` (a packaged config, or a file relative to this one) merged
+    underneath, so a variant config states only what it changes."""
     text = _read_config_text(source)
     try:
         raw = yaml.safe_load(text) or {}
@@ -324,8 +334,23 @@ def load_run_config(source: str | os.PathLike[str], overrides: Sequence[str] = (
         raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a run config must be a YAML mapping")
-    for item in overrides:
-        _apply_override(raw, item)
-    return run_config_from_dict(raw)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{source}: base must name a config (a packaged name or a YAML file), not {base!r}")
+    if Path(source).is_file() and not Path(base).is_absolute() and (Path(source).parent / base).is_file():
+        base = str(Path(source).parent / base)
+    if base in chain or len(chain) > 8:
+        raise ConfigError(f"{source}: config bases form a loop ({' -> '.join([*chain, base])})")
+    return _merged(_load_raw(base, (*chain, str(source))), raw)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: sections merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 

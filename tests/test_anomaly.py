@@ -321,6 +321,29 @@ def test_score_errors_are_one_line(detector, tmp_path):
     assert r.returncode == 1 and "pooling" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_fit_keeps_the_config_with_the_best_valid_auc(tiny_corpus, tmp_path):
+    """Two front ends fitted; the kept one has the higher AUC on the valid split, recomputed here from its run."""
+    from audiovae.checkpoint import load_checkpoint
+    from audiovae.pipelines.anomaly import Detector
+
+    out = tmp_path / "fan.safetensors"
+    r = run_cli("anomaly", "fit", tiny_corpus, "-o", out, "--config", "anomaly_vae", "--config", "anomaly_vae_fine",
+                "train.steps=30", f"data.cache_dir={tmp_path / 'cache'}", "--device", "cpu", timeout=900)
+    assert r.returncode == 0, r.stderr
+    s = DetectorSettings.of(load_checkpoint(out))
+    assert set(s.selection) == {"anomaly_vae", "anomaly_vae_fine"} and r.stdout.count("<- kept") == 1
+    assert s.config == max(s.selection, key=lambda n: (s.selection[n]["auc"], s.selection[n]["pauc"]))
+    assert f"{s.config}: valid AUC" in r.stdout and "<- kept" in r.stdout.split(f"{s.config}: valid AUC")[1]
+    valid = [e for e in discover(tiny_corpus) if e.split == "valid"]
+    assert s.selection["anomaly_vae"]["anomalous"] == sum(e.label == "anomaly" for e in valid) > 0
+    for name, figures in s.selection.items():
+        run = load_checkpoint(tmp_path / "fan_run" / name / "model.safetensors")
+        d = Detector(run, score="nelbo", pooling="mean")
+        scores = [d.score_file(e.path).score for e in valid]
+        assert auc_pair([int(e.label == "anomaly") for e in valid], scores)[0] == pytest.approx(figures["auc"])
+    assert load_checkpoint(out).mel.hop_length == (256 if s.config == "anomaly_vae_fine" else 512)
+
+
 def test_fit_refuses_mixed_machine_types_and_too_few_clips(tmp_path):
     cfg = MachineCorpusConfig(machines=("fan", "pump"), units=1, seconds=1.0, snrs=(6.0,), train=2,
                               valid_normal=0, valid_per_anomaly=0, test_normal=0, test_per_anomaly=0, workers=1)
@@ -350,3 +373,7 @@ def test_fit_on_a_plain_folder_of_recordings(tmp_path):
     assert sorted(e.split for e in trained).count("valid") == 4 and len(trained) == 12
     r = run_cli("anomaly", "score", folder / "rec_00.flac", "--model", out)
     assert r.returncode == 0 and "rec_00.flac" in r.stdout and "scored 1 of 1 files" in r.stdout
+    r = run_cli("anomaly", "fit", folder, "-o", tmp_path / "two.safetensors", "--config", "anomaly_vae", "--config",
+                "anomaly_vae_fine")
+    assert r.returncode == 1 and "anomalous clips" in r.stderr and "one --config" in r.stderr
+    assert not (tmp_path / "two.safetensors").exists() and not (tmp_path / "two_run").exists()

@@ -93,6 +93,27 @@ def test_bad_keys_and_values_are_one_line_errors_naming_the_key(override, key):
     assert key in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_config_states_only_what_it_changes_over_its_base(tmp_path):
+    fine, coarse = load_run_config("anomaly_vae_fine").to_dict(), load_run_config("anomaly_vae").to_dict()
+    changed = {(section, key) for section in coarse if isinstance(coarse[section], dict)
+               for key in coarse[section] if coarse[section][key] != fine[section][key]}
+    assert changed == {("mel", "n_fft"), ("mel", "hop_length"), ("mel", "win_length"), ("data", "segment_frames")}
+    (tmp_path / "mine.yaml").write_text("base: speech_vae\ntrain:\n  steps: 7\nmodel:\n  latent_dim: 5\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "more.yaml").write_text("base: ../mine.yaml\ntrain:\n  lr: 1.0e-4\n")
+    r = load_run_config(tmp_path / "sub" / "more.yaml", ["train.seed=3"])
+    base = load_run_config("speech_vae")
+    assert (r.train.steps, r.train.lr, r.train.seed, r.model["latent_dim"]) == (7, 1e-4, 3, 5)
+    assert r.model["channels"] == base.model["channels"] and r.mel == base.mel  # the rest inherited, merged per key
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="loop"):
+        load_run_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: [1]\n")
+    with pytest.raises(ConfigError, match="base must name a config"):
+        load_run_config(tmp_path / "c.yaml")
+
+
 def test_unknown_config_name_lists_the_packaged_ones():
     with pytest.raises(ConfigError, match="speech_vae"):
         load_run_config("no_such_config")

@@ -65,13 +65,15 @@ class AnomalyReport:
     realtime: dict[str, float]
     device: str
     notes: list[str] = field(default_factory=list)
+    split: str = "test"
 
     def table(self) -> str:
         head = f"{'machine':10s} {'group':22s} {'normal':>6s} {'anom.':>5s}" + "".join(
             f" {s[:12] + ' AUC':>16s} {'pAUC':>6s}" for s in self.systems)
         n_clips = len(next(iter(self.clips.values()), []))
-        lines = [f"AUC and pAUC (FPR <= {MAX_FPR}) on {n_clips} test clips ({self.seconds / 60:.1f} min); scored at "
-                 + ", ".join(f"{s} {self.realtime[s]:.0f}x" for s in self.systems) + f" realtime on {self.device}",
+        lines = [f"AUC and pAUC (FPR <= {MAX_FPR}) on {n_clips} {self.split} clips ({self.seconds / 60:.1f} min); "
+                 "scored at " + ", ".join(f"{s} {self.realtime[s]:.0f}x" for s in self.systems)
+                 + f" realtime on {self.device}",
                  head]
         for r in self.rows:
             cells = "".join(f" {r[s]['auc']:16.3f} {r[s]['pauc']:6.3f}" for s in self.systems)
@@ -213,4 +215,4 @@ def evaluate_anomaly(systems: dict[str, list[Detector]], entries: Sequence[Entry
             decisions.append({"system": name, "machine": machine, "threshold": detector.settings.threshold,
                               **_decision(mine)})
     device = ", ".join(sorted({str(d.ckpt.model.mel_mean.device) for ds in systems.values() for d in ds}))
-    return AnomalyReport(names, rows, decisions, common, audio_seconds, busy, device, notes)
+    return AnomalyReport(names, rows, decisions, common, audio_seconds, busy, device, notes, split)

@@ -78,6 +78,8 @@ class DetectorSettings:
         edge_frames: frames left out of the pooling at each end of a clip (where the STFT's padding and the
             model's receptive field see past the clip), when the clip has more than four times as many.
         normal: summary of the held-out normal scores (count, mean, std) the threshold came from.
+        config: the name of the run config the model was trained from.
+        selection: when ``fit`` chose among several configs, each one's AUC and pAUC on the valid split.
     """
 
     score: str = "recon"
@@ -87,6 +89,8 @@ class DetectorSettings:
     machine: str = ""
     edge_frames: int = 2
     normal: dict = field(default_factory=dict)
+    config: str = ""
+    selection: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:

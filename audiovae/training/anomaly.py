@@ -5,6 +5,7 @@ healthy machine, a machine-sound corpus (its ``train`` split trains and its norm
 threshold), or MIMII / DCASE trees. A source with several machine types needs ``machine=`` (one detector per type,
 as in DCASE). The run goes through the ordinary engine (``train.out_dir`` is ``work_dir``, so ``resume`` works),
 and the detector file is the trained checkpoint with its :class:`~audiovae.pipelines.anomaly.DetectorSettings`.
+Given several configs (front ends, model types), it fits each and keeps the best on the valid split.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..data.layouts import discover, held_out_count, ranked_splits
 from ..data.manifest import Entry, write_manifest
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
+from ..evaluation.anomaly import auc_pair
 from ..fileio import check_output_path
 from ..models import MODELS
 from ..pipelines.anomaly import Detector, DetectorSettings, threshold_at
@@ -31,15 +33,16 @@ from .engine import train
 MIN_HELD_OUT = 4
 
 
-def normal_clips(source: str | os.PathLike[str], machine: str = "", held_out: float = 0.1
-                 ) -> tuple[list[Entry], list[Entry], str]:
+def normal_clips(source: str | os.PathLike[str], machine: str = "", held_out: float = 0.1,
+                 entries: Sequence[Entry] | None = None) -> tuple[list[Entry], list[Entry], str]:
     """(training clips, held-out clips for the threshold, machine type) of the normal sounds in ``source``.
 
     A labelled corpus keeps its own splits (normal ``train`` trains, normal ``valid`` is held out; test clips are
     never used). Unlabelled recordings, and a corpus with fewer than :data:`MIN_HELD_OUT` valid clips, are split
-    afresh: ``held_out`` of them (at least :data:`MIN_HELD_OUT`) by a seeded hash of the path.
+    afresh: ``held_out`` of them (at least :data:`MIN_HELD_OUT`) by a seeded hash of the path. ``entries``: the
+    source's, when the caller has already discovered them.
     """
-    entries = discover(source)
+    entries = discover(source) if entries is None else entries
     normal = [e for e in entries if e.label != "anomaly" and (not machine or e.machine == machine)]
     types = sorted({e.machine for e in entries if e.machine})
     if machine and not normal:
@@ -64,46 +67,85 @@ def normal_clips(source: str | os.PathLike[str], machine: str = "", held_out: fl
     return train_set, held, machine
 
 
-def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str], config: str = "anomaly_vae",
-                 overrides: Sequence[str] = (), machine: str = "", percentile: float = 90.0, pooling: str = "mean",
-                 score: str | None = None, work_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-                 resume: bool = False, progress: bool = True) -> tuple[Path, DetectorSettings]:
+def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
+                 config: str | Sequence[str] = "anomaly_vae", overrides: Sequence[str] = (), machine: str = "",
+                 percentile: float = 90.0, pooling: str = "mean", score: str | None = None,
+                 work_dir: str | os.PathLike[str] | None = None, device: str = "auto", resume: bool = False,
+                 progress: bool = True) -> tuple[Path, DetectorSettings]:
     """Train ``config`` on the normal clips of ``source`` and write the detector to ``output``; returns its path and
     settings. ``score`` defaults to the model's own first kind (``nelbo`` for a VAE, ``recon`` for the dense AE).
-    The run (checkpoints, log, the manifest it trained on) is kept in ``work_dir`` (default: ``output``'s name with
-    ``_run``), so ``resume=True`` continues it."""
+
+    Several configs (e.g. two front ends) are each fitted, and the one with the highest AUC on the valid split
+    (its held-out normal clips against its anomalous ones; pAUC breaks ties) is kept, with every candidate's figures
+    in ``settings.selection``; that needs a labelled corpus with anomalous valid clips. The test split is never
+    looked at. The runs (checkpoints, log, the manifest they trained on) are kept in ``work_dir`` (default:
+    ``output``'s name with ``_run``; one sub-folder per config when there are several), so ``resume=True``
+    continues them."""
     out = Path(output)
     check_output_path(out)
-    model_type = load_run_config(config, overrides).model["type"]
-    kinds = getattr(MODELS[model_type], "anomaly_scores", ())
-    if not kinds:
-        raise ConfigError(f"{config}: a {model_type} model cannot score frames, so it cannot detect anomalies")
-    score = score or kinds[0]
-    if score not in kinds:
-        raise ConfigError(f"{config}: a {model_type} model scores frames by {' or '.join(kinds)}, not {score!r}")
-    DetectorSettings(score=score, pooling=pooling, percentile=percentile)  # fail before an hour of training
-    train_set, held, machine = normal_clips(source, machine)
+    configs = [str(config)] if isinstance(config, (str, os.PathLike)) else [str(c) for c in config]
+    names = [Path(c).name.removesuffix(".yaml") for c in configs]
+    if not configs or len(set(names)) < len(names):
+        raise ConfigError(f"configs {', '.join(configs) or '(none)'}: give one or more, with distinct names")
+    scores = [_score_kind(c, overrides, score) for c in configs]
+    DetectorSettings(score=scores[0], pooling=pooling, percentile=percentile)  # fail before an hour of training
+    entries = discover(source)
+    train_set, held, machine = normal_clips(source, machine, entries=entries)
+    anomalous = [e for e in entries if e.label == "anomaly" and e.split == "valid" and e.machine == machine]
+    if len(configs) > 1 and not anomalous:
+        raise ConfigError(f"{source}: choosing among {len(configs)} configs needs anomalous clips of "
+                          f"{machine or 'the machine'} in the valid split (a labelled corpus); give one --config")
     run = Path(work_dir) if work_dir is not None else out.with_name(out.stem + "_run")
     run.mkdir(parents=True, exist_ok=True)
     manifest = run / "normal.jsonl"
     for e, split in [(e, "train") for e in train_set] + [(e, "valid") for e in held]:
         e.path, e.split = str(Path(e.path).resolve()), split
     write_manifest(manifest, train_set + held)
-    path = train(config, [*overrides, f"data.train={manifest}", f"train.out_dir={run}"], device=device,
-                 resume=resume)
-    ckpt = load_checkpoint(path, resolve_device(device))
-    detector = Detector(ckpt, score=score, pooling=pooling, threshold=None)
-    scores = []
-    for e in tqdm(held, desc="threshold", unit="clip", disable=bar_off(progress)):
-        try:
-            scores.append(detector.score_file(e.path).score)
-        except AudiovaeError:
-            continue  # an unreadable held-out file was already reported by the training run
-    values = np.asarray(scores)
-    settings = DetectorSettings(score=score, pooling=pooling, threshold=threshold_at(values, percentile),
-                                percentile=percentile, machine=machine,
-                                normal={"clips": int(values.size), "mean": float(values.mean()),
-                                        "std": float(values.std())})
+    best, selection = None, {}
+    for config_name, name, kind in zip(configs, names, scores, strict=True):
+        out_dir = run if len(configs) == 1 else run / name
+        path = train(config_name, [*overrides, f"data.train={manifest}", f"train.out_dir={out_dir}"],
+                     device=device, resume=resume)
+        ckpt = load_checkpoint(path, resolve_device(device))
+        detector = Detector(ckpt, score=kind, pooling=pooling, threshold=None)
+        normal = _clip_scores(detector, held, f"threshold ({name})", progress)
+        settings = DetectorSettings(score=kind, pooling=pooling, threshold=threshold_at(normal, percentile),
+                                    percentile=percentile, machine=machine, config=name,
+                                    normal={"clips": int(normal.size), "mean": float(normal.mean()),
+                                            "std": float(normal.std())})
+        if len(configs) > 1:
+            bad = _clip_scores(detector, anomalous, f"valid anomalies ({name})", progress)
+            auc, pauc = auc_pair([0] * normal.size + [1] * bad.size, np.concatenate([normal, bad]).tolist())
+            selection[name] = {"auc": auc, "pauc": pauc, "normal": int(normal.size), "anomalous": int(bad.size)}
+            key = (auc, pauc)
+        else:
+            key = (0.0, 0.0)
+        if best is None or key > best[0]:
+            best = (key, ckpt, settings)
+    _, ckpt, settings = best
+    settings.selection = selection
     ckpt.info["anomaly"] = settings.to_dict()
     ckpt.task = "anomaly"
     return save_checkpoint(out, ckpt), settings
+
+
+def _score_kind(config: str, overrides: Sequence[str], score: str | None) -> str:
+    """The frame score a detector of ``config`` uses: ``score``, else its model's first kind; checked up front."""
+    model_type = load_run_config(config, overrides).model["type"]
+    kinds = getattr(MODELS[model_type], "anomaly_scores", ())
+    if not kinds:
+        raise ConfigError(f"{config}: a {model_type} model cannot score frames, so it cannot detect anomalies")
+    if score is not None and score not in kinds:
+        raise ConfigError(f"{config}: a {model_type} model scores frames by {' or '.join(kinds)}, not {score!r}")
+    return score or kinds[0]
+
+
+def _clip_scores(detector: Detector, clips: Sequence[Entry], desc: str, progress: bool) -> np.ndarray:
+    """Pooled scores of ``clips``; an unreadable one is skipped (the training run already reported it)."""
+    scores = []
+    for e in tqdm(clips, desc=desc, unit="clip", disable=bar_off(progress)):
+        try:
+            scores.append(detector.score_file(e.path).score)
+        except AudiovaeError:
+            continue
+    return np.asarray(scores, dtype=np.float64)
