@@ -2,9 +2,9 @@
 part every detector shares (read + log-mel), for the conv VAE detector and the DCASE dense baseline, same run.
 
 Run: ``python bench/anomaly.py [--model DETECTOR ...] [--seconds 10 60] [--repeat 3]``. Without ``--model``,
-untrained detectors of the packaged configs (anomaly_vae, anomaly_dense_ae) are timed: speed does not depend on
-the weights. Prints x-realtime of each on the CPU with the threads torch uses (and CUDA when present), and the
-detector's time over the front end's.
+untrained detectors of the packaged configs (anomaly_vae, anomaly_dense_ae and their _fine versions) are timed:
+speed does not depend on the weights. Prints x-realtime of each on the CPU with the threads torch uses (and CUDA
+when present), and the detector's time over the front end's.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ def packaged(name: str) -> Detector:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", action="append", help="a detector file (repeatable); default: both packaged configs")
+    ap.add_argument("--model", action="append", help="a detector file (repeatable); default: the packaged configs")
     ap.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     detectors = ({Path(p).stem: Detector(load_checkpoint(p)) for p in args.model} if args.model else
-                 {name: packaged(name) for name in ("anomaly_vae", "anomaly_dense_ae")})
+                 {name: packaged(name) for name in ("anomaly_vae", "anomaly_vae_fine", "anomaly_dense_ae",
+                                                          "anomaly_dense_ae_fine")})
     header("anomaly scoring speed: file -> clip score, against file -> log-mel")
     print(f"{'device':6s} {'seconds':>8s} {'detector':18s} {'x realtime':>11s} {'front end x rt':>15s} "
           f"{'share of time in front end':>27s}")
