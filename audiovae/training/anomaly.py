@@ -11,6 +11,7 @@ Given several configs (front ends, model types), it fits each and keeps the best
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import load_run_config
+from ..data.datasets import DataWarning
 from ..data.layouts import discover, held_out_count, ranked_splits
 from ..data.manifest import Entry, write_manifest
 from ..device import resolve_device
@@ -141,11 +143,11 @@ def _score_kind(config: str, overrides: Sequence[str], score: str | None) -> str
 
 
 def _clip_scores(detector: Detector, clips: Sequence[Entry], desc: str, progress: bool) -> np.ndarray:
-    """Pooled scores of ``clips``; an unreadable one is skipped (the training run already reported it)."""
+    """Pooled scores of ``clips``; an unreadable one is skipped with a warning."""
     scores = []
     for e in tqdm(clips, desc=desc, unit="clip", disable=bar_off(progress)):
         try:
             scores.append(detector.score_file(e.path).score)
-        except AudiovaeError:
-            continue
+        except AudiovaeError as err:
+            warnings.warn(f"{desc}: skipping {err}", DataWarning, stacklevel=2)
     return np.asarray(scores, dtype=np.float64)
