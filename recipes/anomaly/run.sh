@@ -5,7 +5,8 @@
 # fitted at two time resolutions (64-ms hop: anomaly_vae / anomaly_dense_ae; 16-ms hop: the *_fine configs) and the
 # one with the higher AUC on the valid split is kept; the test split is only read by the final evaluation.
 # Usage: bash recipes/anomaly/run.sh [WORK_DIR] [extra key=value overrides for every fit]
-# On the 2-core CPU: corpus 32 s, fits 1-4 min each (3000 steps of 32 crops of 2 s), evaluation 30 s; ~35 min.
+# On the 2-core CPU: corpus 32 s; fits 3-5 min per machine type and system (3000 steps of 32 crops of 2 s, both
+# front ends); evaluation 18 s; 33 min in all.
 set -euo pipefail
 work=${1:-work/anomaly}; shift || true
 machines="fan pump bearing slider"

@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ... import audio
 from ...errors import AudiovaeError
-from ...progress import bar_off
 from ..manifest import CorpusSummary, Entry, write_manifest
 from ..mixing import coloured_noise, factory_noise, rms
+from . import render_in_processes
 
 MACHINES = ("fan", "pump", "bearing", "slider")
 SEEN_ANOMALIES = ("drift", "click", "imbalance")
@@ -220,11 +218,9 @@ def build_machine_corpus(out_dir: str | os.PathLike[str], config: MachineCorpusC
     out.mkdir(parents=True, exist_ok=True)
     clips = _plan(config)
     entries: list[Entry] = []
-    workers = config.workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers) as pool:
-        results = pool.map(_render, clips, [out] * len(clips), [config] * len(clips), chunksize=4)
-        for rendered in tqdm(results, total=len(clips), desc="rendering", unit="clip", disable=bar_off(progress)):
-            entries += rendered
+    for rendered in render_in_processes(_render, clips, out, config, config.workers, "rendering", "clip", progress,
+                                        chunksize=4):
+        entries += rendered
     write_manifest(out / "manifest.jsonl", entries)
     for e in entries:  # the summary counts normal clips as a group of their own (the manifest is written)
         e.anomaly = e.anomaly or "normal"

@@ -22,19 +22,17 @@ import os
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ... import audio
 from ...errors import AudiovaeError
-from ...progress import bar_off
 from ..layouts import held_out_count, ranked_splits
 from ..manifest import CorpusSummary, Entry, read_manifest, resolve, write_manifest
 from ..mixing import NOISE_COLOURS, coloured_noise, factory_noise, fit_length, mains_hum, noise_gain, peak_scale, rms
+from . import render_in_processes
 
 FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
 REAL_SPEAKER = "ru_nsh"
@@ -350,14 +348,12 @@ def build_noisy_corpus(out_dir: str | os.PathLike[str], config: NoisyCorpusConfi
         for kind in ("noisy", "clean"):
             (out / kind / split).mkdir(parents=True, exist_ok=True)
     entries, skipped = [], []
-    workers = config.workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers) as pool:
-        results = pool.map(_mix, jobs, [out] * len(jobs), [config] * len(jobs), chunksize=8)
-        for entry, error in tqdm(results, total=len(jobs), desc="mixing", unit="file", disable=bar_off(progress)):
-            if entry is None:
-                skipped.append(error)
-            else:
-                entries.append(entry)
+    for entry, error in render_in_processes(_mix, jobs, out, config, config.workers, "mixing", "file", progress,
+                                            chunksize=8):
+        if entry is None:
+            skipped.append(error)
+        else:
+            entries.append(entry)
     write_manifest(out / "manifest.jsonl", entries)
     summary = CorpusSummary.from_entries("noisy", entries, group="noise", skipped=skipped,
                                          build_seconds=time.perf_counter() - t0)
