@@ -890,6 +890,55 @@ def evaluate_music(
     _print_report(run(ckpt, test, train, clips, seconds, temperature, seed), json_out)
 
 
+@evaluate_app.command(name="variants")
+@_guarded
+def evaluate_variants(
+    models: Annotated[list[Path], typer.Argument(help="Models to compare (trained on the same front end).",
+                                                 dir_okay=False)],
+    data: Annotated[Path, typer.Option("--data", help="A corpus folder or manifest: its test split is held out, "
+                                                      "its train split gives the Fréchet floor.")],
+    clips: Annotated[int, typer.Option(help="Held-out clips (and prior samples) per model.", min=2)] = 32,
+    seconds: Annotated[float, typer.Option(help="Length of each clip.", min=0.5)] = 4.0,
+    seed: Annotated[int, typer.Option(help="Seed of the first prior sample.")] = 0,
+    vocoder: VocoderOpt = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the table as Markdown.",
+                                                  dir_okay=False)] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.", dir_okay=False)
+                       ] = None,
+    json_out: JsonOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Compare models of the VAE family on the same held-out clips: mel L1 and multi-resolution STFT distance of
+    the reconstruction, rate (KL, or code entropy for a VQ-VAE, in bits per second), active units, codebook
+    perplexity, the Fréchet distance of each model's prior samples to the held-out audio, and training speed
+    (a few timed steps of each, one after another).
+
+    Example: audiovae evaluate variants runs/speech_vae/model.safetensors runs/speech_vqvae/model.safetensors
+    --data corpora/speech --markdown table.md
+    """
+    from .data.layouts import discover
+    from .evaluation.variants import evaluate_variants as run
+    from .fileio import atomic_path, check_output_path
+
+    for path in (markdown, csv_out):  # checked before any work
+        if path is not None:
+            check_output_path(path)
+    loaded = [(m, _load(m, device)) for m in models]
+    types = [type(c.model).model_type for _, c in loaded]
+    named = [(t if types.count(t) == 1 else f"{t} ({m.parent.name or m.stem})", c)
+             for t, (m, c) in zip(types, loaded, strict=True)]
+    entries = discover(data)
+    test = [e for e in entries if e.split == "test"]
+    if not test:
+        raise AudiovaeError(f"{data}: no test split to hold out (corpora from `audiovae corpus` have one)")
+    report = run(named, test, [e for e in entries if e.split == "train"], clips, seconds, seed, vocoder)
+    for path, text in ((markdown, report.markdown()), (csv_out, report.csv())):
+        if path is not None:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
+    _print_report(report, json_out)
+
+
 corpus_app = typer.Typer(help="Build the offline corpora (speech, noisy speech, music, machine sounds) used by "
                               "recipes and tests.",
                          no_args_is_help=True)

@@ -343,7 +343,20 @@ def _load_raw(source: str | os.PathLike[str], chain: tuple[str, ...] = ()) -> di
         base = str(Path(source).parent / base)
     if base in chain or len(chain) > 8:
         raise ConfigError(f"{source}: config bases form a loop ({' -> '.join([*chain, base])})")
-    return _merged(_load_raw(base, (*chain, str(source))), raw)
+    return _merged(_for_type(_load_raw(base, (*chain, str(source))), raw), raw)
+
+
+def _for_type(base: dict, over: dict) -> dict:
+    """``base`` with the model options that ``over``'s model type lacks taken out, when ``over`` changes the type
+    (a ``wae`` config based on ``speech_vae`` keeps its architecture, not its KL settings)."""
+    new = over.get("model", {}).get("type") if isinstance(over.get("model"), dict) else None
+    model = base.get("model")
+    if not new or not isinstance(model, dict) or model.get("type") in (None, new):
+        return base
+    from .models import model_options  # the registry imports the models; config is imported by them
+
+    known = model_options(new) | {"type"}
+    return {**base, "model": {k: v for k, v in model.items() if k in known}}
 
 
 def _merged(base: dict, over: dict) -> dict:

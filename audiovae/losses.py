@@ -54,6 +54,14 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)
 
 
+def gaussian_kl_between(mean: torch.Tensor, logvar: torch.Tensor, prior_mean: torch.Tensor,
+                        prior_logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(prior_mean, exp(prior_logvar))) per element, in nats (a learnt conditional
+    prior, as in a hierarchical VAE's lower levels)."""
+    return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mean - prior_mean).square()) * torch.exp(-prior_logvar)
+                  - 1.0)
+
+
 def kl_per_dim(kl: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Average KL of each latent dimension ``[D]`` over batch and (unmasked) latent frames, from ``[B, D, T]``."""
     if mask is None:
@@ -97,6 +105,50 @@ class KLSchedule:
         period = max(1, self.total // max(1, self.cycles))
         phase = (step % period) / period
         return self.beta * min(1.0, phase / self.ratio)
+
+
+@dataclass(frozen=True)
+class CapacitySchedule:
+    """Burgess et al. (2018)'s controlled capacity: the KL is held near a target ``C`` that grows linearly from 0 to
+    ``capacity`` nats over ``steps`` steps, by the loss ``gamma * |KL - C|``. The latent channel opens gradually,
+    the factors that lower the reconstruction error most first, instead of trading it against a fixed beta."""
+
+    capacity: float = 25.0
+    steps: int = 2000
+    gamma: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.capacity < 0 or self.steps < 1 or self.gamma <= 0:
+            raise ConfigError(f"CapacitySchedule: capacity={self.capacity} must be >= 0, steps={self.steps} >= 1 and "
+                              f"gamma={self.gamma} > 0")
+
+    def target(self, step: int) -> float:
+        return self.capacity * min(1.0, step / self.steps)
+
+    def loss(self, kl: torch.Tensor, step: int) -> torch.Tensor:
+        """The capacity term for a total KL (summed over latent dimensions)."""
+        return self.gamma * (kl - self.target(step)).abs()
+
+
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # multiples of 2 * dim, as in Tolstikhin et al.'s WAE code
+
+
+def mmd_imq(x: torch.Tensor, y: torch.Tensor, scales: tuple[float, ...] = IMQ_SCALES) -> torch.Tensor:
+    """Unbiased squared maximum mean discrepancy between samples ``x`` ``[N, D]`` and ``y`` ``[M, D]`` under the
+    inverse multiquadric kernel ``k(a, b) = C / (C + |a - b|^2)`` (Tolstikhin et al. 2018, WAE-MMD), summed over
+    ``C = 2 * D * s`` for each scale ``s``: heavy tails keep a gradient on outliers that an RBF kernel flattens."""
+    n, m, dim = x.shape[0], y.shape[0], x.shape[1]
+    if n < 2 or m < 2:
+        return x.new_zeros(())
+    xx, yy, xy = torch.cdist(x, x).square(), torch.cdist(y, y).square(), torch.cdist(x, y).square()
+    off_x = 1.0 - torch.eye(n, device=x.device, dtype=x.dtype)
+    off_y = 1.0 - torch.eye(m, device=y.device, dtype=y.dtype)
+    total = x.new_zeros(())
+    for s in scales:
+        c = 2.0 * dim * s
+        total = total + ((c / (c + xx)) * off_x).sum() / (n * (n - 1)) + ((c / (c + yy)) * off_y).sum() / (
+            m * (m - 1)) - 2.0 * (c / (c + xy)).mean()
+    return total
 
 
 def active_units(means: torch.Tensor, threshold: float = 1e-2) -> int:

@@ -160,3 +160,32 @@ def anomaly_png(logmel: torch.Tensor | np.ndarray, frame_scores: np.ndarray, con
         plt.close(fig)
         raise
     return _png(fig)
+
+
+def comparison_png(tables: dict[str, Sequence[dict]], columns: dict[str, str]) -> bytes:
+    """A bar chart per column (``key -> title``), one group of bars per table (a domain: speech, music), one bar
+    per row (a model, by ``row["name"]``); missing values are left out, not drawn as zero."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(r["name"] for rows in tables.values() for r in rows))
+    fig, axes = plt.subplots(2, -(-len(columns) // 2), figsize=(3.4 * -(-len(columns) // 2), 6.4), dpi=100,
+                             squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    width = 0.8 / max(1, len(names))
+    for ax, (key, title) in zip(axes.flat, columns.items(), strict=False):
+        for j, name in enumerate(names):
+            xs, ys = [], []
+            for i, rows in enumerate(tables.values()):
+                value = next((r.get(key) for r in rows if r["name"] == name), None)
+                if value is not None:
+                    xs.append(i + (j - (len(names) - 1) / 2) * width)
+                    ys.append(float(value))
+            ax.bar(xs, ys, width, color=colours[j % len(colours)], label=name)
+        ax.set_xticks(range(len(tables)), list(tables))
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(names), fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _png(fig)

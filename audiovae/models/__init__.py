@@ -13,15 +13,21 @@ from .dense import DenseAE, DenseAEConfig
 from .parts import ConvDecoder, ConvEncoder
 from .prior import LatentPrior, PriorConfig, PriorTraining, build_prior
 from .vae import CVAE, ConvAutoencoder, ConvConfig, ConvVAE, VAEConfig
+from .variants import AAE, HVAE, VQVAE, WAE, AAEConfig, BetaVAE, BetaVAEConfig, HVAEConfig, VQVAEConfig, WAEConfig
 
 __all__ = ["MODELS", "build_model", "CollapseWarning", "LatentModel", "LossOutput", "ModelConfig", "Posterior",
            "Regularisation", "Bottleneck", "DiagonalGaussian", "GaussianBottleneck", "ConvEncoder", "ConvDecoder",
            "ConvAutoencoder", "ConvConfig", "ConvVAE", "CVAE", "VAEConfig", "LatentPrior", "PriorConfig",
-           "PriorTraining", "build_prior", "DenseAE", "DenseAEConfig", "Point"]
+           "PriorTraining", "build_prior", "DenseAE", "DenseAEConfig", "Point", "BetaVAE", "BetaVAEConfig", "VQVAE",
+           "VQVAEConfig", "HVAE", "HVAEConfig", "WAE", "WAEConfig", "AAE", "AAEConfig", "VARIANTS"]
 
 # Everything `audiovae train` can build from a config's model.type: models, and trainables such as a prior or a vocoder
 MODELS: dict[str, type[LatentModel] | type[PriorTraining] | type[VocoderTraining]] = {
-    cls.model_type: cls for cls in (ConvVAE, CVAE, DenseAE, PriorTraining, VocoderTraining)}
+    cls.model_type: cls for cls in (ConvVAE, CVAE, DenseAE, PriorTraining, VocoderTraining, BetaVAE, VQVAE, HVAE, WAE,
+                                    AAE)}
+
+VARIANTS: tuple[str, ...] = ("vae", "beta_vae", "vqvae", "hvae", "wae", "aae")
+"""The VAE family compared by ``recipes/variants``: interchangeable log-mel autoencoders, one bottleneck each."""
 
 
 def model_options(model_type: str) -> set[str]:

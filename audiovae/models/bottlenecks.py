@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import KLSchedule, free_bits, gaussian_kl, kl_per_dim
+from ..losses import CapacitySchedule, KLSchedule, free_bits, gaussian_kl, kl_per_dim
 from .layers import conv1d
 
 
@@ -30,11 +30,22 @@ class Regularisation:
             latent frame; the model spreads it over ``hop_factor`` spectrogram frames.
         logs: scalars to log (detached tensors or floats).
         outputs: detached tensors for diagnostics (e.g. ``kl_dims``, the KL of each latent dimension).
+        group_losses: losses of the bottleneck's own optimiser groups (an adversary's, under ``"disc"``), beside the
+            model's; see :meth:`Bottleneck.param_groups`.
     """
 
     loss: torch.Tensor
     logs: dict[str, float | torch.Tensor] = field(default_factory=dict)
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    group_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def valid_frames(z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The latent frames of ``[B, D, T']`` that ``mask`` ``[B, 1, T']`` marks valid, as rows ``[N, D]``."""
+    rows = z.transpose(1, 2).reshape(-1, z.shape[1])
+    if mask is None:
+        return rows
+    return rows[mask.expand(-1, 1, -1).reshape(-1) > 0]
 
 
 @runtime_checkable
@@ -56,12 +67,13 @@ class Posterior(Protocol):
 
 class DiagonalGaussian:
     """Posterior ``q(z|x) = N(mean, exp(logvar))`` over latent frames ``[B, D, T']``; its regulariser is the KL to
-    ``N(0, I)`` weighted by ``schedule(step)`` (1 without one) with ``free_bits`` nats per dimension free."""
+    ``N(0, I)`` weighted by ``schedule(step)`` (1 without one) with ``free_bits`` nats per dimension free, or, given a
+    ``capacity`` schedule, ``gamma * |KL - C|`` (the beta-VAE of Burgess et al. 2018)."""
 
     def __init__(self, mean: torch.Tensor, logvar: torch.Tensor, schedule: KLSchedule | None = None,
-                 free_bits: float = 0.0) -> None:
+                 free_bits: float = 0.0, capacity: CapacitySchedule | None = None) -> None:
         self.mean, self.logvar = mean, logvar.clamp(-30.0, 20.0)
-        self.schedule, self.free_bits = schedule, free_bits
+        self.schedule, self.free_bits, self.capacity = schedule, free_bits, capacity
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """Reparameterised draw ``z = mean + std * eps``: differentiable in ``mean`` and ``logvar``."""
@@ -77,10 +89,14 @@ class DiagonalGaussian:
 
     def regulariser(self, mask: torch.Tensor | None, step: int) -> Regularisation:
         kl_dims = self.kl_dims(mask)
-        weight = self.schedule(step) if self.schedule is not None else 1.0
-        loss = weight * free_bits(kl_dims, self.free_bits)
-        with torch.no_grad():
-            logs = {"kl": kl_dims.sum().detach(), "kl_weight": weight, "min_kl_dim": kl_dims.min()}
+        logs: dict[str, float | torch.Tensor] = {"kl": kl_dims.sum().detach(), "min_kl_dim": kl_dims.min().detach()}
+        if self.capacity is not None:
+            loss = self.capacity.loss(kl_dims.sum(), step)
+            logs["capacity"] = self.capacity.target(step)
+        else:
+            weight = self.schedule(step) if self.schedule is not None else 1.0
+            loss = weight * free_bits(kl_dims, self.free_bits)
+            logs["kl_weight"] = weight
         return Regularisation(loss, logs, {"kl_dims": kl_dims.detach()})
 
 
@@ -103,13 +119,19 @@ class Point:
 class Bottleneck(nn.Module):
     """Encoder features ``[B, in_channels, T']`` -> :class:`Posterior` over ``[B, latent_dim, T']``.
 
-    Subclasses implement ``forward`` and, when they have a prior to draw from, ``prior``.
+    Subclasses implement ``forward`` and, when they have a prior to draw from, ``prior``. One with an adversary of
+    its own (an adversarial autoencoder's discriminator) names its parameters in :meth:`param_groups`; the model
+    trains them with their own optimiser on the regulariser's ``group_losses``.
     """
 
     latent_dim: int
 
     def forward(self, features: torch.Tensor) -> Posterior:
         raise NotImplementedError
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters trained by losses of their own (not the model's), by group name; none by default."""
+        return {}
 
     def prior(self, n: int, frames: int, temperature: float = 1.0, generator: torch.Generator | None = None,
               device: torch.device | None = None) -> torch.Tensor:
@@ -122,16 +144,17 @@ class GaussianBottleneck(Bottleneck):
     ``schedule`` (beta, annealing) and ``free_bits``."""
 
     def __init__(self, in_channels: int, latent_dim: int, schedule: KLSchedule | None = None,
-                 free_bits: float = 0.0) -> None:
+                 free_bits: float = 0.0, capacity: CapacitySchedule | None = None) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.schedule = schedule  # None: weight 1 (DiagonalGaussian)
         self.free_bits = free_bits
+        self.capacity = capacity
         self.head = conv1d(in_channels, 2 * latent_dim, 3)
 
     def forward(self, features: torch.Tensor) -> DiagonalGaussian:
         mean, logvar = self.head(features).chunk(2, dim=1)
-        return DiagonalGaussian(mean, logvar, self.schedule, self.free_bits)
+        return DiagonalGaussian(mean, logvar, self.schedule, self.free_bits, self.capacity)
 
     def prior(self, n: int, frames: int, temperature: float = 1.0, generator: torch.Generator | None = None,
               device: torch.device | None = None) -> torch.Tensor:

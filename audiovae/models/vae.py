@@ -139,6 +139,12 @@ class ConvAutoencoder(LatentModel):
     def hop_factor(self) -> int:
         return self.encoder.hop_factor
 
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``"model"``, and the bottleneck's own groups (an adversarial autoencoder's ``"disc"``)."""
+        groups = {name: list(params) for name, params in self.bottleneck.param_groups().items()}
+        taken = {id(p) for params in groups.values() for p in params}
+        return {"model": [p for p in self.parameters() if p.requires_grad and id(p) not in taken], **groups}
+
     def condition(self, speaker: torch.Tensor | None) -> torch.Tensor | None:
         """Conditioning vector for the blocks (none for the plain VAE)."""
         return None
@@ -195,8 +201,8 @@ class ConvAutoencoder(LatentModel):
         for name, value in extra.items():
             total = total + value
             logs[name] = value.detach()
-        return LossOutput({"model": total}, logs, {"estimate": estimate.detach(), "z": posterior.mode().detach(),
-                                                   **reg.outputs})
+        return LossOutput({"model": total, **reg.group_losses}, logs,
+                          {"estimate": estimate.detach(), "z": posterior.mode().detach(), **reg.outputs})
 
     def training_condition(self, batch: dict[str, torch.Tensor], mask: torch.Tensor
                            ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
