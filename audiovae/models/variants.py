@@ -37,7 +37,7 @@ class BetaVAEConfig(VAEConfig):
         gamma: weight of ``|KL - C|``.
     """
 
-    capacity: float = 40.0
+    capacity: float = 25.0
     capacity_steps: int = 1000
     gamma: float = 5.0
 
