@@ -346,6 +346,165 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
     typer.echo(f"wrote {output} ({steps} steps)")
 
 
+def _audio_list(source: Path) -> list[Path]:
+    """A folder's audio files (recursively), or one file; none is a one-line error naming the folder."""
+    from .pipelines.batch import audio_files
+
+    if not source.exists():
+        raise AudiovaeError(f"{source}: no such file or folder")
+    files = audio_files(source) if source.is_dir() else [source]
+    if not files:
+        raise AudiovaeError(f"{source}: no audio files in this folder")
+    return files
+
+
+@command
+def vector(a: Annotated[Path, typer.Argument(help="Set A: a folder of recordings (or one file).")],
+           b: Annotated[Path, typer.Argument(help="Set B: a folder of recordings (or one file).")],
+           output: Annotated[Path, typer.Option("--output", "-o", help="The vector (.npy, float32 [latent_dim]).",
+                                                dir_okay=False)],
+           model: ModelOpt, speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+    """An attribute vector: the mean latent of set A minus that of set B (each recording's posterior means averaged
+    over time), to add to other recordings with `audiovae edit`. A: one speaker or instrument, B: another.
+
+    Example: audiovae vector voices/alice voices/bob -o alice_minus_bob.npy --model model.safetensors
+    """
+    from tqdm.auto import tqdm
+
+    from .fileio import check_output_path
+    from .pipelines.attributes import attribute_vector, save_vector
+    from .progress import bar_off
+
+    check_output_path(output)
+    if output.suffix != ".npy":
+        raise AudiovaeError(f"{output}: the vector is saved as .npy; name it {output.with_suffix('.npy').name}")
+    files_a, files_b = _audio_list(a), _audio_list(b)
+    ckpt = _load(model, device)
+    with tqdm(total=len(files_a) + len(files_b), unit="file", disable=bar_off(True), leave=False) as bar:
+        result = attribute_vector(files_a, files_b, ckpt, speaker, on_file=lambda _: bar.update())
+    save_vector(output, result.vector)
+    typer.echo(f"wrote {output} (mean of {result.count_a} files minus mean of {result.count_b}; norm "
+               f"{result.norm:.3f} over {result.vector.numel()} dimensions)")
+
+
+@command
+def edit(input: Annotated[Path, typer.Argument(help="Audio file.")], output: OutOpt, model: ModelOpt,
+         vector_file: Annotated[Path, typer.Option("--vector", help="A vector from `audiovae vector` (.npy).",
+                                                   dir_okay=False)],
+         scale: Annotated[float, typer.Option(help="How far to move: 0 reconstructs, 1 adds the vector once, "
+                                              "negative moves the other way.", min=-10.0, max=10.0)] = 1.0,
+         speaker: SpeakerOpt = None, vocoder: VocoderOpt = None, device: DeviceOpt = "auto") -> None:
+    """Move a recording along an attribute vector: encode, add SCALE x VECTOR to every latent frame, decode.
+
+    Example: audiovae edit bob.wav -o bob_to_alice.wav --vector alice_minus_bob.npy --scale 0.8 --model m.safetensors
+    """
+    from . import audio
+    from .fileio import check_output_path
+    from .pipelines import attributes, latent
+
+    check_output_path(output)
+    ckpt = _load(model, device)
+    direction = attributes.load_vector(vector_file, ckpt.model.config.latent_dim)
+    wave, sr = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
+    audio.save(output, attributes.edit(wave, ckpt, direction, scale, speaker, latent.vocoder_for(ckpt, vocoder)), sr)
+    typer.echo(f"wrote {output} (scale {scale:g})")
+
+
+@command
+def traverse(input: Annotated[Path, typer.Argument(help="Audio file: the point of the latent space to start from.")],
+             output: Annotated[Path, typer.Option("--output", "-o", help="The plot (.png).", dir_okay=False)],
+             model: ModelOpt,
+             dims: Annotated[str, typer.Option(help="How many dimensions (those that vary most over the file), or "
+                                               "a comma-separated list of them, e.g. 0,3,7.")] = "6",
+             span: Annotated[float, typer.Option(help="Largest offset, in the prior's standard deviations.",
+                                                 min=0.1, max=10.0)] = 3.0,
+             steps: Annotated[int, typer.Option(help="Offsets per dimension, from -SPAN to +SPAN.", min=2, max=15)
+                              ] = 5,
+             seconds: Annotated[float, typer.Option(help="Plot the first SECONDS of the file.", min=0.1)] = 3.0,
+             speaker: SpeakerOpt = None, device: DeviceOpt = "auto") -> None:
+    """Latent traversal: one dimension at a time offset from the file's latents and decoded, as a grid of log-mel
+    spectrograms (a row per dimension, a column per offset): what each dimension controls.
+
+    Example: audiovae traverse speech.wav -o traversal.png --dims 8 --model runs/speech_beta_vae/model.safetensors
+    """
+    from . import audio
+    from .fileio import atomic_path, check_output_path
+    from .pipelines.attributes import traversal
+    from .plots import traversal_png
+
+    check_output_path(output)
+    try:
+        chosen: int | list[int] = int(dims) if "," not in dims else [int(d) for d in dims.split(",") if d.strip()]
+    except ValueError:
+        raise AudiovaeError(f"--dims {dims!r}: a count (6) or a list of dimensions (0,3,7)") from None
+    ckpt = _load(model, device)
+    wave, _ = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
+    wave = wave[: max(ckpt.mel.min_samples, round(seconds * ckpt.mel.sample_rate))]
+    values = [-span + 2 * span * i / (steps - 1) for i in range(steps)]
+    picked, rows = traversal(wave, ckpt, chosen, values, speaker)
+    png = traversal_png(picked, rows, values, ckpt.mel, title=f"{input.name}: latent traversal "
+                        f"({type(ckpt.model).model_type}, offsets in prior standard deviations)")
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(png)
+    typer.echo(f"wrote {output} (dimensions {', '.join(map(str, picked))})")
+
+
+@command
+def latent_map(
+    data: Annotated[Path, typer.Argument(help="Recordings by speaker: a corpus, a manifest, or a folder per "
+                                              "speaker (or instrument).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The map (.png).", dir_okay=False)],
+    model: ModelOpt,
+    per_label: Annotated[int, typer.Option("--per-speaker", help="Recordings per speaker at most (evenly spread).",
+                                           min=1)] = 40,
+    split: Annotated[str, typer.Option(help="Which split of a corpus: train, valid, test or all.")] = "all",
+    speaker: SpeakerOpt = None, device: DeviceOpt = "auto",
+) -> None:
+    """A 2-D map of utterance latents (posterior means averaged over each recording, on their two principal axes),
+    coloured by speaker, and how well the speakers separate in the full latent space (nearest-centroid accuracy).
+
+    Example: audiovae latent-map corpora/speech -o speakers.png --split test --model runs/speech_vae/model.safetensors
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .data.layouts import discover
+    from .fileio import atomic_path, check_output_path
+    from .pipelines.attributes import file_latents
+    from .pipelines.attributes import latent_map as build_map
+    from .plots import latent_map_png
+    from .progress import bar_off
+
+    check_output_path(output)
+    if split not in ("train", "valid", "test", "all"):
+        raise AudiovaeError(f"--split {split!r}: choose train, valid, test or all")
+    entries = [e for e in discover(data) if split == "all" or e.split == split]
+    by_label: dict[str, list[Path]] = {}
+    for e in entries:
+        by_label.setdefault(e.speaker or e.instrument or "unlabelled", []).append(Path(e.path))
+    if len(by_label) < 2:
+        raise AudiovaeError(f"{data}: recordings of {len(by_label)} speaker(s) in split {split}; a map needs two "
+                            "or more (a folder per speaker)")
+    picked = {k: [v[i] for i in dict.fromkeys(np.linspace(0, len(v) - 1, min(per_label, len(v))).round().astype(int))]
+              for k, v in by_label.items()}  # evenly spread over each speaker's files
+    ckpt = _load(model, device)
+    latents, labels, files = [], [], []
+    with tqdm(total=sum(map(len, picked.values())), unit="file", disable=bar_off(True), leave=False) as bar:
+        for label, paths in sorted(picked.items()):
+            z, used = file_latents(paths, ckpt, speaker, on_file=lambda _: bar.update())
+            latents += z
+            labels += [label] * len(z)
+            files += used
+    result = build_map(latents, labels, files)
+    png = latent_map_png(result.points, result.labels, result.explained,
+                         f"{data.name}: utterance latents ({type(ckpt.model).model_type}), {len(labels)} recordings; "
+                         f"nearest-centroid accuracy {result.accuracy:.2f} (chance {1 / len(picked):.2f})")
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(png)
+    typer.echo(f"wrote {output} ({len(labels)} recordings of {len(picked)} speakers; nearest-centroid accuracy "
+               f"{result.accuracy:.2f}, chance {1 / len(picked):.2f})")
+
+
 @command
 def sample_music(
     n: Annotated[int, typer.Option("-n", "--count", help="Files to write.", min=1)] = 4,

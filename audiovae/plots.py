@@ -189,3 +189,48 @@ def comparison_png(tables: dict[str, Sequence[dict]], columns: dict[str, str]) -
     fig.legend(handles, labels, loc="lower center", ncol=len(names), fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _png(fig)
+
+
+def traversal_png(dims: Sequence[int], rows: Sequence[Sequence[torch.Tensor]], values: Sequence[float],
+                  config: MelConfig, title: str = "latent traversal") -> bytes:
+    """A grid of log-mels: one row per latent dimension, one column per offset (one colour scale: the grid's top
+    80 dB), so what each dimension controls reads along its row."""
+    plt = _pyplot()
+    data = [[_db(m) for m in row] for row in rows]
+    vmax = max(float(m.max()) for row in data for m in row)
+    fig, axes = plt.subplots(len(data), len(values), figsize=(2.2 * len(values) + 0.8, 1.5 * len(data) + 0.8),
+                             dpi=100, squeeze=False, sharex=True, sharey=True)
+    seconds = data[0][0].shape[-1] / config.frame_rate
+    for i, (d, row) in enumerate(zip(dims, data, strict=True)):
+        for j, (v, m) in enumerate(zip(values, row, strict=True)):
+            ax = axes[i, j]
+            ax.imshow(m, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80.0, vmax=vmax,
+                      extent=(0.0, seconds, 0, m.shape[0]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"{v:+g}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"z[{d}]", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def latent_map_png(points: np.ndarray, labels: Sequence[str], explained: tuple[float, float], title: str) -> bytes:
+    """A scatter of 2-D latent points, one colour per label (legend outside when there are many)."""
+    plt = _pyplot()
+    names = sorted(set(labels))
+    fig, ax = plt.subplots(figsize=(7.5 if len(names) <= 10 else 9.0, 6.0), dpi=100)
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    for k, name in enumerate(names):
+        sel = np.array([lab == name for lab in labels])
+        ax.scatter(points[sel, 0], points[sel, 1], s=14, alpha=0.8, color=cmap(k % cmap.N), label=name)
+    ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f} % of the variance)")
+    ax.set_ylabel(f"PC 2 ({100 * explained[1]:.0f} % of the variance)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best" if len(names) <= 10 else "center left",
+              bbox_to_anchor=None if len(names) <= 10 else (1.0, 0.5))
+    fig.tight_layout()
+    return _png(fig)
