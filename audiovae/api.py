@@ -23,8 +23,8 @@ from . import audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .device import resolve_device
 from .errors import ConfigError
+from .pipelines import attributes, latent, music
 from .pipelines import convert as vc
-from .pipelines import latent, music
 from .pipelines.denoise import Denoiser
 from .pretrained import resolve_model
 
@@ -88,6 +88,26 @@ class Model:
         one after another, 0.3 s apart, as ``audiovae interpolate`` writes them. Returns ``(wave [T], rate)``."""
         wa, wb = self.load_audio(a, sample_rate), self.load_audio(b, sample_rate)
         return latent.walk(wa, wb, self.checkpoint, steps, path, speaker, self.vocoder), self.sample_rate
+
+    def vector(self, a: Sequence[Audio], b: Sequence[Audio], speaker: str | int | None = None,
+               sample_rate: int | None = None) -> torch.Tensor:
+        """An attribute vector ``[latent_dim]``: the mean utterance latent of recordings ``a`` minus that of ``b``
+        (files or waveforms), as ``audiovae vector`` makes it."""
+        means = []
+        for group in (a, b):
+            if not len(group):
+                raise ConfigError("vector: each set needs at least one recording")
+            means.append(torch.stack([attributes.utterance_latent(self.load_audio(x, sample_rate), self.checkpoint,
+                                                                  speaker) for x in group]).mean(dim=0))
+        return means[0] - means[1]
+
+    def edit(self, source: Audio, vector: torch.Tensor, scale: float = 1.0, speaker: str | int | None = None,
+             sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+        """``source`` moved along ``vector`` (from :meth:`vector`): ``scale * vector`` added to every latent frame.
+        Returns ``(wave [T], rate)``."""
+        wave = self.load_audio(source, sample_rate)
+        vector = torch.as_tensor(vector, dtype=torch.float32)
+        return attributes.edit(wave, self.checkpoint, vector, scale, speaker, self.vocoder), self.sample_rate
 
 
 class VoiceConverter(Model):

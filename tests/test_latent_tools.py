@@ -139,3 +139,19 @@ def test_nearest_centroid_accuracy_is_perfect_on_clusters_and_near_chance_on_noi
     assert clustered.explained[0] + clustered.explained[1] > 0.9  # three clusters span a plane
     noise = latent_map([torch.randn(6, generator=g) for _ in range(300)], [f"s{i % 3}" for i in range(300)])
     assert abs(noise.accuracy - 1 / 3) < 0.12
+
+
+def test_python_api_makes_the_same_vector_and_edit(voices, model, tmp_path):
+    import audiovae
+
+    m = audiovae.load(model, vocoder="griffin-lim")
+    low, high = sorted((voices / "low").iterdir()), sorted((voices / "high").iterdir())
+    v = m.vector(low, high)
+    assert run_cli("vector", voices / "low", voices / "high", "-o", tmp_path / "v.npy", "--model", model
+                   ).returncode == 0
+    np.testing.assert_allclose(v.numpy(), np.load(tmp_path / "v.npy"), atol=1e-5)
+    wave, sr = m.edit(high[0], v, scale=0.5)
+    r = run_cli("edit", high[0], "-o", tmp_path / "e.wav", "--vector", tmp_path / "v.npy", "--scale", "0.5",
+                "--model", model, "--vocoder", "griffin-lim")
+    assert r.returncode == 0 and sr == SR
+    np.testing.assert_allclose(wave.numpy(), audio.load(tmp_path / "e.wav", SR)[0].numpy(), atol=2e-4)
