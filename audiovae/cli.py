@@ -522,8 +522,10 @@ def sample_music(
                                        "beside it.")] = False,
     walk: Annotated[bool, typer.Option("--walk", help="A latent random walk instead: a slow, continuous drift "
                                        "through the region of the latent space the music occupies.")] = False,
-    no_prior: Annotated[bool, typer.Option("--no-prior", help="Draw every latent frame from N(0, I) instead of "
-                                           "the learned prior (the baseline, to hear what the prior adds).")
+    no_prior: Annotated[bool, typer.Option("--no-prior", help="Draw every latent frame from the model's own prior "
+                                           "instead of the learned one: N(0, I) for a VAE (the baseline, to hear "
+                                           "what the learned prior adds), code usage for a VQ-VAE, the top-down "
+                                           "ladder for a hierarchical VAE.")
                         ] = False,
     vocoder: VocoderOpt = None,
     device: DeviceOpt = "auto",

@@ -294,3 +294,22 @@ def test_evaluate_variants_compares_models_on_one_table(split_dir, tmp_path):
 def test_evaluate_variants_refuses_bad_input_in_one_line(split_dir, tmp_path):
     r = run_cli("evaluate", "variants", tmp_path / "missing.safetensors", "--data", split_dir)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "missing.safetensors" in r.stderr
+
+
+def test_sampling_without_a_learnt_prior_uses_each_models_own():
+    from audiovae.checkpoint import Checkpoint
+    from audiovae.features import MelConfig
+    from audiovae.pipelines.music import latent_frames, sample_latents
+
+    vae = Checkpoint(tiny_model("vae").eval(), MelConfig(), [], task="music")
+    z = sample_latents(vae, 2, 1.0, temperature=0.5, seed=7, source="normal")
+    frames = latent_frames(vae, 1.0)
+    expected = torch.stack([torch.randn(8, frames, generator=torch.Generator().manual_seed(7 + i))
+                            for i in range(2)]) * 0.5  # per-frame N(0, I), drawn as before the variants
+    torch.testing.assert_close(z, expected, atol=0, rtol=0)
+    vq = Checkpoint(tiny_model("vqvae").eval(), MelConfig(), [], task="music")
+    z = sample_latents(vq, 2, 1.0, seed=7, source="normal")
+    slices = z.reshape(2, 2, 4, -1).permute(1, 0, 3, 2).reshape(2, -1, 4)  # [groups, frames, dim / groups]
+    for g in range(2):  # every frame is a codebook entry of its group
+        gap = (slices[g][:, None] - vq.model.bottleneck.embed[g][None]).abs().amax(dim=-1).min(dim=1).values
+        assert float(gap.max()) == 0.0

@@ -172,7 +172,7 @@ class VectorQuantizer(Bottleneck):
         """Codes drawn independently per frame from each codebook's usage (the EMA counts), sharpened (temperature
         < 1) or flattened (> 1); a learnt prior over code sequences would add the time structure this lacks."""
         logits = torch.log(self.cluster_size.float().clamp_min(1e-8)) / max(temperature, 1e-3)
-        probs = torch.softmax(logits, dim=-1).cpu()
+        probs = torch.softmax(logits, dim=-1).to(generator.device if generator is not None else self.embed.device)
         codes = torch.stack([torch.multinomial(probs[g], n * frames, replacement=True, generator=generator)
                              for g in range(self.groups)]).reshape(self.groups, n, frames).transpose(0, 1)
         return self.lookup(codes.to(self.embed.device)).to(device or self.embed.device)

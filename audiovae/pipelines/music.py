@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..vocoders import Vocoder
 from .latent import vocoder_for
 
-SOURCES = ("prior", "normal")  # the learned prior, or per-frame N(0, I) (the baseline)
+SOURCES = ("prior", "normal")  # the learned prior, or the model's own per-frame prior (N(0, I) for a VAE: the baseline)
 MAX_SECONDS = 600.0
 
 
@@ -59,6 +59,9 @@ def sample_latents(ckpt: Checkpoint, n: int, seconds: float, temperature: float 
     generators = [torch.Generator(device).manual_seed(seed + i) for i in range(n)]
     if source == "prior":
         return ckpt.prior.sample(n, frames, temperature, generators)
+    bottleneck = getattr(ckpt.model, "bottleneck", None)
+    if bottleneck is not None:  # the model's own prior: N(0, I) for a Gaussian VAE (the same draws), the code usage
+        return torch.cat([bottleneck.prior(1, frames, temperature, g, device) for g in generators])  # of a VQ-VAE, ...
     return torch.stack([torch.randn(dim, frames, generator=g, device=device) for g in generators]) * temperature
 
 
