@@ -26,7 +26,7 @@ import io
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,15 +148,17 @@ class VariantsReport:
 
 
 @torch.inference_mode()
-def _score(ckpt: Checkpoint, real: Sequence[torch.Tensor], reference: np.ndarray, vocoder: torch.nn.Module,
-           seconds: float, seed: int) -> dict:
+def _score(ckpt: Checkpoint, real: Sequence[torch.Tensor], mels: Sequence[torch.Tensor],
+           distance: Callable[[Sequence[np.ndarray]], float], vocoder: torch.nn.Module, seconds: float,
+           seed: int) -> dict:
+    """One model's row: ``real`` clips and their log-mels ``mels``; ``distance`` is the Fréchet distance of
+    waveforms to the held-out clips."""
     model = ckpt.model.eval()
     sr = ckpt.mel.sample_rate
     device = model.mel_mean.device
-    mel = MelSpectrogram(ckpt.mel).to(device)
     l1, stft, kl, means, counts = [], [], [], [], None
-    for wave in real:
-        ref = mel(wave.to(device)[None])
+    for wave, logmel in zip(real, mels, strict=True):
+        ref = logmel.to(device)[None]
         posterior = model.encode(ref)
         z = posterior.mode()
         estimate = model.decode(z)[..., : ref.shape[-1]]
@@ -185,9 +187,7 @@ def _score(ckpt: Checkpoint, real: Sequence[torch.Tensor], reference: np.ndarray
     for i in range(len(real)):
         logmel = model.sample(1, frames, generator=torch.Generator(device).manual_seed(seed + i))
         samples.append(vocoder(logmel, length=round(seconds * sr))[0].cpu().numpy())
-    generated = np.concatenate([frame_features(w, sr) for w in samples])
-    mu, sd = reference.mean(0), reference.std(0) + 1e-8
-    row["frechet"] = frechet_distance((reference - mu) / sd, (generated - mu) / sd)
+    row["frechet"] = distance(samples)
     return row
 
 
@@ -208,26 +208,27 @@ def evaluate_variants(models: Sequence[tuple[str, Checkpoint]], held_out: Sequen
     real = clips(held_out, sr, seconds, count)
     if len(real) < 2:
         raise AudiovaeError(f"the held-out files hold {len(real)} clip(s) of {seconds:g} s; need at least 2")
+    device = first.model.mel_mean.device
+    mel = MelSpectrogram(first.mel).to(device)
+    with torch.no_grad():  # once: scored by every model, and the crops timed by training_speed
+        mels = [mel(w.to(device)[None])[0] for w in real]
     reference = np.concatenate([frame_features(w.numpy(), sr) for w in real])
-    mu, sd = reference.mean(0), reference.std(0) + 1e-8
-    floor = None
-    if train:
-        floor_clips = clips(train, sr, seconds, len(real))
-        floor = frechet_distance((reference - mu) / sd, (np.concatenate(
-            [frame_features(w.numpy(), sr) for w in floor_clips]) - mu) / sd)
+    mu, sd = reference.mean(0), reference.std(0) + 1e-8  # each feature in the held-out clips' units
+
+    def distance(waves: Sequence[np.ndarray]) -> float:
+        features = np.concatenate([frame_features(w, sr) for w in waves])
+        return frechet_distance((reference - mu) / sd, (features - mu) / sd)
+
+    floor = distance([w.numpy() for w in clips(train, sr, seconds, len(real))]) if train else None
     synth = latent.vocoder_for(first, vocoder)
-    mel = MelSpectrogram(first.mel).to(first.model.mel_mean.device)
     with torch.inference_mode():  # the vocoder alone on the true log-mel: the floor of every model's MR-STFT
-        resynth = statistics.mean(float(multi_resolution_stft(synth(mel(w.to(first.model.mel_mean.device)[None]),
-                                                                      length=w.numel())[0].cpu(), w)) for w in real)
+        resynth = statistics.mean(float(multi_resolution_stft(synth(m[None], length=w.numel())[0].cpu(), w))
+                                  for w, m in zip(real, mels, strict=True))
     rows = []
     for name, ckpt in models:
         rows.append({"name": name, "type": type(ckpt.model).model_type, "steps": ckpt.info.get("step"),
                      "params_m": sum(p.numel() for p in ckpt.model.param_groups()["model"]) / 1e6,
-                     **_score(ckpt, real, reference, synth, seconds, seed)})
-    device = first.model.mel_mean.device
-    with torch.no_grad():
-        mels = [mel(w.to(device)[None])[0] for w in real]
+                     **_score(ckpt, real, mels, distance, synth, seconds, seed)})
     for row, (_, ckpt) in zip(rows, models, strict=True):  # after the scoring, one after another
         row["train_speed"] = training_speed(ckpt.model, mels, first.mel.hop_length / sr)
     settings = {"clips": len(real), "seconds": seconds, "seed": seed, "floor": floor, "resynth_mrstft": resynth,
