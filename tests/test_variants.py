@@ -95,18 +95,26 @@ def varied_dir(tmp_path_factory) -> Path:
                         for i in range(8)])
 
 
+@pytest.fixture(scope="module")
+def one_batch_dir(tmp_path_factory) -> Path:
+    """Four training files no longer than one 32-frame crop: every batch is the same batch."""
+    return train_clips(tmp_path_factory.mktemp("one_batch"), "o",
+                       [chirp(0.3, fmin=200.0 * (i + 1), fmax=6000.0) for i in range(4)])
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_tiny_variant_learns_through_the_engine_and_round_trips(varied_dir, tmp_path, variant):
+def test_tiny_variant_overfits_one_batch_through_the_engine_and_round_trips(one_batch_dir, tmp_path, variant):
     extra = {"hvae": ["model.top_dim=2"], "vqvae": ["model.codebook_size=16", "model.codebook_groups=2"]}
-    config = load_run_config(f"speech_{variant}", [f"data.train={varied_dir}", f"train.out_dir={tmp_path}",
+    config = load_run_config(f"speech_{variant}", [f"data.train={one_batch_dir}", f"train.out_dir={tmp_path}",
                                                    *TINY_RUN, *extra.get(variant, []), "train.steps=150",
-                                                   "train.lr=3e-3", "train.valid_every=1000", "train.ema_decay=0"])
+                                                   "train.lr=3e-3", "train.lr_schedule=constant",
+                                                   "train.valid_every=1000", "train.ema_decay=0"])
     trainer = Trainer(config, "cpu", progress=False)
     path = trainer.fit()
     log = log_rows(tmp_path)
     first = sum(float(r["mel_l1"]) for r in log[:5]) / 5
     last = sum(float(r["mel_l1"]) for r in log[-5:]) / 5
-    assert last < 0.6 * first, (first, last)  # it learns (the regulariser keeps it from overfitting to zero)
+    assert first / last >= 4, (first, last)  # measured 5.6 (beta_vae, whose KL is held up) to 12.3 (wae)
     if variant == "aae":
         assert "loss_disc" in log[-1] and "grad_norm_disc" in log[-1]
     ckpt = load_checkpoint(path)
