@@ -428,7 +428,7 @@ def traverse(input: Annotated[Path, typer.Argument(help="Audio file: the point o
     Example: audiovae traverse speech.wav -o traversal.png --dims 8 --model runs/speech_beta_vae/model.safetensors
     """
     from . import audio
-    from .fileio import atomic_path, check_output_path
+    from .fileio import check_output_path, write_atomic
     from .pipelines.attributes import traversal
     from .plots import traversal_png
 
@@ -444,8 +444,7 @@ def traverse(input: Annotated[Path, typer.Argument(help="Audio file: the point o
     picked, rows = traversal(wave, ckpt, chosen, values, speaker)
     png = traversal_png(picked, rows, values, ckpt.mel, title=f"{input.name}: latent traversal "
                         f"({type(ckpt.model).model_type}, offsets in prior standard deviations)")
-    with atomic_path(output) as tmp:
-        tmp.write_bytes(png)
+    write_atomic(output, png)
     typer.echo(f"wrote {output} (dimensions {', '.join(map(str, picked))})")
 
 
@@ -469,7 +468,7 @@ def latent_map(
     from tqdm.auto import tqdm
 
     from .data.layouts import discover
-    from .fileio import atomic_path, check_output_path
+    from .fileio import check_output_path, write_atomic
     from .pipelines.attributes import file_latents
     from .pipelines.attributes import latent_map as build_map
     from .plots import latent_map_png
@@ -499,8 +498,7 @@ def latent_map(
     png = latent_map_png(result.points, result.labels, result.explained,
                          f"{data.name}: utterance latents ({type(ckpt.model).model_type}), {len(labels)} recordings; "
                          f"nearest-centroid accuracy {result.accuracy:.2f} (chance {1 / len(picked):.2f})")
-    with atomic_path(output) as tmp:
-        tmp.write_bytes(png)
+    write_atomic(output, png)
     typer.echo(f"wrote {output} ({len(labels)} recordings of {len(picked)} speakers; nearest-centroid accuracy "
                f"{result.accuracy:.2f}, chance {1 / len(picked):.2f})")
 
@@ -836,12 +834,11 @@ def _print_report(report, json_out: Path | None) -> None:  # noqa: ANN001 - any 
     """Print an evaluation report's table and, with --json, write it whole (atomically)."""
     import json
 
-    from .fileio import atomic_path
+    from .fileio import write_atomic
 
     typer.echo(report.table())
     if json_out:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        write_atomic(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
 
 
 @evaluate_app.command(name="vc")
@@ -1011,10 +1008,9 @@ def evaluate_anomaly(
     report = run(systems, discover(data), split)
     _print_report(report, json_out)
     if roc is not None:
-        from .fileio import atomic_path
+        from .fileio import write_atomic
 
-        with atomic_path(roc) as tmp:
-            tmp.write_bytes(report.roc_png())
+        write_atomic(roc, report.roc_png())
         typer.echo(f"wrote {roc}")
 
 
@@ -1079,7 +1075,7 @@ def evaluate_variants(
     """
     from .data.layouts import discover
     from .evaluation.variants import evaluate_variants as run
-    from .fileio import atomic_path, check_output_path
+    from .fileio import check_output_path, write_atomic
 
     for path in (markdown, csv_out):  # checked before any work
         if path is not None:
@@ -1095,8 +1091,7 @@ def evaluate_variants(
     report = run(named, test, [e for e in entries if e.split == "train"], clips, seconds, seed, vocoder)
     for path, text in ((markdown, report.markdown()), (csv_out, report.csv())):
         if path is not None:
-            with atomic_path(path) as tmp:
-                tmp.write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
+            write_atomic(path, text + ("\n" if not text.endswith("\n") else ""))
     _print_report(report, json_out)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .features import MelConfig
-from .fileio import atomic_path
+from .fileio import write_atomic
 
 
 def _pyplot():
@@ -75,8 +75,7 @@ def plot_logmels(path: str | os.PathLike[str], panels: Sequence[tuple[str, torch
     """Write log-mel spectrograms ``[n_mels, frames]`` stacked top to bottom, on one colour scale (the first panel's
     top 80 dB), with time (s) and frequency (Hz, mel-spaced) axes."""
     png = logmels_png(panels, config)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(png)
+    write_atomic(path, png)
     return Path(path)
 
 

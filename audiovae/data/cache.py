@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .. import audio
 from ..errors import AudiovaeError
 from ..features import MelConfig, MelSpectrogram
-from ..fileio import atomic_path
+from ..fileio import atomic_path, write_atomic
 from ..progress import bar_off
 
 INDEX = "index.json"
@@ -146,8 +146,7 @@ class FeatureCache:
 
     def _write_index(self) -> None:
         data = {"config": self.config.to_dict(), "files": {p: vars(i) for p, i in sorted(self._items.items())}}
-        with atomic_path(self.dir / INDEX) as tmp:
-            tmp.write_text(json.dumps(data))
+        write_atomic(self.dir / INDEX, json.dumps(data))
 
     def clear(self) -> None:
         """Delete this config's cache."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import AudiovaeError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, write_atomic
 
 SPLITS = ("train", "valid", "test")
 
@@ -130,8 +130,7 @@ class CorpusSummary:
                    skipped=list(skipped or []), build_seconds=round(build_seconds, 1))
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n", encoding="utf-8")
+        write_atomic(path, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
         return Path(path)
 
     def __str__(self) -> str:

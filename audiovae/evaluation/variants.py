@@ -54,6 +54,8 @@ COLUMNS = {  # key -> (header, format)
     "train_speed": ("train (audio s/s)", "{:.0f}"),
 }
 
+CSV_KEYS = ["name", "type", "latent_dim", "codebook_size", "steps", *COLUMNS]
+
 
 def training_speed(model: torch.nn.Module, mels: Sequence[torch.Tensor], hop_seconds: float, batch_size: int = 16,
                    frames: int = 128, steps: int = 12, warmup: int = 3) -> float:
@@ -63,7 +65,7 @@ def training_speed(model: torch.nn.Module, mels: Sequence[torch.Tensor], hop_sec
     after another in one process share the machine's state, so their ratios are what to read."""
     import copy
 
-    from ..training import amp_enabled
+    from ..training.engine import amp_enabled, backward_groups
 
     net = copy.deepcopy(model).train().requires_grad_(True)
     device = next(net.parameters()).device
@@ -82,10 +84,9 @@ def training_speed(model: torch.nn.Module, mels: Sequence[torch.Tensor], hop_sec
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             losses = net.loss(batch, step).losses
-        names = list(losses)
-        for i, name in enumerate(names):
-            optimisers[name].zero_grad(set_to_none=True)
-            losses[name].float().backward(inputs=groups[name], retain_graph=i < len(names) - 1)
+        for opt in optimisers.values():
+            opt.zero_grad(set_to_none=True)
+        backward_groups(losses, groups)
         for opt in optimisers.values():
             opt.step()
         if device.type == "cuda":
@@ -116,14 +117,18 @@ class VariantsReport:
                 cells.append(fmt.format(value))
         return cells
 
-    def table(self) -> str:
+    def caption(self) -> str:
+        """What was scored, and the floors (the vocoder alone; real training clips)."""
         s = self.settings
+        return (f"{s['clips']} held-out clips of {s['seconds']:g} s; {s['vocoder']} vocoder (alone on the true "
+                f"log-mel: MR-STFT {s['resynth_mrstft']:.3f})"
+                + (f"; Fréchet floor (real training clips): {s['floor']:.2f}" if s.get("floor") is not None else ""))
+
+    def table(self) -> str:
         head = ["variant", *(h for h, _ in COLUMNS.values())]
         body = [[r["name"], *self._cells(r)] for r in self.rows]
         widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-        lines = [f"{s['clips']} held-out clips of {s['seconds']:g} s; {s['vocoder']} vocoder (alone on the true "
-                 f"log-mel: MR-STFT {s['resynth_mrstft']:.3f})"
-                 + (f"; Fréchet floor (real training clips): {s['floor']:.2f}" if s.get("floor") is not None else "")]
+        lines = [self.caption()]
         for row in [head, *body]:
             lines.append("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(
                 zip(row, widths, strict=True))))
@@ -137,8 +142,7 @@ class VariantsReport:
 
     def csv(self) -> str:
         out = io.StringIO()
-        keys = ["name", "type", "latent_dim", "codebook_size", "steps", *COLUMNS]
-        writer = csv.DictWriter(out, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=CSV_KEYS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         return out.getvalue()
@@ -240,22 +244,21 @@ def evaluate_variants(models: Sequence[tuple[str, Checkpoint]], held_out: Sequen
 def write_comparison(reports: dict[str, VariantsReport], out: str | Path) -> list[Path]:
     """``out``.md, .csv and .png: the reports of several domains (``{"speech": ..., "music": ...}``) as one table
     each in Markdown (with their settings), one CSV with a ``domain`` column, and one bar chart per column."""
-    from ..fileio import atomic_path
+    from ..fileio import write_atomic
     from ..plots import comparison_png
 
     out = Path(out)
     md = []
     for domain, report in reports.items():
-        md += [f"### {domain}", "", report.table().splitlines()[0] + ".", "", report.markdown(), ""]
-    header = "domain," + reports[next(iter(reports))].csv().split("\n", 1)[0]
-    rows = [f"{domain},{line}" for domain, r in reports.items() for line in r.csv().strip().split("\n")[1:]]
+        md += [f"### {domain}", "", report.caption() + ".", "", report.markdown(), ""]
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["domain", *CSV_KEYS], extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({"domain": domain, **row} for domain, r in reports.items() for row in r.rows)
     png = comparison_png({d: r.rows for d, r in reports.items()}, {k: h for k, (h, _) in COLUMNS.items()
                                                                   if k not in ("params_m", "perplexity")})
-    paths = [out.with_suffix(".md"), out.with_suffix(".csv"), out.with_suffix(".png")]
-    for path, data in zip(paths, ["\n".join(md), "\n".join([header, *rows]) + "\n", png], strict=True):
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
-    return paths
+    return [write_atomic(out.with_suffix(".md"), "\n".join(md)),
+            write_atomic(out.with_suffix(".csv"), table.getvalue()), write_atomic(out.with_suffix(".png"), png)]
 
 
 def load_report(path: str | Path) -> VariantsReport:

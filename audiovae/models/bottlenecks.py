@@ -116,6 +116,12 @@ class Point:
         return Regularisation(self.z.new_zeros(()))
 
 
+def standard_normal(n: int, dim: int, frames: int, temperature: float = 1.0,
+                    generator: torch.Generator | None = None, device: torch.device | None = None) -> torch.Tensor:
+    """``n`` draws ``[n, dim, frames]`` of the per-frame prior ``N(0, I)``, scaled by ``temperature``."""
+    return torch.randn(n, dim, frames, generator=generator, device=device) * temperature
+
+
 class Bottleneck(nn.Module):
     """Encoder features ``[B, in_channels, T']`` -> :class:`Posterior` over ``[B, latent_dim, T']``.
 
@@ -158,4 +164,4 @@ class GaussianBottleneck(Bottleneck):
 
     def prior(self, n: int, frames: int, temperature: float = 1.0, generator: torch.Generator | None = None,
               device: torch.device | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, frames, generator=generator, device=device) * temperature
+        return standard_normal(n, self.latent_dim, frames, temperature, generator, device)

@@ -4,7 +4,7 @@
 Bottom-up, the encoder's features ``h`` (at the latent rate) are downsampled ``top_factor`` times more to ``h_top``.
 Top-down, ``z_top ~ q(z_top | h_top)`` is decoded by a small up-path to ``d`` at the latent rate; ``d`` gives both the
 learnt prior ``p(z_bottom | z_top)`` and, with ``h``, the posterior ``q(z_bottom | h, z_top)`` (a residual on the
-prior's mean and log-variance, as NVAE does, so the two start out equal). The regulariser is
+prior's mean and log-variance, as NVAE does, which starts out close to zero). The regulariser is
 ``KL(q(z_top) || N(0, I)) + KL(q(z_bottom) || p(z_bottom | z_top))``; generation draws ``z_top`` from ``N(0, I)``
 and ``z_bottom`` from the learnt prior, so slow structure (phrasing, timbre over a second) comes from the top level.
 
@@ -22,7 +22,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from ..errors import ConfigError
 from ..losses import KLSchedule, free_bits, gaussian_kl, gaussian_kl_between, kl_per_dim
-from .bottlenecks import Bottleneck, Regularisation
+from .bottlenecks import Bottleneck, Regularisation, standard_normal
 from .layers import ResBlock, conv1d
 
 
@@ -130,7 +130,7 @@ class LadderBottleneck(Bottleneck):
         """``z_top`` from ``N(0, I)``, then ``z_bottom`` from the learnt ``p(z_bottom | z_top)``."""
         device = device or self.top_head.bias.device
         top_frames = -(-frames // self.top_factor)
-        z_top = torch.randn(n, self.top_dim, top_frames, generator=generator, device=device) * temperature
+        z_top = standard_normal(n, self.top_dim, top_frames, temperature, generator, device)
         d = self.top_down(z_top, frames)
         p_mean, p_logvar = self.prior_head(d).chunk(2, dim=1)
         return self.join(_draw(p_mean, p_logvar.clamp(-30.0, 20.0), True, temperature, generator), z_top)

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..losses import mmd_imq
-from .bottlenecks import Bottleneck, Regularisation, valid_frames
+from .bottlenecks import Bottleneck, Point, Regularisation, standard_normal, valid_frames
 from .layers import conv1d
 
 
@@ -29,30 +29,13 @@ def _subsample(rows: torch.Tensor, n: int) -> torch.Tensor:
     return rows[torch.linspace(0, rows.shape[0] - 1, n, device=rows.device).long()]
 
 
-class _Deterministic(Bottleneck):
-    """A 3-wide convolution to ``latent_dim`` channels, the prior ``N(0, I)``."""
+class Matched(Point):
+    """A point posterior whose regulariser matches the batch's latent frames to the prior (the bottleneck's
+    ``match``)."""
 
-    def __init__(self, in_channels: int, latent_dim: int) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.head = conv1d(in_channels, latent_dim, 3)
-
-    def prior(self, n: int, frames: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-              device: torch.device | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, frames, generator=generator, device=device) * temperature
-
-
-class Matched:
-    """A point posterior whose regulariser matches the batch's latent frames to the prior (``match``)."""
-
-    def __init__(self, z: torch.Tensor, bottleneck: MMDBottleneck | AdversarialBottleneck) -> None:
-        self.z, self.bottleneck = z, bottleneck
-
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.z
-
-    def mode(self) -> torch.Tensor:
-        return self.z
+    def __init__(self, z: torch.Tensor, bottleneck: _Deterministic) -> None:
+        super().__init__(z)
+        self.bottleneck = bottleneck
 
     def regulariser(self, mask: torch.Tensor | None, step: int) -> Regularisation:
         rows = _subsample(valid_frames(self.z.float(), mask), self.bottleneck.max_frames)
@@ -60,6 +43,28 @@ class Matched:
         with torch.no_grad():  # how close the aggregate posterior's moments are to N(0, I)
             reg.logs.update(z_mean=rows.mean(), z_std=rows.std(dim=0).mean() if rows.shape[0] > 1 else rows.sum() * 0)
         return reg
+
+
+class _Deterministic(Bottleneck):
+    """A 3-wide convolution to ``latent_dim`` channels, a :class:`Matched` posterior, the prior ``N(0, I)``;
+    subclasses define ``match`` (rows ``[N, D]`` -> :class:`Regularisation`) and ``max_frames``."""
+
+    max_frames: int
+
+    def __init__(self, in_channels: int, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.head = conv1d(in_channels, latent_dim, 3)
+
+    def forward(self, features: torch.Tensor) -> Matched:
+        return Matched(self.head(features), self)
+
+    def match(self, rows: torch.Tensor) -> Regularisation:
+        raise NotImplementedError
+
+    def prior(self, n: int, frames: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+              device: torch.device | None = None) -> torch.Tensor:
+        return standard_normal(n, self.latent_dim, frames, temperature, generator, device)
 
 
 class MMDBottleneck(_Deterministic):
@@ -71,9 +76,6 @@ class MMDBottleneck(_Deterministic):
         if weight < 0 or max_frames < 2:
             raise ConfigError(f"WAE: mmd_weight={weight} must be >= 0 and max_frames={max_frames} >= 2")
         self.weight, self.max_frames = weight, max_frames
-
-    def forward(self, features: torch.Tensor) -> Matched:
-        return Matched(self.head(features), self)
 
     def match(self, rows: torch.Tensor) -> Regularisation:
         prior = torch.randn_like(rows)
@@ -90,13 +92,11 @@ class AdversarialBottleneck(_Deterministic):
                  max_frames: int = 1024) -> None:
         super().__init__(in_channels, latent_dim)
         if weight < 0 or disc_width < 1 or max_frames < 2:
-            raise ConfigError(f"AAE: adversary_weight={weight} must be >= 0, disc_width={disc_width} >= 1")
+            raise ConfigError(f"AAE: disc_weight={weight} must be >= 0, disc_width={disc_width} >= 1 and "
+                              f"max_frames={max_frames} >= 2")
         self.weight, self.max_frames = weight, max_frames
         self.disc = nn.Sequential(nn.Linear(latent_dim, disc_width), nn.LeakyReLU(0.2),
                                   nn.Linear(disc_width, disc_width), nn.LeakyReLU(0.2), nn.Linear(disc_width, 1))
-
-    def forward(self, features: torch.Tensor) -> Matched:
-        return Matched(self.head(features), self)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"disc": list(self.disc.parameters())}

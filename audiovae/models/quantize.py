@@ -15,8 +15,6 @@ would add a dependency (with its own ``einops``/``einx`` stack) for no behaviour
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 
@@ -86,11 +84,6 @@ class VectorQuantizer(Bottleneck):
         self.register_buffer("embed_sum", self.embed.clone())
         self.register_buffer("cluster_size", torch.ones(groups, codebook_size))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
-
-    @property
-    def bits_per_frame(self) -> float:
-        """The fixed-length code of one latent frame (``groups * log2(codebook_size)``)."""
-        return self.groups * math.log2(self.size)
 
     def forward(self, features: torch.Tensor) -> Quantized:
         return Quantized(self, self.head(features))

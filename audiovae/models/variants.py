@@ -98,9 +98,9 @@ class VQVAE(ConvAutoencoder):
         q: VectorQuantizer = self.bottleneck  # type: ignore[assignment]
         counts = torch.zeros(q.groups, q.size)
         for batch, out in results:
-            frames = out.outputs["codes"].shape[-1]
-            _, latent_mask = self._masks({"mel": batch["mel"], "length": batch["length"]}, frames * self.hop_factor)
-            counts += q.count(out.outputs["codes"].cpu(), latent_mask[..., :frames].cpu())
+            codes = out.outputs["codes"].cpu()
+            _, latent_mask = self._masks(batch, codes.shape[-1] * self.hop_factor)  # as many latent frames as codes
+            counts += q.count(codes, latent_mask)
         ppl = perplexity(counts)
         metrics.update(valid_perplexity=float(ppl.mean()), valid_codes_used=float((counts > 0).float().mean()),
                        valid_bits_per_frame=float(torch.log2(ppl).sum()))

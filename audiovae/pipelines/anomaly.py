@@ -24,7 +24,7 @@ import torch
 from .. import audio
 from ..checkpoint import Checkpoint
 from ..errors import AudiovaeError, ConfigError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, write_atomic
 from .latent import logmel
 
 SCORES = ("recon", "nelbo")
@@ -200,8 +200,7 @@ def score_source(detector: Detector, source: str | os.PathLike[str], plot_dir: s
                 verdict = "" if result.anomalous is None else (" - ANOMALOUS" if result.anomalous else " - normal")
                 image = anomaly_png(result.logmel, result.frames, detector.ckpt.mel,
                                     detector.settings.threshold, f"{path.name}: score {result.score:.4g}{verdict}")
-                with atomic_path(png) as tmp:
-                    tmp.write_bytes(image)
+                write_atomic(png, image)
             item = FileScore(path, result, plot=png)
         except AudiovaeError as e:
             item = FileScore(path, None, str(e))

@@ -29,7 +29,7 @@ from ..checkpoint import Checkpoint, CheckpointError, save_checkpoint, save_torc
 from ..config import RunConfig, load_run_config
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
-from ..fileio import atomic_path
+from ..fileio import write_atomic
 from ..models import build_model, model_options
 from ..plots import plot_logmels
 from ..trainable import LossOutput, Trainable
@@ -62,6 +62,15 @@ def amp_enabled(setting: str | bool, device: torch.device) -> bool:
     if setting == "auto":
         return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
     return bool(setting)
+
+
+def backward_groups(losses: dict[str, torch.Tensor], groups: dict[str, list[nn.Parameter]]) -> list[str]:
+    """One backward pass per loss, into its own group's parameters only (an adversary's loss never moves the model,
+    nor the model's the adversary); the graph is kept until the last. Returns the group names in order."""
+    names = list(losses)
+    for i, name in enumerate(names):
+        losses[name].float().backward(inputs=groups[name], retain_graph=i < len(names) - 1)
+    return names
 
 
 class _LossForward(nn.Module):
@@ -288,9 +297,7 @@ class Trainer:
                 return None
             for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
-            names = list(losses)
-            for i, name in enumerate(names):
-                losses[name].float().backward(inputs=self.groups[name], retain_graph=i < len(names) - 1)
+            names = backward_groups(losses, self.groups)
         if self._manual_sync:  # every process reduces the same list: a missing gradient counts as zero
             params = [p for name in names for p in self.groups[name]]
             for p in params:
@@ -335,8 +342,7 @@ class Trainer:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "plots").mkdir(exist_ok=True)
-            with atomic_path(self.out_dir / CONFIG_FILE) as tmp:
-                tmp.write_text(self._resolved_yaml(), encoding="utf-8")
+            write_atomic(self.out_dir / CONFIG_FILE, self._resolved_yaml())
             self.log.start(self.step)
         progress = Progress(tc.steps, self.step, self.is_main and self.progress)
         self.model.train()

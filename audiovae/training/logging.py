@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_path
+from ..fileio import write_atomic
 
 __all__ = ["RunLog", "Progress", "read_log"]
 
@@ -25,8 +25,7 @@ def _write_csv(path: Path, rows: list[dict], fields_: list[str]) -> None:
     writer = csv.DictWriter(buf, fieldnames=fields_, restval="", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    write_atomic(path, buf.getvalue())
 
 
 def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
