@@ -23,7 +23,7 @@ from . import audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .device import resolve_device
 from .errors import ConfigError
-from .pipelines import attributes, latent, music
+from .pipelines import attributes, latent, music, voices
 from .pipelines import convert as vc
 from .pipelines.denoise import Denoiser
 from .pretrained import resolve_model
@@ -113,9 +113,12 @@ class Model:
 class VoiceConverter(Model):
     """A speaker-conditioned model: convert speech into one of its speakers, or into a voice given by recordings."""
 
-    def convert(self, source: Audio, speaker: str | int | None = None, *, reference: Audio | Sequence[Audio] | None
-                = None, pitch: str | float = "model", sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
-        """Convert ``source`` to ``speaker`` (name or index) or to the voice of ``reference`` recordings (one-shot).
+    def convert(self, source: Audio, speaker: str | int | os.PathLike[str] | vc.Voice | None = None, *,
+                reference: Audio | Sequence[Audio] | None = None, pitch: str | float = "model",
+                sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+        """Convert ``source`` to ``speaker`` (a name or index of the table, a voice file from ``audiovae voice``, or
+        a :class:`~audiovae.pipelines.convert.Voice` from :meth:`voice`) or to the voice of ``reference`` recordings
+        (one-shot: fitted on every call; :meth:`voice` fits once).
 
         ``pitch``: ``model`` leaves the pitch register to the decoder, ``shift`` moves the input's register to
         the target's first, a number shifts by that many semitones. Returns ``(wave [T], rate)``, as long as the input.
@@ -123,13 +126,24 @@ class VoiceConverter(Model):
         if (speaker is None) == (reference is None):
             raise ConfigError("give the target as speaker=NAME or as reference=RECORDING (one of the two)")
         if reference is not None:
-            refs = list(reference) if isinstance(reference, list | tuple) else [reference]
-            voice = vc.reference_voice(self.checkpoint, [self.load_audio(r, sample_rate) for r in refs])
+            voice = self.voice(reference, sample_rate=sample_rate)
         else:
-            voice = vc.table_voice(self.checkpoint, speaker)
+            voice = voices.target_voice(self.checkpoint, speaker)
         wave = self.load_audio(source, sample_rate)
         out, _ = vc.convert(wave, self.checkpoint, voice, vocoder=self.vocoder, pitch=pitch)
         return out, self.sample_rate
+
+    def voice(self, reference: Audio | Sequence[Audio], *, name: str = "reference", method: str = "fit",
+              steps: int = 150, sample_rate: int | None = None) -> vc.Voice:
+        """A voice outside the table from one to three recordings of it (3 s or more in all), as ``audiovae voice``
+        fits it; :meth:`save_voice` writes it for later."""
+        refs = list(reference) if isinstance(reference, list | tuple) else [reference]
+        return voices.reference_voice(self.checkpoint, [self.load_audio(r, sample_rate) for r in refs], name,
+                                      method, steps)
+
+    def save_voice(self, voice: vc.Voice, path: str | os.PathLike[str]) -> None:
+        """Write ``voice`` (from :meth:`voice`) as a voice file for ``speaker=PATH`` or ``--speaker PATH``."""
+        voices.save_voice(voice, path, self.checkpoint)
 
     def describe(self) -> list[dict[str, object]]:
         """One row per speaker, as ``audiovae speakers`` prints it: index, name and, where recorded, the voice it

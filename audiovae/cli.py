@@ -607,18 +607,20 @@ def speakers(model: VCModelOpt = Path("voice_conversion")) -> None:
         if "made_by" in r or "about" in r:
             line += "  " + ": ".join(str(r[k]) for k in ("made_by", "about") if k in r)
         typer.echo(line.rstrip())
-    if getattr(ckpt.model, "speaker_encoder", None) is not None:
-        typer.echo("any other voice: --speaker-ref REF.wav (one-shot, through the model's speaker encoder)")
+    if ckpt.speakers:
+        typer.echo("any other voice: --speaker-ref REF.wav (one-shot, 3 s or more; `audiovae voice` saves it)")
 
 
 @command
 def convert(
     source: Annotated[Path, typer.Argument(help="An audio file, or a folder of them (converted in batch).")],
     speaker: Annotated[str | None, typer.Option("--speaker", "-s", help="Target speaker: name or index "
-                                                                        "(see `audiovae speakers`).")] = None,
+                                                "(see `audiovae speakers`), or a voice file made by `audiovae voice`.")
+                       ] = None,
     speaker_ref: Annotated[list[Path] | None, typer.Option(
-        "--speaker-ref", "-r", help="Target voice given by a recording of it instead (one-shot; repeat for several "
-        "files, a few seconds in all).", dir_okay=False)] = None,
+        "--speaker-ref", "-r", help="Target voice given by recordings of it instead (one-shot; repeat for up to "
+        "three files, 3 s or more in all, ~10 s is better). Fitted on every run: `audiovae voice` saves it.",
+        dir_okay=False)] = None,
     model: VCModelOpt = Path("voice_conversion"),
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (single input; default "
                                                 "<name>_<speaker>.wav).", dir_okay=False)] = None,
@@ -641,13 +643,16 @@ def convert(
 
     Examples: audiovae convert speech.wav --speaker B;
     audiovae convert speech.wav --speaker-ref someone.wav;
+    audiovae voice someone1.wav someone2.wav -o someone.safetensors && audiovae convert speech.wav --speaker
+    someone.safetensors;
     audiovae convert clips/ --speaker slt --model runs/speech_cvae/model.safetensors --out-dir converted
     """
     from . import audio
     from .pipelines.batch import output_name
-    from .pipelines.convert import check_pitch, reference_voice, table_voice
+    from .pipelines.convert import check_pitch
     from .pipelines.convert import convert as run
     from .pipelines.latent import vocoder_for
+    from .pipelines.voices import target_voice
 
     if (speaker is None) == (not speaker_ref):
         raise AudiovaeError("give the target voice as --speaker NAME or as --speaker-ref REF.wav (one of the two)")
@@ -655,10 +660,9 @@ def convert(
     ckpt = _load(model, device)
     sr, min_samples = ckpt.mel.sample_rate, ckpt.mel.min_samples
     if speaker_ref:  # a bad reference fails before any work
-        voice = reference_voice(ckpt, [audio.load(p, sr, min_samples=min_samples)[0] for p in speaker_ref],
-                                speaker_ref[0].stem)
+        voice = _fit_voice(ckpt, speaker_ref)
     else:
-        voice = table_voice(ckpt, speaker)  # an unknown target fails before any work
+        voice = target_voice(ckpt, speaker)  # an unknown target or a bad voice file fails before any work
     synth = vocoder_for(ckpt, vocoder)
 
     def work(src: Path, dst: Path) -> str:
@@ -668,6 +672,55 @@ def convert(
         return f"{estimated + ' ' if estimated else ''}-> {voice.name}"
 
     _batch(source, output, out_dir, output_name(voice.name), "converted", work)
+
+
+def _fit_voice(ckpt, references: list[Path], name: str | None = None, method: str = "fit",  # noqa: ANN001, ANN202
+               steps: int = 150):
+    from . import audio
+    from .pipelines.voices import check_references, reference_voice
+
+    waves = [audio.load(p, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)[0] for p in references]
+    check_references(waves, ckpt.mel.sample_rate, [str(p) for p in references])
+    return reference_voice(ckpt, waves, name or references[0].stem, method, steps)
+
+
+@command
+def voice(
+    references: Annotated[list[Path], typer.Argument(help="One to three recordings of the voice, 3 s or more in all "
+                                                     "(about 10 s is better).", dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The voice file to write (.safetensors).",
+                                         dir_okay=False)],
+    model: VCModelOpt = Path("voice_conversion"),
+    name: Annotated[str | None, typer.Option(help="The voice's name (default: the first file's).")] = None,
+    method: Annotated[str, typer.Option(help="fit: optimise the voice vector so that the model's decoding of the "
+                                        "references matches them (analysis-by-synthesis, seconds); encoder: the "
+                                        "model's speaker encoder (one pass; it lands near the table's voices).")
+                      ] = "fit",
+    steps: Annotated[int, typer.Option(help="Optimisation steps of --method fit.", min=1)] = 150,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Fit a voice outside the model's table from recordings of it, and save it for `convert --speaker FILE`.
+
+    The voice file holds the model's voice vector for these recordings and their pitch register; it is tied to the
+    model it was fitted to (another model refuses it).
+
+    Example: audiovae voice me1.wav me2.wav -o me.safetensors;  audiovae convert speech.wav --speaker me.safetensors
+    """
+    from .fileio import check_output_path
+    from .pipelines.voices import is_voice_file, save_voice
+
+    if not is_voice_file(output):
+        raise AudiovaeError(f"{output}: a voice file ends in .safetensors")
+    check_output_path(output)
+    ckpt = _load(model, device)
+    t0 = time.perf_counter()
+    fitted = _fit_voice(ckpt, references, name, method, steps)
+    seconds = time.perf_counter() - t0
+    save_voice(fitted, output, ckpt, method=method, steps=steps if method == "fit" else 0,
+               references=[p.name for p in references])
+    register = f", median F0 {fitted.register.median_hz:.0f} Hz" if fitted.register else ""
+    typer.echo(f"{output}: voice {fitted.name} from {len(references)} recording(s) ({method}, {_seconds(seconds)})"
+               f"{register}")
 
 
 @command
@@ -848,9 +901,13 @@ def evaluate_vc(
                                                       "(its test split is used).")],
     model: VCModelOpt = Path("voice_conversion"),
     sentences: Annotated[int, typer.Option(help="Held-out sentences per ordered speaker pair.", min=1)] = 4,
-    one_shot: Annotated[bool, typer.Option("--one-shot", help="Give every target by one reference recording "
-                                           "(speaker encoder), including test-set voices the model never heard.")
-                        ] = False,
+    one_shot: Annotated[bool, typer.Option("--one-shot", help="Instead: convert the model's voices to the test "
+                                           "set's voices it never heard (left out of training), each fitted from "
+                                           "--references held-out sentences; beside the nearest-known-speaker "
+                                           "baseline and in-table conversion.")] = False,
+    references: Annotated[int, typer.Option(help="With --one-shot: reference sentences per voice.", min=1)] = 3,
+    method: Annotated[str, typer.Option(help="With --one-shot: how a voice is made (fit or encoder, as in "
+                                        "`audiovae voice`).")] = "fit",
     pitch: Annotated[str, typer.Option(help="Pitch register handling, as in `audiovae convert`.")] = "model",
     real: Annotated[Path | None, typer.Option("--real", help="Instead: a folder of real recordings of one speaker "
                                               "(e.g. /usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav), "
@@ -862,14 +919,14 @@ def evaluate_vc(
 ) -> None:
     """Voice conversion on parallel held-out sentences, all ordered speaker pairs: MCD (DTW), pitch register error,
     resemblyzer similarity to target and source, speaker-ID accuracy; with the ceiling (target resynthesised) and
-    the floor (source unconverted). --one-shot scores conversion to voices given by a reference recording; --real
+    the floor (source unconverted). --one-shot scores conversion to voices left out of training; --real
     scores conversion of real recordings of a speaker outside the corpus (no MCD: there is no parallel reading).
 
     Example: audiovae evaluate vc --data corpora/speech --json vc.json   (the bundled model)
     """
     from .data.layouts import AUDIO_EXTENSIONS, discover
+    from .evaluation.vc import evaluate_one_shot, evaluate_vc_real
     from .evaluation.vc import evaluate_vc as run
-    from .evaluation.vc import evaluate_vc_real
     from .pipelines.convert import check_pitch
 
     ckpt = _load(model, device)
@@ -879,8 +936,10 @@ def evaluate_vc(
             raise AudiovaeError(f"{real}: no such folder")
         recordings = sorted(p for p in real.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch))
+    elif one_shot:
+        report = evaluate_one_shot(ckpt, test, sentences, references, method, pitch=check_pitch(pitch))
     else:
-        report = run(ckpt, test, sentences, one_shot=one_shot, pitch=check_pitch(pitch))
+        report = run(ckpt, test, sentences, pitch=check_pitch(pitch))
     _print_report(report, json_out)
 
 
@@ -1114,7 +1173,9 @@ def corpus_command(fn: F) -> F:
 def speech(
     out: Annotated[Path, typer.Argument(help="Output folder.", file_okay=False)],
     sentences: Annotated[int, typer.Option(help="Harvard sentences per speaker (720 = all).", min=1, max=720)] = 720,
-    speakers: Annotated[str | None, typer.Option(help="Comma-separated voices (default: all).")] = None,
+    speakers: Annotated[str | None, typer.Option(help="Comma-separated voices, or a set: default (the 8 voices of "
+                                                 "the bundled model) or extended (24, for one-shot conversion).")
+                        ] = None,
     holdout_speaker: Annotated[str | None, typer.Option(help="Put every file of this speaker in the test split.")]
     = None,
     workers: WorkersOpt = 0,
@@ -1126,9 +1187,10 @@ def speech(
 
     Example: audiovae corpus speech corpora/speech --sentences 100
     """
-    from .data.corpora.speech import DEFAULT_SPEAKERS, SpeechCorpusConfig, build_speech_corpus
+    from .data.corpora.speech import SPEAKER_SETS, SpeechCorpusConfig, build_speech_corpus
 
-    names = tuple(s.strip() for s in speakers.split(",")) if speakers else DEFAULT_SPEAKERS
+    speakers = speakers or "default"
+    names = SPEAKER_SETS.get(speakers) or tuple(s.strip() for s in speakers.split(","))
     cfg = SpeechCorpusConfig(sentences=sentences, speakers=names, holdout_speaker=holdout_speaker, workers=workers,
                              seed=seed)
     typer.echo(str(build_speech_corpus(out, cfg)))

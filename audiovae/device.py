@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from .errors import ConfigError
@@ -21,3 +24,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise ConfigError(f"--device {name!r}: choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+@contextlib.contextmanager
+def fast_float(device: torch.device) -> Iterator[None]:
+    """bf16 autocast, and on the CPU denormals flushed to zero, for the span of an optimisation over a trained model.
+
+    Denormal floats (tiny activations and gradients) take a slow path on x86 CPUs: measured on the voice fit
+    (:mod:`audiovae.pipelines.voices`), fp32 steps took 1.2 s and bf16 ones 1.3 s until flushed, then 0.11 s in bf16.
+    The flag is process-wide and has no getter, so it is switched back off (torch's default) afterwards.
+    """
+    flush = device.type == "cpu" and torch.set_flush_denormal(True)
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)

@@ -20,11 +20,10 @@ from audiovae.pipelines.convert import (
     check_pitch,
     convert,
     estimate_speaker,
-    reference_voice,
     source_logmel,
-    speaker_embedding,
     table_voice,
 )
+from audiovae.pipelines.voices import encoder_embedding, reference_voice
 from audiovae.pitch import Register
 from audiovae.pretrained import bundled_path
 from audiovae.vocoders import GriffinLim
@@ -72,14 +71,14 @@ def test_convert_keeps_length_and_changes_the_voice():
             z = conditioned.model.encode(source_mel, torch.tensor([k])).mode()
             made_by_k = vocoder(conditioned.model.decode(z, torch.tensor([k])), length=wave.numel())[0]
         assert convert(made_by_k, conditioned, "ben", vocoder=GriffinLim(conditioned.mel, n_iter=1))[1] == name
-    embedding = speaker_embedding([wave, wave[:SR]], ckpt)
+    embedding = encoder_embedding([wave, wave[:SR]], ckpt)
     assert embedding.shape == (1, 64)
     out_e, _ = convert(wave, ckpt, Voice("e", embedding))
     out_a, _ = convert(wave, ckpt, Voice("a", ckpt.model.speakers.weight[:1]))  # anna's row, as an embedding
     torch.testing.assert_close(out_a, convert(wave, ckpt, "anna")[0])
     assert out_e.shape == wave.shape and float((mel(out_e) - mel(out_a)).abs().mean()) > 0.01
     with pytest.raises(ConfigError, match="no speaker encoder"):
-        speaker_embedding([wave], tiny_cvae(speaker_encoder=False))
+        encoder_embedding([wave], tiny_cvae(speaker_encoder=False))
     plain = Checkpoint(build_model("vae", {"channels": (32, 32), "latent_dim": 8}), MelConfig())
     with pytest.raises(ConfigError, match="has no speakers"):
         convert(wave, plain, "ben")
@@ -109,7 +108,7 @@ def test_pitch_register_is_moved_to_the_target_before_encoding():
     vocoder = GriffinLim(ckpt.mel, n_iter=4)
     torch.testing.assert_close(convert(low, ckpt, "ben", vocoder=vocoder, pitch="shift")[0],
                                vocoder(expected, length=SR)[0])
-    voice = reference_voice(ckpt, [harmonic(200.0), harmonic(210.0, 0.5)], "dana")
+    voice = reference_voice(ckpt, [harmonic(200.0, 2.0), harmonic(210.0, 1.0)], "dana", steps=5)
     assert voice.name == "dana" and abs(voice.register.hz / 203 - 1) < 0.02 and not voice.in_table
     assert (source_logmel(low, ckpt, voice, "shift") - mel(low)[None]).abs().mean() > 0.1  # to the reference's
     assert check_pitch("-3.5") == -3.5 and check_pitch("model") == "model" and check_pitch("shift") == "shift"
@@ -146,7 +145,7 @@ def test_convert_and_speakers_commands(tmp_path):
 def test_one_shot_conversion_from_a_reference_recording(tmp_path):
     ckpt = save_checkpoint(tmp_path / "vc.safetensors", tiny_cvae())
     src = write(tmp_path / "src.wav", chirp(1.0), SR)
-    ref = write(tmp_path / "dana.wav", chirp(0.8, fmin=200.0), SR)
+    ref = write(tmp_path / "dana.wav", chirp(3.2, fmin=200.0), SR)
     r = run_cli("convert", src, "--speaker-ref", ref, "-m", ckpt, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "-> dana" in r.stdout and sf.info(tmp_path / "src_dana.wav").frames == SR
@@ -159,8 +158,8 @@ def test_one_shot_conversion_from_a_reference_recording(tmp_path):
         assert r.returncode == 1 and "one of the two" in r.stderr
     assert not (tmp_path / "y.wav").exists()
     plain = save_checkpoint(tmp_path / "plain.safetensors", tiny_cvae(speaker_encoder=False))
-    r = run_cli("convert", src, "--speaker-ref", ref, "-m", plain)
-    assert r.returncode == 1 and "no speaker encoder" in r.stderr
+    r = run_cli("convert", src, "--speaker-ref", ref, "-m", plain, "-o", tmp_path / "plain.wav")
+    assert r.returncode == 0 and sf.info(tmp_path / "plain.wav").frames == SR  # fitting needs no speaker encoder
 
 
 def test_evaluate_vc_reports_converted_ceiling_and_floor(tmp_path):
@@ -204,18 +203,6 @@ def test_evaluate_vc_reports_converted_ceiling_and_floor(tmp_path):
     # an untrained model converts worse than not converting at all (the floor), and MCD must see it; bounded: a
     # broken alignment or scale gives far more than 20 dB
     assert all(floor["mcd_db"] < v["mcd_db"] < 20.0 for v in pairs.values()), pairs
-    assert report["unseen"] is None
-    two = tiny_cvae(n_speakers=2)  # knows anna and ben; one-shot also scores conversion to cleo
-    two.speakers = NAMES[:2]
-    r = run_cli("evaluate", "vc", "--model", save_checkpoint(tmp_path / "two.safetensors", two), "--data",
-                tmp_path / "corpus", "--sentences", "1", "--one-shot", "--json", tmp_path / "one_shot.json")
-    assert r.returncode == 0, r.stderr
-    report = json.loads((tmp_path / "one_shot.json").read_text())
-    assert "  unseen" in r.stdout and report["unseen_speakers"] == ["cleo"] and report["pairs"] == 6
-    assert report["floor"] == floor  # the same references, the same floor
-    to_cleo = [v["mcd_db"] for pair, v in report["per_pair"].items() if pair.endswith("->cleo")]
-    assert len(to_cleo) == 2 and report["unseen"]["mcd_db"] == pytest.approx(np.mean(to_cleo))  # its own row
-    assert floor["mcd_db"] < report["unseen"]["mcd_db"] < 20.0
 
     (tmp_path / "real" / "dora").mkdir(parents=True)  # "real" recordings of a voice outside the corpus
     for i, text in enumerate(texts + ["A large size in stockings is hard to sell."]):

@@ -10,6 +10,7 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_cli
 
 from audiovae.data.corpora import speech
 from audiovae.data.corpora.speech import SpeechCorpusConfig, available_speakers, build_speech_corpus
@@ -147,3 +148,26 @@ def test_available_speakers_describe_every_voice():
     speakers = available_speakers()
     assert set(speech.DEFAULT_SPEAKERS) <= set(speakers) and {"kal", "ked", "slt", "awb", "rms"} <= set(speakers)
     assert "speed x1.1" in speakers["kal_hi"] and "festival voice kal_diphone" in speakers["kal_hi"]
+
+
+def test_extended_set_adds_voices_none_derived_from_ked_or_slt():
+    default, extended = speech.SPEAKER_SETS["default"], speech.SPEAKER_SETS["extended"]
+    assert default == speech.DEFAULT_SPEAKERS and set(default) < set(extended) and len(extended) == 24
+    added = [speech.VOICES[s] for s in extended if s not in default]
+    # ked and festival's slt stay voices no added one was made from: they can be left out as unheard voices
+    assert not {v.name for v in added} & {speech.VOICES["ked"].name, speech.VOICES["slt"].name}
+    assert {v.engine for v in added} == {"festival", "flite", "espeak-ng"}
+
+
+def test_espeak_voices_build_and_differ(tmp_path):
+    try:
+        speech.check_voices(("es_m3", "es_f5"))
+    except AudiovaeError as e:
+        pytest.skip(str(e))
+    cfg = SpeechCorpusConfig(sentences=3, speakers=("es_m3", "es_f5"), valid_fraction=0, test_fraction=1 / 3)
+    summary = build_speech_corpus(tmp_path, cfg, progress=False)
+    assert summary.speakers == {"es_m3": 3, "es_f5": 3} and not summary.skipped
+    f0 = {s: np.median([median_f0(p) for p in sorted((tmp_path / "wav" / s).glob("*.wav"))]) for s in cfg.speakers}
+    assert f0["es_f5"] > 1.3 * f0["es_m3"], f0  # a female and a male variant
+    r = run_cli("corpus", "speech", tmp_path / "bad", "--speakers", "es_m3,nobody", "--sentences", "1")
+    assert r.returncode == 1 and "nobody" in r.stderr and "es_f5" in r.stderr

@@ -9,10 +9,12 @@ utterance. Two references
 are measured the same way: the **ceiling**, the target's real reading passed through the same vocoder (what perfect
 conversion would score), and the **floor**, the source's reading unconverted.
 
-``one_shot``: every target is given to the model by one reference recording (another held-out sentence of the
-target, never one scored or used for the resemblyzer references) through its speaker encoder, and the speakers are
-all those of the test set, so voices the model never heard (``data.exclude_speakers`` at training) are scored too,
-in their own row.
+:func:`evaluate_one_shot` scores conversion to voices the model never heard (left out of training with
+``data.exclude_speakers``): each is given by a few reference sentences, fitted into a voice (:mod:`..pipelines.voices`),
+and the table's voices are converted to it. Beside it, on the same pairs: the **nearest known speaker** (convert to
+the table voice whose resemblyzer reference is closest to the references': what a model without one-shot conversion
+could do at best), the vocoder ceiling and the floor; and the **in-table** conversion between voices the model knows,
+the ceiling for one-shot conversion.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..features import MelSpectrogram
 from ..metrics import mel_cepstral_distortion
-from ..pipelines.convert import convert, reference_voice, table_voice
+from ..pipelines.convert import Voice, convert, table_voice
 from ..pipelines.latent import vocoder_for
+from ..pipelines.voices import reference_voice
 from ..pitch import register, track_f0
 from ..progress import bar_off
 
@@ -76,20 +79,12 @@ class VCReport:
     sentences: int
     pairs: int
     per_pair: dict[str, dict[str, float]] = field(default_factory=dict)
-    unseen: Scores | None = None  # one-shot: pairs whose target is not in the model's table
-    unseen_speakers: list[str] = field(default_factory=list)
     pitch: str | float = "model"
 
     def table(self) -> str:
         title = f"{self.pairs} ordered speaker pairs x {self.sentences} held-out sentences, --pitch {self.pitch}"
-        if self.unseen is not None:
-            title += (f"; one-shot targets, 'unseen' = targets {', '.join(self.unseen_speakers)} "
-                      "(not in the model's table)")
-        rows = [("converted", self.converted)]
-        if self.unseen is not None:
-            rows.append(("  unseen", self.unseen))
-        rows += [("ceiling", self.ceiling), ("floor", self.floor)]
-        return _scores_table(title, rows, mcd=True)
+        return _scores_table(title, [("converted", self.converted), ("ceiling", self.ceiling), ("floor", self.floor)],
+                             mcd=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,56 +149,60 @@ def _scores(records: list[dict]) -> Scores:
                   float(np.mean([e > F0_OFF_ST for e in pair_f0])))
 
 
-def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, progress: bool = True,
-                one_shot: bool = False, pitch: str | float = "model") -> VCReport:
-    """Evaluate ``ckpt`` on ``entries`` (a parallel test set: speaker, text and absolute path set)."""
-    if one_shot:
-        speakers = sorted({e.speaker for e in entries if e.speaker})
-    else:
-        speakers = list(ckpt.speakers)
+def _parallel(entries: list[Entry], speakers: list[str]) -> dict[str, dict[str, str]]:
+    """Text -> speaker -> path, for the sentences read by every one of ``speakers`` (sorted by text)."""
     by_text: dict[str, dict[str, str]] = defaultdict(dict)
     for e in entries:
         if e.speaker in speakers and e.text:
             by_text[e.text][e.speaker] = e.path
-    parallel = sorted(t for t, readers in by_text.items() if set(readers) == set(speakers))
+    parallel = {t: by_text[t] for t in sorted(by_text) if set(by_text[t]) == set(speakers)}
     if len(speakers) < 2 or not parallel:
         raise AudiovaeError("evaluate vc needs sentences read by every speaker of the model (a parallel test set, "
                             f"e.g. the test split of `audiovae corpus speech`); found {len(parallel)}")
+    return parallel
+
+
+class _Scorer:
+    """One record per converted utterance: MCD against the target's real reading, the pitch register error,
+    resemblyzer similarity to the target's and source's references and the nearest reference (speaker ID)."""
+
+    def __init__(self, judge: _Judge, refs: dict[str, np.ndarray]) -> None:
+        self.judge, self.refs = judge, refs
+        self.names, self.matrix = list(refs), np.stack(list(refs.values()))
+
+    def __call__(self, wave: torch.Tensor, real_target: torch.Tensor, target_f0: float, source: str,
+                 target: str) -> dict:
+        e = self.judge.embed(wave)
+        with torch.inference_mode():
+            mcd = mel_cepstral_distortion(self.judge.mel(wave), self.judge.mel(real_target))
+        return {"source": source, "target": target, "mcd": mcd,
+                "f0_error": abs(self.judge.log_f0(wave) - target_f0) * 12 / math.log(2),  # semitones
+                "sim_target": float(e @ self.refs[target]), "sim_source": float(e @ self.refs[source]),
+                "predicted": self.names[int(np.argmax(self.matrix @ e))]}
+
+
+def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, progress: bool = True,
+                pitch: str | float = "model") -> VCReport:
+    """Evaluate ``ckpt`` on ``entries`` (a parallel test set: speaker, text and absolute path set)."""
+    speakers = list(ckpt.speakers)
+    by_text = _parallel(entries, speakers)
+    parallel = list(by_text)
     chosen, others = parallel[:sentences], parallel[sentences:] or parallel
     judge = _Judge(ckpt)
-    mel, vocoder, load, embed = judge.mel, judge.vocoder, judge.load, judge.embed
-    refs = {s: judge.reference([by_text[t][s] for t in others[:8]]) for s in speakers}
-    names, matrix = list(refs), np.stack(list(refs.values()))
-    if one_shot:  # the target as the model sees it: one held-out sentence, disjoint from everything scored
-        reference = others[8] if len(others) > 8 else others[-1]
-        targets = {s: reference_voice(ckpt, [load(by_text[reference][s])], s) for s in speakers}
-    else:
-        targets = {s: table_voice(ckpt, s) for s in speakers}
-    unseen = [s for s in speakers if s not in ckpt.speakers]
-
-    log_f0 = judge.log_f0
-
-    def record(wave: torch.Tensor, real_target: torch.Tensor, source: str, target: str) -> dict:
-        e = embed(wave)
-        with torch.inference_mode():
-            mcd = mel_cepstral_distortion(mel(wave), mel(real_target))
-        f0_error = abs(log_f0(wave) - target_f0[target]) * 12 / math.log(2)  # semitones
-        return {"source": source, "target": target, "mcd": mcd, "f0_error": f0_error,
-                "sim_target": float(e @ refs[target]),
-                "sim_source": float(e @ refs[source]), "predicted": names[int(np.argmax(matrix @ e))]}
-
+    score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others[:8]]) for s in speakers})
+    targets = {s: table_voice(ckpt, s) for s in speakers}
     converted, ceiling, floor = [], [], []
     pairs = list(itertools.permutations(speakers, 2))
     for text in tqdm(chosen, desc="evaluate vc", unit="sentence", disable=bar_off(progress)):
-        waves = {s: load(by_text[text][s]) for s in speakers}
-        target_f0 = {s: log_f0(w) for s, w in waves.items()}
+        waves = {s: judge.load(by_text[text][s]) for s in speakers}
+        f0 = {s: judge.log_f0(w) for s, w in waves.items()}
         with torch.inference_mode():
-            resynth = {s: vocoder(mel(w)[None], length=w.numel())[0] for s, w in waves.items()}
+            resynth = {s: judge.vocoder(judge.mel(w)[None], length=w.numel())[0] for s, w in waves.items()}
         for src, tgt in pairs:
-            out, _ = convert(waves[src], ckpt, targets[tgt], src if src in ckpt.speakers else None, vocoder, pitch)
-            converted.append(record(out, waves[tgt], src, tgt))
-            ceiling.append(record(resynth[tgt], waves[tgt], src, tgt))
-            floor.append(record(waves[src], waves[tgt], src, tgt))
+            out, _ = convert(waves[src], ckpt, targets[tgt], src, judge.vocoder, pitch)
+            converted.append(score(out, waves[tgt], f0[tgt], src, tgt))
+            ceiling.append(score(resynth[tgt], waves[tgt], f0[tgt], src, tgt))
+            floor.append(score(waves[src], waves[tgt], f0[tgt], src, tgt))
     per_pair = {}
     for src, tgt in pairs:
         rs = [r for r in converted if (r["source"], r["target"]) == (src, tgt)]
@@ -211,9 +210,125 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
                                      "f0_error_st": float(np.nanmean([r["f0_error"] for r in rs])),
                                      "sim_target": float(np.mean([r["sim_target"] for r in rs])),
                                      "sim_source": float(np.mean([r["sim_source"] for r in rs]))}
-    unseen_records = [r for r in converted if r["target"] in unseen]
     return VCReport(_scores(converted), _scores(ceiling), _scores(floor), speakers, len(chosen), len(pairs), per_pair,
-                    _scores(unseen_records) if unseen_records else None, unseen, pitch)
+                    pitch)
+
+
+@dataclass
+class OneShotReport:
+    """Conversion of the table's voices to voices outside it (``targets``), each fitted from ``reference_seconds``
+    of its held-out sentences; ``nearest`` maps each target to the table voice the baseline converts to."""
+
+    one_shot: Scores
+    nearest_known: Scores
+    in_table: Scores
+    ceiling: Scores
+    floor: Scores
+    targets: list[str]
+    sources: list[str]
+    nearest: dict[str, str]
+    sentences: int
+    method: str
+    reference_seconds: dict[str, float]
+    fit_seconds: dict[str, float]
+    per_target: dict[str, dict[str, float]] = field(default_factory=dict)
+    in_table_pairs: int = 0
+    pitch: str | float = "model"
+
+    def table(self) -> str:
+        refs = np.mean(list(self.reference_seconds.values()))
+        fit = np.mean(list(self.fit_seconds.values()))
+        title = (f"one-shot ({self.method}) to {len(self.targets)} voice(s) outside the table "
+                 f"({', '.join(self.targets)}) from {len(self.sources)} table voices x {self.sentences} held-out "
+                 f"sentences; references {refs:.1f} s per voice, fitted in {fit:.1f} s; --pitch {self.pitch}")
+        rows = [("one-shot", self.one_shot), ("nearest", self.nearest_known),
+                (f"in-table ({self.in_table_pairs} pairs)", self.in_table),
+                ("ceiling", self.ceiling), ("floor", self.floor)]
+        lines = [_scores_table(title, rows, mcd=True), "per target (one-shot / nearest known speaker):"]
+        for t, d in self.per_target.items():
+            lines.append(f"  {t:10s} sim→target {d['sim_target']:.3f} / {d['nearest_sim_target']:.3f} "
+                         f"(nearest: {self.nearest[t]}), closer→target {100 * d['closer_to_target']:.0f}% / "
+                         f"{100 * d['nearest_closer_to_target']:.0f}%")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _spread(items: list[str], n: int) -> list[str]:
+    """At most ``n`` of ``items``, evenly spaced (a fixed, representative subset)."""
+    return items if len(items) <= n else [items[round(k * (len(items) - 1) / (n - 1))] for k in range(n)]
+
+
+def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3, references: int = 3,
+                      method: str = "fit", progress: bool = True, pitch: str | float = "model",
+                      in_table_targets: int = 6) -> OneShotReport:
+    """Convert the table's voices in ``entries`` (a parallel test set) to its voices outside the table.
+
+    Per target: ``references`` held-out sentences (never scored, never in the judge's references, which are made
+    from up to 8 more) make its voice; ``sentences`` others are converted from every table voice. The in-table row
+    converts the same sources to up to ``in_table_targets`` table voices (evenly spaced in name order) by their
+    table entry.
+    """
+    import time
+
+    present = sorted({e.speaker for e in entries if e.speaker})
+    targets = [s for s in present if s not in ckpt.speakers]
+    sources = [s for s in present if s in ckpt.speakers]
+    if not targets:
+        raise AudiovaeError("evaluate vc --one-shot needs voices the model never heard in the test set: train with "
+                            "data.exclude_speakers=[...] (recipes/voice_conversion/one_shot.sh)")
+    if len(sources) < 2:
+        raise AudiovaeError(f"evaluate vc --one-shot: {len(sources)} of the model's speakers in the test set; "
+                            "it needs at least two to convert from")
+    by_text = _parallel(entries, present)
+    parallel = list(by_text)
+    chosen, given, others = parallel[:sentences], parallel[sentences: sentences + references], \
+        parallel[sentences + references: sentences + references + 8]
+    if not others:
+        raise AudiovaeError(f"evaluate vc --one-shot: {len(parallel)} parallel test sentences; it needs at least "
+                            f"{sentences + references + 1} (scored, the voices' references, the judge's references)")
+    judge = _Judge(ckpt)
+    score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others]) for s in present})
+    voices: dict[str, Voice] = {}
+    fit_seconds, ref_seconds, nearest = {}, {}, {}
+    for t in targets:
+        waves = [judge.load(by_text[text][t]) for text in given]
+        start = time.perf_counter()
+        voices[t] = reference_voice(ckpt, waves, t, method)
+        fit_seconds[t] = round(time.perf_counter() - start, 2)
+        ref_seconds[t] = round(sum(w.numel() for w in waves) / ckpt.mel.sample_rate, 2)
+        heard = np.mean([judge.embed(w) for w in waves], axis=0)
+        nearest[t] = max(sources, key=lambda s: float(heard @ score.refs[s]))
+    table_targets = _spread(sources, in_table_targets)
+    in_table_pairs = [(s, t) for s in sources for t in table_targets if s != t]
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for text in tqdm(chosen, desc="evaluate vc --one-shot", unit="sentence", disable=bar_off(progress)):
+        waves = {s: judge.load(by_text[text][s]) for s in present}
+        f0 = {s: judge.log_f0(w) for s, w in waves.items()}
+        for tgt in targets:
+            with torch.inference_mode():
+                resynth = judge.vocoder(judge.mel(waves[tgt])[None], length=waves[tgt].numel())[0]
+            for src in sources:
+                out, _ = convert(waves[src], ckpt, voices[tgt], src, judge.vocoder, pitch)
+                rows["one_shot"].append(score(out, waves[tgt], f0[tgt], src, tgt))
+                out, _ = convert(waves[src], ckpt, table_voice(ckpt, nearest[tgt]), src, judge.vocoder, pitch)
+                rows["nearest"].append(score(out, waves[tgt], f0[tgt], src, tgt))
+                rows["ceiling"].append(score(resynth, waves[tgt], f0[tgt], src, tgt))
+                rows["floor"].append(score(waves[src], waves[tgt], f0[tgt], src, tgt))
+        for src, tgt in in_table_pairs:
+            out, _ = convert(waves[src], ckpt, table_voice(ckpt, tgt), src, judge.vocoder, pitch)
+            rows["in_table"].append(score(out, waves[tgt], f0[tgt], src, tgt))
+    per_target = {}
+    for t in targets:
+        mine, near = _scores([r for r in rows["one_shot"] if r["target"] == t]), \
+            _scores([r for r in rows["nearest"] if r["target"] == t])
+        per_target[t] = {"sim_target": mine.sim_target, "closer_to_target": mine.closer_to_target,
+                         "mcd_db": mine.mcd_db, "nearest_sim_target": near.sim_target,
+                         "nearest_closer_to_target": near.closer_to_target, "nearest_mcd_db": near.mcd_db}
+    return OneShotReport(_scores(rows["one_shot"]), _scores(rows["nearest"]), _scores(rows["in_table"]),
+                         _scores(rows["ceiling"]), _scores(rows["floor"]), targets, sources, nearest, len(chosen),
+                         method, ref_seconds, fit_seconds, per_target, len(in_table_pairs), pitch)
 
 
 @dataclass

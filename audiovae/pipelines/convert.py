@@ -1,7 +1,7 @@
 """Voice conversion with a speaker-conditioned model: encode the content, decode it in the target's voice.
 
 The target is a :class:`Voice`: a speaker of the model's table (:func:`table_voice`, by name or index) or, one-shot,
-an embedding of reference recordings made by the speaker encoder trained with the model (:func:`reference_voice`).
+a vector made from reference recordings of a voice outside the table (:mod:`.voices`).
 
 **Pitch register.** The decoder draws the harmonics itself, so it moves F0 to the register it learnt for each
 table speaker: measured on all 56 ordered pairs of the bundled model's voices, the converted register is within
@@ -21,7 +21,6 @@ whose decoding matches the input best (mel L1) is taken.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +29,7 @@ from ..checkpoint import Checkpoint
 from ..errors import ConfigError
 from ..features import MelSpectrogram
 from ..metrics import mel_l1
-from ..pitch import Register, register, track_f0, voice_register, warp_frequency, warp_ratios
+from ..pitch import Register, register, track_f0, warp_frequency, warp_ratios
 from .latent import logmel, speaker_id, vocoder_for
 
 PITCH_MODES = ("model", "shift")
@@ -80,25 +79,6 @@ def speaker_rows(ckpt: Checkpoint) -> list[dict[str, object]]:
             row["median_f0_hz"] = round(Register.from_list(pitch[name]).median_hz, 1)
         rows.append(row)
     return rows
-
-
-@torch.inference_mode()
-def speaker_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> torch.Tensor:
-    """Embedding ``[1, speaker_dim]`` of the voice in ``references`` (waveforms ``[T]`` at the model's rate): the
-    mean of the speaker encoder's embedding of each. A few seconds of speech in all is enough; more averages out
-    what one sentence's content adds."""
-    _require_speakers(ckpt)
-    if not references:
-        raise ConfigError("speaker_embedding: no reference recordings given")
-    if getattr(ckpt.model, "speaker_encoder", None) is None:
-        raise ConfigError("this model has no speaker encoder, so it cannot take --speaker-ref; choose one of its "
-                          f"speakers: {', '.join(ckpt.speakers)}")
-    return torch.cat([ckpt.model.embed_speaker(logmel(w, ckpt)) for w in references]).mean(dim=0, keepdim=True)
-
-
-def reference_voice(ckpt: Checkpoint, references: Sequence[torch.Tensor], name: str = "reference") -> Voice:
-    """A voice outside the table, given by recordings of it (one-shot): its embedding and register."""
-    return Voice(name, speaker_embedding(references, ckpt), voice_register(references, ckpt.mel))
 
 
 def check_pitch(pitch: str | float) -> str | float:

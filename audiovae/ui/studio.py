@@ -178,7 +178,7 @@ class Studio:
                     "summary": {k: v for k, v in ckpt.summary().items() if k != "speakers"},
                     "mel": asdict(ckpt.mel), "config": asdict(cfg) if is_dataclass(cfg) else {},
                     "speakers": m.describe() if isinstance(m, api.VoiceConverter) else [],
-                    "one_shot": getattr(ckpt.model, "speaker_encoder", None) is not None,
+                    "one_shot": bool(ckpt.speakers),
                     "info": {k: v for k, v in ckpt.info.items() if k != "pitch"},  # pitch: per-speaker numbers
                     "curve": self._log_path(entry) is not None}
             rows.append(row)

@@ -1,4 +1,4 @@
-"""Parallel multi-speaker English speech corpus, synthesised offline by Debian's festival and flite voices.
+"""Parallel multi-speaker English speech corpus, synthesised offline by Debian's festival, flite and espeak-ng voices.
 
 Every speaker reads the same sentences, so voice conversion can be trained and scored on parallel data without
 downloading a recording. The text is the 720 Harvard sentences (IEEE Recommended Practice for Speech Quality
@@ -8,6 +8,10 @@ Sentence numbers in file names start at 1 and follow that file.
 
 Speakers are Debian's voices plus derived ones: the engine's intonation target moved to another mean F0, then the
 audio resampled as ``sox speed`` does, which scales formants (vocal-tract length), pitch and tempo together.
+The default set is the eight voices the bundled voice-conversion model knows; ``extended`` (:data:`SPEAKER_SETS`)
+adds sixteen more (derived voices and espeak-ng's formant voices) for models that must generalise to voices they
+never heard (one-shot conversion). None of the added ones is derived from ked or festival's slt, so those two can
+be left out of training as unheard voices.
 Each engine process synthesises a chunk of sentences of one speaker; ``workers`` of them run at once.
 
 Every file is resampled (soxr HQ), cut to exactly 0.1 s of silence before the first and after the last loud 10 ms
@@ -37,8 +41,8 @@ from ...progress import bar_off
 from ..layouts import held_out_count, ranked_splits
 from ..manifest import CorpusSummary, Entry, write_manifest
 
-__all__ = ["SpeechCorpusConfig", "Voice", "VOICES", "DEFAULT_SPEAKERS", "available_speakers", "harvard_sentences",
-           "sentence_splits", "check_voices", "build_speech_corpus"]
+__all__ = ["SpeechCorpusConfig", "Voice", "VOICES", "DEFAULT_SPEAKERS", "SPEAKER_SETS", "available_speakers",
+           "harvard_sentences", "sentence_splits", "check_voices", "build_speech_corpus"]
 
 SENTENCES_FILE = Path(__file__).resolve().parents[2] / "assets" / "harvard_sentences.txt"
 PEAK_DBFS = -3.0
@@ -54,8 +58,8 @@ class Voice:
     """How to synthesise one speaker.
 
     Attributes:
-        engine: ``festival`` or ``flite`` (the executable).
-        name: festival voice (``voice_NAME``) or flite ``-voice NAME``.
+        engine: ``festival``, ``flite`` or ``espeak-ng`` (the executable).
+        name: festival voice (``voice_NAME``), flite ``-voice NAME`` or espeak-ng ``-v NAME`` (``en-us+VARIANT``).
         package: the Debian package that provides it.
         about: who it sounds like.
         f0: intonation target ``(mean, std)`` in Hz; ``None`` keeps the voice's own.
@@ -96,6 +100,40 @@ VOICES: dict[str, Voice] = {
                     f0=(130, 15), speed=0.9),
 }
 DEFAULT_SPEAKERS = tuple(VOICES)
+
+
+_KAL16 = Voice("flite", "kal16", "flite", "American male, flite's diphone kal (another engine than kal)")
+
+
+def _derived(base: str, about: str, f0: tuple[float, float], speed: float, sex: str = "male") -> Voice:
+    voice = _KAL16 if base == "kal16" else VOICES[base]
+    return Voice(voice.engine, voice.name, voice.package, f"{about} derived from {base}", f0, speed, sex)
+
+
+def _espeak(variant: str, about: str, sex: str = "male") -> Voice:
+    return Voice("espeak-ng", f"en-us+{variant}", "espeak-ng", f"{about}, espeak-ng formant voice", sex=sex)
+
+
+EXTENDED_VOICES: dict[str, Voice] = {
+    "kal_lo": _derived("kal", "low voice", (92, 12), 0.92),
+    "kal_mid": _derived("kal", "male voice", (128, 22), 1.05),
+    "kal_f": _derived("kal", "high voice", (205, 32), 1.18, "female"),
+    "kal16": _KAL16,
+    "kal16_hi": _derived("kal16", "high voice", (195, 30), 1.14, "female"),
+    "awb_lo": _derived("awb", "low Scottish voice", (88, 10), 0.92),
+    "awb_f": _derived("awb", "high Scottish voice", (195, 28), 1.15, "female"),
+    "rms_lo": _derived("rms", "low American voice", (86, 10), 0.93),
+    "rms_hi": _derived("rms", "higher American voice", (140, 20), 1.06),
+    "rms_f": _derived("rms", "high American voice", (200, 30), 1.16, "female"),
+    "es_m1": _espeak("m1", "male"),
+    "es_m3": _espeak("m3", "male"),
+    "es_m6": _espeak("m6", "male"),
+    "es_f1": _espeak("f1", "female", "female"),
+    "es_f3": _espeak("f3", "female", "female"),
+    "es_f5": _espeak("f5", "female", "female"),
+}
+VOICES |= EXTENDED_VOICES
+SPEAKER_SETS: dict[str, tuple[str, ...]] = {"default": DEFAULT_SPEAKERS, "extended": tuple(VOICES)}
 
 
 @dataclass(frozen=True)
@@ -156,6 +194,9 @@ def _installed_voices(engine: str) -> set[str]:
     if engine == "festival":
         out = subprocess.run(["festival", "-b", "(print (voice.list))"], capture_output=True, text=True, timeout=60)
         return set(_last_line(out.stdout).strip("()").split())
+    if engine == "espeak-ng":  # variants are files !v/NAME; a voice is en-us+NAME
+        out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, timeout=60)
+        return {f"en-us+{line.split()[-1].removeprefix('!v/')}" for line in out.stdout.splitlines()[1:] if line.split()}
     out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, timeout=60)
     return set(out.stdout.partition(":")[2].split())
 
@@ -240,7 +281,22 @@ def _run_flite(voice: Voice, jobs: list[tuple[str, Path]]) -> dict[Path, str]:
     return failed
 
 
-_ENGINES = {"festival": _run_festival, "flite": _run_flite}
+def _run_espeak(voice: Voice, jobs: list[tuple[str, Path]]) -> dict[Path, str]:
+    """One espeak-ng process per sentence, like flite."""
+    failed = {}
+    for text, path in jobs:
+        try:
+            p = subprocess.run(["espeak-ng", "-v", voice.name, "-w", str(path), text], capture_output=True, text=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
+            reason = _why(p, "espeak-ng")
+        except subprocess.TimeoutExpired:
+            reason = "espeak-ng: timed out"
+        if not path.is_file():
+            failed[path] = reason
+    return failed
+
+
+_ENGINES = {"festival": _run_festival, "flite": _run_flite, "espeak-ng": _run_espeak}
 
 
 def _trim(wave: np.ndarray, sample_rate: int) -> np.ndarray:

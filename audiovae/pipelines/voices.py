@@ -1,0 +1,191 @@
+"""One-shot voices: a voice outside a model's speaker table, made from a few seconds of recordings of it.
+
+A speaker-conditioned decoder takes its voice as a vector (``speaker_dim`` floats), and the table's rows are only
+the points it was trained on. Two ways to get a vector for a new voice are here (``method``):
+
+* ``fit`` (the default): analysis-by-synthesis. The references' content is encoded once (the encoder is trained to
+  drop the voice), then the voice vector alone is optimised so that decoding that content reproduces the
+  references' log-mel (L1), the model frozen. It starts from the better of the speaker encoder's embedding and the
+  best-matching table row, so it can only improve on both as the decoder hears it. The vector is kept near the table
+  (a small L2 pull towards its nearest row, in units of the table's spread) so that it stays where the decoder
+  was trained.
+* ``encoder``: the speaker encoder trained with the model (``model.speaker_encoder``): one forward pass, but it
+  was only taught to land on the table's rows, so for a voice unlike them it lands on the nearest one.
+
+Which is better was measured with ``audiovae evaluate vc --one-shot`` on voices left out of training
+(recipes/voice_conversion/README.md, "One-shot").
+
+A fitted voice is saved as a small safetensors file (:func:`save_voice`): its vector, register and the fingerprint
+of the model it was fitted to, so ``audiovae convert SRC --speaker voice.safetensors`` reuses it without refitting
+and a voice of another model is refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import Checkpoint
+from ..device import fast_float
+from ..errors import AudiovaeError, ConfigError
+from ..fileio import write_atomic
+from ..pitch import Register, voice_register
+from .convert import Voice, _require_speakers, table_voice
+from .latent import logmel
+
+METHODS = ("fit", "encoder")
+MIN_REFERENCE_SECONDS = 3.0
+VOICE_FORMAT = "audiovae-voice"
+VOICE_VERSION = 1
+
+
+class VoiceFileError(AudiovaeError):
+    """A voice file that is unreadable, of another format, or fitted to another model."""
+
+
+def reference_seconds(references: Sequence[torch.Tensor], sample_rate: int) -> float:
+    return sum(w.numel() for w in references) / sample_rate
+
+
+def check_references(references: Sequence[torch.Tensor], sample_rate: int, names: Sequence[str] = ()) -> None:
+    """One to three recordings, :data:`MIN_REFERENCE_SECONDS` in all."""
+    if not references:
+        raise ConfigError("no reference recordings given")
+    seconds = reference_seconds(references, sample_rate)
+    if seconds < MIN_REFERENCE_SECONDS:
+        what = ", ".join(str(n) for n in names) or f"{len(references)} reference(s)"
+        raise ConfigError(f"{what}: {seconds:.1f} s of reference speech; a voice needs at least "
+                          f"{MIN_REFERENCE_SECONDS:g} s (about 10 s is better)")
+
+
+@torch.inference_mode()
+def encoder_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> torch.Tensor:
+    """``[1, speaker_dim]``: the mean of the speaker encoder's embedding of each reference."""
+    _require_speakers(ckpt)
+    if getattr(ckpt.model, "speaker_encoder", None) is None:
+        raise ConfigError("this model has no speaker encoder, so --method encoder is not available; use --method fit")
+    return torch.cat([ckpt.model.embed_speaker(logmel(w, ckpt)) for w in references]).mean(dim=0, keepdim=True)
+
+
+def _reconstruction_error(model: torch.nn.Module, zs: list[torch.Tensor], mels: list[torch.Tensor],
+                          voice: torch.Tensor) -> torch.Tensor:
+    """Mean L1 over the references between their log-mel and their content decoded with ``voice`` (``[B, D]``,
+    one error per row)."""
+    errors = []
+    for z, mel in zip(zs, mels, strict=True):
+        out = model.decode(z.expand(voice.shape[0], -1, -1), voice)[..., : mel.shape[-1]]
+        errors.append((out.float() - mel).abs().mean(dim=(1, 2)))
+    return torch.stack(errors).mean(dim=0)
+
+
+def fit_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint, steps: int = 150, lr: float = 0.05,
+                  anchor: float = 0.01) -> torch.Tensor:
+    """``[1, speaker_dim]``: the voice vector whose decoding of the references' content matches them best.
+
+    ``anchor`` weighs the pull towards the nearest table row (squared distance over the table's mean squared
+    spread): small, it only keeps the vector from drifting where the decoder never went.
+    """
+    _require_speakers(ckpt)
+    model = ckpt.model
+    with fast_float(model.mel_mean.device):
+        return _fit(model, references, ckpt, steps, lr, anchor)
+
+
+def _fit(model: torch.nn.Module, references: Sequence[torch.Tensor], ckpt: Checkpoint, steps: int, lr: float,
+         anchor: float) -> torch.Tensor:
+    table = model.speakers.weight.detach().float()
+    spread = ((table - table.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-6)
+    with torch.inference_mode():
+        mels = [logmel(w, ckpt) for w in references]
+        zs = [model.encode(m, None).mode() for m in mels]
+        starts = [table]
+        if getattr(model, "speaker_encoder", None) is not None:
+            starts.append(encoder_embedding(references, ckpt).float())
+        candidates = torch.cat(starts)
+        start = candidates[_reconstruction_error(model, zs, mels, candidates).argmin()]
+    mels, zs = [m.clone() for m in mels], [z.clone() for z in zs]  # out of inference mode, for autograd
+    voice = start.clone()[None].requires_grad_(True)
+    optimiser = torch.optim.Adam([voice], lr=lr)
+    for _ in range(steps):
+        nearest = ((table - voice) ** 2).sum(dim=1).min()
+        loss = _reconstruction_error(model, zs, mels, voice).mean() + anchor * nearest / spread
+        (grad,) = torch.autograd.grad(loss, [voice])
+        voice.grad = grad
+        optimiser.step()
+    return voice.detach()
+
+
+def reference_voice(ckpt: Checkpoint, references: Sequence[torch.Tensor], name: str = "reference",
+                    method: str = "fit", steps: int = 150) -> Voice:
+    """A voice outside the table from recordings of it (``[T]`` each at the model's rate): its vector and register."""
+    _require_speakers(ckpt)
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    check_references(references, ckpt.mel.sample_rate)
+    embedding = fit_embedding(references, ckpt, steps) if method == "fit" else encoder_embedding(references, ckpt)
+    return Voice(name, embedding.float(), voice_register(references, ckpt.mel))
+
+
+def model_fingerprint(ckpt: Checkpoint) -> str:
+    """What a voice vector means depends on the decoder it was fitted to: its speaker table identifies it (rounded
+    to fp16, so a run's checkpoint and its fp16 export agree)."""
+    table = ckpt.model.speakers.weight.detach().half().float().cpu().contiguous()
+    return hashlib.sha256(table.numpy().tobytes()).hexdigest()[:16]
+
+
+def save_voice(voice: Voice, path: str | os.PathLike[str], ckpt: Checkpoint, **about: object) -> Path:
+    """Write ``voice`` (a vector, not a table id) as safetensors; ``about`` goes into the metadata (JSON)."""
+    from safetensors.torch import save
+
+    if voice.in_table:
+        raise ConfigError(f"{voice.name} is a speaker of the model's table: use --speaker {voice.name}")
+    meta = {"format": VOICE_FORMAT, "version": str(VOICE_VERSION), "name": voice.name,
+            "model": model_fingerprint(ckpt), "speaker_dim": str(voice.condition.shape[-1]),
+            "register": json.dumps(voice.register.to_list() if voice.register else None),
+            "about": json.dumps(about)}
+    data = save({"embedding": voice.condition.detach().float().cpu().contiguous()}, metadata=meta)
+    path = Path(path)
+    write_atomic(path, data)
+    return path
+
+
+def is_voice_file(spec: str | os.PathLike[str]) -> bool:
+    return str(spec).endswith(".safetensors")
+
+
+def load_voice(path: str | os.PathLike[str], ckpt: Checkpoint) -> Voice:
+    """A voice written by :func:`save_voice` for this model; one-line errors for anything else."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise VoiceFileError(f"{path}: no such voice file (make one with `audiovae voice REF.wav -o {path.name}`)")
+    try:
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+            embedding = f.get_tensor("embedding") if meta.get("format") == VOICE_FORMAT else None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise VoiceFileError(f"{path}: not a readable voice file ({e})") from None
+    if embedding is None:
+        raise VoiceFileError(f"{path}: not a voice file (a model checkpoint? voices are made by `audiovae voice`)")
+    if meta.get("model") != model_fingerprint(ckpt):
+        raise VoiceFileError(f"{path}: this voice was fitted to another model; fit it again for this one with "
+                             "`audiovae voice REF.wav --model …`")
+    stored = json.loads(meta.get("register") or "null")
+    return Voice(meta.get("name", path.stem), embedding.float().to(ckpt.model.mel_mean.device),
+                 Register.from_list(stored) if stored else None)
+
+
+def target_voice(ckpt: Checkpoint, speaker: str | int | os.PathLike[str] | Voice) -> Voice:
+    """A conversion target as the command line gives it: a table speaker (name or index), or a voice file."""
+    if isinstance(speaker, Voice):
+        return speaker
+    if isinstance(speaker, os.PathLike) or (isinstance(speaker, str) and is_voice_file(speaker)):
+        _require_speakers(ckpt)
+        return load_voice(speaker, ckpt)
+    return table_voice(ckpt, speaker)

@@ -1,0 +1,177 @@
+"""One-shot voices on a tiny speaker-conditioned model: fitting a voice from recordings, voice files, `audiovae
+voice`, `convert --speaker FILE`, and `evaluate vc --one-shot` (behaviour; quality is the recipe's to measure)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import soundfile as sf
+import torch
+from conftest import SR, chirp, run_cli, write
+from test_convert import NAMES, harmonic, tiny_cvae
+
+from audiovae.checkpoint import save_checkpoint
+from audiovae.data.manifest import Entry, write_manifest
+from audiovae.errors import ConfigError
+from audiovae.pipelines.convert import convert
+from audiovae.pipelines.latent import logmel
+from audiovae.pipelines.voices import (
+    VoiceFileError,
+    _reconstruction_error,
+    encoder_embedding,
+    fit_embedding,
+    load_voice,
+    reference_voice,
+    save_voice,
+    target_voice,
+)
+from audiovae.vocoders import GriffinLim
+
+
+def decoding_error(ckpt, refs, voice: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    """How well the model's decoding of the references' content with each row of ``voice`` matches them."""
+    with torch.no_grad():
+        mels = [logmel(w, ckpt) for w in refs]
+        return _reconstruction_error(ckpt.model, [ckpt.model.encode(m).mode() for m in mels], mels, voice)
+
+
+def test_fitted_voice_reproduces_the_references_better_than_any_known_voice():
+    ckpt = tiny_cvae()
+    refs = [harmonic(170.0, 2.0), harmonic(185.0, 1.5)]
+    table = decoding_error(ckpt, refs, ckpt.model.speakers.weight)
+    encoder = decoding_error(ckpt, refs, encoder_embedding(refs, ckpt))
+    fitted = fit_embedding(refs, ckpt, steps=60)
+    assert fitted.shape == (1, 64)
+    error = float(decoding_error(ckpt, refs, fitted))
+    assert error < 0.95 * min(float(table.min()), float(encoder)), (error, table, encoder)
+    torch.testing.assert_close(fit_embedding(refs, ckpt, steps=60), fitted)  # deterministic
+    other = decoding_error(ckpt, [chirp_wave(3.5)], fitted)  # fitted to these references, not to anything
+    assert float(other) > error
+    voice = reference_voice(ckpt, refs, "dana")
+    assert voice.name == "dana" and not voice.in_table and abs(voice.register.hz / 176 - 1) < 0.05
+    assert all(p.grad is None for p in ckpt.model.parameters())  # the model is left as it was
+
+
+def chirp_wave(seconds: float) -> torch.Tensor:
+    return torch.from_numpy(chirp(seconds, fmin=300.0))
+
+
+def test_references_are_checked():
+    ckpt = tiny_cvae()
+    with pytest.raises(ConfigError, match=r"2\.5 s of reference speech; a voice needs at least 3 s"):
+        reference_voice(ckpt, [harmonic(170.0, 1.5), harmonic(170.0, 1.0)])
+    with pytest.raises(ConfigError, match="no reference recordings"):
+        reference_voice(ckpt, [])
+    with pytest.raises(ConfigError, match="--method 'magic'"):
+        reference_voice(ckpt, [harmonic(170.0, 3.0)], method="magic")
+    with pytest.raises(ConfigError, match="no speaker encoder"):
+        reference_voice(tiny_cvae(speaker_encoder=False), [harmonic(170.0, 3.0)], method="encoder")
+    plain = reference_voice(tiny_cvae(speaker_encoder=False), [harmonic(170.0, 3.0)], method="fit", steps=5)
+    assert plain.condition.shape == (1, 64)  # fitting needs no speaker encoder
+
+
+def test_voice_files_round_trip_and_belong_to_their_model(tmp_path):
+    ckpt = tiny_cvae()
+    voice = reference_voice(ckpt, [harmonic(170.0, 3.0)], "dana", steps=10)
+    path = save_voice(voice, tmp_path / "dana.safetensors", ckpt, method="fit")
+    loaded = load_voice(path, ckpt)
+    torch.testing.assert_close(loaded.condition, voice.condition)
+    assert loaded.name == "dana" and loaded.register.to_list() == voice.register.to_list()
+    assert target_voice(ckpt, str(path)).name == "dana" and target_voice(ckpt, "ben").name == "ben"
+    wave = torch.from_numpy(chirp(1.0))
+    gl = GriffinLim(ckpt.mel, n_iter=4)
+    torch.testing.assert_close(convert(wave, ckpt, loaded, vocoder=gl)[0], convert(wave, ckpt, voice, vocoder=gl)[0])
+    with pytest.raises(VoiceFileError, match="fitted to another model"):
+        load_voice(path, tiny_cvae(seed=1))
+    model_file = save_checkpoint(tmp_path / "model.safetensors", ckpt)
+    with pytest.raises(VoiceFileError, match="not a voice file"):
+        load_voice(model_file, ckpt)
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:40])
+    with pytest.raises(VoiceFileError, match="not a readable voice file"):
+        load_voice(tmp_path / "cut.safetensors", ckpt)
+    with pytest.raises(VoiceFileError, match="no such voice file"):
+        load_voice(tmp_path / "none.safetensors", ckpt)
+    with pytest.raises(ConfigError, match="speaker of the model's table"):
+        save_voice(target_voice(ckpt, "ben"), tmp_path / "ben.safetensors", ckpt)
+
+
+def test_voice_command_and_convert_with_a_voice_file(tmp_path):
+    ckpt_path = save_checkpoint(tmp_path / "vc.safetensors", tiny_cvae())
+    refs = [write(tmp_path / f"dana{i}.wav", harmonic(170.0 + 10 * i, 2.0).numpy(), SR) for i in range(2)]
+    src = write(tmp_path / "src.wav", chirp(1.0), SR)
+    r = run_cli("voice", *refs, "-o", tmp_path / "dana.safetensors", "-m", ckpt_path)
+    assert r.returncode == 0, r.stderr
+    assert "voice dana0 from 2 recording(s) (fit" in r.stdout and "median F0" in r.stdout
+    r = run_cli("convert", src, "--speaker", tmp_path / "dana.safetensors", "-m", ckpt_path, "--vocoder",
+                "griffin-lim", "-o", tmp_path / "out.wav")
+    assert r.returncode == 0, r.stderr
+    assert "-> dana0" in r.stdout and sf.info(tmp_path / "out.wav").frames == SR
+    from audiovae import load
+
+    vc = load(ckpt_path, vocoder="griffin-lim")
+    want, _ = vc.convert(src, tmp_path / "dana.safetensors")  # the API takes the voice file too
+    got, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert float((want.clamp(-1, 1) - torch.from_numpy(got)).abs().max()) < 1e-3  # a clipped 16-bit file
+    # --speaker-ref fits the same voice as `audiovae voice`: the same output
+    r = run_cli("convert", src, "--speaker-ref", refs[0], "--speaker-ref", refs[1], "-m", ckpt_path, "--vocoder",
+                "griffin-lim", "-o", tmp_path / "ref.wav")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ref.wav").read_bytes() == (tmp_path / "out.wav").read_bytes()
+    # bad input: one line, exit 1, nothing written
+    short = write(tmp_path / "short.wav", harmonic(170.0, 1.0).numpy(), SR)
+    r = run_cli("voice", short, "-o", tmp_path / "short.safetensors", "-m", ckpt_path)
+    assert r.returncode == 1 and "short.wav: 1.0 s of reference speech" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "short.safetensors").exists()
+    r = run_cli("voice", *refs, "-o", tmp_path / "dana.npy", "-m", ckpt_path)
+    assert r.returncode == 1 and "ends in .safetensors" in r.stderr
+    other = save_checkpoint(tmp_path / "other.safetensors", tiny_cvae(seed=1))
+    r = run_cli("convert", src, "--speaker", tmp_path / "dana.safetensors", "-m", other, "-o", tmp_path / "x.wav")
+    assert r.returncode == 1 and "fitted to another model" in r.stderr and not (tmp_path / "x.wav").exists()
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def espeak_corpus(root, voices: dict[str, str], sentences: int):  # noqa: ANN001, ANN201
+    """A parallel test set read by espeak-ng voices (name -> espeak voice)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    texts = ["The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
+             "It is easy to tell the depth of a well.", "These days a chicken leg is a rare dish.",
+             "Rice is often served in round bowls.", "The juice of lemons makes fine punch."][:sentences]
+    entries = []
+    for name, voice in voices.items():
+        for i, text in enumerate(texts):
+            path = root / name / f"{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+            entries.append(Entry(str(path.relative_to(root)), sf.info(path).duration, "test", speaker=name, text=text))
+    write_manifest(root / "manifest.jsonl", entries)
+    return root
+
+
+def test_evaluate_one_shot_scores_voices_left_out_of_training(tmp_path):
+    pytest.importorskip("resemblyzer")
+    corpus = espeak_corpus(tmp_path / "corpus", {"anna": "en+f3", "ben": "en-us", "cleo": "en+m3"}, 4)
+    two = tiny_cvae(n_speakers=2)  # knows anna and ben; cleo is the voice it never heard
+    two.speakers = NAMES[:2]
+    model = save_checkpoint(tmp_path / "two.safetensors", two)
+    r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--sentences", "1", "--references", "2",
+                "--one-shot", "--json", tmp_path / "one_shot.json")
+    assert r.returncode == 0, r.stderr
+    assert all(row in r.stdout for row in ("one-shot", "nearest", "in-table (2 pairs)", "ceiling", "floor"))
+    report = json.loads((tmp_path / "one_shot.json").read_text())
+    assert report["targets"] == ["cleo"] and report["sources"] == ["anna", "ben"] and report["method"] == "fit"
+    assert report["nearest"]["cleo"] in ("anna", "ben") and report["in_table_pairs"] == 2
+    assert report["reference_seconds"]["cleo"] >= 3.0 and report["fit_seconds"]["cleo"] > 0
+    floor, ceiling = report["floor"], report["ceiling"]
+    assert floor["closer_to_target"] == 0.0 and ceiling["closer_to_target"] == 1.0
+    assert 0 < ceiling["mcd_db"] < floor["mcd_db"] < report["one_shot"]["mcd_db"] < 20.0  # untrained: worst
+    assert set(report["per_target"]["cleo"]) >= {"sim_target", "nearest_sim_target", "closer_to_target"}
+    full = save_checkpoint(tmp_path / "full.safetensors", tiny_cvae())  # knows every voice: nothing left out
+    r = run_cli("evaluate", "vc", "--model", full, "--data", corpus, "--one-shot")
+    assert r.returncode == 1 and "never heard" in r.stderr and "exclude_speakers" in r.stderr
+    r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--sentences", "2", "--references", "2",
+                "--one-shot")
+    assert r.returncode == 1 and "4 parallel test sentences; it needs at least 5" in r.stderr
