@@ -906,8 +906,9 @@ def evaluate_vc(
                                            "--references held-out sentences; beside the nearest-known-speaker "
                                            "baseline and in-table conversion.")] = False,
     references: Annotated[int, typer.Option(help="With --one-shot: reference sentences per voice.", min=1)] = 3,
-    method: Annotated[str, typer.Option(help="With --one-shot: how a voice is made (fit or encoder, as in "
-                                        "`audiovae voice`).")] = "fit",
+    method: Annotated[str, typer.Option(help="With --one-shot: how a voice is made, as in `audiovae voice`; "
+                                        "several, comma-separated, are compared on the same pairs (e.g. "
+                                        "fit,blend,encoder).")] = "fit",
     pitch: Annotated[str, typer.Option(help="Pitch register handling, as in `audiovae convert`.")] = "model",
     real: Annotated[Path | None, typer.Option("--real", help="Instead: a folder of real recordings of one speaker "
                                               "(e.g. /usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav), "
@@ -928,7 +929,12 @@ def evaluate_vc(
     from .evaluation.vc import evaluate_one_shot, evaluate_vc_real
     from .evaluation.vc import evaluate_vc as run
     from .pipelines.convert import check_pitch
+    from .pipelines.voices import METHODS
 
+    methods = tuple(m.strip() for m in method.split(","))
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise AudiovaeError(f"--method {','.join(bad)}: choose from {', '.join(METHODS)}")
     ckpt = _load(model, device)
     test = [e for e in discover(data) if e.split == "test"]
     if real is not None:
@@ -937,7 +943,7 @@ def evaluate_vc(
         recordings = sorted(p for p in real.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch))
     elif one_shot:
-        report = evaluate_one_shot(ckpt, test, sentences, references, method, pitch=check_pitch(pitch))
+        report = evaluate_one_shot(ckpt, test, sentences, references, methods, pitch=check_pitch(pitch))
     else:
         report = run(ckpt, test, sentences, pitch=check_pitch(pitch))
     _print_report(report, json_out)

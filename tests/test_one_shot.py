@@ -158,17 +158,21 @@ def test_evaluate_one_shot_scores_voices_left_out_of_training(tmp_path):
     two.speakers = NAMES[:2]
     model = save_checkpoint(tmp_path / "two.safetensors", two)
     r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--sentences", "1", "--references", "2",
-                "--one-shot", "--json", tmp_path / "one_shot.json")
+                "--one-shot", "--method", "fit,encoder", "--json", tmp_path / "one_shot.json")
     assert r.returncode == 0, r.stderr
-    assert all(row in r.stdout for row in ("one-shot", "nearest", "in-table (2 pairs)", "ceiling", "floor"))
+    rows = ("one-shot fit", "one-shot encoder", "nearest", "in-table (2 pairs)", "ceiling", "floor")
+    assert all(row in r.stdout for row in rows)
     report = json.loads((tmp_path / "one_shot.json").read_text())
-    assert report["targets"] == ["cleo"] and report["sources"] == ["anna", "ben"] and report["method"] == "fit"
+    assert report["targets"] == ["cleo"] and report["sources"] == ["anna", "ben"]
     assert report["nearest"]["cleo"] in ("anna", "ben") and report["in_table_pairs"] == 2
-    assert report["reference_seconds"]["cleo"] >= 3.0 and report["fit_seconds"]["cleo"] > 0
-    floor, ceiling = report["floor"], report["ceiling"]
+    assert report["reference_seconds"]["cleo"] >= 3.0 and report["fit_seconds"]["fit"]["cleo"] > 0
+    floor, ceiling, fit = report["floor"], report["ceiling"], report["one_shot"]["fit"]
     assert floor["closer_to_target"] == 0.0 and ceiling["closer_to_target"] == 1.0
-    assert 0 < ceiling["mcd_db"] < floor["mcd_db"] < report["one_shot"]["mcd_db"] < 20.0  # untrained: worst
-    assert set(report["per_target"]["cleo"]) >= {"sim_target", "nearest_sim_target", "closer_to_target"}
+    assert 0 < ceiling["mcd_db"] < floor["mcd_db"] < fit["mcd_db"] < 20.0  # untrained: worst
+    assert report["per_target"]["cleo"]["fit"] == fit["sim_target"]  # one target: its row is the whole
+    assert set(report["per_target"]["cleo"]) == {"fit", "encoder", "nearest"}
+    r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--one-shot", "--method", "fit,magic")
+    assert r.returncode == 1 and "--method magic: choose from fit, blend, encoder" in r.stderr
     full = save_checkpoint(tmp_path / "full.safetensors", tiny_cvae())  # knows every voice: nothing left out
     r = run_cli("evaluate", "vc", "--model", full, "--data", corpus, "--one-shot")
     assert r.returncode == 1 and "never heard" in r.stderr and "exclude_speakers" in r.stderr

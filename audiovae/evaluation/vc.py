@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -217,9 +219,10 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
 @dataclass
 class OneShotReport:
     """Conversion of the table's voices to voices outside it (``targets``), each fitted from ``reference_seconds``
-    of its held-out sentences; ``nearest`` maps each target to the table voice the baseline converts to."""
+    of its held-out sentences by each of ``methods`` (``one_shot`` and ``fit_seconds`` by method); ``nearest`` maps
+    each target to the table voice the baseline converts to."""
 
-    one_shot: Scores
+    one_shot: dict[str, Scores]
     nearest_known: Scores
     in_table: Scores
     ceiling: Scores
@@ -228,27 +231,26 @@ class OneShotReport:
     sources: list[str]
     nearest: dict[str, str]
     sentences: int
-    method: str
     reference_seconds: dict[str, float]
-    fit_seconds: dict[str, float]
+    fit_seconds: dict[str, dict[str, float]]
     per_target: dict[str, dict[str, float]] = field(default_factory=dict)
     in_table_pairs: int = 0
     pitch: str | float = "model"
 
     def table(self) -> str:
         refs = np.mean(list(self.reference_seconds.values()))
-        fit = np.mean(list(self.fit_seconds.values()))
-        title = (f"one-shot ({self.method}) to {len(self.targets)} voice(s) outside the table "
-                 f"({', '.join(self.targets)}) from {len(self.sources)} table voices x {self.sentences} held-out "
-                 f"sentences; references {refs:.1f} s per voice, fitted in {fit:.1f} s; --pitch {self.pitch}")
-        rows = [("one-shot", self.one_shot), ("nearest", self.nearest_known),
-                (f"in-table ({self.in_table_pairs} pairs)", self.in_table),
-                ("ceiling", self.ceiling), ("floor", self.floor)]
-        lines = [_scores_table(title, rows, mcd=True), "per target (one-shot / nearest known speaker):"]
+        title = (f"one-shot to {len(self.targets)} voice(s) outside the table ({', '.join(self.targets)}) from "
+                 f"{len(self.sources)} table voices x {self.sentences} held-out sentences; references {refs:.1f} s "
+                 f"per voice; --pitch {self.pitch}")
+        rows = [(f"one-shot {m}", s) for m, s in self.one_shot.items()]
+        rows += [("nearest", self.nearest_known), (f"in-table ({self.in_table_pairs} pairs)", self.in_table),
+                 ("ceiling", self.ceiling), ("floor", self.floor)]
+        lines = [_scores_table(title, rows, mcd=True), "similarity to the target, per target voice:"]
         for t, d in self.per_target.items():
-            lines.append(f"  {t:10s} sim→target {d['sim_target']:.3f} / {d['nearest_sim_target']:.3f} "
-                         f"(nearest: {self.nearest[t]}), closer→target {100 * d['closer_to_target']:.0f}% / "
-                         f"{100 * d['nearest_closer_to_target']:.0f}%")
+            lines.append(f"  {t:10s} " + "  ".join(f"{k} {v:.3f}" for k, v in d.items())
+                         + f"  (nearest known: {self.nearest[t]})")
+        lines.append("fitting time (s, mean per voice): " + ", ".join(
+            f"{m} {np.mean(list(by_voice.values())):.1f}" for m, by_voice in self.fit_seconds.items()))
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -261,17 +263,15 @@ def _spread(items: list[str], n: int) -> list[str]:
 
 
 def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3, references: int = 3,
-                      method: str = "fit", progress: bool = True, pitch: str | float = "model",
+                      methods: Sequence[str] = ("fit",), progress: bool = True, pitch: str | float = "model",
                       in_table_targets: int = 6) -> OneShotReport:
     """Convert the table's voices in ``entries`` (a parallel test set) to its voices outside the table.
 
     Per target: ``references`` held-out sentences (never scored, never in the judge's references, which are made
-    from up to 8 more) make its voice; ``sentences`` others are converted from every table voice. The in-table row
-    converts the same sources to up to ``in_table_targets`` table voices (evenly spaced in name order) by their
-    table entry.
+    from up to 8 more) make its voice, once per method of ``methods``; ``sentences`` others are converted from every
+    table voice. The in-table row converts the same sources to up to ``in_table_targets`` table voices (evenly
+    spaced in name order) by their table entry.
     """
-    import time
-
     present = sorted({e.speaker for e in entries if e.speaker})
     targets = [s for s in present if s not in ckpt.speakers]
     sources = [s for s in present if s in ckpt.speakers]
@@ -290,18 +290,19 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
                             f"{sentences + references + 1} (scored, the voices' references, the judge's references)")
     judge = _Judge(ckpt)
     score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others]) for s in present})
-    voices: dict[str, Voice] = {}
-    fit_seconds, ref_seconds, nearest = {}, {}, {}
+    voices: dict[tuple[str, str], Voice] = {}
+    fit_seconds: dict[str, dict[str, float]] = {m: {} for m in methods}
+    ref_seconds, nearest = {}, {}
     for t in targets:
         waves = [judge.load(by_text[text][t]) for text in given]
-        start = time.perf_counter()
-        voices[t] = reference_voice(ckpt, waves, t, method)
-        fit_seconds[t] = round(time.perf_counter() - start, 2)
+        for m in methods:
+            start = time.perf_counter()
+            voices[m, t] = reference_voice(ckpt, waves, t, m)
+            fit_seconds[m][t] = round(time.perf_counter() - start, 2)
         ref_seconds[t] = round(sum(w.numel() for w in waves) / ckpt.mel.sample_rate, 2)
         heard = np.mean([judge.embed(w) for w in waves], axis=0)
         nearest[t] = max(sources, key=lambda s: float(heard @ score.refs[s]))
-    table_targets = _spread(sources, in_table_targets)
-    in_table_pairs = [(s, t) for s in sources for t in table_targets if s != t]
+    in_table_pairs = [(s, t) for s in sources for t in _spread(sources, in_table_targets) if s != t]
     rows: dict[str, list[dict]] = defaultdict(list)
     for text in tqdm(chosen, desc="evaluate vc --one-shot", unit="sentence", disable=bar_off(progress)):
         waves = {s: judge.load(by_text[text][s]) for s in present}
@@ -310,8 +311,9 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
             with torch.inference_mode():
                 resynth = judge.vocoder(judge.mel(waves[tgt])[None], length=waves[tgt].numel())[0]
             for src in sources:
-                out, _ = convert(waves[src], ckpt, voices[tgt], src, judge.vocoder, pitch)
-                rows["one_shot"].append(score(out, waves[tgt], f0[tgt], src, tgt))
+                for m in methods:
+                    out, _ = convert(waves[src], ckpt, voices[m, tgt], src, judge.vocoder, pitch)
+                    rows[m].append(score(out, waves[tgt], f0[tgt], src, tgt))
                 out, _ = convert(waves[src], ckpt, table_voice(ckpt, nearest[tgt]), src, judge.vocoder, pitch)
                 rows["nearest"].append(score(out, waves[tgt], f0[tgt], src, tgt))
                 rows["ceiling"].append(score(resynth, waves[tgt], f0[tgt], src, tgt))
@@ -319,16 +321,11 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
         for src, tgt in in_table_pairs:
             out, _ = convert(waves[src], ckpt, table_voice(ckpt, tgt), src, judge.vocoder, pitch)
             rows["in_table"].append(score(out, waves[tgt], f0[tgt], src, tgt))
-    per_target = {}
-    for t in targets:
-        mine, near = _scores([r for r in rows["one_shot"] if r["target"] == t]), \
-            _scores([r for r in rows["nearest"] if r["target"] == t])
-        per_target[t] = {"sim_target": mine.sim_target, "closer_to_target": mine.closer_to_target,
-                         "mcd_db": mine.mcd_db, "nearest_sim_target": near.sim_target,
-                         "nearest_closer_to_target": near.closer_to_target, "nearest_mcd_db": near.mcd_db}
-    return OneShotReport(_scores(rows["one_shot"]), _scores(rows["nearest"]), _scores(rows["in_table"]),
+    per_target = {t: {name: _scores([r for r in rows[name] if r["target"] == t]).sim_target
+                      for name in (*methods, "nearest")} for t in targets}
+    return OneShotReport({m: _scores(rows[m]) for m in methods}, _scores(rows["nearest"]), _scores(rows["in_table"]),
                          _scores(rows["ceiling"]), _scores(rows["floor"]), targets, sources, nearest, len(chosen),
-                         method, ref_seconds, fit_seconds, per_target, len(in_table_pairs), pitch)
+                         ref_seconds, fit_seconds, per_target, len(in_table_pairs), pitch)
 
 
 @dataclass

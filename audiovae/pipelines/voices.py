@@ -38,7 +38,7 @@ from ..pitch import Register, voice_register
 from .convert import Voice, _require_speakers, table_voice
 from .latent import logmel
 
-METHODS = ("fit", "encoder")
+METHODS = ("fit", "blend", "encoder")
 MIN_REFERENCE_SECONDS = 3.0
 VOICE_FORMAT = "audiovae-voice"
 VOICE_VERSION = 1
@@ -75,49 +75,61 @@ def encoder_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> t
 def _reconstruction_error(model: torch.nn.Module, zs: list[torch.Tensor], mels: list[torch.Tensor],
                           voice: torch.Tensor) -> torch.Tensor:
     """Mean L1 over the references between their log-mel and their content decoded with ``voice`` (``[B, D]``,
-    one error per row)."""
+    one error per row). Each content ``z`` is ``[K, D, T']``: K versions of one reference, all scored."""
     errors = []
     for z, mel in zip(zs, mels, strict=True):
-        out = model.decode(z.expand(voice.shape[0], -1, -1), voice)[..., : mel.shape[-1]]
-        errors.append((out.float() - mel).abs().mean(dim=(1, 2)))
+        n, k = voice.shape[0], z.shape[0]
+        out = model.decode(z.repeat(n, 1, 1), voice.repeat_interleave(k, dim=0))[..., : mel.shape[-1]]
+        errors.append((out.float() - mel).abs().mean(dim=(1, 2)).reshape(n, k).mean(dim=1))
     return torch.stack(errors).mean(dim=0)
 
 
 def fit_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint, steps: int = 150, lr: float = 0.05,
-                  anchor: float = 0.01) -> torch.Tensor:
+                  anchor: float = 0.01, blend: bool = False) -> torch.Tensor:
     """``[1, speaker_dim]``: the voice vector whose decoding of the references' content matches them best.
 
     ``anchor`` weighs the pull towards the nearest table row (squared distance over the table's mean squared
-    spread): small, it only keeps the vector from drifting where the decoder never went.
+    spread): small, it only keeps the vector from drifting where the decoder never went. ``blend`` searches only
+    mixtures of the table's voices (convex combinations of its rows) instead of the whole space.
     """
     _require_speakers(ckpt)
     model = ckpt.model
     with fast_float(model.mel_mean.device):
-        return _fit(model, references, ckpt, steps, lr, anchor)
+        return _fit(model, references, ckpt, steps, lr, anchor, blend)
 
 
 def _fit(model: torch.nn.Module, references: Sequence[torch.Tensor], ckpt: Checkpoint, steps: int, lr: float,
-         anchor: float) -> torch.Tensor:
+         anchor: float, blend: bool) -> torch.Tensor:
     table = model.speakers.weight.detach().float()
     spread = ((table - table.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-6)
     with torch.inference_mode():
         mels = [logmel(w, ckpt) for w in references]
         zs = [model.encode(m, None).mode() for m in mels]
         starts = [table]
-        if getattr(model, "speaker_encoder", None) is not None:
+        if getattr(model, "speaker_encoder", None) is not None and not blend:
             starts.append(encoder_embedding(references, ckpt).float())
         candidates = torch.cat(starts)
-        start = candidates[_reconstruction_error(model, zs, mels, candidates).argmin()]
+        best = int(_reconstruction_error(model, zs, mels, candidates).argmin())
     mels, zs = [m.clone() for m in mels], [z.clone() for z in zs]  # out of inference mode, for autograd
-    voice = start.clone()[None].requires_grad_(True)
-    optimiser = torch.optim.Adam([voice], lr=lr)
+    if blend:  # logits of the mixture, starting on the best row
+        param = torch.nn.functional.one_hot(torch.tensor(best), len(table)).float()[None].mul(4.0)
+    else:
+        param = candidates[best].clone()[None]
+    param.requires_grad_(True)
+
+    def voice_of(p: torch.Tensor) -> torch.Tensor:
+        return p.softmax(dim=-1) @ table if blend else p
+
+    optimiser = torch.optim.Adam([param], lr=lr)
     for _ in range(steps):
-        nearest = ((table - voice) ** 2).sum(dim=1).min()
-        loss = _reconstruction_error(model, zs, mels, voice).mean() + anchor * nearest / spread
-        (grad,) = torch.autograd.grad(loss, [voice])
-        voice.grad = grad
+        voice = voice_of(param)
+        loss = _reconstruction_error(model, zs, mels, voice).mean()
+        if not blend:
+            loss = loss + anchor * ((table - voice) ** 2).sum(dim=1).min() / spread
+        (grad,) = torch.autograd.grad(loss, [param])
+        param.grad = grad
         optimiser.step()
-    return voice.detach()
+    return voice_of(param).detach()
 
 
 def reference_voice(ckpt: Checkpoint, references: Sequence[torch.Tensor], name: str = "reference",
@@ -127,7 +139,10 @@ def reference_voice(ckpt: Checkpoint, references: Sequence[torch.Tensor], name: 
     if method not in METHODS:
         raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     check_references(references, ckpt.mel.sample_rate)
-    embedding = fit_embedding(references, ckpt, steps) if method == "fit" else encoder_embedding(references, ckpt)
+    if method == "encoder":
+        embedding = encoder_embedding(references, ckpt)
+    else:
+        embedding = fit_embedding(references, ckpt, steps, blend=method == "blend")
     return Voice(name, embedding.float(), voice_register(references, ckpt.mel))
 
 
