@@ -105,7 +105,7 @@ DEFAULT_SPEAKERS = tuple(VOICES)
 _KAL16 = Voice("flite", "kal16", "flite", "American male, flite's diphone kal (another engine than kal)")
 
 
-def _derived(base: str, about: str, f0: tuple[float, float], speed: float, sex: str = "male") -> Voice:
+def _derived(base: str, about: str, f0: tuple[float, float] | None, speed: float, sex: str = "male") -> Voice:
     voice = _KAL16 if base == "kal16" else VOICES[base]
     return Voice(voice.engine, voice.name, voice.package, f"{about} derived from {base}", f0, speed, sex)
 
@@ -122,9 +122,10 @@ EXTENDED_VOICES: dict[str, Voice] = {
     "kal16_hi": _derived("kal16", "high voice", (195, 30), 1.14, "female"),
     "awb_lo": _derived("awb", "low Scottish voice", (88, 10), 0.92),
     "awb_f": _derived("awb", "high Scottish voice", (195, 28), 1.15, "female"),
-    "rms_lo": _derived("rms", "low American voice", (86, 10), 0.93),
-    "rms_hi": _derived("rms", "higher American voice", (140, 20), 1.06),
-    "rms_f": _derived("rms", "high American voice", (200, 30), 1.16, "female"),
+    # flite's rms keeps its own F0 model (an F0 target changes nothing): its derived voices differ by speed only
+    "rms_lo": _derived("rms", "lower American voice", None, 0.93),
+    "rms_hi": _derived("rms", "higher American voice", None, 1.06),
+    "rms_short": _derived("rms", "American voice with a short vocal tract", None, 1.16),
     "es_m1": _espeak("m1", "male"),
     "es_m3": _espeak("m3", "male"),
     "es_m6": _espeak("m6", "male"),
