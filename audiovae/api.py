@@ -134,7 +134,7 @@ class VoiceConverter(Model):
         return out, self.sample_rate
 
     def voice(self, reference: Audio | Sequence[Audio], *, name: str = "reference", method: str = "fit",
-              steps: int = 150, sample_rate: int | None = None) -> vc.Voice:
+              steps: int | None = None, sample_rate: int | None = None) -> vc.Voice:
         """A voice outside the table from one to three recordings of it (3 s or more in all), as ``audiovae voice``
         fits it; :meth:`save_voice` writes it for later."""
         refs = list(reference) if isinstance(reference, list | tuple) else [reference]

@@ -675,7 +675,7 @@ def convert(
 
 
 def _fit_voice(ckpt, references: list[Path], name: str | None = None, method: str = "fit",  # noqa: ANN001, ANN202
-               steps: int = 150):
+               steps: int | None = None):
     from . import audio
     from .pipelines.voices import check_references, reference_voice
 
@@ -696,7 +696,8 @@ def voice(
                                         "references matches them (analysis-by-synthesis, seconds); encoder: the "
                                         "model's speaker encoder (one pass; it lands near the table's voices).")
                       ] = "fit",
-    steps: Annotated[int, typer.Option(help="Optimisation steps of --method fit.", min=1)] = 150,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps of --method fit and blend (default 400).",
+                                              min=1)] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Fit a voice outside the model's table from recordings of it, and save it for `convert --speaker FILE`.
@@ -707,7 +708,7 @@ def voice(
     Example: audiovae voice me1.wav me2.wav -o me.safetensors;  audiovae convert speech.wav --speaker me.safetensors
     """
     from .fileio import check_output_path
-    from .pipelines.voices import is_voice_file, save_voice
+    from .pipelines.voices import FIT_STEPS, is_voice_file, save_voice
 
     if not is_voice_file(output):
         raise AudiovaeError(f"{output}: a voice file ends in .safetensors")
@@ -716,7 +717,7 @@ def voice(
     t0 = time.perf_counter()
     fitted = _fit_voice(ckpt, references, name, method, steps)
     seconds = time.perf_counter() - t0
-    save_voice(fitted, output, ckpt, method=method, steps=steps if method == "fit" else 0,
+    save_voice(fitted, output, ckpt, method=method, steps=0 if method == "encoder" else steps or FIT_STEPS,
                references=[p.name for p in references])
     register = f", median F0 {fitted.register.median_hz:.0f} Hz" if fitted.register else ""
     typer.echo(f"{output}: voice {fitted.name} from {len(references)} recording(s) ({method}, {_seconds(seconds)})"

@@ -172,11 +172,14 @@ class _Scorer:
         self.judge, self.refs = judge, refs
         self.names, self.matrix = list(refs), np.stack(list(refs.values()))
 
-    def __call__(self, wave: torch.Tensor, real_target: torch.Tensor, target_f0: float, source: str,
+    def __call__(self, wave: torch.Tensor, real_target: torch.Tensor | None, target_f0: float, source: str,
                  target: str) -> dict:
+        """``real_target``: the target's reading of the same text, for MCD (``None``: no parallel reading, NaN)."""
         e = self.judge.embed(wave)
-        with torch.inference_mode():
-            mcd = mel_cepstral_distortion(self.judge.mel(wave), self.judge.mel(real_target))
+        mcd = float("nan")
+        if real_target is not None:
+            with torch.inference_mode():
+                mcd = mel_cepstral_distortion(self.judge.mel(wave), self.judge.mel(real_target))
         return {"source": source, "target": target, "mcd": mcd,
                 "f0_error": abs(self.judge.log_f0(wave) - target_f0) * 12 / math.log(2),  # semitones
                 "sim_target": float(e @ self.refs[target]), "sim_source": float(e @ self.refs[source]),
@@ -374,20 +377,12 @@ def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Pa
     refs = {s: judge.reference(paths[s][:8]) for s in speakers}
     refs[source] = judge.reference(recordings[files: files + 8])
     target_f0 = {s: float(np.nanmean([judge.log_f0(judge.load(p)) for p in paths[s][:8]])) for s in speakers}
-    names, matrix = list(refs), np.stack(list(refs.values()))
-
-    def record(wave: torch.Tensor, target: str) -> dict:
-        e = judge.embed(wave)
-        return {"source": source, "target": target, "mcd": float("nan"),
-                "f0_error": abs(judge.log_f0(wave) - target_f0[target]) * 12 / math.log(2),
-                "sim_target": float(e @ refs[target]), "sim_source": float(e @ refs[source]),
-                "predicted": names[int(np.argmax(matrix @ e))]}
-
+    score = _Scorer(judge, refs)
     converted, floor = [], []
     for path in tqdm(recordings[:files], desc="evaluate vc (real)", unit="file", disable=bar_off(progress)):
         wave = judge.load(path)
         for target in speakers:
             out, _ = convert(wave, ckpt, table_voice(ckpt, target), vocoder=judge.vocoder, pitch=pitch)
-            converted.append(record(out, target))
-            floor.append(record(wave, target))
+            converted.append(score(out, None, target_f0[target], source, target))
+            floor.append(score(wave, None, target_f0[target], source, target))
     return RealReport(_scores(converted), _scores(floor), source, speakers, files, pitch)
