@@ -693,8 +693,9 @@ def voice(
     model: VCModelOpt = Path("voice_conversion"),
     name: Annotated[str | None, typer.Option(help="The voice's name (default: the first file's).")] = None,
     method: Annotated[str, typer.Option(help="fit: optimise the voice vector so that the model's decoding of the "
-                                        "references matches them (analysis-by-synthesis, seconds); encoder: the "
-                                        "model's speaker encoder (one pass; it lands near the table's voices).")
+                                        "references matches them (analysis-by-synthesis, seconds; the best "
+                                        "measured); blend: the same over mixtures of the table's voices; encoder: "
+                                        "the model's speaker encoder (one pass; it lands near the table's voices).")
                       ] = "fit",
     steps: Annotated[int | None, typer.Option(help="Optimisation steps of --method fit and blend (default 400).",
                                               min=1)] = None,

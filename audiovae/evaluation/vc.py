@@ -262,7 +262,9 @@ class OneShotReport:
 
 def _spread(items: list[str], n: int) -> list[str]:
     """At most ``n`` of ``items``, evenly spaced (a fixed, representative subset)."""
-    return items if len(items) <= n else [items[round(k * (len(items) - 1) / (n - 1))] for k in range(n)]
+    if len(items) <= n or n < 2:
+        return items[: max(n, 0)]
+    return [items[round(k * (len(items) - 1) / (n - 1))] for k in range(n)]
 
 
 def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3, references: int = 3,
