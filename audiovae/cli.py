@@ -677,11 +677,10 @@ def convert(
 def _fit_voice(ckpt, references: list[Path], name: str | None = None, method: str = "fit",  # noqa: ANN001, ANN202
                steps: int | None = None):
     from . import audio
-    from .pipelines.voices import check_references, reference_voice
+    from .pipelines.voices import reference_voice
 
     waves = [audio.load(p, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)[0] for p in references]
-    check_references(waves, ckpt.mel.sample_rate, [str(p) for p in references])
-    return reference_voice(ckpt, waves, name or references[0].stem, method, steps)
+    return reference_voice(ckpt, waves, name or references[0].stem, method, steps, [str(p) for p in references])
 
 
 @command

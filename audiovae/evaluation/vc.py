@@ -40,7 +40,7 @@ from ..features import MelSpectrogram
 from ..metrics import mel_cepstral_distortion
 from ..pipelines.convert import Voice, convert, table_voice
 from ..pipelines.latent import vocoder_for
-from ..pipelines.voices import reference_voice
+from ..pipelines.voices import reference_seconds, reference_voice
 from ..pitch import register, track_f0
 from ..progress import bar_off
 
@@ -304,10 +304,11 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
             start = time.perf_counter()
             voices[m, t] = reference_voice(ckpt, waves, t, m)
             fit_seconds[m][t] = round(time.perf_counter() - start, 2)
-        ref_seconds[t] = round(sum(w.numel() for w in waves) / ckpt.mel.sample_rate, 2)
+        ref_seconds[t] = round(reference_seconds(waves, ckpt.mel.sample_rate), 2)
         heard = np.mean([judge.embed(w) for w in waves], axis=0)
         nearest[t] = max(sources, key=lambda s: float(heard @ score.refs[s]))
     in_table_pairs = [(s, t) for s in sources for t in _spread(sources, in_table_targets) if s != t]
+    known = {s: table_voice(ckpt, s) for s in sources}
     rows: dict[str, list[dict]] = defaultdict(list)
     for text in tqdm(chosen, desc="evaluate vc --one-shot", unit="sentence", disable=bar_off(progress)):
         waves = {s: judge.load(by_text[text][s]) for s in present}
@@ -319,12 +320,12 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
                 for m in methods:
                     out, _ = convert(waves[src], ckpt, voices[m, tgt], src, judge.vocoder, pitch)
                     rows[m].append(score(out, waves[tgt], f0[tgt], src, tgt))
-                out, _ = convert(waves[src], ckpt, table_voice(ckpt, nearest[tgt]), src, judge.vocoder, pitch)
+                out, _ = convert(waves[src], ckpt, known[nearest[tgt]], src, judge.vocoder, pitch)
                 rows["nearest"].append(score(out, waves[tgt], f0[tgt], src, tgt))
                 rows["ceiling"].append(score(resynth, waves[tgt], f0[tgt], src, tgt))
                 rows["floor"].append(score(waves[src], waves[tgt], f0[tgt], src, tgt))
         for src, tgt in in_table_pairs:
-            out, _ = convert(waves[src], ckpt, table_voice(ckpt, tgt), src, judge.vocoder, pitch)
+            out, _ = convert(waves[src], ckpt, known[tgt], src, judge.vocoder, pitch)
             rows["in_table"].append(score(out, waves[tgt], f0[tgt], src, tgt))
     per_target = {t: {name: _scores([r for r in rows[name] if r["target"] == t]).sim_target
                       for name in (*methods, "nearest")} for t in targets}

@@ -40,7 +40,7 @@ from .convert import Voice, _require_speakers, table_voice
 from .latent import logmel
 
 METHODS = ("fit", "blend", "encoder")
-FIT_STEPS = 400  # measured: resemblyzer similarity 0.702 at 400 steps, 0.705 at 600, for 1.5 x the time
+FIT_STEPS = 400  # measured: resemblyzer similarity 0.702 at 400 steps, 0.705 at 600 for 1.75 x the time
 MIN_REFERENCE_SECONDS = 3.0
 VOICE_FORMAT = "audiovae-voice"
 VOICE_VERSION = 1
@@ -77,12 +77,11 @@ def encoder_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> t
 def _reconstruction_error(model: torch.nn.Module, zs: list[torch.Tensor], mels: list[torch.Tensor],
                           voice: torch.Tensor) -> torch.Tensor:
     """Mean L1 over the references between their log-mel and their content decoded with ``voice`` (``[B, D]``,
-    one error per row). Each content ``z`` is ``[K, D, T']``: K versions of one reference, all scored."""
+    one error per row)."""
     errors = []
     for z, mel in zip(zs, mels, strict=True):
-        n, k = voice.shape[0], z.shape[0]
-        out = model.decode(z.repeat(n, 1, 1), voice.repeat_interleave(k, dim=0))[..., : mel.shape[-1]]
-        errors.append((out.float() - mel).abs().mean(dim=(1, 2)).reshape(n, k).mean(dim=1))
+        out = model.decode(z.expand(voice.shape[0], -1, -1), voice)[..., : mel.shape[-1]]
+        errors.append((out.float() - mel).abs().mean(dim=(1, 2)))
     return torch.stack(errors).mean(dim=0)
 
 
@@ -131,12 +130,13 @@ def _fit(model: torch.nn.Module, references: Sequence[torch.Tensor], ckpt: Check
 
 
 def reference_voice(ckpt: Checkpoint, references: Sequence[torch.Tensor], name: str = "reference",
-                    method: str = "fit", steps: int | None = None) -> Voice:
-    """A voice outside the table from recordings of it (``[T]`` each at the model's rate): its vector and register."""
+                    method: str = "fit", steps: int | None = None, names: Sequence[str] = ()) -> Voice:
+    """A voice outside the table from recordings of it (``[T]`` each at the model's rate): its vector and register.
+    ``names`` (the files) are what a too-short reference's error names."""
     _require_speakers(ckpt)
     if method not in METHODS:
         raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
-    check_references(references, ckpt.mel.sample_rate)
+    check_references(references, ckpt.mel.sample_rate, names)
     if method == "encoder":
         embedding = encoder_embedding(references, ckpt)
     else:

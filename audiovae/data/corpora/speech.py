@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,36 +266,32 @@ def _run_festival(voice: Voice, jobs: list[tuple[str, Path]]) -> dict[Path, str]
     return failed
 
 
-def _run_flite(voice: Voice, jobs: list[tuple[str, Path]]) -> dict[Path, str]:
-    """One flite process per sentence: it starts in milliseconds and writes one file per run."""
-    setf = ["--setf", f"int_f0_target_mean={voice.f0[0]}", "--setf", f"int_f0_target_stddev={voice.f0[1]}"] \
-        if voice.f0 else []
+def _run_each(engine: str, jobs: list[tuple[str, Path]], command: Callable[[str, Path], list[str]]
+              ) -> dict[Path, str]:
+    """One ``engine`` process per sentence (flite and espeak-ng start in milliseconds and write one file per run);
+    returns why each file it did not write is missing."""
     failed = {}
     for text, path in jobs:
         try:
-            p = subprocess.run(["flite", "-voice", voice.name, *setf, "-t", text, "-o", str(path)],
-                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-            reason = _why(p, "flite")
+            p = subprocess.run(command(text, path), capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+            reason = _why(p, engine)
         except subprocess.TimeoutExpired:
-            reason = "flite: timed out"
+            reason = f"{engine}: timed out"
         if not path.is_file():
             failed[path] = reason
     return failed
+
+
+def _run_flite(voice: Voice, jobs: list[tuple[str, Path]]) -> dict[Path, str]:
+    setf = ["--setf", f"int_f0_target_mean={voice.f0[0]}", "--setf", f"int_f0_target_stddev={voice.f0[1]}"] \
+        if voice.f0 else []
+    return _run_each("flite", jobs, lambda text, path: ["flite", "-voice", voice.name, *setf, "-t", text, "-o",
+                                                        str(path)])
 
 
 def _run_espeak(voice: Voice, jobs: list[tuple[str, Path]]) -> dict[Path, str]:
-    """One espeak-ng process per sentence, like flite."""
-    failed = {}
-    for text, path in jobs:
-        try:
-            p = subprocess.run(["espeak-ng", "-v", voice.name, "-w", str(path), text], capture_output=True, text=True,
-                               timeout=60, stdin=subprocess.DEVNULL)
-            reason = _why(p, "espeak-ng")
-        except subprocess.TimeoutExpired:
-            reason = "espeak-ng: timed out"
-        if not path.is_file():
-            failed[path] = reason
-    return failed
+    return _run_each("espeak-ng", jobs, lambda text, path: ["espeak-ng", "-v", voice.name, "-w", str(path), text])
 
 
 _ENGINES = {"festival": _run_festival, "flite": _run_flite, "espeak-ng": _run_espeak}
