@@ -249,18 +249,35 @@ def _open(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return state, meta
 
 
+def _components(path: Path, state: dict[str, torch.Tensor], meta: dict) -> tuple[dict, dict[str, dict]]:
+    """Each component's spec and weights (keys without the ``name.`` prefix)."""
+    if meta.get("format", 0) < 2:
+        return {"model": meta["model"]}, {"model": state}
+    specs = meta["components"]
+    parts: dict[str, dict] = {name: {} for name in specs}
+    for key, t in state.items():
+        name, _, rest = key.partition(".")
+        if name not in parts or not rest:
+            raise CheckpointError(f"{path}: weight {key!r} belongs to none of its components ({', '.join(specs)})")
+        parts[name][rest] = t
+    return specs, parts
+
+
+def component_weights(path: str | os.PathLike[str], name: str) -> tuple[dict[str, torch.Tensor], MelConfig]:
+    """One component's saved weights (float32) and the file's front end, without building a module: what a run's
+    ``train.init`` starts from."""
+    p = Path(path)
+    state, meta = _open(p)
+    _, parts = _components(p, state, meta)
+    if name not in parts:
+        raise CheckpointError(f"{p}: holds no {name} (it has {', '.join(parts)})")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in parts[name].items()}
+    return weights, MelConfig.from_dict(meta["mel"])
+
+
 def _build(path: Path, state: dict[str, torch.Tensor], meta: dict, mel: MelConfig) -> dict[str, nn.Module]:
     """Every component stored in the file, float32 and in eval mode, on the CPU."""
-    if meta.get("format", 0) < 2:
-        specs, parts = {"model": meta["model"]}, {"model": state}
-    else:
-        specs = meta["components"]
-        parts = {name: {} for name in specs}
-        for key, t in state.items():
-            name, _, rest = key.partition(".")
-            if name not in parts or not rest:
-                raise CheckpointError(f"{path}: weight {key!r} belongs to none of its components ({', '.join(specs)})")
-            parts[name][rest] = t
+    specs, parts = _components(path, state, meta)
     modules = {}
     for name, spec in specs.items():
         if name not in COMPONENT_KINDS:

@@ -103,6 +103,9 @@ class TrainConfig:
         out_dir: where ``model.safetensors``, ``state.pt``, ``config.yaml``, ``log.csv`` and ``plots/`` go.
         optim: per parameter group, settings that differ from the ones above: ``lr``, ``weight_decay``, ``betas``,
             ``grad_clip`` (e.g. ``train.optim.disc.lr=2e-4`` for an adversary's group).
+        init: warm start (fine-tuning): a model checkpoint or vocoder file whose weights the parts the run saves
+            start from (its model, or its vocoder); the rest (discriminators) and the optimisers start fresh, and the
+            data statistics come with the weights. A resumed run ignores it: its state has the weights.
     """
 
     steps: int = 3000
@@ -122,6 +125,7 @@ class TrainConfig:
     max_bad_steps: int = 5
     out_dir: str = "runs/run"
     optim: dict = field(default_factory=dict)
+    init: str | None = None
 
     def __post_init__(self) -> None:
         self.optim = _optim_settings(self.optim)

@@ -261,3 +261,35 @@ def test_evaluate_vocoder_scores_against_griffin_lim_and_the_original(trained, t
     assert rows["neural (run)"]["mel_l1"] > rows["Griffin-Lim 32"]["mel_l1"] >= rows["Griffin-Lim 100"]["mel_l1"]
     assert rows["Griffin-Lim 100"]["mrstft"] < rows["neural (run)"]["mrstft"]
     assert "P.808" in r.stdout and "Griffin-Lim 100" in r.stdout
+
+
+def test_a_run_warm_starts_from_a_saved_vocoder(trained, tmp_path):
+    """`train.init`: the generator starts from the file's weights (its data statistics included), the
+    discriminators start fresh; a file that does not fit the run is a one-line error naming it."""
+    from audiovae.config import load_run_config
+    from audiovae.training.engine import Trainer
+
+    init = trained / "model.safetensors"
+    short = (*RUN, "train.steps=2", f"data.train={trained.parent}")
+    overrides = [*short[2:], f"train.out_dir={tmp_path / 'ft'}", f"train.init={init}"]
+    trainer = Trainer(load_run_config("vocoder", overrides), "cpu", progress=False)
+    saved = load_vocoder(init).state_dict()
+    started = trainer.model.vocoder.state_dict()
+    assert saved.keys() == started.keys()
+    assert all(torch.equal(saved[k], started[k].cpu()) for k in saved)  # mel_mean / mel_std too: no prepare
+    torch.manual_seed(0)
+    fresh = tiny_training().vocoder.state_dict()
+    assert not torch.equal(fresh["embed.weight"], started["embed.weight"])
+    trainer.fit()
+    assert load_vocoder(tmp_path / "ft" / "model.safetensors").state_dict()["embed.weight"].shape == (32, 80, 7)
+
+    wider = run_cli(*short, f"train.out_dir={tmp_path / 'w'}", "model.dim=64",
+                    f"train.init={init}")
+    assert wider.returncode != 0 and f"train.init={init}" in wider.stderr and "does not fit" in wider.stderr
+    assert "Traceback" not in wider.stderr and not (tmp_path / "w" / "model.safetensors").exists()
+    other_mel = run_cli(*short, f"train.out_dir={tmp_path / 'm'}", "mel.n_mels=64",
+                        "model.n_mels=64", f"train.init={init}")
+    assert other_mel.returncode != 0 and "other features" in other_mel.stderr
+    missing = run_cli(*short, f"train.out_dir={tmp_path / 'x'}",
+                      f"train.init={tmp_path / 'none.safetensors'}")
+    assert missing.returncode != 0 and "no such checkpoint" in missing.stderr

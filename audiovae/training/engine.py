@@ -25,7 +25,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import Checkpoint, CheckpointError, save_checkpoint, save_torch_state, save_vocoder
+from ..checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    component_weights,
+    mel_difference,
+    save_checkpoint,
+    save_torch_state,
+    save_vocoder,
+)
 from ..config import RunConfig, load_run_config
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
@@ -149,6 +157,8 @@ class Trainer:
             except (KeyError, RuntimeError) as e:
                 raise CheckpointError(f"{self.out_dir / STATE_FILE}: weights do not match the model "
                                       f"({str(e).splitlines()[0][:160]})") from None
+        elif tc.init:
+            self._warm_start(tc.init)
         elif self.is_main:
             self.model.prepare(self._sample_batches())
         self.ema: nn.Module | None = None
@@ -231,6 +241,19 @@ class Trainer:
         unused = any(p.grad is None for p in self.model.parameters() if p.requires_grad)
         self.model.zero_grad(set_to_none=True)
         return unused
+
+    def _warm_start(self, path: str) -> None:
+        """``train.init``: copy a saved model's weights into the parts this run saves (what ``export()`` returns)."""
+        for name, module in self.model.export().items():
+            weights, mel = component_weights(path, name)
+            if mel.fingerprint() != self.config.mel.fingerprint():
+                raise ConfigError(f"train.init={path}: made for other features than the run "
+                                  f"({mel_difference(mel, self.config.mel)})")
+            try:
+                module.load_state_dict(weights)
+            except RuntimeError as e:
+                raise CheckpointError(f"train.init={path}: its {name} does not fit the run's model "
+                                      f"({str(e).splitlines()[0][:160]})") from None
 
     def _load_state(self, saved: dict) -> None:
         try:
