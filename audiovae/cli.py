@@ -164,6 +164,9 @@ def resynth(
     momentum: Annotated[float | None, typer.Option(min=0.0, max=0.999, help="Fast Griffin-Lim momentum (default "
                                                    "0.99; 0 = classic).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of Griffin-Lim's random initial phase (default 0).")] = None,
+    init: Annotated[str | None, typer.Option(help="Griffin-Lim's initial phase: random (default) or pghi "
+                                             "(phase-gradient heap integration, estimated from the magnitude).")]
+    = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Wave -> log-mel -> vocoder -> wave: the analysis-synthesis baseline every model is compared with.
@@ -185,7 +188,10 @@ def resynth(
     check_output_path(output)
     wave, sr = audio.load(input, config.sample_rate, min_samples=config.min_samples)
     t0 = time.perf_counter()
-    settings = {k: v for k, v in (("n_iter", n_iter), ("momentum", momentum), ("seed", seed)) if v is not None}
+    if init not in (None, "random", "pghi"):
+        raise AudiovaeError(f"--init {init!r}: choose random or pghi")
+    settings = {k: v for k, v in (("n_iter", n_iter), ("momentum", momentum), ("seed", seed), ("init", init))
+                if v is not None}
     synth = choose_vocoder(vocoder or ("griffin-lim" if settings else None), config, **settings).to(dev)
     out = resynthesize(wave, synth, progress=True)
     elapsed = time.perf_counter() - t0
@@ -993,6 +999,8 @@ def evaluate_vocoder(
                                         "corpus's TTS voices) or all.")] = "all",
     files: Annotated[int, typer.Option(help="Score an evenly spaced subset of this many files (0 = all).",
                                        min=0)] = 24,
+    pghi: Annotated[bool, typer.Option("--pghi", help="Also score phase-gradient heap integration alone and "
+                                       "Griffin-Lim 32 started from it.")] = False,
     json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -1027,6 +1035,9 @@ def evaluate_vocoder(
             raise AudiovaeError(f"--vocoder {label}: made for other features than the first --vocoder")
     for n in (32, 100):
         chosen[f"Griffin-Lim {n}"] = choose_vocoder("griffin-lim", mel, n_iter=n).to(dev)
+    if pghi:
+        for n, label in ((0, "PGHI alone"), (32, "Griffin-Lim 32 from PGHI")):
+            chosen[label] = choose_vocoder("griffin-lim", mel, n_iter=n, init="pghi").to(dev)
     entries = discover(data)
     test = [e for e in entries if e.split == "test"] or entries
     if voices != "all":

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..features import MelConfig, MelSpectrogram, istft, stft
 from ..progress import bar_off
 from .base import Vocoder, fit_length
+from .pghi import pghi_phase
 from .registry import register_vocoder
 
 __all__ = ["griffin_lim", "GriffinLim"]
@@ -30,7 +31,8 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
         config: the STFT parameters (hop, window, padding) the magnitude was computed with.
         n_iter: iterations; each costs one STFT and one inverse STFT.
         momentum: fast Griffin-Lim momentum in ``[0, 1)``; 0 gives classic Griffin-Lim.
-        init: ``"random"`` (uniform phase, reproducible with ``seed``), ``"zeros"`` (zero phase), or a complex
+        init: ``"random"`` (uniform phase, reproducible with ``seed``), ``"zeros"`` (zero phase), ``"pghi"``
+            (phase-gradient heap integration: a phase estimated from the magnitude, :mod:`.pghi`), or a complex
             tensor of ``magnitude``'s shape whose phase starts the iterations (a neural vocoder's, for example).
         seed: seed for the random phase; ``None`` draws from the global generator.
         length: output length in samples (default ``(frames - 1) * hop_length``); the iterations run at the
@@ -52,8 +54,8 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
         if init.shape != magnitude.shape or not init.is_complex():
             raise ConfigError(f"griffin_lim: an initial phase must be a complex tensor of the magnitude's shape "
                               f"{list(magnitude.shape)}, got {init.dtype} {list(init.shape)}")
-    elif init not in ("random", "zeros"):
-        raise ConfigError(f"griffin_lim: init={init!r} must be 'random', 'zeros' or a complex tensor")
+    elif init not in ("random", "zeros", "pghi"):
+        raise ConfigError(f"griffin_lim: init={init!r} must be 'random', 'zeros', 'pghi' or a complex tensor")
     mag = magnitude.float()
     device = mag.device
     if window is None:
@@ -68,6 +70,8 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
         gen.manual_seed(seed) if seed is not None else gen.seed()
         phase = torch.rand(mag.shape, generator=gen, device=device) * (2 * math.pi)
         angles = torch.polar(torch.ones_like(mag), phase)
+    elif init == "pghi":
+        angles = torch.polar(torch.ones_like(mag), pghi_phase(mag, config))
     else:
         angles = torch.ones_like(mag, dtype=torch.complex64)
     rebuilt = torch.zeros_like(angles)
