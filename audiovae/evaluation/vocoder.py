@@ -37,12 +37,20 @@ JUDGE_RATE = 16000
 
 def _judges():  # noqa: ANN202
     try:
-        from pesq import pesq
+        from pesq import NoUtterancesError, pesq
         from speechmos import dnsmos
     except ImportError:
         raise AudiovaeError("evaluate vocoder needs pesq, speechmos and onnxruntime: pip install 'audiovae[eval]'"
                             ) from None
-    return pesq, dnsmos
+
+    def pesq_wb(ref: np.ndarray, out: np.ndarray) -> float | None:
+        """PESQ-wb of one clip; None where the judge finds no speech in the reference (music, silence)."""
+        try:
+            return float(pesq(JUDGE_RATE, ref, out, "wb"))
+        except NoUtterancesError:
+            return None
+
+    return pesq_wb, dnsmos
 
 
 @dataclass
@@ -97,11 +105,14 @@ def evaluate_vocoders(vocoders: dict[str, Vocoder], entries: Sequence[Entry], me
     sums: dict[str, dict[str, float]] = {name: dict.fromkeys(METRICS, 0.0) for name in (ORIGINAL, *vocoders)}
     busy = dict.fromkeys(vocoders, 0.0)
     total = 0.0
+    judged = 0  # clips PESQ could score (it finds no speech in music)
     for e in tqdm(chosen, desc="evaluate vocoder", unit="file", disable=bar_off(progress)):
         wave, _ = audio.load(e.path, mel.sample_rate, min_samples=mel.min_samples)
         total += wave.numel() / mel.sample_rate
         logmel = analysis(wave[None])
         ref16 = audio.resample(wave.numpy(), mel.sample_rate, JUDGE_RATE)
+        speech = pesq(ref16, ref16) is not None
+        judged += speech
         outputs = {ORIGINAL: wave}
         for name, vocoder in vocoders.items():
             outputs[name], spent = _time(vocoder, logmel, wave.numel())
@@ -115,12 +126,16 @@ def evaluate_vocoders(vocoders: dict[str, Vocoder], entries: Sequence[Entry], me
             row["sig"] += float(mos["sig_mos"])
             row["bak"] += float(mos["bak_mos"])
             if name != ORIGINAL:
-                row["pesq"] += float(pesq(JUDGE_RATE, ref16, out16, "wb"))
+                row["pesq"] += (pesq(ref16, out16) or 0.0) if speech else 0.0
                 row["mel_l1"] += float(mel_l1(analysis(out[None]), logmel))
                 row["mrstft"] += float(multi_resolution_stft(out, wave))
     n = len(chosen)
-    rows = {name: {m: v / n for m, v in row.items()} for name, row in sums.items()}
+    counts = {m: judged if m == "pesq" else n for m in METRICS}
+    rows = {name: {m: v / counts[m] if counts[m] else float("nan") for m, v in row.items()}
+            for name, row in sums.items()}
     for name in vocoders:
         rows[name]["realtime"] = total / max(busy[name], 1e-9)
     device = ", ".join(sorted({str(v.device) for v in vocoders.values()})) or "cpu"
-    return VocoderReport(rows, n, total, device)
+    notes = [] if judged == n else [f"PESQ-wb over {judged} of {n} clips: it finds no speech in the others "
+                                    "(music, silence); DNSMOS, too, judges speech only"]
+    return VocoderReport(rows, n, total, device, notes)
