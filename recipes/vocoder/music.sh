@@ -11,5 +11,5 @@ mkdir -p "$work"
 resume=(); [ -f "$work/run/state.pt" ] && resume=(--resume)
 audiovae train vocoder "data.train=$work/music" "train.out_dir=$work/run" mel.f_max=11025 train.steps=6000 \
   model.adversarial_start=5500 "${resume[@]}" "$@"
-audiovae evaluate vocoder --data "$work/music" --files 0 --vocoder "$work/run/model.safetensors" \
+audiovae evaluate vocoder --data "$work/music" --files 0 --pghi --vocoder "$work/run/model.safetensors" \
   --json "$work/evaluate.json"
