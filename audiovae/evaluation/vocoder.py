@@ -105,18 +105,17 @@ def evaluate_vocoders(vocoders: dict[str, Vocoder], entries: Sequence[Entry], me
     sums: dict[str, dict[str, float]] = {name: dict.fromkeys(METRICS, 0.0) for name in (ORIGINAL, *vocoders)}
     busy = dict.fromkeys(vocoders, 0.0)
     total = 0.0
-    judged = 0  # clips PESQ could score (it finds no speech in music)
+    judged = 0  # clips PESQ could score for every vocoder (it finds no speech in some music)
     for e in tqdm(chosen, desc="evaluate vocoder", unit="file", disable=bar_off(progress)):
         wave, _ = audio.load(e.path, mel.sample_rate, min_samples=mel.min_samples)
         total += wave.numel() / mel.sample_rate
         logmel = analysis(wave[None])
         ref16 = audio.resample(wave.numpy(), mel.sample_rate, JUDGE_RATE)
-        speech = pesq(ref16, ref16) is not None
-        judged += speech
         outputs = {ORIGINAL: wave}
         for name, vocoder in vocoders.items():
             outputs[name], spent = _time(vocoder, logmel, wave.numel())
             busy[name] += spent
+        scores = {}
         for name, out in outputs.items():
             out16 = np.clip(audio.resample(out.numpy(), mel.sample_rate, JUDGE_RATE), -1.0, 1.0).astype(np.float32)
             mos = dnsmos.run(out16, JUDGE_RATE)
@@ -126,9 +125,13 @@ def evaluate_vocoders(vocoders: dict[str, Vocoder], entries: Sequence[Entry], me
             row["sig"] += float(mos["sig_mos"])
             row["bak"] += float(mos["bak_mos"])
             if name != ORIGINAL:
-                row["pesq"] += (pesq(ref16, out16) or 0.0) if speech else 0.0
+                scores[name] = pesq(ref16, out16)
                 row["mel_l1"] += float(mel_l1(analysis(out[None]), logmel))
                 row["mrstft"] += float(multi_resolution_stft(out, wave))
+        if None not in scores.values():  # every row's PESQ mean is over the same clips
+            judged += 1
+            for name, score in scores.items():
+                sums[name]["pesq"] += score
     n = len(chosen)
     counts = {m: judged if m == "pesq" else n for m in METRICS}
     rows = {name: {m: v / counts[m] if counts[m] else float("nan") for m, v in row.items()}

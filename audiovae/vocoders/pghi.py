@@ -12,12 +12,14 @@ from the magnitude. With ``s = log |X|``, a frame-centred phase, hop ``a``, FFT 
 
 The heap integration spreads the phase from the loudest bin to its neighbours, always continuing from the loudest bin
 reached so far, so errors start where the estimate is most reliable; bins more than ``tol`` below the maximum keep
-a zero phase (they hardly count). torch's STFT references each frame's phase to the frame's start, not its centre,
-which adds ``pi m``; that is applied at the end. The loop is compiled with numba (a librosa dependency).
+a zero frame-centred phase (they hardly count). torch's STFT references each frame's phase to the frame's start, not
+its centre, which adds ``pi m``; that is applied at the end. The loop is compiled with numba (a librosa dependency)
+on first use, so importing the vocoders does not import numba.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 
@@ -47,7 +49,7 @@ def _integrate(logmag: np.ndarray, dt: np.ndarray, df: np.ndarray, floor: float)
     phase = np.zeros((n_f, n_t))
     done = logmag < floor  # too quiet to matter: left at zero phase
     order = np.argsort(-logmag.ravel())
-    heap = [(0.0, 0, 0)]
+    heap = [(0.0, 0, 0)]  # (-log magnitude, bin, frame): numba types the list from its first item
     heap.pop()
     for start in order:
         f0, t0 = start // n_t, start % n_t
@@ -76,15 +78,17 @@ def _integrate(logmag: np.ndarray, dt: np.ndarray, df: np.ndarray, floor: float)
     return phase
 
 
-try:  # numba ships with librosa; without it the same loop runs in Python (about 100x slower)
-    from numba import njit
-except ImportError:  # pragma: no cover - librosa depends on numba
-    pass
-else:
-    try:  # compiled once, then cached beside the module (or in numba's user cache)
-        _integrate = njit(cache=True)(_integrate)
+@functools.cache
+def _integrator():  # noqa: ANN202 - the compiled loop, or the Python one
+    """:func:`_integrate` compiled by numba on first use (cached beside the module, or in numba's user cache)."""
+    try:
+        from numba import njit
+    except ImportError:  # pragma: no cover - librosa depends on numba; plain Python is about 100x slower
+        return _integrate
+    try:
+        return njit(cache=True)(_integrate)
     except RuntimeError:  # pragma: no cover - no writable cache location: compile in every process
-        _integrate = njit(_integrate)
+        return njit(_integrate)
 
 
 def pghi_phase(magnitude: torch.Tensor, config: MelConfig, tol: float = 1e-5) -> torch.Tensor:
@@ -100,9 +104,10 @@ def pghi_phase(magnitude: torch.Tensor, config: MelConfig, tol: float = 1e-5) ->
     gamma = HANN_GAMMA * config.win_length ** 2
     out = np.zeros_like(flat)
     frame_start = math.pi * np.arange(flat.shape[-2])[:, None]  # torch's frames start n_fft/2 before their centre
+    integrate = _integrator()
     for i, spec in enumerate(flat):
         logmag = np.log(np.maximum(spec, 1e-12))
         dt, df = _gradients(logmag, config.hop_length, config.n_fft, gamma)
-        phase = _integrate(logmag, dt, df, float(logmag.max() + math.log(tol)))
+        phase = integrate(logmag, dt, df, float(logmag.max() + math.log(tol)))
         out[i] = phase + frame_start
     return torch.from_numpy(out.reshape(mag.shape)).to(magnitude.device, torch.float32)

@@ -39,7 +39,7 @@ def main() -> None:
               for s in speakers}
     used: dict[str, float] = defaultdict(float)
     valid: dict[str, int] = defaultdict(int)
-    chosen = []
+    chosen, size = [], 0
     for e in entries:
         if e.split == "train" and used[e.speaker] + e.duration <= budget[e.speaker]:
             used[e.speaker] += e.duration
@@ -52,13 +52,13 @@ def main() -> None:
         data, rate = sf.read(e.path, dtype="int16", always_2d=False)
         with atomic_path(args.out / rel) as tmp:
             sf.write(tmp, data, rate, format="FLAC", subtype="PCM_16")
+        size += (args.out / rel).stat().st_size
         e.path = str(rel)
         chosen.append(e)
     write_manifest(args.out / "manifest.jsonl", chosen)
-    size = sum(f.stat().st_size for f in args.out.rglob("*.flac")) / 2**20
     minutes = sum(used.values()) / 60
     print(f"wrote {args.out}: {len(chosen)} files, {minutes:.1f} min of training audio "
-          f"({', '.join(f'{s} {used[s] / 60:.1f}' for s in speakers)}), {size:.1f} MB")
+          f"({', '.join(f'{s} {used[s] / 60:.1f}' for s in speakers)}), {size / 2**20:.1f} MB")
 
 
 if __name__ == "__main__":
