@@ -201,15 +201,17 @@ def mel_filterbank(cfg: MelConfig) -> torch.Tensor:
     return torch.from_numpy(weights.astype(np.float32))
 
 
-def mel_to_linear(mel: torch.Tensor, fb: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
+def mel_to_linear(mel: torch.Tensor, fb: torch.Tensor, n_iter: int = 32, pinv: torch.Tensor | None = None
+                  ) -> torch.Tensor:
     """Invert a (linear-amplitude) mel spectrogram to a non-negative STFT magnitude, batched.
 
     Solves ``min ||fb @ S - mel||`` subject to ``S >= 0`` by multiplicative updates (the non-negative
     least-squares update of Lee & Seung), started from the clamped pseudo-inverse. ``n_iter=0`` returns the
-    clamped pseudo-inverse alone. ``mel`` is ``[..., n_mels, frames]``, ``fb`` is ``[n_mels, n_freqs]``.
+    clamped pseudo-inverse alone. ``mel`` is ``[..., n_mels, frames]``, ``fb`` is ``[n_mels, n_freqs]``; ``pinv``,
+    ``fb``'s pseudo-inverse, when the caller keeps it (an exported graph has no ``linalg.pinv``).
     """
     fb = fb.to(mel.device, mel.dtype)
-    pinv = torch.linalg.pinv(fb)  # [n_freqs, n_mels]
+    pinv = torch.linalg.pinv(fb) if pinv is None else pinv.to(mel.device, mel.dtype)  # [n_freqs, n_mels]
     s = (pinv @ mel).clamp_min(0.0)
     if n_iter <= 0:
         return s
@@ -217,7 +219,7 @@ def mel_to_linear(mel: torch.Tensor, fb: torch.Tensor, n_iter: int = 32) -> torc
     s = s + 1e-6 * mel.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)  # strictly positive, so updates can move
     numer = fb.T @ mel
     for _ in range(n_iter):
-        s = s * numer / (fb.T @ (fb @ s) + eps)
+        s = s * numer / (fb.T @ (fb @ s)).clamp_min(eps)  # a clamp, not "+ eps": ONNX Runtime flushes it to 0
     return s
 
 

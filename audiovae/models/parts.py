@@ -36,9 +36,8 @@ class ConvEncoder(nn.Module):
                                     for ci, co, f in zip(channels, outs, factors, strict=True))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        pad = (-x.shape[-1]) % self.hop_factor
-        if pad:
-            x = F.pad(x, (0, pad), mode="replicate")
+        # unconditional (a zero pad is a no-op) so that an exported graph has no branch on the input's length
+        x = F.pad(x, (0, (-x.shape[-1]) % self.hop_factor), mode="replicate")
         h = self.inp(x)
         for stage in self.stages:
             h = stage(h, cond)

@@ -95,6 +95,7 @@ class NeuralVocoder(Vocoder):
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, 2 * n_freqs)  # log magnitude and phase of every STFT bin
         self.register_buffer("mel_fb", mel_filterbank(self.config), persistent=False)
+        self.register_buffer("mel_pinv", torch.linalg.pinv(self.mel_fb), persistent=False)
         if residual:
             with torch.no_grad():  # the correction starts at zero: the untrained head's magnitude is the inverse's
                 self.head.weight[:n_freqs].zero_()
@@ -107,6 +108,12 @@ class NeuralVocoder(Vocoder):
 
     def spectrum(self, logmel: torch.Tensor) -> torch.Tensor:
         """The predicted complex STFT ``[B, n_freqs, frames]`` (float32) of log-mel ``[B, n_mels, frames]``."""
+        mag, phase = self.polar(logmel)
+        return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+
+    def polar(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted STFT as magnitude and phase ``[B, n_freqs, frames]`` each (float32; real tensors, so that
+        an exported graph needs no complex numbers)."""
         if logmel.dim() != 3 or logmel.shape[1] != self.config.n_mels:
             raise ConfigError(f"neural vocoder: expected log-mel [batch, {self.config.n_mels}, frames], "
                               f"got {list(logmel.shape)}")
@@ -119,14 +126,13 @@ class NeuralVocoder(Vocoder):
             log_mag, phase = out.float().chunk(2, dim=1)
             if self.residual:
                 log_mag = log_mag + self.mel_inverse(logmel).clamp_min(self.config.log_floor).log()
-            mag = torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE))
-            return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+            return torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE)), phase
 
-    @torch.no_grad()
     def mel_inverse(self, logmel: torch.Tensor) -> torch.Tensor:
-        """The linear magnitude ``[B, n_freqs, frames]`` the filterbank's NNLS inverse gives (Griffin-Lim's)."""
+        """The linear magnitude ``[B, n_freqs, frames]`` the filterbank's NNLS inverse gives (Griffin-Lim's); no
+        gradient flows through it."""
         with torch.autocast(device_type=logmel.device.type, enabled=False):
-            return mel_to_linear(torch.exp(logmel.float()), self.mel_fb, n_iter=self.inverse_iter)
+            return mel_to_linear(torch.exp(logmel.detach().float()), self.mel_fb, self.inverse_iter, self.mel_pinv)
 
     def generate(self, logmel: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Differentiable waveform ``[B, T]`` (the training path); ``length`` defaults to ``(frames - 1) * hop``."""

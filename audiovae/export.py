@@ -1,0 +1,413 @@
+"""Export a checkpoint's networks to TorchScript or ONNX, so they run outside Python, and prove them equal.
+
+A model checkpoint exports four graphs, each a pure tensor function with a dynamic number of frames:
+
+* ``frontend``: waveform ``[B, T]`` at the model's rate -> log-mel ``[B, n_mels, frames]`` (the STFT as a strided
+  convolution with a windowed DFT basis, so the graph needs no complex numbers and no FFT operator);
+* ``encoder``: log-mel -> posterior mean ``[B, latent_dim, frames / hop_factor]``;
+* ``decoder``: latents (and, for a speaker-conditioned model, a speaker vector ``[B, speaker_dim]``: a row of the
+  table in ``export.json``, or a fitted voice's) -> log-mel;
+* ``vocoder``: log-mel -> waveform ``[B, (frames - 1) * hop]``, when the model's vocoder is a network (the network's
+  own waveform: the Griffin-Lim refinement a bundled vocoder may add at inference is not part of the graph).
+
+A vocoder file exports ``frontend`` and ``vocoder``. ``export.json`` beside the graphs lists every input and output,
+the front end's parameters, the speakers and the measured difference from PyTorch.
+
+**The check.** Every graph is loaded back (``torch.jit.load``; ``onnxruntime``) and run on the log-mel of the
+bundled example clip at two lengths; its output must match the PyTorch module's within :data:`TOLERANCE` (largest
+absolute difference), or the export fails and nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import Checkpoint, NoModelError, load_checkpoint, load_vocoder
+from .errors import AudiovaeError, ConfigError
+from .features import MelConfig, MelSpectrogram, hann_window, mel_filterbank
+from .fileio import _umask
+from .pretrained import VOCODER, resolve_model
+from .vocoders import Vocoder
+
+FORMATS = ("torchscript", "onnx")
+PARTS = ("frontend", "encoder", "decoder", "vocoder")
+SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+# Largest absolute difference allowed between an exported graph and PyTorch, per part. Log-mel and latents are in
+# nats / standardised units, waveforms in samples of full scale 1. The front end's is the loosest: in bands within a
+# few dB of the log floor (1e-5), float32 round-off of two different STFT algorithms is a visible fraction of the
+# magnitude (a chirp's quiet bands differ by up to 6e-3 nats; speech by 2e-4; the mean is 1e-4).
+TOLERANCE = {"frontend": 1e-2, "encoder": 1e-3, "decoder": 1e-3, "vocoder": 1e-4}
+
+
+class ExportError(AudiovaeError):
+    """A checkpoint cannot be exported, or its export does not compute what PyTorch computes."""
+
+
+# ---------------------------------------------------------------------------------------------------- graph modules
+class FrontEnd(nn.Module):
+    """Waveform ``[B, T]`` -> log-mel ``[B, n_mels, frames]``, equal to :class:`MelSpectrogram` to round-off.
+
+    The STFT is a strided ``conv1d`` whose kernels are the windowed cosines and sines of the DFT bins the mel
+    filterbank uses, so the graph has only convolutions, a padding and matrix products."""
+
+    def __init__(self, config: MelConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        fb = mel_filterbank(c)
+        used = int(torch.nonzero(fb.sum(0) > 0).max()) + 1
+        left = (c.n_fft - c.win_length) // 2
+        window = nn.functional.pad(hann_window(c).double(), (left, c.n_fft - c.win_length - left))
+        n = torch.arange(c.n_fft, dtype=torch.float64)
+        k = torch.arange(used, dtype=torch.float64)[:, None]
+        angle = 2 * math.pi * k * n / c.n_fft
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # [2 * used, n_fft]
+        self.register_buffer("basis", basis.float()[:, None, :])
+        self.register_buffer("mel_fb", fb[:, :used].contiguous())
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        x = wave.unsqueeze(1)
+        if c.center:
+            x = nn.functional.pad(x, (c.n_fft // 2, c.n_fft // 2), mode=c.pad_mode)
+        re, im = nn.functional.conv1d(x, self.basis, stride=c.hop_length).chunk(2, dim=1)
+        mag = torch.sqrt(re * re + im * im)
+        if c.power != 1.0:
+            mag = mag.pow(c.power)
+        return torch.log(torch.clamp(self.mel_fb @ mag, min=c.log_floor))
+
+
+def overlap_add_istft(mag: torch.Tensor, phase: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """Inverse STFT of magnitude and phase ``[B, n_freqs, frames]`` -> ``[B, (frames - 1) * hop]``, in real
+    arithmetic: the inverse DFT as a matrix product, the overlap-add as a transposed convolution. Equal to
+    :func:`audiovae.features.istft` (a centred STFT) to float32 round-off."""
+    c = config
+    n_fft, hop = c.n_fft, c.hop_length
+    left = (n_fft - c.win_length) // 2
+    window = nn.functional.pad(hann_window(c, mag.device).double(), (left, n_fft - c.win_length - left))
+    n = torch.arange(n_fft, dtype=torch.float64, device=mag.device)
+    k = torch.arange(c.n_freqs, dtype=torch.float64, device=mag.device)[:, None]
+    weight = torch.full((c.n_freqs, 1), 2.0, dtype=torch.float64, device=mag.device)
+    weight[0] = 1.0
+    if n_fft % 2 == 0:
+        weight[-1] = 1.0
+    angle = 2 * math.pi * k * n / n_fft
+    cos = (weight * torch.cos(angle) / n_fft * window).float()  # [n_freqs, n_fft]
+    sin = (-weight * torch.sin(angle) / n_fft * window).float()
+    frames = (mag * torch.cos(phase)).transpose(1, 2) @ cos + (mag * torch.sin(phase)).transpose(1, 2) @ sin
+    eye = torch.eye(n_fft, device=mag.device)[:, None, :]
+    out = nn.functional.conv_transpose1d(frames.transpose(1, 2), eye, stride=hop)  # [B, 1, (F - 1) * hop + n_fft]
+    win_sq = (window.float() ** 2)[None, :, None].expand(1, n_fft, frames.shape[1])
+    envelope = nn.functional.conv_transpose1d(win_sq, eye, stride=hop)
+    out = out / torch.clamp(envelope, min=1e-11)
+    return out[:, 0, n_fft // 2: out.shape[-1] - n_fft // 2]
+
+
+class EncoderGraph(nn.Module):
+    """Log-mel -> posterior mean (the latents every command uses)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(logmel).mode()
+
+
+class DecoderGraph(nn.Module):
+    """Latents (and a speaker vector) -> log-mel."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.decode(z, speaker)
+
+
+class VocoderGraph(nn.Module):
+    """Log-mel -> the neural vocoder network's waveform (no Griffin-Lim refinement)."""
+
+    def __init__(self, vocoder: Vocoder) -> None:
+        super().__init__()
+        self.vocoder = vocoder
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        mag, phase = self.vocoder.polar(logmel)
+        return overlap_add_istft(mag, phase, self.vocoder.config)
+
+
+# ------------------------------------------------------------------------------------------------------ the export
+@dataclass
+class Graph:
+    """One part to export: the module traced, the library's own path it must equal, example inputs (names, and
+    the axes that vary)."""
+
+    module: nn.Module
+    reference: Callable[..., torch.Tensor]
+    args: tuple[torch.Tensor, ...]
+    names: list[str]
+    dynamic: dict[str, dict[int, str]]
+    output: list[str]
+
+
+@dataclass
+class ExportedPart:
+    name: str
+    file: str
+    inputs: dict[str, list[str]]
+    outputs: dict[str, list[str]]
+    max_abs_error: float
+    tolerance: float
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export` wrote: the folder, each part with its measured error, and notes (parts left out)."""
+
+    out_dir: Path
+    format: str
+    parts: list[ExportedPart] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _plain(module: nn.Module) -> nn.Module:
+    """A float32, eval-mode copy without gradients. (Weight norm stays a parametrisation: removing it from a copy
+    would remove it from the class the original shares.)"""
+    module = copy.deepcopy(module).float().eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters' progress lines and deprecation chatter are not the user's business."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _example_logmel(config: MelConfig) -> torch.Tensor:
+    """The log-mel of the bundled example clip (real speech, 5 s) at ``config``'s front end."""
+    from . import audio
+
+    with resources.as_file(resources.files("audiovae") / "assets" / "example.wav") as p:
+        wave, _ = audio.load(p, config.sample_rate)
+    return MelSpectrogram(config)(wave.reshape(1, -1))
+
+
+def _save(graph: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], dynamic: dict[str, dict[int, str]],
+          fmt: str, path: Path) -> None:
+    with _quiet(), torch.no_grad():
+        if fmt == "torchscript":
+            traced = torch.jit.trace(graph, args, check_trace=False)
+            torch.jit.save(traced, str(path))
+            return
+        shapes = tuple({axis: torch.export.Dim.DYNAMIC for axis in dynamic[name]} if name in dynamic else None
+                       for name in names)
+        torch.onnx.export(graph, args, str(path), input_names=names, output_names=["output"], dynamo=True,
+                          dynamic_shapes=shapes, external_data=False, verbose=False)
+
+
+def _run(fmt: str, path: Path, names: list[str], args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    if fmt == "torchscript":
+        with torch.no_grad():
+            return torch.jit.load(str(path))(*args)
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feeds = {name: a.numpy() for name, a in zip(names, args, strict=True)}
+    return torch.from_numpy(np.asarray(session.run(None, feeds)[0]))
+
+
+def _check_available(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: give {' or '.join(FORMATS)}")
+    if fmt == "onnx":
+        missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if not _importable(m)]
+        if missing:
+            raise ExportError(f"ONNX export needs {', '.join(missing)}: pip install 'audiovae[export]'")
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], fmt: str = "onnx",
+           parts: list[str] | None = None, vocoder: str | None = None, force: bool = False) -> ExportReport:
+    """Export ``checkpoint`` (a model or a vocoder file) as ``fmt`` into ``out_dir``, check every graph against
+    PyTorch, and write ``export.json``. ``parts`` defaults to all the file has; ``vocoder`` is ``--vocoder``
+    (default: the model's own). The folder appears whole or not at all; an existing one is replaced only with
+    ``force``."""
+    from .pipelines.latent import vocoder_for
+    from .vocoders.neural import NeuralVocoder
+
+    _check_available(fmt)
+    out = Path(out_dir)
+    if out.exists() and not (out.is_dir() and (force or not any(out.iterdir()))):
+        raise ExportError(f"{out}: exists" + (" and is not a folder" if not out.is_dir()
+                                             else " and is not empty (use --force to replace it)"))
+    if not out.parent.is_dir():
+        raise ExportError(f"{out}: output folder {out.parent} does not exist")
+    unknown = sorted(set(parts or []) - set(PARTS))
+    if unknown:
+        raise ConfigError(f"--parts {','.join(unknown)}: unknown (choose from {', '.join(PARTS)})")
+
+    bundled_vocoder = str(checkpoint) == "vocoder" and not Path(checkpoint).exists()
+    path = VOCODER if bundled_vocoder else resolve_model(checkpoint)
+    ckpt: Checkpoint | None
+    try:
+        ckpt = load_checkpoint(path)
+        mel, voc = ckpt.mel, vocoder_for(ckpt, vocoder)
+    except NoModelError:
+        ckpt, voc = None, load_vocoder(path)
+        mel = voc.config
+    wanted = list(parts or PARTS)
+    report = ExportReport(out, fmt)
+    graphs: dict[str, Graph] = {}
+    logmel = _example_logmel(mel)
+    if "frontend" in wanted:
+        with resources.as_file(resources.files("audiovae") / "assets" / "example.wav") as p:
+            from . import audio
+
+            wave, _ = audio.load(p, mel.sample_rate)
+        graphs["frontend"] = Graph(FrontEnd(mel), MelSpectrogram(mel), (wave.reshape(1, -1),), ["wave"],
+                                   {"wave": {1: "samples"}}, ["batch", str(mel.n_mels), "frames"])
+    speakers: dict[str, list[float]] = {}
+    if ckpt is not None:
+        model, original = _plain(ckpt.model), ckpt.model.float().eval()
+        example = logmel
+        if getattr(model.config, "encoder_speaker", False):
+            raise ExportError(f"{path}: its encoder is speaker-conditioned; only the decoder's conditioning is "
+                              "exported (train with model.encoder_speaker=false)")
+        with torch.no_grad():
+            z = model.encode(example).mode()
+        if "encoder" in wanted:
+            graphs["encoder"] = Graph(EncoderGraph(model), EncoderGraph(original), (example,), ["logmel"],
+                                      {"logmel": {2: "frames"}}, ["batch", str(z.shape[1]), "latent_frames"])
+        if "decoder" in wanted:
+            args: tuple[torch.Tensor, ...] = (z,)
+            names = ["z"]
+            if ckpt.speakers:
+                table = model.speakers.weight.detach()
+                speakers = {name: [round(float(v), 7) for v in row] for name, row in zip(ckpt.speakers, table,
+                                                                                         strict=True)}
+                args, names = (z, table[:1].clone()), ["z", "speaker"]
+            graphs["decoder"] = Graph(DecoderGraph(model), DecoderGraph(original), args, names,
+                                      {"z": {2: "latent_frames"}}, ["batch", str(mel.n_mels), "frames"])
+    elif any(p in wanted for p in ("encoder", "decoder")) and parts:
+        raise ExportError(f"{path}: a vocoder file has no encoder or decoder")
+    if "vocoder" in wanted:
+        if isinstance(voc, NeuralVocoder):
+            graphs["vocoder"] = Graph(VocoderGraph(_plain(voc)), voc.float().eval().generate, (logmel,), ["logmel"],
+                                      {"logmel": {2: "frames"}}, ["batch", "samples"])
+        elif parts:
+            raise ExportError(f"{path}: its vocoder is {voc.vocoder_type}, not a network; pass --vocoder neural or "
+                              "a vocoder file")
+        else:
+            report.notes.append(f"vocoder: {voc.vocoder_type} is not a network; not exported (--vocoder neural or "
+                                "PATH exports a neural one)")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for name, graph in graphs.items():
+            report.parts.append(_export_part(name, graph, fmt, tmp))
+        manifest = _manifest(report, path, mel, speakers, ckpt)
+        (tmp / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _export_part(name: str, part: Graph, fmt: str, folder: Path) -> ExportedPart:
+    """Export one graph, run the file back at two lengths and compare with the library's own path."""
+    file = folder / f"{name}{SUFFIX[fmt]}"
+    graph, args, names, dynamic = part.module.eval(), part.args, part.names, part.dynamic
+    try:
+        _save(graph, args, names, dynamic, fmt, file)
+    except Exception as e:  # the exporters raise many types; the message names the part
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{name}: {fmt} export failed: {first}") from e
+    error = 0.0
+    for trial in _trials(args, dynamic, names):
+        with torch.no_grad():
+            expected = part.reference(*trial)
+        got = _run(fmt, file, names, trial)
+        if got.shape != expected.shape:
+            raise ExportError(f"{name}: the exported graph gives shape {tuple(got.shape)} where PyTorch gives "
+                              f"{tuple(expected.shape)}")
+        diff = (got - expected).abs().nan_to_num(nan=math.inf)  # a NaN anywhere is a failure, not a 0
+        error = max(error, float(diff.max()))
+    if not error <= TOLERANCE[name]:
+        raise ExportError(f"{name}: the exported graph differs from PyTorch by up to {error:.2e} "
+                          f"(tolerance {TOLERANCE[name]:.0e})")
+    shapes = {n: ["batch", *_axes(a, dynamic.get(n, {}))] for n, a in zip(names, args, strict=True)}
+    return ExportedPart(name, file.name, shapes, {"output": part.output}, error, TOLERANCE[name])
+
+
+def _axes(a: torch.Tensor, dynamic: dict[int, str]) -> list[str]:
+    return [dynamic.get(i, str(a.shape[i])) for i in range(1, a.ndim)]
+
+
+def _trials(args: tuple[torch.Tensor, ...], dynamic: dict[str, dict[int, str]], names: list[str]
+            ) -> list[tuple[torch.Tensor, ...]]:
+    """The example itself and a shorter cut of it (a different length than the one traced or exported)."""
+    short = []
+    for n, a in zip(names, args, strict=True):
+        if n in dynamic:
+            axis = next(iter(dynamic[n]))
+            keep = a.shape[axis] * 5 // 8 // 4 * 4 + 1  # not a multiple of the encoder's hop factor
+            a = a.narrow(axis, 0, keep)
+        short.append(a)
+    return [args, tuple(short)]
+
+
+def _manifest(report: ExportReport, source: Path, mel: MelConfig, speakers: dict[str, list[float]],
+              ckpt: Checkpoint | None) -> dict:
+    parts = {p.name: {"file": p.file, "inputs": p.inputs, "outputs": p.outputs,
+                      "max_abs_error": float(f"{p.max_abs_error:.3g}"), "tolerance": p.tolerance}
+             for p in report.parts}
+    doc = {"audiovae": __version__, "source": str(source), "format": report.format, "parts": parts,
+           "mel": mel.to_dict(), "notes": report.notes}
+    if ckpt is not None:
+        doc |= {"task": ckpt.task, "model": ckpt.model.model_type, "hop_factor": ckpt.model.hop_factor}
+        doc["latent_frames"] = f"ceil(frames / {ckpt.model.hop_factor}); the decoder gives {ckpt.model.hop_factor} " \
+                               "log-mel frames per latent frame (cut them to the input's)"
+    if speakers:
+        doc["speakers"] = speakers
+    return doc

@@ -1,0 +1,123 @@
+"""`audiovae export`: TorchScript and ONNX graphs that compute what PyTorch computes, run without audiovae."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import SR, chirp, run_cli
+
+from audiovae.features import MelConfig, MelSpectrogram, istft
+from audiovae.pretrained import VOCODER
+
+
+@pytest.fixture()
+def tiny_cvae(tmp_path):
+    from audiovae.checkpoint import Checkpoint, save_checkpoint
+    from audiovae.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cvae", {"n_speakers": 2, "channels": (32, 32), "latent_dim": 8, "blocks": 1})
+    return save_checkpoint(tmp_path / "tiny.safetensors",
+                           Checkpoint(model, MelConfig(), ["alice", "bob"], task="convert", info={"step": 3}))
+
+
+def test_the_front_end_and_inverse_stft_in_real_arithmetic_equal_the_library():
+    from audiovae.export import FrontEnd, overlap_add_istft
+
+    cfg = MelConfig()
+    wave = torch.from_numpy(chirp(1.3))[None]
+    diff = (FrontEnd(cfg)(wave) - MelSpectrogram(cfg)(wave)).abs()
+    assert float(diff.max()) < 1e-2 and float(diff.mean()) < 1e-3  # the largest near the log floor
+    spec = torch.stft(wave, cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft), return_complex=True)
+    ours = overlap_add_istft(spec.abs(), spec.angle(), cfg)
+    ref = istft(spec, cfg, torch.hann_window(cfg.n_fft), length=ours.shape[-1])
+    assert ours.shape == ref.shape and float((ours - ref).abs().max()) < 1e-5
+    assert float((ours - wave[:, : ours.shape[-1]]).abs().max()) < 1e-4  # and it inverts the analysis
+
+
+def test_onnx_export_runs_in_onnxruntime_alone_and_matches_pytorch(tmp_path, tiny_cvae):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    r = run_cli("export", tiny_cvae, "-o", tmp_path / "onnx")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert set(manifest["parts"]) == {"frontend", "encoder", "decoder", "vocoder"}
+    for part in manifest["parts"].values():
+        assert part["max_abs_error"] <= part["tolerance"]
+        assert f"{part['file'].split('.')[0]:<9} {part['file']}" in r.stdout
+    assert manifest["mel"]["sample_rate"] == SR and list(manifest["speakers"]) == ["alice", "bob"]
+    assert manifest["parts"]["decoder"]["inputs"] == {"z": ["batch", "8", "latent_frames"],
+                                                      "speaker": ["batch", "64"]}
+
+    # the whole conversion chain from the files and export.json alone, on a length never exported
+    def run(part: str, **feeds: np.ndarray) -> np.ndarray:
+        session = ort.InferenceSession(str(tmp_path / "onnx" / manifest["parts"][part]["file"]))
+        return session.run(None, feeds)[0]
+
+    wave = chirp(1.7)[None]
+    logmel = run("frontend", wave=wave)
+    z = run("encoder", logmel=logmel)
+    bob = np.asarray(manifest["speakers"]["bob"], np.float32)[None]
+    decoded = run("decoder", z=z, speaker=bob)[..., : logmel.shape[-1]]
+    out = run("vocoder", logmel=decoded)
+
+    from audiovae.checkpoint import load_checkpoint
+    from audiovae.pipelines.latent import vocoder_for
+
+    ckpt = load_checkpoint(tiny_cvae)
+    with torch.no_grad():
+        ref_mel = MelSpectrogram(ckpt.mel)(torch.from_numpy(wave))
+        ref_z = ckpt.model.encode(ref_mel).mode()
+        ref_dec = ckpt.model.decode(ref_z, torch.tensor([1]))[..., : ref_mel.shape[-1]]
+        ref_out = vocoder_for(ckpt).generate(ref_dec)
+    assert logmel.shape == tuple(ref_mel.shape) and z.shape == tuple(ref_z.shape)
+    assert np.abs(decoded - ref_dec.numpy()).max() < 1e-2
+    assert out.shape == tuple(ref_out.shape) == (1, (logmel.shape[-1] - 1) * 256)
+    assert np.abs(out - ref_out.numpy()).max() < 1e-3
+
+
+def test_torchscript_export_of_the_bundled_vocoder(tmp_path):
+    r = run_cli("export", "vocoder", "--format", "torchscript", "-o", tmp_path / "ts")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "ts").iterdir()) == ["export.json", "frontend.pt", "vocoder.pt"]
+    from audiovae.checkpoint import load_vocoder
+
+    frontend = torch.jit.load(str(tmp_path / "ts" / "frontend.pt"))
+    vocoder = torch.jit.load(str(tmp_path / "ts" / "vocoder.pt"))
+    wave = torch.from_numpy(chirp(0.9))[None]
+    with torch.no_grad():
+        logmel = MelSpectrogram(MelConfig())(wave)
+        assert float((frontend(wave) - logmel).abs().max()) < 1e-2
+        assert float((vocoder(logmel) - load_vocoder(VOCODER).generate(logmel)).abs().max()) < 1e-4
+
+
+def test_an_export_that_does_not_match_writes_nothing(tmp_path, tiny_cvae, monkeypatch):
+    import audiovae.export as ex
+
+    monkeypatch.setitem(ex.TOLERANCE, "frontend", 0.0)  # the real-arithmetic STFT differs by round-off
+    monkeypatch.setattr(ex.FrontEnd, "forward", lambda self, wave: MelSpectrogram(self.config)(wave) + 1e-3)
+    with pytest.raises(ex.ExportError, match=r"frontend: the exported graph differs from PyTorch by up to"):
+        ex.export(tiny_cvae, tmp_path / "out", "torchscript", ["frontend"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.safetensors"]
+
+
+def test_export_errors_are_one_line(tmp_path, tiny_cvae):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    cases = [
+        (["--format", "tflite"], "--format tflite: give torchscript or onnx"),
+        (["--parts", "encoder,mixer"], "--parts mixer: unknown"),
+        (["-o", tmp_path / "full"], "exists and is not empty (use --force to replace it)"),
+        (["-o", tmp_path / "no" / "such"], "output folder"),
+    ]
+    for extra, message in cases:
+        args = ["export", tiny_cvae, *extra] + ([] if "-o" in extra else ["-o", tmp_path / "x"])
+        r = run_cli(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and message in lines[0], (extra, r.stderr)
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and not (tmp_path / "x").exists()
+    r = run_cli("export", "music", "--parts", "vocoder", "--vocoder", "griffin-lim", "-o", tmp_path / "x")
+    assert r.returncode == 1 and "griffin-lim, not a network" in r.stderr
