@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import soxr
 import torch
 
 from .errors import AudiovaeError
-from .fileio import atomic_path
+from .fileio import atomic_path, write_failure
 
 __all__ = ["AudioError", "AudioWarning", "AudioInfo", "load", "save", "info", "resample", "SILENCE_PEAK", "CLIP_LEVEL"]
 
@@ -69,10 +70,27 @@ def open_file(path: str | os.PathLike[str]) -> sf.SoundFile:
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: empty file (0 bytes)")
     try:
-        return sf.SoundFile(p)
+        f = sf.SoundFile(p)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         reason = str(e).split(":")[-1].strip() or "unknown format"
         raise AudioError(f"{p}: not a readable audio file ({reason})") from None
+    _warn_if_truncated(f, p)
+    return f
+
+
+def _warn_if_truncated(f: sf.SoundFile, path: Path) -> None:
+    """A WAV/AIFF whose data chunk ends before its header says (an interrupted copy or recording): libsndfile reads
+    the samples that are there, and so do we, but say so. (A truncated FLAC or MP3 fails to decode instead.)"""
+    found = re.search(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info or "", re.MULTILINE)
+    if found and int(found.group(2)) < int(found.group(1)) and f.frames > 0:  # no samples at all is an error
+        promised = int(found.group(1)) / max(f.channels * _sample_bytes(f.subtype), 1) / f.samplerate
+        held = f.frames / f.samplerate
+        warnings.warn(f"{path}: truncated (the header promises {promised:.2f} s, the file holds {held:.2f} s); using "
+                      "what is there", AudioWarning, stacklevel=3)
+
+
+def _sample_bytes(subtype: str) -> int:
+    return {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(subtype, 2)
 
 
 def _read_all(f: sf.SoundFile, path: Path) -> np.ndarray:
@@ -116,13 +134,16 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
 
 def _check_levels(mono_or_multi: np.ndarray, path: Path) -> None:
     a = np.abs(mono_or_multi)
-    peak = float(a.max(initial=0.0))
+    warn_levels(path, float(a.max(initial=0.0)), int((a >= CLIP_LEVEL).sum()), a.size)
+
+
+def warn_levels(path: str | os.PathLike[str], peak: float, clipped: int, samples: int) -> None:
+    """The one-line warnings for a silent or a clipped input, from its peak (linear), its count of samples at full
+    scale and its number of samples (for readers that go block by block)."""
     if peak < SILENCE_PEAK:
         warnings.warn(f"{path}: input is silent (peak {_db(peak):.1f} dBFS)", AudioWarning, stacklevel=3)
-        return
-    n_clip = int((a >= CLIP_LEVEL).sum())
-    if n_clip >= max(3, int(1e-4 * a.size)):
-        warnings.warn(f"{path}: input is clipped ({n_clip} samples at full scale)", AudioWarning, stacklevel=3)
+    elif clipped >= max(3, int(1e-4 * samples)):
+        warnings.warn(f"{path}: input is clipped ({clipped} samples at full scale)", AudioWarning, stacklevel=3)
 
 
 def load(path: str | os.PathLike[str], sample_rate: int | None = None, *, mono: bool = True,
@@ -211,7 +232,7 @@ def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_r
         try:
             sf.write(tmp, frames, sample_rate, subtype=subtype, format=fmt)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise AudioError(f"{out}: could not write audio ({e})") from None
+            raise write_failure(out, e) from None
     return out
 
 

@@ -18,10 +18,11 @@ relative to the checkpoint; both files' :meth:`MelConfig.fingerprint` must agree
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from torch import nn
 from . import __version__
 from .errors import AudiovaeError, ConfigError
 from .features import MelConfig
-from .fileio import atomic_path
+from .fileio import atomic_path, write_failure
 from .models import LatentModel, LatentPrior, build_model, build_prior
 from .vocoders import VOCODERS, Vocoder, build_vocoder
 
@@ -189,9 +190,19 @@ def _write(path: str | os.PathLike[str], modules: dict[str, nn.Module], meta: di
         for key, t in module.state_dict().items():
             t = t.detach().cpu().contiguous()
             state[f"{name}.{key}"] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _write_errors(path):
         save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return Path(path)
+
+
+@contextlib.contextmanager
+def _write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """The writers' own failures (a full disk: safetensors' ``SafetensorError``, torch's ``RuntimeError`` from its
+    zip writer) as one line; :func:`atomic_path` has removed the partial file, so any previous one is intact."""
+    try:
+        yield
+    except (SafetensorError, RuntimeError) as e:
+        raise write_failure(path, e) from None
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint, dtype: torch.dtype | None = None) -> Path:
@@ -221,8 +232,8 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any failure here means "not loadable without running code"
-            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-            reason = f"it would call {found.group(1)}" if found else str(e).splitlines()[0][:120]
+            found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(e))
+            reason = f"it would call {found.group(1)}" if found else "it holds objects that only code can rebuild"
             raise CheckpointError(f"{path}: refusing to load a pickle that needs code execution ({reason}); "
                                   "audiovae checkpoints are .safetensors files") from None
         if not (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and META_KEY in obj):
@@ -363,7 +374,7 @@ def _load_vocoder(p: Path, seen: frozenset[Path]) -> Vocoder:
 def save_torch_state(path: str | os.PathLike[str], state: dict) -> Path:
     """Training state (optimisers, schedulers, RNGs, data position) for ``--resume``: tensors and plain Python only,
     so it loads with ``weights_only=True``."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _write_errors(path):
         torch.save(state, tmp)
     return Path(path)
 

@@ -33,6 +33,12 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when presen
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
 
 
+StreamOpt = Annotated[bool, typer.Option("--stream", help="Process in blocks with a fixed latency (block + "
+                                         "lookahead), memory bounded by the block: for live use and for very long "
+                                         "files.")]
+BlockOpt = Annotated[float, typer.Option("--block", min=0.05, help="With --stream: seconds of audio out per step.")]
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"audiovae: error: {message}", err=True)
     return typer.Exit(code)
@@ -51,6 +57,9 @@ def _guarded(fn: F) -> F:
             raise _fail("interrupted", 130) from None
         except MemoryError:
             raise _fail("out of memory (try a shorter input or --device cpu)") from None
+        except OSError as e:  # the last resort for the system's refusals (permissions, space) we did not foresee
+            where = f"{e.filename}: " if e.filename else ""
+            raise _fail(f"{where}{e.strerror or e}") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -185,7 +194,7 @@ def resynth(
 
     config = MelConfig()
     dev = resolve_device(device)
-    check_output_path(output)
+    check_output_path(output, (input,))
     wave, sr = audio.load(input, config.sample_rate, min_samples=config.min_samples)
     t0 = time.perf_counter()
     if init not in (None, "random", "pghi"):
@@ -217,7 +226,7 @@ def plot(
     from .plots import plot_logmel
 
     config = MelConfig()
-    check_output_path(output)
+    check_output_path(output, (input,))
     wave, _ = audio.load(input, config.sample_rate, min_samples=config.min_samples)
     plot_logmel(output, MelSpectrogram(config)(wave), config, title=title or input.name)
     typer.echo(f"wrote {output}")
@@ -277,7 +286,7 @@ def reconstruct(input: Annotated[Path, typer.Argument(help="Audio file.")], outp
     from .fileio import check_output_path
     from .pipelines import latent
 
-    check_output_path(output)
+    check_output_path(output, (input,))
     ckpt = _load(model, device)
     wave, sr = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
     audio.save(output, latent.reconstruct(wave, ckpt, speaker, latent.vocoder_for(ckpt, vocoder)), sr)
@@ -318,7 +327,7 @@ def decode(latents: Annotated[Path, typer.Argument(help="Latents (.npz from `aud
     from .fileio import check_output_path
     from .pipelines import latent
 
-    check_output_path(output)
+    check_output_path(output, (latents,))
     saved = latent.load_latents(latents)
     ckpt = _load(model, device)
     if len(saved.levels) != 1:
@@ -346,7 +355,7 @@ def interpolate(a: Annotated[Path, typer.Argument(help="First audio file.")],
     from .api import Model
     from .fileio import check_output_path
 
-    check_output_path(output)
+    check_output_path(output, (a, b))
     wave, sr = Model(_load(model, device), vocoder).interpolate(a, b, steps, path, speaker)
     audio.save(output, wave, sr)
     typer.echo(f"wrote {output} ({steps} steps)")
@@ -408,7 +417,7 @@ def edit(input: Annotated[Path, typer.Argument(help="Audio file.")], output: Out
     from .fileio import check_output_path
     from .pipelines import attributes, latent
 
-    check_output_path(output)
+    check_output_path(output, (input,))
     ckpt = _load(model, device)
     direction = attributes.load_vector(vector_file, ckpt.model.config.latent_dim)
     wave, sr = audio.load(input, ckpt.mel.sample_rate, min_samples=ckpt.mel.min_samples)
@@ -438,7 +447,7 @@ def traverse(input: Annotated[Path, typer.Argument(help="Audio file: the point o
     from .pipelines.attributes import traversal
     from .plots import traversal_png
 
-    check_output_path(output)
+    check_output_path(output, (input,))
     try:
         chosen: int | list[int] = int(dims) if "," not in dims else [int(d) for d in dims.split(",") if d.strip()]
     except ValueError:
@@ -638,6 +647,8 @@ def convert(
                                        "(move the input's log-F0 mean and spread to the target's before encoding) "
                                        "or semitones (e.g. -5).")] = "model",
     vocoder: VocoderOpt = None,
+    stream: StreamOpt = False,
+    block: BlockOpt = 0.5,
     device: DeviceOpt = "auto",
 ) -> None:
     """Convert speech to another voice: a speaker of the model, or one given by a reference recording.
@@ -676,6 +687,16 @@ def convert(
         out, estimated = run(wave, ckpt, voice, source_speaker, synth, pitch_mode)
         audio.save(dst, out, sr)
         return f"{estimated + ' ' if estimated else ''}-> {voice.name}"
+
+    if stream:
+        from .pipelines.convert import stream_processor
+        from .pipelines.stream import stream_file
+
+        process, config = stream_processor(ckpt, voice, source_speaker, synth, pitch_mode, block)
+
+        def work(src: Path, dst: Path) -> str:  # noqa: F811 - the streamed variant
+            stream_file(src, dst, process, config, rate=sr, mono=True, min_samples=min_samples)
+            return f"-> {voice.name}, streamed with {config.latency / sr:.2f} s latency"
 
     _batch(source, output, out_dir, output_name(voice.name), "converted", work)
 
@@ -718,7 +739,7 @@ def voice(
 
     if not is_voice_file(output):
         raise AudiovaeError(f"{output}: a voice file ends in .safetensors")
-    check_output_path(output)
+    check_output_path(output, tuple(references))
     ckpt = _load(model, device)
     t0 = time.perf_counter()
     fitted = _fit_voice(ckpt, references, name, method, steps)
@@ -749,6 +770,8 @@ def denoise(
                                         "(--model, e.g. from `audiovae train speech_vae`) with a noise model fitted "
                                         "to each file (VAE-NMF; slow).")] = "mask",
     vocoder: VocoderOpt = None,
+    stream: StreamOpt = False,
+    block: BlockOpt = 0.5,
     device: DeviceOpt = "auto",
 ) -> None:
     """Remove noise from speech. Files of any length are processed in 30-s chunks with crossfades (memory does
@@ -774,6 +797,21 @@ def denoise(
             result = denoise_file(src, dst, denoiser, on_progress=lambda t: bar.update(round(t, 1) - bar.n))
         speed = result.seconds / max(time.perf_counter() - t0, 1e-9)
         return f"{_seconds(result.seconds)}, {result.sample_rate} Hz, {result.channels} ch, {speed:.0f}x realtime"
+
+    if stream:
+        from .pipelines.denoise import stream_processor
+        from .pipelines.stream import stream_file
+
+        stream_processor(denoiser, denoiser.ckpt.mel.sample_rate, block)  # a method that cannot stream fails now
+
+        def work(src: Path, dst: Path) -> str:  # noqa: F811 - the streamed variant
+            with audio.open_file(src) as f:
+                rate = f.samplerate
+            process, config = stream_processor(denoiser, rate, block)
+            t0 = time.perf_counter()
+            seconds = stream_file(src, dst, process, config)
+            speed = seconds / max(time.perf_counter() - t0, 1e-9)
+            return f"{_seconds(seconds)}, streamed with {config.latency / rate:.2f} s latency, {speed:.0f}x realtime"
 
     _batch(source, output, out_dir, output_name("denoised", keep_format=True), "denoised", work)
 
@@ -859,7 +897,7 @@ def anomaly_score(
     overrides = {k: v for k, v in (("pooling", pooling), ("threshold", threshold)) if v is not None}
     detector = Detector(_load(model, device), **overrides)
     if csv_out is not None:
-        check_output_path(csv_out)
+        check_output_path(csv_out, (source,))
     s = detector.settings
 
     def report(item, done: int, total: int) -> None:  # noqa: ANN001 - a FileScore
@@ -1394,8 +1432,26 @@ def export(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Usage errors (a missing option, a bad value, a folder where a file belongs) are one
+    line too, like every other error, instead of click's framed panel; exit code 2 as click gives them."""
+    try:  # typer >= 0.24 vendors click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError:  # `audiovae` or `audiovae corpus` alone: typer has shown the help
+        sys.exit(2)
+    except UsageError as e:
+        where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        message = " ".join(e.format_message().split())
+        typer.echo(f"audiovae: error: {message}{where}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("audiovae: error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import logging
 import math
@@ -42,7 +43,7 @@ from . import __version__
 from .checkpoint import Checkpoint, NoModelError, load_checkpoint, load_vocoder
 from .errors import AudiovaeError, ConfigError
 from .features import MelConfig, MelSpectrogram, hann_window, mel_filterbank
-from .fileio import _umask
+from .fileio import _umask, write_failure
 from .pretrained import VOCODER, resolve_model
 from .vocoders import Vocoder
 
@@ -226,7 +227,9 @@ def _save(graph: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], dy
     with _quiet(), torch.no_grad():
         if fmt == "torchscript":
             traced = torch.jit.trace(graph, args, check_trace=False)
-            torch.jit.save(traced, str(path))
+            buffer = io.BytesIO()  # torch.jit.save aborts the process when the disk fills; Python raises OSError
+            torch.jit.save(traced, buffer)
+            path.write_bytes(buffer.getvalue())
             return
         shapes = tuple({axis: torch.export.Dim.DYNAMIC for axis in dynamic[name]} if name in dynamic else None
                        for name in names)
@@ -360,6 +363,8 @@ def _export_part(name: str, part: Graph, fmt: str, folder: Path) -> ExportedPart
     graph, args, names, dynamic = part.module.eval(), part.args, part.names, part.dynamic
     try:
         _save(graph, args, names, dynamic, fmt, file)
+    except OSError as e:  # a full disk
+        raise write_failure(file, e) from None
     except Exception as e:  # the exporters raise many types; the message names the part
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{name}: {fmt} export failed: {first}") from e

@@ -159,7 +159,7 @@ def test_latent_commands_errors(tmp_path, tiny_checkpoint):
                                                                                  "alice, bob"),
         (["reconstruct", src, "-o", tmp_path / "o.wav", "-m", tiny_checkpoint, "-s", "carol"], "unknown speaker"),
         (["reconstruct", src, "-o", tmp_path / "o.wav", "-m", tmp_path / "none.safetensors"], "no such checkpoint"),
-        (["decode", src, "-o", tmp_path / "o.wav", "-m", tiny_checkpoint, "-s", "0"], "not a readable .npy"),
+        (["decode", src, "-o", tmp_path / "o.wav", "-m", tiny_checkpoint, "-s", "0"], "not a latent file"),
     ]
     for args, message in cases:
         r = run_cli(*args)

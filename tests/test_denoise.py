@@ -130,7 +130,8 @@ def test_evaluate_denoise_measures_the_mixtures_as_made(tmp_path, speech):
 def test_vocoder_output_and_the_unsupervised_prior_method(speech, method):
     noisy = torch.from_numpy(mix(speech[: SR * 2], 5.0))
     model = build_model("vae", {"channels": (32, 32), "latent_dim": 8, "blocks": 1}).eval()
-    den = Denoiser(Checkpoint(model, MelConfig(), task="reconstruct"), method=method,
+    den = Denoiser(Checkpoint(model, MelConfig(), task="denoise" if method == "vocoder" else "reconstruct"),
+                   method=method,
                    prior=VAENMFConfig(n_iter=5))
     out = den(torch.stack([noisy, noisy]), SR)
     assert out.shape == (2, noisy.numel()) and torch.isfinite(out).all()

@@ -13,8 +13,9 @@ block by block, so memory does not grow with the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from .. import audio
 from ..checkpoint import Checkpoint
 from ..errors import ConfigError
 from ..features import MelConfig, MelSpectrogram, hann_window, hz_to_mel, istft, mel_to_hz, stft
-from ..fileio import atomic_path
+from ..fileio import atomic_path, write_failure
 from ..vocoders import Vocoder
 from .latent import vocoder_for
+from .stream import Process, StreamConfig
 from .vae_nmf import VAENMFConfig, vae_nmf
 
 METHODS = ("mask", "vocoder", "prior")
@@ -108,6 +110,10 @@ class Denoiser:
             raise ConfigError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.ckpt.speakers:
             raise ConfigError("this model is speaker-conditioned (a voice-conversion model), not a denoiser")
+        if self.method != "prior" and self.ckpt.task != "denoise":
+            raise ConfigError(f"this is a {self.ckpt.task} model ({self.ckpt.model.model_type}), not a denoiser: give "
+                              "one trained on noisy/clean pairs (`audiovae train denoise_vae`), or use it as a "
+                              "clean-speech prior with --method prior")
         if self.method == "prior":
             if self.ckpt.task == "denoise":
                 raise ConfigError("--method prior needs a VAE of clean speech (e.g. `audiovae train speech_vae`), "
@@ -153,11 +159,41 @@ class Denoiser:
         return apply_mel_gain(x, sample_rate, mel_gain(noisy, clean, self.floor)[0].cpu(), cfg)
 
 
+# Input kept on each side of a streamed block: the bundled denoiser's encoder and decoder see 109 log-mel frames
+# (1.27 s) each way, the STFTs two more; measured, a stream with 1.0 s already equals the offline output to 1e-6.
+STREAM_CONTEXT = 1.3
+
+
+def stream_processor(denoiser: Denoiser, sample_rate: int, block: float = 0.5) -> tuple[Process, StreamConfig]:
+    """What :mod:`.stream` needs to denoise audio at ``sample_rate`` block by block (``--stream``): the function and
+    the window sizes. At the model's own rate the windows start on its frame grid and the stream equals the
+    offline output (to float round-off); at another rate the grids cannot meet and it is close, not equal."""
+    if denoiser.method != "mask":
+        raise ConfigError(f"--stream: --method {denoiser.method} fits each file as a whole; streaming takes "
+                          "--method mask")
+    cfg = denoiser.ckpt.mel
+    align = cfg.hop_length * denoiser.ckpt.model.hop_factor if sample_rate == cfg.sample_rate else 1
+
+    def process(x: np.ndarray) -> np.ndarray:
+        return denoiser(torch.from_numpy(x), sample_rate).numpy()
+
+    return process, StreamConfig.seconds(sample_rate, block, STREAM_CONTEXT, 0.0 if align > 1 else 0.01, align)
+
+
 @dataclass
 class FileResult:
     seconds: float
     sample_rate: int
     channels: int
+
+
+@contextlib.contextmanager
+def _writing(dst: Path) -> Iterator[None]:
+    """libsndfile's write failures (a full disk) as one line; the reader's own errors pass through."""
+    try:
+        yield
+    except sf.LibsndfileError as e:
+        raise write_failure(dst, e) from None
 
 
 def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoiser: Denoiser,
@@ -179,13 +215,17 @@ def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoi
         subtype = f.subtype if sf.check_format(fmt, f.subtype) else default_subtype
         length, overlap = int(chunk_seconds * sr), int(overlap_seconds * sr)
         hop = length - overlap
-        with atomic_path(dst) as tmp, sf.SoundFile(tmp, "w", sr, channels, subtype=subtype, format=fmt) as out:
-            pos, tail = 0, None
+        with atomic_path(dst) as tmp, _writing(dst), sf.SoundFile(tmp, "w", sr, channels, subtype=subtype,
+                                                                  format=fmt) as out:
+            pos, tail, peak, clipped = 0, None, 0.0, 0
             while pos < total:
                 f.seek(pos)
                 block = f.read(length, dtype="float32", always_2d=True)
                 if not np.isfinite(block).all():
                     raise audio.AudioError(f"{src}: contains NaN or Inf samples")
+                fresh = np.abs(block[overlap if pos else 0:])  # levels: each sample once, overlaps not twice
+                peak = max(peak, float(fresh.max(initial=0.0)))
+                clipped += int((fresh >= audio.CLIP_LEVEL).sum())
                 y = denoiser(torch.from_numpy(np.ascontiguousarray(block.T)), sr).numpy()
                 if tail is not None:
                     fade = np.linspace(0.0, 1.0, tail.shape[1], endpoint=False, dtype=np.float32)
@@ -197,5 +237,6 @@ def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoi
                 pos = total if last else pos + hop
                 if on_progress is not None:
                     on_progress(min(pos, total) / sr)
+    audio.warn_levels(src, peak, clipped, total * channels)
     return FileResult(total / sr, sr, channels)
 

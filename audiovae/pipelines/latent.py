@@ -67,7 +67,9 @@ def choose_vocoder(spec: str | None, mel: MelConfig, carried: Vocoder | None = N
     elif spec not in VOCODERS:
         path = Path(spec)
         if not path.is_file():
-            raise ConfigError(f"--vocoder {spec}: neither a vocoder ({', '.join(sorted(VOCODERS))}) nor a file")
+            what = "no such file" if path.suffix else "not a file"
+            raise ConfigError(f"--vocoder {spec}: neither a vocoder ({', '.join(sorted(VOCODERS))}) nor a file "
+                              f"({what})")
         trained = load_vocoder(path)
         if trained.config.fingerprint() != mel.fingerprint():
             raise ConfigError(f"--vocoder {spec}: made for other features than the model's "
@@ -164,6 +166,10 @@ def load_latents(path: str | os.PathLike[str]) -> Latents:
     p = Path(path)
     if not p.is_file():
         raise AudiovaeError(f"{p}: no such latents file" if not p.exists() else f"{p}: is not a file")
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and magic[:2] != b"PK":
+        raise AudiovaeError(f"{p}: not a latent file (a .npz from `audiovae encode`, or a .npy array)")
     try:
         data = np.load(p, allow_pickle=False)
         if isinstance(data, np.ndarray):  # .npy

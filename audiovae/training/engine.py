@@ -37,7 +37,7 @@ from ..checkpoint import (
 from ..config import RunConfig, load_run_config
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
-from ..fileio import write_atomic
+from ..fileio import remove_temporaries, write_atomic
 from ..models import build_model, model_options
 from ..plots import plot_logmels
 from ..trainable import LossOutput, Trainable
@@ -150,6 +150,8 @@ class Trainer:
         self._valid_batches: list[dict] | None = None
 
         saved = load_state(self.out_dir / STATE_FILE) if resume else None
+        if saved is not None and self.is_main:  # a run killed while saving leaves its temporary file behind
+            remove_temporaries(self.out_dir)
         if saved is not None:
             check_resumable(saved, self._resolved_yaml(), self.out_dir)
             try:
