@@ -6,11 +6,13 @@ place with one kind of message (``AudioError``: the file, then the problem, on o
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +191,16 @@ _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3"
             ".aiff": "AIFF", ".w64": "W64", ".au": "AU", ".caf": "CAF"}
 _DEFAULT_SUBTYPE = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III", "AIFF": "PCM_16",
                     "W64": "PCM_16", "AU": "PCM_16", "CAF": "PCM_16"}
+
+
+@contextlib.contextmanager
+def write_errors(dst: str | os.PathLike[str]) -> Iterator[None]:
+    """Around a block-by-block libsndfile writer: its failures (a full disk; also when it closes) as one line.
+    Readers inside must raise :class:`AudioError` for their own failures, so that they are not blamed on ``dst``."""
+    try:
+        yield
+    except sf.LibsndfileError as e:
+        raise write_failure(dst, e) from None
 
 
 def output_format(path: str | os.PathLike[str]) -> tuple[str, str]:

@@ -1435,15 +1435,16 @@ def main() -> None:
     """Console-script entry point. Usage errors (a missing option, a bad value, a folder where a file belongs) are one
     line too, like every other error, instead of click's framed panel; exit code 2 as click gives them."""
     try:  # typer >= 0.24 vendors click
-        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+        from typer._click import exceptions as click_errors
     except ImportError:
-        from click.exceptions import NoArgsIsHelpError, UsageError
+        from click import exceptions as click_errors
+    no_args = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
 
     try:
         code = app(standalone_mode=False)
-    except NoArgsIsHelpError:  # `audiovae` or `audiovae corpus` alone: typer has shown the help
+    except no_args:  # `audiovae` or `audiovae corpus` alone: typer has shown the help
         sys.exit(2)
-    except UsageError as e:
+    except click_errors.UsageError as e:
         where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
         message = " ".join(e.format_message().split())
         typer.echo(f"audiovae: error: {message}{where}", err=True)

@@ -213,13 +213,14 @@ def _quiet():
             lg.setLevel(level)
 
 
-def _example_logmel(config: MelConfig) -> torch.Tensor:
-    """The log-mel of the bundled example clip (real speech, 5 s) at ``config``'s front end."""
+def _example_wave(config: MelConfig) -> torch.Tensor:
+    """A batch of two real-speech waveforms ``[2, T]``: the bundled example clip (5 s) and its reversal. Two, so
+    that the exporter cannot take the batch size for a constant."""
     from . import audio
 
     with resources.as_file(resources.files("audiovae") / "assets" / "example.wav") as p:
         wave, _ = audio.load(p, config.sample_rate)
-    return MelSpectrogram(config)(wave.reshape(1, -1))
+    return torch.stack([wave, wave.flip(-1)])
 
 
 def _save(graph: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], dynamic: dict[str, dict[int, str]],
@@ -287,6 +288,7 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
 
     bundled_vocoder = str(checkpoint) == "vocoder" and not Path(checkpoint).exists()
     path = VOCODER if bundled_vocoder else resolve_model(checkpoint)
+    _check_replaceable(out, [path] + ([Path(vocoder)] if vocoder and Path(vocoder).exists() else []))
     ckpt: Checkpoint | None
     try:
         ckpt = load_checkpoint(path)
@@ -297,14 +299,11 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     wanted = list(parts or PARTS)
     report = ExportReport(out, fmt)
     graphs: dict[str, Graph] = {}
-    logmel = _example_logmel(mel)
+    wave = _example_wave(mel)
+    logmel = MelSpectrogram(mel)(wave)
     if "frontend" in wanted:
-        with resources.as_file(resources.files("audiovae") / "assets" / "example.wav") as p:
-            from . import audio
-
-            wave, _ = audio.load(p, mel.sample_rate)
-        graphs["frontend"] = Graph(FrontEnd(mel), MelSpectrogram(mel), (wave.reshape(1, -1),), ["wave"],
-                                   {"wave": {1: "samples"}}, ["batch", str(mel.n_mels), "frames"])
+        graphs["frontend"] = Graph(FrontEnd(mel), MelSpectrogram(mel), (wave,), ["wave"],
+                                   {"wave": {0: "batch", 1: "samples"}}, ["batch", str(mel.n_mels), "frames"])
     speakers: dict[str, list[float]] = {}
     if ckpt is not None:
         model, original = _plain(ckpt.model), ckpt.model.float().eval()
@@ -313,26 +312,29 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
             raise ExportError(f"{path}: its encoder is speaker-conditioned; only the decoder's conditioning is "
                               "exported (train with model.encoder_speaker=false)")
         with torch.no_grad():
-            z = model.encode(example).mode()
+            z = model.encode(example).mode().contiguous()  # a view of the posterior: strides would be traced
         if "encoder" in wanted:
             graphs["encoder"] = Graph(EncoderGraph(model), EncoderGraph(original), (example,), ["logmel"],
-                                      {"logmel": {2: "frames"}}, ["batch", str(z.shape[1]), "latent_frames"])
+                                      {"logmel": {0: "batch", 2: "frames"}},
+                                      ["batch", str(z.shape[1]), "latent_frames"])
         if "decoder" in wanted:
             args: tuple[torch.Tensor, ...] = (z,)
             names = ["z"]
+            dynamic: dict[str, dict[int, str]] = {"z": {0: "batch", 2: "latent_frames"}}
             if ckpt.speakers:
                 table = model.speakers.weight.detach()
                 speakers = {name: [round(float(v), 7) for v in row] for name, row in zip(ckpt.speakers, table,
                                                                                          strict=True)}
-                args, names = (z, table[:1].clone()), ["z", "speaker"]
+                args, names = (z, table[:2].clone()), ["z", "speaker"]
+                dynamic["speaker"] = {0: "batch"}
             graphs["decoder"] = Graph(DecoderGraph(model), DecoderGraph(original), args, names,
-                                      {"z": {2: "latent_frames"}}, ["batch", str(mel.n_mels), "frames"])
+                                      dynamic, ["batch", str(mel.n_mels), "frames"])
     elif any(p in wanted for p in ("encoder", "decoder")) and parts:
         raise ExportError(f"{path}: a vocoder file has no encoder or decoder")
     if "vocoder" in wanted:
         if isinstance(voc, NeuralVocoder):
             graphs["vocoder"] = Graph(VocoderGraph(_plain(voc)), voc.float().eval().generate, (logmel,), ["logmel"],
-                                      {"logmel": {2: "frames"}}, ["batch", "samples"])
+                                      {"logmel": {0: "batch", 2: "frames"}}, ["batch", "samples"])
         elif parts:
             raise ExportError(f"{path}: its vocoder is {voc.vocoder_type}, not a network; pass --vocoder neural or "
                               "a vocoder file")
@@ -348,13 +350,28 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         manifest = _manifest(report, path, mel, speakers, ckpt)
         (tmp / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
-        if out.exists():
-            shutil.rmtree(out)
+        old = None
+        if out.exists():  # --force: the old folder goes aside, the new one in, then the old one away
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
         os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _check_replaceable(out: Path, inputs: list[Path]) -> None:
+    """``--force`` replaces a folder of earlier exports, never one that holds what is being exported, nor the
+    working folder or one above it."""
+    target = out.resolve()
+    if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
+        raise ExportError(f"{out}: is the working folder or holds it; export into a folder of its own")
+    for given in inputs:
+        if given.resolve().is_relative_to(target):
+            raise ExportError(f"{out}: holds {given}, the file being exported; export into a folder of its own")
 
 
 def _export_part(name: str, part: Graph, fmt: str, folder: Path) -> ExportedPart:
@@ -364,7 +381,7 @@ def _export_part(name: str, part: Graph, fmt: str, folder: Path) -> ExportedPart
     try:
         _save(graph, args, names, dynamic, fmt, file)
     except OSError as e:  # a full disk
-        raise write_failure(file, e) from None
+        raise write_failure(folder.parent / folder.name.split(".tmp-")[0].lstrip("."), e) from None
     except Exception as e:  # the exporters raise many types; the message names the part
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{name}: {fmt} export failed: {first}") from e
@@ -372,7 +389,11 @@ def _export_part(name: str, part: Graph, fmt: str, folder: Path) -> ExportedPart
     for trial in _trials(args, dynamic, names):
         with torch.no_grad():
             expected = part.reference(*trial)
-        got = _run(fmt, file, names, trial)
+        try:
+            got = _run(fmt, file, names, trial)
+        except Exception as e:  # onnxruntime's and torch.jit's own errors: the file is not usable as written
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(f"{name}: the exported graph does not run: {first}") from e
         if got.shape != expected.shape:
             raise ExportError(f"{name}: the exported graph gives shape {tuple(got.shape)} where PyTorch gives "
                               f"{tuple(expected.shape)}")
@@ -381,24 +402,24 @@ def _export_part(name: str, part: Graph, fmt: str, folder: Path) -> ExportedPart
     if not error <= TOLERANCE[name]:
         raise ExportError(f"{name}: the exported graph differs from PyTorch by up to {error:.2e} "
                           f"(tolerance {TOLERANCE[name]:.0e})")
-    shapes = {n: ["batch", *_axes(a, dynamic.get(n, {}))] for n, a in zip(names, args, strict=True)}
+    shapes = {n: _axes(a, dynamic.get(n, {})) for n, a in zip(names, args, strict=True)}
     return ExportedPart(name, file.name, shapes, {"output": part.output}, error, TOLERANCE[name])
 
 
 def _axes(a: torch.Tensor, dynamic: dict[int, str]) -> list[str]:
-    return [dynamic.get(i, str(a.shape[i])) for i in range(1, a.ndim)]
+    return [dynamic.get(i, str(a.shape[i])) for i in range(a.ndim)]
 
 
 def _trials(args: tuple[torch.Tensor, ...], dynamic: dict[str, dict[int, str]], names: list[str]
             ) -> list[tuple[torch.Tensor, ...]]:
-    """The example itself and a shorter cut of it (a different length than the one traced or exported)."""
+    """The example itself (a batch of two) and a shorter cut of its second item alone: another batch size and
+    another length than those exported, not a multiple of the encoder's hop factor."""
     short = []
     for n, a in zip(names, args, strict=True):
-        if n in dynamic:
-            axis = next(iter(dynamic[n]))
-            keep = a.shape[axis] * 5 // 8 // 4 * 4 + 1  # not a multiple of the encoder's hop factor
-            a = a.narrow(axis, 0, keep)
-        short.append(a)
+        for axis in dynamic.get(n, {}):
+            keep = 1 if axis == 0 else a.shape[axis] * 5 // 8 // 4 * 4 + 1
+            a = a.narrow(axis, a.shape[axis] - 1 if axis == 0 else 0, keep)
+        short.append(a.contiguous())
     return [args, tuple(short)]
 
 

@@ -142,6 +142,9 @@ AUDIO_COMMANDS = {
     "encode": (lambda src, o: ["encode", src, "-o", o / "out.npz", "--model", "music"], "out.npz", _npz),
     "convert": (lambda src, o: ["convert", src, "--speaker", "B", "-o", o / "out.wav"], "out.wav", _wav),
     "denoise": (lambda src, o: ["denoise", src, "-o", o / "out.wav"], "out.wav", _wav),
+    "convert --stream": (lambda src, o: ["convert", src, "--speaker", "B", "--stream", "-o", o / "out.wav"],
+                         "out.wav", _wav),
+    "denoise --stream": (lambda src, o: ["denoise", src, "--stream", "-o", o / "out.wav"], "out.wav", _wav),
     "interpolate": (lambda src, o: ["interpolate", src, src, "-o", o / "out.wav", "--steps", "2", "--model",
                                     "music"], "out.wav", _wav),
     "traverse": (lambda src, o: ["traverse", src, "-o", o / "out.png", "--model", "music", "--dims", "1",
@@ -180,6 +183,10 @@ def _check(name: str, run: Run, src: Path, outcome: str, says: str, out_dir: Pat
         elif out is not None and check is not None and (why := check(out)):
             problems.append(f"{name}: {why}")
     else:
+        if outcome == OK:
+            problems.append(f"{name}: exit {run.code} where an output was due: {lines}")
+        if run.code not in (1, 2):  # 2: a usage error, found by the option parser (a folder where a file belongs)
+            problems.append(f"{name}: exit {run.code}, not 1 or 2")
         if len(errors) != 1 or len(lines) - len([ln for ln in lines if "warning" in ln]) != 1:
             problems.append(f"{name}: exit {run.code} without exactly one error line: {lines}")
         elif str(src) not in errors[0] and src.name not in errors[0] and outcome == ERROR:
@@ -208,7 +215,7 @@ def test_every_kind_of_input_gives_an_output_or_one_line(command, inputs, detect
             outcome, says = ERROR, "at least 3 s"
         if command == "info" and (outcome == OK or name == "tiny.wav"):  # it describes; levels go to stdout
             outcome, says = OK, ""
-        if command == "denoise" and name == "tiny.wav":  # it works at the input's rate, on any length
+        if command.startswith("denoise") and name == "tiny.wav":  # it works at the input's rate, on any length
             outcome, says = OK, ""
         problems += _check(name, run, src, outcome, says, out_dir, out_name, check)
         if _digest(src) != before:
@@ -395,10 +402,11 @@ def test_kill_9_during_training_then_resume_loses_at_most_one_interval_and_conti
     assert proc.returncode == -signal.SIGKILL and every < killed_at < steps, killed_at
     saved = load_torch_state(run / "state.pt")["step"]  # loads: never a half-written file
     assert saved % every == 0 and killed_at - saved <= every, (saved, killed_at)
+    (run / ".state.pt.tmp-killed.pt").write_bytes(b"PK\x03\x04 what a kill during a save leaves")
     resumed = subprocess.run(_train_cmd(clips, run, steps, every) + ["--resume"], capture_output=True, text=True,
                              env=env, stdin=subprocess.DEVNULL, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]  # a kill while saving leaves one: cleared
+    assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]  # what a kill while saving leaves: cleared
     a = load_checkpoint(tmp_path / "whole" / "model.safetensors").model.state_dict()
     b = load_checkpoint(run / "model.safetensors").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run did not continue exactly"

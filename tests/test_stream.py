@@ -25,10 +25,11 @@ def local(x: np.ndarray) -> np.ndarray:
 def test_a_local_function_streams_exactly_with_the_stated_latency():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 5000)).astype(np.float32)
+    for config in (StreamConfig(block=256, context=32), StreamConfig(block=256, context=64, fade=64, align=32)):
+        for chunk in (1, 100, 777, 5000, 9000):
+            y = stream_array(local, x, config, chunk)
+            assert y.shape == x.shape and np.allclose(y, local(x), atol=1e-6), (config, chunk)
     config = StreamConfig(block=256, context=32)
-    for chunk in (1, 100, 777, 5000):
-        y = stream_array(local, x, config, chunk)
-        assert y.shape == x.shape and np.allclose(y, local(x), atol=1e-6), chunk
     stream = Stream(local, config)
     assert stream.push(x[:, : config.latency - 1]).shape == (2, 0)  # nothing before block + lookahead arrived
     assert stream.push(x[:, config.latency - 1: config.latency]).shape == (2, config.block)

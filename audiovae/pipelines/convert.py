@@ -164,6 +164,12 @@ def stream_processor(ckpt: Checkpoint, target: Voice | str | int, source: str | 
     _require_speakers(ckpt)
     voice = target if isinstance(target, Voice) else table_voice(ckpt, target)
     synth = vocoder or vocoder_for(ckpt)
+    if check_pitch(pitch) == "shift":
+        raise ConfigError("--stream with --pitch shift: the register is measured on the whole input; give "
+                          "--pitch model or a number of semitones")
+    if source is None and ckpt.model.config.encoder_speaker:
+        raise ConfigError("--stream: this model's encoder needs the source speaker, which is otherwise estimated "
+                          "on the whole input; give --source-speaker")
 
     def process(x: np.ndarray) -> np.ndarray:
         return convert(torch.from_numpy(x[0]), ckpt, voice, source, synth, pitch)[0].numpy()[None]

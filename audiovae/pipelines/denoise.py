@@ -13,9 +13,8 @@ block by block, so memory does not grow with the file.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from .. import audio
 from ..checkpoint import Checkpoint
 from ..errors import ConfigError
 from ..features import MelConfig, MelSpectrogram, hann_window, hz_to_mel, istft, mel_to_hz, stft
-from ..fileio import atomic_path, write_failure
+from ..fileio import atomic_path
 from ..vocoders import Vocoder
 from .latent import vocoder_for
 from .stream import Process, StreamConfig
@@ -187,15 +186,6 @@ class FileResult:
     channels: int
 
 
-@contextlib.contextmanager
-def _writing(dst: Path) -> Iterator[None]:
-    """libsndfile's write failures (a full disk) as one line; the reader's own errors pass through."""
-    try:
-        yield
-    except sf.LibsndfileError as e:
-        raise write_failure(dst, e) from None
-
-
 def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoiser: Denoiser,
                  chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
                  on_progress: Callable[[float], None] | None = None) -> FileResult:
@@ -215,12 +205,15 @@ def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoi
         subtype = f.subtype if sf.check_format(fmt, f.subtype) else default_subtype
         length, overlap = int(chunk_seconds * sr), int(overlap_seconds * sr)
         hop = length - overlap
-        with atomic_path(dst) as tmp, _writing(dst), sf.SoundFile(tmp, "w", sr, channels, subtype=subtype,
+        with atomic_path(dst) as tmp, audio.write_errors(dst), sf.SoundFile(tmp, "w", sr, channels, subtype=subtype,
                                                                   format=fmt) as out:
             pos, tail, peak, clipped = 0, None, 0.0, 0
             while pos < total:
                 f.seek(pos)
-                block = f.read(length, dtype="float32", always_2d=True)
+                try:
+                    block = f.read(length, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as e:  # the input's fault, not the output's
+                    raise audio.AudioError(f"{src}: could not decode audio ({e})") from None
                 if not np.isfinite(block).all():
                     raise audio.AudioError(f"{src}: contains NaN or Inf samples")
                 fresh = np.abs(block[overlap if pos else 0:])  # levels: each sample once, overlaps not twice

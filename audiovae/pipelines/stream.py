@@ -26,7 +26,7 @@ import soundfile as sf
 
 from .. import audio
 from ..errors import ConfigError
-from ..fileio import atomic_path, write_failure
+from ..fileio import atomic_path
 
 Process = Callable[[np.ndarray], np.ndarray]  # [C, n] float32 -> [C, n]
 
@@ -128,7 +128,10 @@ def stream_array(process: Process, x: np.ndarray, config: StreamConfig, chunk: i
 
 def _blocks(f: sf.SoundFile, size: int) -> Iterator[np.ndarray]:
     while True:
-        block = f.read(size, dtype="float32", always_2d=True)
+        try:
+            block = f.read(size, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as e:  # the input's fault, not the output's
+            raise audio.AudioError(f"{f.name}: could not decode audio ({e})") from None
         if not len(block):
             return
         if not np.isfinite(block).all():
@@ -150,7 +153,9 @@ def stream_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], proces
         in_rate, in_channels = f.samplerate, f.channels
         channels = 1 if mono else in_channels
         out_rate = rate or in_rate
-        if 0 < f.frames * out_rate / in_rate < min_samples:
+        if f.frames <= 0:  # before the output exists
+            raise audio.AudioError(f"{src}: contains no samples")
+        if f.frames * out_rate / in_rate < min_samples:
             raise audio.AudioError(f"{src}: too short ({f.frames / in_rate:.3f} s); needs at least {min_samples} "
                                    f"samples at {out_rate} Hz (one analysis frame)")
         subtype = f.subtype if (rate is None and sf.check_format(fmt, f.subtype)) else default_subtype
@@ -158,28 +163,23 @@ def stream_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], proces
             if out_rate != in_rate else None
         stream = Stream(process, config)
         peak, clipped, n = 0.0, 0, 0
-        with atomic_path(dst) as tmp:
-            try:
-                with sf.SoundFile(tmp, "w", out_rate, channels, subtype=subtype, format=fmt) as out:
-                    def write(y: np.ndarray) -> None:
-                        if y.shape[1]:
-                            out.write(np.clip(y.T, -1.0, 1.0) if subtype.startswith("PCM") else y.T)
+        clip = subtype not in ("FLOAT", "DOUBLE")  # integer and lossy formats wrap or distort beyond full scale
+        with atomic_path(dst) as tmp, audio.write_errors(dst), sf.SoundFile(tmp, "w", out_rate, channels,
+                                                                               subtype=subtype, format=fmt) as out:
+            def write(y: np.ndarray) -> None:
+                if y.shape[1]:
+                    out.write(np.clip(y.T, -1.0, 1.0) if clip else y.T)
 
-                    for block in _blocks(f, read_block):
-                        a = np.abs(block)
-                        peak = max(peak, float(a.max()))
-                        clipped, n = clipped + int((a >= audio.CLIP_LEVEL).sum()), n + block.size
-                        x = block.mean(axis=0, keepdims=True) if mono else block
-                        if resampler is not None:
-                            x = resampler.resample_chunk(np.ascontiguousarray(x.T)).T
-                        write(stream.push(x))
-                    if resampler is not None:
-                        write(stream.push(resampler.resample_chunk(np.zeros((0, channels), np.float32),
-                                                                   last=True).T))
-                    write(stream.flush())
-            except sf.LibsndfileError as e:
-                raise write_failure(dst, e) from None
-        if n == 0:
-            raise audio.AudioError(f"{src}: contains no samples")
+            for block in _blocks(f, read_block):
+                a = np.abs(block)
+                peak = max(peak, float(a.max()))
+                clipped, n = clipped + int((a >= audio.CLIP_LEVEL).sum()), n + block.size
+                x = block.mean(axis=0, keepdims=True) if mono else block
+                if resampler is not None:
+                    x = resampler.resample_chunk(np.ascontiguousarray(x.T)).T
+                write(stream.push(x))
+            if resampler is not None:
+                write(stream.push(resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True).T))
+            write(stream.flush())
     audio.warn_levels(src, peak, clipped, n)
     return n / in_channels / in_rate
