@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +122,18 @@ def test_export_errors_are_one_line(tmp_path, tiny_cvae):
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and not (tmp_path / "x").exists()
     r = run_cli("export", "music", "--parts", "vocoder", "--vocoder", "griffin-lim", "-o", tmp_path / "x")
     assert r.returncode == 1 and "griffin-lim, not a network" in r.stderr
+
+
+def test_force_replaces_earlier_exports_but_never_what_is_exported(tmp_path, tiny_cvae, monkeypatch):
+    import audiovae.export as ex
+
+    monkeypatch.chdir(tmp_path)
+    first = ex.export(tiny_cvae, tmp_path / "out", "torchscript", ["encoder"])
+    assert [p.name for p in first.parts] == ["encoder"]
+    again = ex.export(tiny_cvae, tmp_path / "out", "torchscript", ["decoder"], force=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["decoder.pt", "export.json"] and again.parts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.safetensors"]  # nothing set aside is left
+    for out in (tmp_path, Path(".")):  # the folder that holds the checkpoint; the working folder
+        with pytest.raises(ex.ExportError, match="folder of its own"):
+            ex.export(tiny_cvae, out, "torchscript", ["encoder"], force=True)
+    assert tiny_cvae.is_file()

@@ -95,6 +95,9 @@ def test_the_stream_options_of_the_commands(tmp_path, speech_path):
     r = run_cli("denoise", tmp_path / "in.flac", "--stream", "--method", "prior", "--model", "music",
                 "-o", tmp_path / "p.wav")
     assert r.returncode == 1 and "streaming takes --method mask" in r.stderr and not (tmp_path / "p.wav").exists()
+    r = run_cli("convert", tmp_path / "in.flac", "--speaker", "C", "--stream", "--pitch", "shift", "-o",
+                tmp_path / "x.wav")
+    assert r.returncode == 1 and "--pitch shift" in r.stderr and not (tmp_path / "x.wav").exists()
     sf.write(tmp_path / "short.wav", chirp(0.01), SR)
     r = run_cli("convert", tmp_path / "short.wav", "--speaker", "C", "--stream", "-o", tmp_path / "s.wav")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "s.wav").exists()
