@@ -6,7 +6,6 @@ place with one kind of message (``AudioError``: the file, then the problem, on o
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
@@ -22,7 +21,7 @@ import soxr
 import torch
 
 from .errors import AudiovaeError
-from .fileio import atomic_path, write_failure
+from .fileio import atomic_path, write_errors
 
 __all__ = ["AudioError", "AudioWarning", "AudioInfo", "load", "save", "info", "resample", "SILENCE_PEAK", "CLIP_LEVEL"]
 
@@ -107,21 +106,29 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
     """Describe a file without loading it whole (block-wise scan, so a 1-hour file costs little memory)."""
     p = Path(path)
     with open_file(p) as f:
-        peak, sq, n, clipped = 0.0, 0.0, 0, 0
-        try:
-            for block in f.blocks(blocksize=_BLOCK, dtype="float32", always_2d=True):
-                if not np.isfinite(block).all():
-                    raise AudioError(f"{p}: contains NaN or Inf samples")
-                a = np.abs(block)
-                peak = max(peak, float(a.max(initial=0.0)))
-                sq += float(np.square(block, dtype=np.float64).sum())
-                n += block.size
-                clipped += int((a >= CLIP_LEVEL).sum())
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise AudioError(f"{p}: could not decode audio ({e})") from None
-        rms = math.sqrt(sq / n) if n else 0.0
-        return AudioInfo(str(p), f.samplerate, f.channels, n // max(f.channels, 1), f.format, f.subtype,
-                         _db(peak), _db(rms), clipped)
+        meter = LevelMeter()
+        for block in read_blocks(f, p):
+            meter.add(block)
+        return AudioInfo(str(p), f.samplerate, f.channels, meter.samples // max(f.channels, 1), f.format, f.subtype,
+                         _db(meter.peak), _db(meter.rms), meter.clipped)
+
+
+def read_block(f: sf.SoundFile, path: str | os.PathLike[str], frames: int) -> np.ndarray:
+    """The next ``frames`` frames ``[n, channels]`` (fewer at the end); a decoding failure or a NaN/Inf sample is an
+    :class:`AudioError` naming ``path`` (so that a writer beside it is not blamed)."""
+    try:
+        block = f.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"{path}: could not decode audio ({e})") from None
+    if not np.isfinite(block).all():
+        raise AudioError(f"{path}: contains NaN or Inf samples")
+    return block
+
+
+def read_blocks(f: sf.SoundFile, path: str | os.PathLike[str], frames: int = _BLOCK) -> Iterator[np.ndarray]:
+    """:func:`read_block` to the end of the file."""
+    while len(block := read_block(f, path, frames)):
+        yield block
 
 
 def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
@@ -134,18 +141,30 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     return soxr.resample(wave.T, orig_rate, target_rate, quality="HQ").T.astype(np.float32, copy=False)
 
 
-def _check_levels(mono_or_multi: np.ndarray, path: Path) -> None:
-    a = np.abs(mono_or_multi)
-    warn_levels(path, float(a.max(initial=0.0)), int((a >= CLIP_LEVEL).sum()), a.size)
+class LevelMeter:
+    """Peak and full-scale count of a signal read whole or block by block; :meth:`warn` gives the one-line warnings
+    for a silent or a clipped input."""
 
+    def __init__(self) -> None:
+        self.peak, self.clipped, self.samples, self.energy = 0.0, 0, 0, 0.0
 
-def warn_levels(path: str | os.PathLike[str], peak: float, clipped: int, samples: int) -> None:
-    """The one-line warnings for a silent or a clipped input, from its peak (linear), its count of samples at full
-    scale and its number of samples (for readers that go block by block)."""
-    if peak < SILENCE_PEAK:
-        warnings.warn(f"{path}: input is silent (peak {_db(peak):.1f} dBFS)", AudioWarning, stacklevel=3)
-    elif clipped >= max(3, int(1e-4 * samples)):
-        warnings.warn(f"{path}: input is clipped ({clipped} samples at full scale)", AudioWarning, stacklevel=3)
+    def add(self, samples: np.ndarray) -> None:
+        a = np.abs(samples)
+        self.peak = max(self.peak, float(a.max(initial=0.0)))
+        self.clipped += int((a >= CLIP_LEVEL).sum())
+        self.samples += a.size
+        self.energy += float(np.square(samples, dtype=np.float64).sum())
+
+    @property
+    def rms(self) -> float:
+        return math.sqrt(self.energy / self.samples) if self.samples else 0.0
+
+    def warn(self, path: str | os.PathLike[str]) -> None:
+        if self.peak < SILENCE_PEAK:
+            warnings.warn(f"{path}: input is silent (peak {_db(self.peak):.1f} dBFS)", AudioWarning, stacklevel=3)
+        elif self.clipped >= max(3, int(1e-4 * self.samples)):
+            warnings.warn(f"{path}: input is clipped ({self.clipped} samples at full scale)", AudioWarning,
+                          stacklevel=3)
 
 
 def load(path: str | os.PathLike[str], sample_rate: int | None = None, *, mono: bool = True,
@@ -175,7 +194,9 @@ def load(path: str | os.PathLike[str], sample_rate: int | None = None, *, mono: 
         raise AudioError(f"{p}: contains no samples")
     if not np.isfinite(data).all():
         raise AudioError(f"{p}: contains NaN or Inf samples")
-    _check_levels(data, p)
+    meter = LevelMeter()
+    meter.add(data)
+    meter.warn(p)
     wave = data.mean(axis=1) if mono else np.ascontiguousarray(data.T)
     if sample_rate is not None and sample_rate != rate:
         wave = resample(wave, rate, sample_rate)
@@ -191,16 +212,6 @@ _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3"
             ".aiff": "AIFF", ".w64": "W64", ".au": "AU", ".caf": "CAF"}
 _DEFAULT_SUBTYPE = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III", "AIFF": "PCM_16",
                     "W64": "PCM_16", "AU": "PCM_16", "CAF": "PCM_16"}
-
-
-@contextlib.contextmanager
-def write_errors(dst: str | os.PathLike[str]) -> Iterator[None]:
-    """Around a block-by-block libsndfile writer: its failures (a full disk; also when it closes) as one line.
-    Readers inside must raise :class:`AudioError` for their own failures, so that they are not blamed on ``dst``."""
-    try:
-        yield
-    except sf.LibsndfileError as e:
-        raise write_failure(dst, e) from None
 
 
 def output_format(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -240,11 +251,8 @@ def save(path: str | os.PathLike[str], wave: torch.Tensor | np.ndarray, sample_r
     if not sf.check_format(fmt, subtype):
         raise AudioError(f"{out}: subtype {subtype!r} is not valid for {fmt}")
     frames = _frames(wave, out, clip=subtype.startswith(("PCM", "MPEG", "VORBIS", "OPUS", "ALAC")))
-    with atomic_path(out) as tmp:
-        try:
-            sf.write(tmp, frames, sample_rate, subtype=subtype, format=fmt)
-        except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise write_failure(out, e) from None
+    with atomic_path(out) as tmp, write_errors(out, sf.LibsndfileError, RuntimeError):
+        sf.write(tmp, frames, sample_rate, subtype=subtype, format=fmt)
     return out
 
 

@@ -18,11 +18,10 @@ relative to the checkpoint; both files' :meth:`MelConfig.fingerprint` must agree
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from torch import nn
 from . import __version__
 from .errors import AudiovaeError, ConfigError
 from .features import MelConfig
-from .fileio import atomic_path, write_failure
+from .fileio import atomic_path, write_errors
 from .models import LatentModel, LatentPrior, build_model, build_prior
 from .vocoders import VOCODERS, Vocoder, build_vocoder
 
@@ -190,19 +189,9 @@ def _write(path: str | os.PathLike[str], modules: dict[str, nn.Module], meta: di
         for key, t in module.state_dict().items():
             t = t.detach().cpu().contiguous()
             state[f"{name}.{key}"] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
-    with atomic_path(path) as tmp, _write_errors(path):
+    with atomic_path(path) as tmp, write_errors(path, SafetensorError):
         save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return Path(path)
-
-
-@contextlib.contextmanager
-def _write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
-    """The writers' own failures (a full disk: safetensors' ``SafetensorError``, torch's ``RuntimeError`` from its
-    zip writer) as one line; :func:`atomic_path` has removed the partial file, so any previous one is intact."""
-    try:
-        yield
-    except (SafetensorError, RuntimeError) as e:
-        raise write_failure(path, e) from None
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint, dtype: torch.dtype | None = None) -> Path:
@@ -374,7 +363,7 @@ def _load_vocoder(p: Path, seen: frozenset[Path]) -> Vocoder:
 def save_torch_state(path: str | os.PathLike[str], state: dict) -> Path:
     """Training state (optimisers, schedulers, RNGs, data position) for ``--resume``: tensors and plain Python only,
     so it loads with ``weights_only=True``."""
-    with atomic_path(path) as tmp, _write_errors(path):
+    with atomic_path(path) as tmp, write_errors(path, RuntimeError):  # torch's zip writer on a full disk
         torch.save(state, tmp)
     return Path(path)
 

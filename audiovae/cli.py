@@ -682,21 +682,21 @@ def convert(
         voice = target_voice(ckpt, speaker)  # an unknown target or a bad voice file fails before any work
     synth = vocoder_for(ckpt, vocoder)
 
-    def work(src: Path, dst: Path) -> str:
-        wave, _ = audio.load(src, sr, min_samples=min_samples)
-        out, estimated = run(wave, ckpt, voice, source_speaker, synth, pitch_mode)
-        audio.save(dst, out, sr)
-        return f"{estimated + ' ' if estimated else ''}-> {voice.name}"
-
     if stream:
         from .pipelines.convert import stream_processor
         from .pipelines.stream import stream_file
 
-        process, config = stream_processor(ckpt, voice, source_speaker, synth, pitch_mode, block)
+        streamed = stream_processor(ckpt, voice, source_speaker, synth, pitch_mode, block)
 
-        def work(src: Path, dst: Path) -> str:  # noqa: F811 - the streamed variant
-            stream_file(src, dst, process, config, rate=sr, mono=True, min_samples=min_samples)
-            return f"-> {voice.name}, streamed with {config.latency / sr:.2f} s latency"
+        def work(src: Path, dst: Path) -> str:
+            _, latency = stream_file(src, dst, lambda rate: streamed, rate=sr, mono=True, min_samples=min_samples)
+            return f"-> {voice.name}, streamed with {latency:.2f} s latency"
+    else:
+        def work(src: Path, dst: Path) -> str:
+            wave, _ = audio.load(src, sr, min_samples=min_samples)
+            out, estimated = run(wave, ckpt, voice, source_speaker, synth, pitch_mode)
+            audio.save(dst, out, sr)
+            return f"{estimated + ' ' if estimated else ''}-> {voice.name}"
 
     _batch(source, output, out_dir, output_name(voice.name), "converted", work)
 
@@ -782,7 +782,6 @@ def denoise(
     """
     from tqdm.auto import tqdm
 
-    from . import audio
     from .pipelines.batch import output_name
     from .pipelines.denoise import Denoiser, denoise_file
 
@@ -790,28 +789,33 @@ def denoise(
         raise AudiovaeError(f"--vocoder applies to --method vocoder only (this is --method {method})")
     denoiser = Denoiser(_load(model, device), strength, method, vocoder=vocoder)
 
-    def work(src: Path, dst: Path) -> str:
-        seconds = audio.info(src).duration
-        t0 = time.perf_counter()
-        with tqdm(total=round(seconds, 1), unit="s", desc=src.name, disable=seconds < 60, leave=False) as bar:
-            result = denoise_file(src, dst, denoiser, on_progress=lambda t: bar.update(round(t, 1) - bar.n))
-        speed = result.seconds / max(time.perf_counter() - t0, 1e-9)
-        return f"{_seconds(result.seconds)}, {result.sample_rate} Hz, {result.channels} ch, {speed:.0f}x realtime"
-
     if stream:
         from .pipelines.denoise import stream_processor
         from .pipelines.stream import stream_file
 
         stream_processor(denoiser, denoiser.ckpt.mel.sample_rate, block)  # a method that cannot stream fails now
 
-        def work(src: Path, dst: Path) -> str:  # noqa: F811 - the streamed variant
-            with audio.open_file(src) as f:
-                rate = f.samplerate
-            process, config = stream_processor(denoiser, rate, block)
+        def work(src: Path, dst: Path) -> str:
             t0 = time.perf_counter()
-            seconds = stream_file(src, dst, process, config)
+            seconds, latency = stream_file(src, dst, lambda rate: stream_processor(denoiser, rate, block))
             speed = seconds / max(time.perf_counter() - t0, 1e-9)
-            return f"{_seconds(seconds)}, streamed with {config.latency / rate:.2f} s latency, {speed:.0f}x realtime"
+            return f"{_seconds(seconds)}, streamed with {latency:.2f} s latency, {speed:.0f}x realtime"
+    else:
+        def work(src: Path, dst: Path) -> str:
+            t0, bars = time.perf_counter(), []
+
+            def progress(done: float, total: float) -> None:  # a bar for files of a minute or more
+                if not bars:
+                    bars.append(tqdm(total=round(total, 1), unit="s", desc=src.name, disable=total < 60, leave=False))
+                bars[0].update(round(done, 1) - bars[0].n)
+
+            try:
+                result = denoise_file(src, dst, denoiser, on_progress=progress)
+            finally:
+                for bar in bars:
+                    bar.close()
+            speed = result.seconds / max(time.perf_counter() - t0, 1e-9)
+            return f"{_seconds(result.seconds)}, {result.sample_rate} Hz, {result.channels} ch, {speed:.0f}x realtime"
 
     _batch(source, output, out_dir, output_name("denoised", keep_format=True), "denoised", work)
 

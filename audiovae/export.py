@@ -1,6 +1,6 @@
 """Export a checkpoint's networks to TorchScript or ONNX, so they run outside Python, and prove them equal.
 
-A model checkpoint exports four graphs, each a pure tensor function with a dynamic number of frames:
+A model checkpoint exports four graphs, each a pure tensor function with a dynamic batch and number of frames:
 
 * ``frontend``: waveform ``[B, T]`` at the model's rate -> log-mel ``[B, n_mels, frames]`` (the STFT as a strided
   convolution with a windowed DFT basis, so the graph needs no complex numbers and no FFT operator);
@@ -13,9 +13,9 @@ A model checkpoint exports four graphs, each a pure tensor function with a dynam
 A vocoder file exports ``frontend`` and ``vocoder``. ``export.json`` beside the graphs lists every input and output,
 the front end's parameters, the speakers and the measured difference from PyTorch.
 
-**The check.** Every graph is loaded back (``torch.jit.load``; ``onnxruntime``) and run on the log-mel of the
-bundled example clip at two lengths; its output must match the PyTorch module's within :data:`TOLERANCE` (largest
-absolute difference), or the export fails and nothing is written.
+**The check.** Every graph is loaded back (``torch.jit.load``; ``onnxruntime``) and run on the bundled example clip
+and its reversal (a batch of two), then on a shorter cut of one of them; its output must match the library's own
+path within :data:`TOLERANCE` (largest absolute difference), or the export fails and nothing is written.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import Checkpoint, NoModelError, load_checkpoint, load_vocoder
 from .errors import AudiovaeError, ConfigError
-from .features import MelConfig, MelSpectrogram, hann_window, mel_filterbank
+from .features import MelConfig, MelSpectrogram, hann_window
 from .fileio import _umask, write_failure
 from .pretrained import VOCODER, resolve_model
 from .vocoders import Vocoder
@@ -71,16 +71,11 @@ class FrontEnd(nn.Module):
     def __init__(self, config: MelConfig) -> None:
         super().__init__()
         c = self.config = config
-        fb = mel_filterbank(c)
-        used = int(torch.nonzero(fb.sum(0) > 0).max()) + 1
-        left = (c.n_fft - c.win_length) // 2
-        window = nn.functional.pad(hann_window(c).double(), (left, c.n_fft - c.win_length - left))
-        n = torch.arange(c.n_fft, dtype=torch.float64)
-        k = torch.arange(used, dtype=torch.float64)[:, None]
-        angle = 2 * math.pi * k * n / c.n_fft
-        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # [2 * used, n_fft]
+        mel = MelSpectrogram(c)  # its filterbank up to the last bin it uses (above f_max the DFT is not needed)
+        angle = _angles(c, mel.n_used_bins)
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * _frame_window(c)  # [2 * used, n_fft]
         self.register_buffer("basis", basis.float()[:, None, :])
-        self.register_buffer("mel_fb", fb[:, :used].contiguous())
+        self.register_buffer("mel_fb", mel.mel_fb_used)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -94,27 +89,36 @@ class FrontEnd(nn.Module):
         return torch.log(torch.clamp(self.mel_fb @ mag, min=c.log_floor))
 
 
+def _frame_window(c: MelConfig) -> torch.Tensor:
+    """The analysis window centred in an ``n_fft`` frame (float64), as :func:`audiovae.features.istft` pads it."""
+    left = (c.n_fft - c.win_length) // 2
+    return nn.functional.pad(hann_window(c).double(), (left, c.n_fft - c.win_length - left))
+
+
+def _angles(c: MelConfig, bins: int) -> torch.Tensor:
+    """``2 pi k n / n_fft`` for DFT bins ``k < bins`` and frame samples ``n`` (float64), ``[bins, n_fft]``."""
+    n = torch.arange(c.n_fft, dtype=torch.float64)
+    return 2 * math.pi * torch.arange(bins, dtype=torch.float64)[:, None] * n / c.n_fft
+
+
 def overlap_add_istft(mag: torch.Tensor, phase: torch.Tensor, config: MelConfig) -> torch.Tensor:
     """Inverse STFT of magnitude and phase ``[B, n_freqs, frames]`` -> ``[B, (frames - 1) * hop]``, in real
     arithmetic: the inverse DFT as a matrix product, the overlap-add as a transposed convolution. Equal to
     :func:`audiovae.features.istft` (a centred STFT) to float32 round-off."""
     c = config
     n_fft, hop = c.n_fft, c.hop_length
-    left = (n_fft - c.win_length) // 2
-    window = nn.functional.pad(hann_window(c, mag.device).double(), (left, n_fft - c.win_length - left))
-    n = torch.arange(n_fft, dtype=torch.float64, device=mag.device)
-    k = torch.arange(c.n_freqs, dtype=torch.float64, device=mag.device)[:, None]
-    weight = torch.full((c.n_freqs, 1), 2.0, dtype=torch.float64, device=mag.device)
+    window = _frame_window(c)
+    weight = torch.full((c.n_freqs, 1), 2.0, dtype=torch.float64)  # each bin but DC and Nyquist stands for two
     weight[0] = 1.0
     if n_fft % 2 == 0:
         weight[-1] = 1.0
-    angle = 2 * math.pi * k * n / n_fft
-    cos = (weight * torch.cos(angle) / n_fft * window).float()  # [n_freqs, n_fft]
-    sin = (-weight * torch.sin(angle) / n_fft * window).float()
+    angle = _angles(c, c.n_freqs)
+    cos = (weight * torch.cos(angle) / n_fft * window).float().to(mag.device)  # [n_freqs, n_fft]
+    sin = (-weight * torch.sin(angle) / n_fft * window).float().to(mag.device)
     frames = (mag * torch.cos(phase)).transpose(1, 2) @ cos + (mag * torch.sin(phase)).transpose(1, 2) @ sin
     eye = torch.eye(n_fft, device=mag.device)[:, None, :]
     out = nn.functional.conv_transpose1d(frames.transpose(1, 2), eye, stride=hop)  # [B, 1, (F - 1) * hop + n_fft]
-    win_sq = (window.float() ** 2)[None, :, None].expand(1, n_fft, frames.shape[1])
+    win_sq = (window.float().to(mag.device) ** 2)[None, :, None].expand(1, n_fft, frames.shape[1])
     envelope = nn.functional.conv_transpose1d(win_sq, eye, stride=hop)
     out = out / torch.clamp(envelope, min=1e-11)
     return out[:, 0, n_fft // 2: out.shape[-1] - n_fft // 2]
@@ -238,17 +242,32 @@ def _save(graph: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], dy
                           dynamic_shapes=shapes, external_data=False, verbose=False)
 
 
-def _run(fmt: str, path: Path, names: list[str], args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _runner(fmt: str, path: Path, names: list[str]) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
+    """The exported file, loaded once, as a function of its inputs."""
     if fmt == "torchscript":
-        with torch.no_grad():
-            return torch.jit.load(str(path))(*args)
+        module = torch.jit.load(str(path))
+
+        def run_torchscript(args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            with torch.no_grad():
+                return module(*args)
+
+        return run_torchscript
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feeds = {name: a.numpy() for name, a in zip(names, args, strict=True)}
-    return torch.from_numpy(np.asarray(session.run(None, feeds)[0]))
+
+    def run_onnx(args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        feeds = {name: a.numpy() for name, a in zip(names, args, strict=True)}
+        return torch.from_numpy(np.asarray(session.run(None, feeds)[0]))
+
+    return run_onnx
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _check_available(fmt: str) -> None:
@@ -307,14 +326,13 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     speakers: dict[str, list[float]] = {}
     if ckpt is not None:
         model, original = _plain(ckpt.model), ckpt.model.float().eval()
-        example = logmel
         if getattr(model.config, "encoder_speaker", False):
             raise ExportError(f"{path}: its encoder is speaker-conditioned; only the decoder's conditioning is "
                               "exported (train with model.encoder_speaker=false)")
         with torch.no_grad():
-            z = model.encode(example).mode().contiguous()  # a view of the posterior: strides would be traced
+            z = model.encode(logmel).mode().contiguous()  # a view of the posterior: strides would be traced
         if "encoder" in wanted:
-            graphs["encoder"] = Graph(EncoderGraph(model), EncoderGraph(original), (example,), ["logmel"],
+            graphs["encoder"] = Graph(EncoderGraph(model), EncoderGraph(original), (logmel,), ["logmel"],
                                       {"logmel": {0: "batch", 2: "frames"}},
                                       ["batch", str(z.shape[1]), "latent_frames"])
         if "decoder" in wanted:
@@ -346,7 +364,7 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         for name, graph in graphs.items():
-            report.parts.append(_export_part(name, graph, fmt, tmp))
+            report.parts.append(_export_part(name, graph, fmt, tmp, out))
         manifest = _manifest(report, path, mel, speakers, ckpt)
         (tmp / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
@@ -374,26 +392,29 @@ def _check_replaceable(out: Path, inputs: list[Path]) -> None:
             raise ExportError(f"{out}: holds {given}, the file being exported; export into a folder of its own")
 
 
-def _export_part(name: str, part: Graph, fmt: str, folder: Path) -> ExportedPart:
-    """Export one graph, run the file back at two lengths and compare with the library's own path."""
+def _export_part(name: str, part: Graph, fmt: str, folder: Path, out: Path) -> ExportedPart:
+    """Export one graph into ``folder`` (becoming ``out``), run the file back on two inputs and compare with the
+    library's own path."""
     file = folder / f"{name}{SUFFIX[fmt]}"
     graph, args, names, dynamic = part.module.eval(), part.args, part.names, part.dynamic
     try:
         _save(graph, args, names, dynamic, fmt, file)
     except OSError as e:  # a full disk
-        raise write_failure(folder.parent / folder.name.split(".tmp-")[0].lstrip("."), e) from None
+        raise write_failure(out, e) from None
     except Exception as e:  # the exporters raise many types; the message names the part
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{name}: {fmt} export failed: {first}") from e
+        raise ExportError(f"{name}: {fmt} export failed: {_first_line(e)}") from e
     error = 0.0
+    try:
+        run = _runner(fmt, file, names)
+    except Exception as e:  # onnxruntime's and torch.jit's own errors: the file is not usable as written
+        raise ExportError(f"{name}: the exported graph does not load: {_first_line(e)}") from e
     for trial in _trials(args, dynamic, names):
         with torch.no_grad():
             expected = part.reference(*trial)
         try:
-            got = _run(fmt, file, names, trial)
-        except Exception as e:  # onnxruntime's and torch.jit's own errors: the file is not usable as written
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ExportError(f"{name}: the exported graph does not run: {first}") from e
+            got = run(trial)
+        except Exception as e:
+            raise ExportError(f"{name}: the exported graph does not run: {_first_line(e)}") from e
         if got.shape != expected.shape:
             raise ExportError(f"{name}: the exported graph gives shape {tuple(got.shape)} where PyTorch gives "
                               f"{tuple(expected.shape)}")

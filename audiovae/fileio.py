@@ -85,6 +85,17 @@ def write_failure(path: str | os.PathLike[str], error: BaseException) -> OutputE
     return OutputError(f"{out}: could not be written ({reason}); {kept}")
 
 
+@contextlib.contextmanager
+def write_errors(path: str | os.PathLike[str], *kinds: type[BaseException]) -> Iterator[None]:
+    """Around a writer inside :func:`atomic_path`: its own exception types ``kinds`` (libsndfile's, safetensors',
+    torch's zip writer's ``RuntimeError``: how each words a full disk) become :func:`write_failure`'s one line.
+    Readers inside must raise their own errors first, so that an input's fault is not blamed on ``path``."""
+    try:
+        yield
+    except kinds as e:
+        raise write_failure(path, e) from None
+
+
 def remove_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete what :func:`atomic_path` leaves when its process is killed (``.NAME.tmp-XXXX``) in ``folder``; returns
     the files removed. Only for folders one process writes (a training run's), never a shared one."""

@@ -26,7 +26,7 @@ from .. import audio
 from ..checkpoint import Checkpoint
 from ..errors import ConfigError
 from ..features import MelConfig, MelSpectrogram, hann_window, hz_to_mel, istft, mel_to_hz, stft
-from ..fileio import atomic_path
+from ..fileio import atomic_path, write_errors
 from ..vocoders import Vocoder
 from .latent import vocoder_for
 from .stream import Process, StreamConfig
@@ -188,7 +188,7 @@ class FileResult:
 
 def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoiser: Denoiser,
                  chunk_seconds: float = 30.0, overlap_seconds: float = 2.0,
-                 on_progress: Callable[[float], None] | None = None) -> FileResult:
+                 on_progress: Callable[[float, float], None] | None = None) -> FileResult:
     """Denoise an audio file of any length into ``dst`` (same rate and channels; format from ``dst``'s extension,
     the input's sample format kept when that format allows it), in overlapping chunks crossfaded linearly.
 
@@ -205,20 +205,14 @@ def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoi
         subtype = f.subtype if sf.check_format(fmt, f.subtype) else default_subtype
         length, overlap = int(chunk_seconds * sr), int(overlap_seconds * sr)
         hop = length - overlap
-        with atomic_path(dst) as tmp, audio.write_errors(dst), sf.SoundFile(tmp, "w", sr, channels, subtype=subtype,
-                                                                  format=fmt) as out:
-            pos, tail, peak, clipped = 0, None, 0.0, 0
+        meter = audio.LevelMeter()
+        with atomic_path(dst) as tmp, write_errors(dst, sf.LibsndfileError), \
+                sf.SoundFile(tmp, "w", sr, channels, subtype=subtype, format=fmt) as out:
+            pos, tail = 0, None
             while pos < total:
                 f.seek(pos)
-                try:
-                    block = f.read(length, dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError) as e:  # the input's fault, not the output's
-                    raise audio.AudioError(f"{src}: could not decode audio ({e})") from None
-                if not np.isfinite(block).all():
-                    raise audio.AudioError(f"{src}: contains NaN or Inf samples")
-                fresh = np.abs(block[overlap if pos else 0:])  # levels: each sample once, overlaps not twice
-                peak = max(peak, float(fresh.max(initial=0.0)))
-                clipped += int((fresh >= audio.CLIP_LEVEL).sum())
+                block = audio.read_block(f, src, length)
+                meter.add(block[overlap if pos else 0:])  # each sample once, not the overlaps twice
                 y = denoiser(torch.from_numpy(np.ascontiguousarray(block.T)), sr).numpy()
                 if tail is not None:
                     fade = np.linspace(0.0, 1.0, tail.shape[1], endpoint=False, dtype=np.float32)
@@ -229,7 +223,7 @@ def denoise_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], denoi
                 tail = None if last else y[:, hop:]
                 pos = total if last else pos + hop
                 if on_progress is not None:
-                    on_progress(min(pos, total) / sr)
-    audio.warn_levels(src, peak, clipped, total * channels)
+                    on_progress(min(pos, total) / sr, total / sr)
+    meter.warn(src)
     return FileResult(total / sr, sr, channels)
 

@@ -17,7 +17,7 @@ is measured in README's Reliability section.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import soundfile as sf
 
 from .. import audio
 from ..errors import ConfigError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, write_errors
 
 Process = Callable[[np.ndarray], np.ndarray]  # [C, n] float32 -> [C, n]
 
@@ -126,25 +126,13 @@ def stream_array(process: Process, x: np.ndarray, config: StreamConfig, chunk: i
     return np.concatenate([*parts, stream.flush()], axis=1)
 
 
-def _blocks(f: sf.SoundFile, size: int) -> Iterator[np.ndarray]:
-    while True:
-        try:
-            block = f.read(size, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as e:  # the input's fault, not the output's
-            raise audio.AudioError(f"{f.name}: could not decode audio ({e})") from None
-        if not len(block):
-            return
-        if not np.isfinite(block).all():
-            raise audio.AudioError(f"{f.name}: contains NaN or Inf samples")
-        yield block.T
-
-
-def stream_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], process: Process, config: StreamConfig,
-                rate: int | None = None, mono: bool = False, min_samples: int = 1, read_block: int = 4096) -> float:
-    """Stream a file through ``process`` into ``dst`` block by block (memory bounded by the window, not the file):
-    at ``rate`` (resampled on the way in, streaming; ``None``: the file's own) and mono or the file's channels;
-    ``min_samples`` at that rate (one analysis frame). The output appears only when complete. Returns the input's
-    duration in seconds."""
+def stream_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                make: Callable[[int], tuple[Process, StreamConfig]], rate: int | None = None, mono: bool = False,
+                min_samples: int = 1, read_block: int = 4096) -> tuple[float, float]:
+    """Stream a file into ``dst`` block by block (memory bounded by the window, not the file): at ``rate``
+    (resampled on the way in, streaming; ``None``: the file's own), mono or the file's channels, through the function
+    and sizes ``make(rate)`` gives; ``min_samples`` at that rate (one analysis frame). The file is opened once; the
+    output appears only when complete. Returns the input's duration and the stream's latency, in seconds."""
     import soxr
 
     src, dst = Path(src), Path(dst)
@@ -158,28 +146,26 @@ def stream_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], proces
         if f.frames * out_rate / in_rate < min_samples:
             raise audio.AudioError(f"{src}: too short ({f.frames / in_rate:.3f} s); needs at least {min_samples} "
                                    f"samples at {out_rate} Hz (one analysis frame)")
+        process, config = make(out_rate)
         subtype = f.subtype if (rate is None and sf.check_format(fmt, f.subtype)) else default_subtype
         resampler = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ") \
             if out_rate != in_rate else None
-        stream = Stream(process, config)
-        peak, clipped, n = 0.0, 0, 0
+        stream, meter = Stream(process, config), audio.LevelMeter()
         clip = subtype not in ("FLOAT", "DOUBLE")  # integer and lossy formats wrap or distort beyond full scale
-        with atomic_path(dst) as tmp, audio.write_errors(dst), sf.SoundFile(tmp, "w", out_rate, channels,
-                                                                               subtype=subtype, format=fmt) as out:
+        with atomic_path(dst) as tmp, write_errors(dst, sf.LibsndfileError), \
+                sf.SoundFile(tmp, "w", out_rate, channels, subtype=subtype, format=fmt) as out:
             def write(y: np.ndarray) -> None:
                 if y.shape[1]:
                     out.write(np.clip(y.T, -1.0, 1.0) if clip else y.T)
 
-            for block in _blocks(f, read_block):
-                a = np.abs(block)
-                peak = max(peak, float(a.max()))
-                clipped, n = clipped + int((a >= audio.CLIP_LEVEL).sum()), n + block.size
-                x = block.mean(axis=0, keepdims=True) if mono else block
+            for block in audio.read_blocks(f, src, read_block):
+                meter.add(block)
+                x = block.T.mean(axis=0, keepdims=True) if mono else block.T
                 if resampler is not None:
                     x = resampler.resample_chunk(np.ascontiguousarray(x.T)).T
                 write(stream.push(x))
             if resampler is not None:
                 write(stream.push(resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True).T))
             write(stream.flush())
-    audio.warn_levels(src, peak, clipped, n)
-    return n / in_channels / in_rate
+    meter.warn(src)
+    return meter.samples / in_channels / in_rate, config.latency / out_rate
