@@ -133,7 +133,7 @@ class VoiceConverter(Model):
         out, _ = vc.convert(wave, self.checkpoint, voice, vocoder=self.vocoder, pitch=pitch)
         return out, self.sample_rate
 
-    def voice(self, reference: Audio | Sequence[Audio], *, name: str = "reference", method: str = "fit",
+    def voice(self, reference: Audio | Sequence[Audio], *, name: str = "reference", method: str = "adapt",
               steps: int | None = None, sample_rate: int | None = None) -> vc.Voice:
         """A voice outside the table from one to three recordings of it (3 s or more in all), as ``audiovae voice``
         fits it; :meth:`save_voice` writes it for later."""

@@ -701,7 +701,7 @@ def convert(
     _batch(source, output, out_dir, output_name(voice.name), "converted", work)
 
 
-def _fit_voice(ckpt, references: list[Path], name: str | None = None, method: str = "fit",  # noqa: ANN001, ANN202
+def _fit_voice(ckpt, references: list[Path], name: str | None = None, method: str = "adapt",  # noqa: ANN001, ANN202
                steps: int | None = None):
     from . import audio
     from .pipelines.voices import reference_voice
@@ -718,24 +718,28 @@ def voice(
                                          dir_okay=False)],
     model: VCModelOpt = Path("voice_conversion"),
     name: Annotated[str | None, typer.Option(help="The voice's name (default: the first file's).")] = None,
-    method: Annotated[str, typer.Option(help="fit: optimise the voice vector so that the model's decoding of the "
-                                        "references matches them (analysis-by-synthesis, seconds; the best "
-                                        "measured); blend: the same over mixtures of the table's voices; encoder: "
-                                        "the model's speaker encoder (one pass; it lands near the table's voices).")
-                      ] = "fit",
-    steps: Annotated[int | None, typer.Option(help="Optimisation steps of --method fit and blend (default 400).",
+    method: Annotated[str, typer.Option(help="adapt: fit, then adapt the decoder's FiLM modulations to the "
+                                        "references too (the model's weights untouched; the best measured, "
+                                        "seconds); fit: optimise the voice vector alone so that the model's "
+                                        "decoding of the references matches them (analysis-by-synthesis; a plain "
+                                        "vector, as an exported decoder takes it); blend: the same over mixtures "
+                                        "of the table's voices; encoder: the model's speaker encoder (one pass; it "
+                                        "lands near the table's voices).")] = "adapt",
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps: of --method fit and blend (default 400), "
+                                              "of adapt's FiLM offsets (default 200, after 150 of the vector).",
                                               min=1)] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Fit a voice outside the model's table from recordings of it, and save it for `convert --speaker FILE`.
 
-    The voice file holds the model's voice vector for these recordings and their pitch register; it is tied to the
-    model it was fitted to (another model refuses it).
+    The voice file holds the model's voice vector for these recordings (with --method adapt, also its offsets to
+    the decoder's FiLM modulations) and their pitch register; it is tied to the model it was fitted to (another
+    model refuses it).
 
     Example: audiovae voice me1.wav me2.wav -o me.safetensors;  audiovae convert speech.wav --speaker me.safetensors
     """
     from .fileio import check_output_path
-    from .pipelines.voices import FIT_STEPS, is_voice_file, save_voice
+    from .pipelines.voices import is_voice_file, save_voice, steps_of
 
     if not is_voice_file(output):
         raise AudiovaeError(f"{output}: a voice file ends in .safetensors")
@@ -744,7 +748,7 @@ def voice(
     t0 = time.perf_counter()
     fitted = _fit_voice(ckpt, references, name, method, steps)
     seconds = time.perf_counter() - t0
-    save_voice(fitted, output, ckpt, method=method, steps=0 if method == "encoder" else steps or FIT_STEPS,
+    save_voice(fitted, output, ckpt, method=method, steps=steps_of(method, steps),
                references=[p.name for p in references])
     register = f", median F0 {fitted.register.median_hz:.0f} Hz" if fitted.register else ""
     typer.echo(f"{output}: voice {fitted.name} from {len(references)} recording(s) ({method}, {_seconds(seconds)})"
@@ -957,7 +961,7 @@ def evaluate_vc(
     references: Annotated[int, typer.Option(help="With --one-shot: reference sentences per voice.", min=1)] = 3,
     method: Annotated[str, typer.Option(help="With --one-shot: how a voice is made, as in `audiovae voice`; "
                                         "several, comma-separated, are compared on the same pairs (e.g. "
-                                        "fit,blend,encoder).")] = "fit",
+                                        "adapt,fit,blend,encoder).")] = "adapt",
     pitch: Annotated[str, typer.Option(help="Pitch register handling, as in `audiovae convert`.")] = "model",
     real: Annotated[Path | None, typer.Option("--real", help="Instead: a folder of real recordings of one speaker "
                                               "(e.g. /usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav), "

@@ -6,7 +6,8 @@ A model checkpoint exports four graphs, each a pure tensor function with a dynam
   convolution with a windowed DFT basis, so the graph needs no complex numbers and no FFT operator);
 * ``encoder``: log-mel -> posterior mean ``[B, latent_dim, frames / hop_factor]``;
 * ``decoder``: latents (and, for a speaker-conditioned model, a speaker vector ``[B, speaker_dim]``: a row of the
-  table in ``export.json``, or a fitted voice's) -> log-mel;
+  table in ``export.json``, or a voice file's ``embedding``; and offsets to its FiLM modulations ``[B, film_width]``:
+  zeros, or an adapted voice file's ``film_offset``) -> log-mel;
 * ``vocoder``: log-mel -> waveform ``[B, (frames - 1) * hop]``, when the model's vocoder is a network (the network's
   own waveform: the Griffin-Lim refinement a bundled vocoder may add at inference is not part of the graph).
 
@@ -136,14 +137,15 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Latents (and a speaker vector) -> log-mel."""
+    """Latents (and a speaker vector and FiLM offsets) -> log-mel."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, z: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.decode(z, speaker)
+    def forward(self, z: torch.Tensor, speaker: torch.Tensor | None = None, film_offset: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        return self.model.decode(z, speaker, film_offset)
 
 
 class VocoderGraph(nn.Module):
@@ -343,8 +345,11 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                 table = model.speakers.weight.detach()
                 speakers = {name: [round(float(v), 7) for v in row] for name, row in zip(ckpt.speakers, table,
                                                                                          strict=True)}
-                args, names = (z, table[:2].clone()), ["z", "speaker"]
-                dynamic["speaker"] = {0: "batch"}
+                # an adapted voice's offsets (small, like a fitted one's), so that the check exercises them
+                seed = torch.Generator().manual_seed(0)
+                offset = 0.05 * torch.randn(2, sum(model.decoder.film_sizes), generator=seed)
+                args, names = (z, table[:2].clone(), offset), ["z", "speaker", "film_offset"]
+                dynamic |= {"speaker": {0: "batch"}, "film_offset": {0: "batch"}}
             graphs["decoder"] = Graph(DecoderGraph(model), DecoderGraph(original), args, names,
                                       dynamic, ["batch", str(mel.n_mels), "frames"])
     elif any(p in wanted for p in ("encoder", "decoder")) and parts:

@@ -51,7 +51,7 @@ def test_onnx_export_runs_in_onnxruntime_alone_and_matches_pytorch(tmp_path, tin
         assert f"{part['file'].split('.')[0]:<9} {part['file']}" in r.stdout
     assert manifest["mel"]["sample_rate"] == SR and list(manifest["speakers"]) == ["alice", "bob"]
     assert manifest["parts"]["decoder"]["inputs"] == {"z": ["batch", "8", "latent_frames"],
-                                                      "speaker": ["batch", "64"]}
+                                                      "speaker": ["batch", "64"], "film_offset": ["batch", "128"]}
 
     # the whole conversion chain from the files and export.json alone, on a length never exported
     def run(part: str, **feeds: np.ndarray) -> np.ndarray:
@@ -62,7 +62,9 @@ def test_onnx_export_runs_in_onnxruntime_alone_and_matches_pytorch(tmp_path, tin
     logmel = run("frontend", wave=wave)
     z = run("encoder", logmel=logmel)
     bob = np.asarray(manifest["speakers"]["bob"], np.float32)[None]
-    decoded = run("decoder", z=z, speaker=bob)[..., : logmel.shape[-1]]
+    decoded = run("decoder", z=z, speaker=bob, film_offset=np.zeros((1, 128), np.float32))[..., : logmel.shape[-1]]
+    offset = np.random.default_rng(0).normal(0, 0.1, (1, 128)).astype(np.float32)  # an adapted voice
+    adapted = run("decoder", z=z, speaker=bob, film_offset=offset)[..., : logmel.shape[-1]]
     out = run("vocoder", logmel=decoded)
 
     from audiovae.checkpoint import load_checkpoint
@@ -73,7 +75,10 @@ def test_onnx_export_runs_in_onnxruntime_alone_and_matches_pytorch(tmp_path, tin
         ref_mel = MelSpectrogram(ckpt.mel)(torch.from_numpy(wave))
         ref_z = ckpt.model.encode(ref_mel).mode()
         ref_dec = ckpt.model.decode(ref_z, torch.tensor([1]))[..., : ref_mel.shape[-1]]
+        ref_adapted = ckpt.model.decode(ref_z, torch.from_numpy(bob), torch.from_numpy(offset))
         ref_out = vocoder_for(ckpt).generate(ref_dec)
+    assert np.abs(adapted - ref_adapted[..., : ref_mel.shape[-1]].numpy()).max() < 1e-2
+    assert np.abs(adapted - decoded).max() > 1e-2  # the offsets do reach the graph's output
     assert logmel.shape == tuple(ref_mel.shape) and z.shape == tuple(ref_z.shape)
     assert np.abs(decoded - ref_dec.numpy()).max() < 1e-2
     assert out.shape == tuple(ref_out.shape) == (1, (logmel.shape[-1] - 1) * 256)

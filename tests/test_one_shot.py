@@ -24,6 +24,7 @@ from audiovae.pipelines.voices import (
     encoder_embedding,
     fit_embedding,
     load_voice,
+    model_fingerprint,
     reference_voice,
     save_voice,
     target_voice,
@@ -31,11 +32,12 @@ from audiovae.pipelines.voices import (
 from audiovae.vocoders import GriffinLim
 
 
-def decoding_error(ckpt, refs, voice: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+def decoding_error(ckpt, refs, voice: torch.Tensor, film_offset: torch.Tensor | None = None) -> torch.Tensor:  # noqa: ANN001
     """How well the model's decoding of the references' content with each row of ``voice`` matches them."""
     with torch.no_grad():
         mels = [logmel(w, ckpt) for w in refs]
-        return _reconstruction_error(ckpt.model, [ckpt.model.encode(m).mode() for m in mels], mels, voice)
+        return _reconstruction_error(ckpt.model, [ckpt.model.encode(m).mode() for m in mels], mels, voice,
+                                     film_offset)
 
 
 def test_fitted_voice_reproduces_the_references_better_than_any_known_voice():
@@ -50,9 +52,18 @@ def test_fitted_voice_reproduces_the_references_better_than_any_known_voice():
     torch.testing.assert_close(fit_embedding(refs, ckpt, steps=60), fitted)  # deterministic
     other = decoding_error(ckpt, [chirp_wave(3.5)], fitted)  # fitted to these references, not to anything
     assert float(other) > error
-    voice = reference_voice(ckpt, refs, "dana")
+    before = {k: v.clone() for k, v in ckpt.model.state_dict().items()}
+    voice = reference_voice(ckpt, refs, "dana")  # adapt: the vector, then the decoder's FiLM offsets
     assert voice.name == "dana" and not voice.in_table and abs(voice.register.hz / 176 - 1) < 0.05
+    assert voice.film_offset.shape == (1, sum(ckpt.model.decoder.film_sizes)) and voice.film_offset.abs().max() > 0
+    adapted = float(decoding_error(ckpt, refs, voice.condition, voice.film_offset))
+    vector_only = float(decoding_error(ckpt, refs, voice.condition))
+    # the offsets go further than the vector can (a little, on an untrained decoder; 0.026 measured)
+    assert adapted < vector_only - 0.01, (adapted, vector_only)
+    assert float(decoding_error(ckpt, [chirp_wave(3.5)], voice.condition, voice.film_offset)) > adapted
+    assert reference_voice(ckpt, refs, method="fit", steps=5).film_offset is None
     assert all(p.grad is None for p in ckpt.model.parameters())  # the model is left as it was
+    assert all(torch.equal(v, before[k]) for k, v in ckpt.model.state_dict().items())
 
 
 def chirp_wave(seconds: float) -> torch.Tensor:
@@ -76,9 +87,10 @@ def test_references_are_checked():
 def test_voice_files_round_trip_and_belong_to_their_model(tmp_path):
     ckpt = tiny_cvae()
     voice = reference_voice(ckpt, [harmonic(170.0, 3.0)], "dana", steps=10)
-    path = save_voice(voice, tmp_path / "dana.safetensors", ckpt, method="fit")
+    path = save_voice(voice, tmp_path / "dana.safetensors", ckpt, method="adapt")
     loaded = load_voice(path, ckpt)
     torch.testing.assert_close(loaded.condition, voice.condition)
+    torch.testing.assert_close(loaded.film_offset, voice.film_offset)
     assert loaded.name == "dana" and loaded.register.to_list() == voice.register.to_list()
     assert target_voice(ckpt, str(path)).name == "dana" and target_voice(ckpt, "ben").name == "ben"
     wave = torch.from_numpy(chirp(1.0))
@@ -96,6 +108,22 @@ def test_voice_files_round_trip_and_belong_to_their_model(tmp_path):
         load_voice(tmp_path / "none.safetensors", ckpt)
     with pytest.raises(ConfigError, match="speaker of the model's table"):
         save_voice(target_voice(ckpt, "ben"), tmp_path / "ben.safetensors", ckpt)
+    # a vector-only voice, as version 1 wrote it, still loads; a newer version or a foreign offset does not
+    from safetensors.torch import save_file
+
+    meta = {"format": "audiovae-voice", "version": "1", "name": "old", "model": model_fingerprint(ckpt),
+            "register": "null"}
+    save_file({"embedding": voice.condition.contiguous()}, tmp_path / "v1.safetensors", metadata=meta)
+    old = load_voice(tmp_path / "v1.safetensors", ckpt)
+    assert old.name == "old" and old.film_offset is None and torch.equal(old.condition, voice.condition)
+    save_file({"embedding": voice.condition.contiguous()}, tmp_path / "v9.safetensors",
+              metadata=meta | {"version": "9"})
+    with pytest.raises(VoiceFileError, match="version '9'; this audiovae reads versions up to 2"):
+        load_voice(tmp_path / "v9.safetensors", ckpt)
+    save_file({"embedding": voice.condition.contiguous(), "film_offset": torch.zeros(1, 7)},
+              tmp_path / "odd.safetensors", metadata=meta | {"version": "2"})
+    with pytest.raises(VoiceFileError, match=r"FiLM offsets of shape \(1, 7\), not this model's"):
+        load_voice(tmp_path / "odd.safetensors", ckpt)
 
 
 def test_voice_command_and_convert_with_a_voice_file(tmp_path):
@@ -104,7 +132,7 @@ def test_voice_command_and_convert_with_a_voice_file(tmp_path):
     src = write(tmp_path / "src.wav", chirp(1.0), SR)
     r = run_cli("voice", *refs, "-o", tmp_path / "dana.safetensors", "-m", ckpt_path)
     assert r.returncode == 0, r.stderr
-    assert "voice dana0 from 2 recording(s) (fit" in r.stdout and "median F0" in r.stdout
+    assert "voice dana0 from 2 recording(s) (adapt" in r.stdout and "median F0" in r.stdout
     r = run_cli("convert", src, "--speaker", tmp_path / "dana.safetensors", "-m", ckpt_path, "--vocoder",
                 "griffin-lim", "-o", tmp_path / "out.wav")
     assert r.returncode == 0, r.stderr
@@ -158,9 +186,9 @@ def test_evaluate_one_shot_scores_voices_left_out_of_training(tmp_path):
     two.speakers = NAMES[:2]
     model = save_checkpoint(tmp_path / "two.safetensors", two)
     r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--sentences", "1", "--references", "2",
-                "--one-shot", "--method", "fit,encoder", "--json", tmp_path / "one_shot.json")
+                "--one-shot", "--method", "adapt,fit,encoder", "--json", tmp_path / "one_shot.json")
     assert r.returncode == 0, r.stderr
-    rows = ("one-shot fit", "one-shot encoder", "nearest", "in-table (2 pairs)", "ceiling", "floor")
+    rows = ("one-shot adapt", "one-shot fit", "one-shot encoder", "nearest", "in-table (2 pairs)", "ceiling", "floor")
     assert all(row in r.stdout for row in rows)
     report = json.loads((tmp_path / "one_shot.json").read_text())
     assert report["targets"] == ["cleo"] and report["sources"] == ["anna", "ben"]
@@ -170,9 +198,9 @@ def test_evaluate_one_shot_scores_voices_left_out_of_training(tmp_path):
     assert floor["closer_to_target"] == 0.0 and ceiling["closer_to_target"] == 1.0
     assert 0 < ceiling["mcd_db"] < floor["mcd_db"] < fit["mcd_db"] < 20.0  # untrained: worst
     assert report["per_target"]["cleo"]["fit"] == fit["sim_target"]  # one target: its row is the whole
-    assert set(report["per_target"]["cleo"]) == {"fit", "encoder", "nearest"}
+    assert set(report["per_target"]["cleo"]) == {"adapt", "fit", "encoder", "nearest"}
     r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--one-shot", "--method", "fit,magic")
-    assert r.returncode == 1 and "--method magic: choose from fit, blend, encoder" in r.stderr
+    assert r.returncode == 1 and "--method magic: choose from adapt, fit, blend, encoder" in r.stderr
     full = save_checkpoint(tmp_path / "full.safetensors", tiny_cvae())  # knows every voice: nothing left out
     r = run_cli("evaluate", "vc", "--model", full, "--data", corpus, "--one-shot")
     assert r.returncode == 1 and "never heard" in r.stderr and "exclude_speakers" in r.stderr

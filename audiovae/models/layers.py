@@ -3,6 +3,8 @@ dimensions) as channels. No batch norm anywhere: its batch statistics fight the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
@@ -15,7 +17,10 @@ def conv1d(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, dilation: in
 
 
 class FiLM(nn.Module):
-    """Feature-wise affine modulation from a conditioning vector (speaker embedding): ``x * (1 + g) + b``."""
+    """Feature-wise affine modulation from a conditioning vector (speaker embedding): ``x * (1 + g) + b``.
+
+    ``offset`` (``[B, 2 * channels]``, optional) is added to the projection's ``(g, b)``: a voice adapted to
+    recordings beyond what the vector alone can say (:mod:`audiovae.pipelines.voices`, ``adapt``)."""
 
     def __init__(self, cond_dim: int, channels: int) -> None:
         super().__init__()
@@ -23,8 +28,11 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.proj.weight)  # starts as the identity, so conditioning is learnt, not imposed
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.proj(cond).unsqueeze(-1).chunk(2, dim=1)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        modulation = self.proj(cond)
+        if offset is not None:
+            modulation = modulation + offset
+        gamma, beta = modulation.unsqueeze(-1).chunk(2, dim=1)
         return x * (1 + gamma) + beta
 
 
@@ -40,10 +48,11 @@ class ResBlock(nn.Module):
         self.film = FiLM(cond_dim, channels) if cond_dim else None
         self.act = nn.SiLU()
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, offset: torch.Tensor | None = None
+                ) -> torch.Tensor:
         h = self.norm(self.conv1(self.act(x)))
         if self.film is not None and cond is not None:
-            h = self.film(h, cond)
+            h = self.film(h, cond, offset)
         return x + self.conv2(self.act(h))
 
 
@@ -69,11 +78,13 @@ class Stage(nn.Module):
         else:
             self.resample = weight_norm(nn.Conv1d(c_in, c_out, 2 * factor, stride=factor, padding=factor // 2))
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None,
+                offsets: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """``offsets``: one FiLM offset per block (see :class:`FiLM`), or none."""
         if self.up:
             x = self.resample(x)
-        for block in self.blocks:
-            x = block(x, cond)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cond, None if offsets is None else offsets[i])
         return x if self.up else self.resample(x)
 
 

@@ -46,7 +46,10 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """Latents ``[B, latent_dim, T']`` -> normalised log-mel ``[B, n_mels, T' * hop_factor]``; the mirror image of
-    :class:`ConvEncoder` with the same ``channels``/``factors``, conditioned by FiLM when ``cond_dim`` > 0."""
+    :class:`ConvEncoder` with the same ``channels``/``factors``, conditioned by FiLM when ``cond_dim`` > 0.
+
+    ``film_offset`` (``[B, film_width]``, optional) adds to every block's FiLM modulation, block after block in
+    order (:attr:`film_sizes`): how a voice adapted to recordings outside the speaker table is decoded."""
 
     def __init__(self, latent_dim: int, n_mels: int, channels: tuple[int, ...], factors: tuple[int, ...],
                  blocks: int, cond_dim: int = 0) -> None:
@@ -58,8 +61,20 @@ class ConvDecoder(nn.Module):
                                     for ci, co, f in reversed(list(zip(channels, outs, factors, strict=True))))
         self.out = conv1d(channels[0], n_mels, 5)
 
-    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def film_sizes(self) -> list[int]:
+        """The size of each block's FiLM modulation (``2 * channels``), in the order they are applied."""
+        return [block.film.proj.out_features for stage in self.stages for block in stage.blocks if block.film]
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None, film_offset: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        offsets = None
+        if film_offset is not None:
+            if film_offset.shape[-1] != sum(self.film_sizes):
+                raise ValueError(f"film_offset of width {film_offset.shape[-1]}; this decoder takes "
+                                 f"{sum(self.film_sizes)}")
+            offsets = iter(film_offset.split(self.film_sizes, dim=-1))
         h = self.inp(z)
         for stage in self.stages:
-            h = stage(h, cond)
+            h = stage(h, cond, None if offsets is None else [next(offsets) for _ in stage.blocks])
         return self.out(F.silu(h))

@@ -153,8 +153,10 @@ class ConvAutoencoder(LatentModel):
         cond = self.condition(speaker) if self.config.encoder_speaker else None
         return self.bottleneck(self.encoder(self.normalize(mel), cond))
 
-    def decode(self, z: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
-        return self.denormalize(self.decoder(z, self.condition(speaker)))
+    def decode(self, z: torch.Tensor, speaker: torch.Tensor | None = None, film_offset: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """``film_offset``: an adapted voice's offsets to the decoder's FiLM modulation (see :class:`ConvDecoder`)."""
+        return self.denormalize(self.decoder(z, self.condition(speaker), film_offset))
 
     def sample(self, n: int, frames: int, speaker: torch.Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:

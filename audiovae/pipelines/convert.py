@@ -39,12 +39,14 @@ PITCH_MODES = ("model", "shift")
 
 @dataclass
 class Voice:
-    """A conversion target: what conditions the decoder (an id ``[1]`` or an embedding ``[1, speaker_dim]``) and,
-    when known, the voice's pitch register."""
+    """A conversion target: what conditions the decoder (an id ``[1]`` or an embedding ``[1, speaker_dim]``),
+    when known, the voice's pitch register, and for a voice adapted to recordings its offsets to the decoder's FiLM
+    modulations (``[1, film_width]``, :mod:`.voices`)."""
 
     name: str
     condition: torch.Tensor
     register: Register | None = None
+    film_offset: torch.Tensor | None = None
 
     @property
     def in_table(self) -> bool:
@@ -144,7 +146,8 @@ def convert(wave: torch.Tensor, ckpt: Checkpoint, target: Voice | str | int, sou
     if src is None and model.config.encoder_speaker:
         src = torch.tensor([estimate_speaker(mel, ckpt)], device=mel.device)
     z = model.encode(mel, src).mode()
-    converted = model.decode(z, voice.condition.to(mel.device))[..., : mel.shape[-1]]
+    offset = None if voice.film_offset is None else voice.film_offset.to(mel.device)
+    converted = model.decode(z, voice.condition.to(mel.device), offset)[..., : mel.shape[-1]]
     wave_out = (vocoder or vocoder_for(ckpt))(converted, length=wave.numel())[0].cpu()
     return wave_out, None if src is None else ckpt.speakers[int(src)]
 
