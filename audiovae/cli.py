@@ -965,7 +965,9 @@ def evaluate_vc(
     pitch: Annotated[str, typer.Option(help="Pitch register handling, as in `audiovae convert`.")] = "model",
     real: Annotated[Path | None, typer.Option("--real", help="Instead: a folder of real recordings of one speaker "
                                               "(e.g. /usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav), "
-                                              "converted to every speaker of the model.", file_okay=False)] = None,
+                                              "converted to every speaker of the model; with --one-shot, the voice "
+                                              "the model's speakers are converted into (made from its first "
+                                              "--references recordings).", file_okay=False)] = None,
     files: Annotated[int, typer.Option(help="With --real: recordings to convert (the next 8 make the source's "
                                        "reference).", min=1)] = 5,
     json_out: JsonOpt = None,
@@ -974,12 +976,13 @@ def evaluate_vc(
     """Voice conversion on parallel held-out sentences, all ordered speaker pairs: MCD (DTW), pitch register error,
     resemblyzer similarity to target and source, speaker-ID accuracy; with the ceiling (target resynthesised) and
     the floor (source unconverted). --one-shot scores conversion to voices left out of training; --real
-    scores conversion of real recordings of a speaker outside the corpus (no MCD: there is no parallel reading).
+    scores conversion of real recordings of a speaker outside the corpus (no MCD: there is no parallel reading);
+    --one-shot --real scores conversion of the model's speakers into that real speaker's voice.
 
     Example: audiovae evaluate vc --data corpora/speech --json vc.json   (the bundled model)
     """
     from .data.layouts import AUDIO_EXTENSIONS, discover
-    from .evaluation.vc import evaluate_one_shot, evaluate_vc_real
+    from .evaluation.vc import evaluate_one_shot, evaluate_one_shot_real, evaluate_vc_real
     from .evaluation.vc import evaluate_vc as run
     from .pipelines.convert import check_pitch
     from .pipelines.voices import METHODS
@@ -994,7 +997,11 @@ def evaluate_vc(
         if not real.is_dir():
             raise AudiovaeError(f"{real}: no such folder")
         recordings = sorted(p for p in real.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-        report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch))
+        if one_shot:
+            report = evaluate_one_shot_real(ckpt, test, recordings, sentences, references, methods,
+                                            pitch=check_pitch(pitch))
+        else:
+            report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch))
     elif one_shot:
         report = evaluate_one_shot(ckpt, test, sentences, references, methods, pitch=check_pitch(pitch))
     else:

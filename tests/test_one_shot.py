@@ -207,3 +207,25 @@ def test_evaluate_one_shot_scores_voices_left_out_of_training(tmp_path):
     r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--sentences", "2", "--references", "2",
                 "--one-shot")
     assert r.returncode == 1 and "4 parallel test sentences; it needs at least 5" in r.stderr
+
+
+def test_evaluate_one_shot_into_a_real_speaker(tmp_path):
+    """--one-shot --real: the model's voices converted into the voice of a folder of recordings of one speaker."""
+    pytest.importorskip("resemblyzer")
+    corpus = espeak_corpus(tmp_path / "corpus", {"anna": "en+f3", "ben": "en-us"}, 3)
+    real = espeak_corpus(tmp_path / "dora", {"wav": "en+m7"}, 5) / "wav"  # dora/wav/*.wav: the speaker is "dora"
+    two = tiny_cvae(n_speakers=2)
+    two.speakers = NAMES[:2]
+    model = save_checkpoint(tmp_path / "two.safetensors", two)
+    r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--one-shot", "--real", real, "--references",
+                "2", "--sentences", "1", "--method", "fit", "--json", tmp_path / "real.json")
+    assert r.returncode == 0, r.stderr
+    assert all(row in r.stdout for row in ("one-shot fit", "nearest", "ceiling", "floor"))
+    assert "in-table" not in r.stdout and "MCD" not in r.stdout  # nothing parallel to compare with
+    report = json.loads((tmp_path / "real.json").read_text())
+    assert report["targets"] == ["dora"] and report["sources"] == ["anna", "ben"] and report["in_table"] is None
+    assert report["floor"]["closer_to_target"] == 0.0 and report["ceiling"]["closer_to_target"] == 1.0
+    assert report["reference_seconds"]["dora"] >= 3.0 and report["nearest"]["dora"] in ("anna", "ben")
+    r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--one-shot", "--real", real, "--references",
+                "3", "--sentences", "2")
+    assert r.returncode == 1 and "5 recording(s): need 3 for the voice, 2 for the ceiling" in r.stderr

@@ -227,7 +227,7 @@ class OneShotReport:
 
     one_shot: dict[str, Scores]
     nearest_known: Scores
-    in_table: Scores
+    in_table: Scores | None  # None for a real target: nothing parallel to compare with
     ceiling: Scores
     floor: Scores
     targets: list[str]
@@ -245,10 +245,12 @@ class OneShotReport:
         title = (f"one-shot to {len(self.targets)} voice(s) outside the table ({', '.join(self.targets)}) from "
                  f"{len(self.sources)} table voices x {self.sentences} held-out sentences; references {refs:.1f} s "
                  f"per voice; --pitch {self.pitch}")
-        rows = [(f"one-shot {m}", s) for m, s in self.one_shot.items()]
-        rows += [("nearest", self.nearest_known), (f"in-table ({self.in_table_pairs} pairs)", self.in_table),
-                 ("ceiling", self.ceiling), ("floor", self.floor)]
-        lines = [_scores_table(title, rows, mcd=True), "similarity to the target, per target voice:"]
+        rows = [(f"one-shot {m}", s) for m, s in self.one_shot.items()] + [("nearest", self.nearest_known)]
+        if self.in_table is not None:
+            rows.append((f"in-table ({self.in_table_pairs} pairs)", self.in_table))
+        rows += [("ceiling", self.ceiling), ("floor", self.floor)]
+        lines = [_scores_table(title, rows, mcd=self.in_table is not None),
+                 "similarity to the target, per target voice:"]
         for t, d in self.per_target.items():
             lines.append(f"  {t:10s} " + "  ".join(f"{k} {v:.3f}" for k, v in d.items())
                          + f"  (nearest known: {self.nearest[t]})")
@@ -265,6 +267,26 @@ def _spread(items: list[str], n: int) -> list[str]:
     if len(items) <= n or n < 2:
         return items[: max(n, 0)]
     return [items[round(k * (len(items) - 1) / (n - 1))] for k in range(n)]
+
+
+class _Fitted:
+    """Each target voice made from its reference recordings by each method (timed), and the table voice nearest to
+    it by resemblyzer (the baseline's target)."""
+
+    def __init__(self, ckpt: Checkpoint, judge: _Judge, score: _Scorer, references: dict[str, list[torch.Tensor]],
+                 methods: Sequence[str], sources: list[str]) -> None:
+        self.voices: dict[tuple[str, str], Voice] = {}
+        self.seconds: dict[str, dict[str, float]] = {m: {} for m in methods}
+        self.reference_seconds: dict[str, float] = {}
+        self.nearest: dict[str, str] = {}
+        for t, waves in references.items():
+            for m in methods:
+                start = time.perf_counter()
+                self.voices[m, t] = reference_voice(ckpt, waves, t, m)
+                self.seconds[m][t] = round(time.perf_counter() - start, 2)
+            self.reference_seconds[t] = round(reference_seconds(waves, ckpt.mel.sample_rate), 2)
+            heard = np.mean([judge.embed(w) for w in waves], axis=0)
+            self.nearest[t] = max(sources, key=lambda s: float(heard @ score.refs[s]))
 
 
 def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3, references: int = 3,
@@ -295,18 +317,9 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
                             f"{sentences + references + 1} (scored, the voices' references, the judge's references)")
     judge = _Judge(ckpt)
     score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others]) for s in present})
-    voices: dict[tuple[str, str], Voice] = {}
-    fit_seconds: dict[str, dict[str, float]] = {m: {} for m in methods}
-    ref_seconds, nearest = {}, {}
-    for t in targets:
-        waves = [judge.load(by_text[text][t]) for text in given]
-        for m in methods:
-            start = time.perf_counter()
-            voices[m, t] = reference_voice(ckpt, waves, t, m)
-            fit_seconds[m][t] = round(time.perf_counter() - start, 2)
-        ref_seconds[t] = round(reference_seconds(waves, ckpt.mel.sample_rate), 2)
-        heard = np.mean([judge.embed(w) for w in waves], axis=0)
-        nearest[t] = max(sources, key=lambda s: float(heard @ score.refs[s]))
+    fitted = _Fitted(ckpt, judge, score, {t: [judge.load(by_text[text][t]) for text in given] for t in targets},
+                     methods, sources)
+    voices, nearest = fitted.voices, fitted.nearest
     in_table_pairs = [(s, t) for s in sources for t in _spread(sources, in_table_targets) if s != t]
     known = {s: table_voice(ckpt, s) for s in sources}
     rows: dict[str, list[dict]] = defaultdict(list)
@@ -331,7 +344,7 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
                       for name in (*methods, "nearest")} for t in targets}
     return OneShotReport({m: _scores(rows[m]) for m in methods}, _scores(rows["nearest"]), _scores(rows["in_table"]),
                          _scores(rows["ceiling"]), _scores(rows["floor"]), targets, sources, nearest, len(chosen),
-                         ref_seconds, fit_seconds, per_target, len(in_table_pairs), pitch)
+                         fitted.reference_seconds, fitted.seconds, per_target, len(in_table_pairs), pitch)
 
 
 @dataclass
@@ -354,6 +367,71 @@ class RealReport:
         return asdict(self)
 
 
+def _speaker_name(recordings: list[Path]) -> str:
+    """The name of the speaker of a folder of recordings: the folder's (its parent's for ``wav/``, ``audio/``…)."""
+    folder = Path(recordings[0]).parent
+    return (folder.parent.name if folder.name.lower() in ("wav", "wavs", "audio") else folder.name) or "speaker"
+
+
+def _test_paths(entries: list[Entry], speakers: list[str]) -> dict[str, list[str]]:
+    """Speaker -> its test recordings in ``entries`` (sorted), for each of ``speakers``; an error names any with
+    none."""
+    paths = defaultdict(list)
+    for e in sorted(entries, key=lambda e: e.path):
+        if e.speaker in speakers:
+            paths[e.speaker].append(e.path)
+    short = [s for s in speakers if not paths[s]]
+    if short:
+        raise AudiovaeError(f"no test recordings of speaker(s) {', '.join(short)} to make their references from")
+    return paths
+
+
+def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Path], sentences: int = 3,
+                           references: int = 3, methods: Sequence[str] = ("adapt",), progress: bool = True,
+                           pitch: str | float = "model") -> OneShotReport:
+    """One-shot conversion into a real speaker: the voice of ``recordings`` (one speaker, outside any corpus) is made
+    from the first ``references`` of them and judged against up to 8 others; the first ``sentences`` test
+    recordings of each of the model's voices in ``entries`` are converted into it.
+
+    Beside it: the nearest known speaker and the floor (the source unconverted), as in :func:`evaluate_one_shot`;
+    the ceiling is ``sentences`` further recordings of the speaker through the vocoder. No MCD and no in-table row:
+    nothing is parallel.
+    """
+    sources = list(ckpt.speakers)
+    if len(recordings) < references + sentences + 1:
+        raise AudiovaeError(f"{len(recordings)} recording(s): need {references} for the voice, {sentences} for the "
+                            "ceiling and at least one more for the judge's reference")
+    paths = _test_paths(entries, sources)
+    target = _speaker_name(recordings)
+    judge = _Judge(ckpt)
+    held_out = recordings[references + sentences: references + sentences + 8]
+    refs = {s: judge.reference(paths[s][sentences: sentences + 8] or paths[s]) for s in sources}
+    score = _Scorer(judge, refs | {target: judge.reference(held_out)})
+    target_f0 = float(np.nanmean([judge.log_f0(judge.load(p)) for p in held_out]))
+    fitted = _Fitted(ckpt, judge, score, {target: [judge.load(p) for p in recordings[:references]]}, methods,
+                     sources)
+    known = table_voice(ckpt, fitted.nearest[target])
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for src in tqdm(sources, desc="evaluate vc --one-shot --real", unit="voice", disable=bar_off(progress)):
+        for path in paths[src][:sentences]:
+            wave = judge.load(path)
+            for m in methods:
+                out, _ = convert(wave, ckpt, fitted.voices[m, target], src, judge.vocoder, pitch)
+                rows[m].append(score(out, None, target_f0, src, target))
+            out, _ = convert(wave, ckpt, known, src, judge.vocoder, pitch)
+            rows["nearest"].append(score(out, None, target_f0, src, target))
+            rows["floor"].append(score(wave, None, target_f0, src, target))
+    for path in recordings[references: references + sentences]:
+        wave = judge.load(path)
+        with torch.inference_mode():
+            resynth = judge.vocoder(judge.mel(wave)[None], length=wave.numel())[0]
+        rows["ceiling"] += [score(resynth, None, target_f0, src, target) for src in sources]
+    per_target = {target: {name: _scores(rows[name]).sim_target for name in (*methods, "nearest")}}
+    return OneShotReport({m: _scores(rows[m]) for m in methods}, _scores(rows["nearest"]), None,
+                         _scores(rows["ceiling"]), _scores(rows["floor"]), [target], sources, fitted.nearest,
+                         sentences, fitted.reference_seconds, fitted.seconds, per_target, 0, pitch)
+
+
 def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Path], files: int = 5,
                      progress: bool = True, pitch: str | float = "model") -> RealReport:
     """Convert the first ``files`` of ``recordings`` (one real speaker) to every speaker of the model.
@@ -368,15 +446,8 @@ def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Pa
         raise AudiovaeError(f"{len(recordings)} recording(s): need {files} to convert and at least one more for the "
                             "source speaker's reference")
     judge = _Judge(ckpt)
-    paths = defaultdict(list)
-    for e in sorted(entries, key=lambda e: e.path):
-        if e.speaker in speakers:
-            paths[e.speaker].append(e.path)
-    short = [s for s in speakers if not paths[s]]
-    if short:
-        raise AudiovaeError(f"no test recordings of speaker(s) {', '.join(short)} to make their references from")
-    folder = Path(recordings[0]).parent
-    source = (folder.parent.name if folder.name.lower() in ("wav", "wavs", "audio") else folder.name) or "source"
+    paths = _test_paths(entries, speakers)
+    source = _speaker_name(recordings)
     refs = {s: judge.reference(paths[s][:8]) for s in speakers}
     refs[source] = judge.reference(recordings[files: files + 8])
     target_f0 = {s: float(np.nanmean([judge.log_f0(judge.load(p)) for p in paths[s][:8]])) for s in speakers}

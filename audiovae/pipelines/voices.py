@@ -17,8 +17,9 @@ table are here (``method``):
   was only taught to land on the table's rows, so for a voice unlike them it lands near one of them.
 
 Measured with ``audiovae evaluate vc --one-shot`` on two voices left out of training (recipes/voice_conversion/
-README.md, "One-shot"): ``adapt`` makes 95 % of source voices come out closer to the unheard target than to
-themselves (resemblyzer), ``fit`` 70 %, ``blend`` and ``encoder`` under 40 %; hence the default.
+README.md, "One-shot"), ``adapt`` is ahead on every count: 98 % of the source voices come out closer to the unheard
+target than to themselves (resemblyzer), against 70 % for ``fit`` and under 40 % for ``blend`` and ``encoder``;
+similarity to the target 0.769 against 0.702, 0.619 and 0.612; MCD 3.20 dB against 3.33–3.49. Hence the default.
 
 A fitted voice is saved as a small safetensors file (:func:`save_voice`): its vector, register and the fingerprint
 of the model it was fitted to, so ``audiovae convert SRC --speaker voice.safetensors`` reuses it without refitting

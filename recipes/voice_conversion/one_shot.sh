@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot conversion to voices the model never heard, measured leave-speakers-out:
 #   corpus (the extended set: 24 voices) -> cache -> train the CVAE without ked and slt -> evaluate one-shot
-#   conversion to them (each voice fitted from 3 held-out sentences; --method fit, blend and encoder) beside the
+#   conversion to them (each voice fitted from 3 held-out sentences; --method adapt, fit, blend and encoder) beside the
 #   nearest-known-speaker baseline and in-table conversion -> time `audiovae voice` on ~10 s of reference.
 # ked (an American male diphone voice) and slt (festival's female HMM voice) are the two voices no other voice of the
 # set is derived from; slt_lo, in training, is the same CMU ARCTIC speaker through flite, lowered.
@@ -19,7 +19,7 @@ audiovae train speech_cvae "data.train=$work/speech" "data.cache_dir=$work/cache
   'data.exclude_speakers=[ked,slt]' "train.steps=$steps" train.valid_every=1000 train.checkpoint_every=1000 \
   "${resume[@]}" "$@"
 model="$work/holdout/model.safetensors"
-audiovae evaluate vc --one-shot --method fit,blend,encoder --model "$model" --data "$work/speech" --sentences 3 \
+audiovae evaluate vc --one-shot --method adapt,fit,blend,encoder --model "$model" --data "$work/speech" --sentences 3 \
   --references 3 --json "$work/one_shot.json"
 refs=$(ls "$work"/speech/wav/ked/ked_00{01..04}.wav)  # four sentences, about 10 s
 # shellcheck disable=SC2086
