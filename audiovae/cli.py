@@ -959,6 +959,9 @@ def evaluate_vc(
                                            "--references held-out sentences; beside the nearest-known-speaker "
                                            "baseline and in-table conversion.")] = False,
     references: Annotated[int, typer.Option(help="With --one-shot: reference sentences per voice.", min=1)] = 3,
+    skip: Annotated[int, typer.Option(help="With --one-shot: pass over the first N parallel test sentences (another "
+                                      "draw of scored and reference sentences, to check a choice made on the "
+                                      "first).", min=0)] = 0,
     method: Annotated[str, typer.Option(help="With --one-shot: how a voice is made, as in `audiovae voice`; "
                                         "several, comma-separated, are compared on the same pairs (e.g. "
                                         "adapt,fit,blend,encoder).")] = "adapt",
@@ -1003,7 +1006,7 @@ def evaluate_vc(
         else:
             report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch))
     elif one_shot:
-        report = evaluate_one_shot(ckpt, test, sentences, references, methods, pitch=check_pitch(pitch))
+        report = evaluate_one_shot(ckpt, test, sentences, references, methods, pitch=check_pitch(pitch), skip=skip)
     else:
         report = run(ckpt, test, sentences, pitch=check_pitch(pitch))
     _print_report(report, json_out)

@@ -207,6 +207,9 @@ def test_evaluate_one_shot_scores_voices_left_out_of_training(tmp_path):
     r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--sentences", "2", "--references", "2",
                 "--one-shot")
     assert r.returncode == 1 and "4 parallel test sentences; it needs at least 5" in r.stderr
+    r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--sentences", "1", "--references", "2",
+                "--one-shot", "--skip", "1")
+    assert r.returncode == 1 and "3 parallel test sentences after skipping 1; it needs at least 4" in r.stderr
 
 
 def test_evaluate_one_shot_into_a_real_speaker(tmp_path):

@@ -290,14 +290,15 @@ class _Fitted:
 
 
 def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3, references: int = 3,
-                      methods: Sequence[str] = ("fit",), progress: bool = True, pitch: str | float = "model",
-                      in_table_targets: int = 6) -> OneShotReport:
+                      methods: Sequence[str] = ("adapt",), progress: bool = True, pitch: str | float = "model",
+                      in_table_targets: int = 6, skip: int = 0) -> OneShotReport:
     """Convert the table's voices in ``entries`` (a parallel test set) to its voices outside the table.
 
     Per target: ``references`` held-out sentences (never scored, never in the judge's references, which are made
     from up to 8 more) make its voice, once per method of ``methods``; ``sentences`` others are converted from every
     table voice. The in-table row converts the same sources to up to ``in_table_targets`` table voices (evenly
-    spaced in name order) by their table entry.
+    spaced in name order) by their table entry. ``skip`` passes over the first parallel sentences: another draw of
+    the same test set, to check a choice made on the first.
     """
     present = sorted({e.speaker for e in entries if e.speaker})
     targets = [s for s in present if s not in ckpt.speakers]
@@ -309,12 +310,14 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
         raise AudiovaeError(f"evaluate vc --one-shot: {len(sources)} of the model's speakers in the test set; "
                             "it needs at least two to convert from")
     by_text = _parallel(entries, present)
-    parallel = list(by_text)
+    parallel = list(by_text)[skip:]
     chosen, given, others = parallel[:sentences], parallel[sentences: sentences + references], \
         parallel[sentences + references: sentences + references + 8]
     if not others:
-        raise AudiovaeError(f"evaluate vc --one-shot: {len(parallel)} parallel test sentences; it needs at least "
-                            f"{sentences + references + 1} (scored, the voices' references, the judge's references)")
+        after = f" after skipping {skip}" if skip else ""
+        raise AudiovaeError(f"evaluate vc --one-shot: {len(parallel)} parallel test sentences{after}; it needs at "
+                            f"least {sentences + references + 1} (scored, the voices' references, the judge's "
+                            "references)")
     judge = _Judge(ckpt)
     score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others]) for s in present})
     fitted = _Fitted(ckpt, judge, score, {t: [judge.load(by_text[text][t]) for text in given] for t in targets},

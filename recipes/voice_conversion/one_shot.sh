@@ -2,7 +2,8 @@
 # One-shot conversion to voices the model never heard, measured leave-speakers-out:
 #   corpus (the extended set: 24 voices) -> cache -> train the CVAE without ked and slt -> evaluate one-shot
 #   conversion to them (each voice fitted from 3 held-out sentences; --method adapt, fit, blend and encoder) beside the
-#   nearest-known-speaker baseline and in-table conversion -> time `audiovae voice` on ~10 s of reference.
+#   nearest-known-speaker baseline and in-table conversion -> the same into a real speaker (festival's Russian
+#   msu_ru_nsh recordings, when installed) -> time `audiovae voice` on ~10 s of reference.
 # ked (an American male diphone voice) and slt (festival's female HMM voice) are the two voices no other voice of the
 # set is derived from; slt_lo, in training, is the same CMU ARCTIC speaker through flite, lowered.
 # Usage: [STEPS=6000] [SPEAKERS=extended|default] bash recipes/voice_conversion/one_shot.sh [WORK_DIR] [overrides]
@@ -21,6 +22,14 @@ audiovae train speech_cvae "data.train=$work/speech" "data.cache_dir=$work/cache
 model="$work/holdout/model.safetensors"
 audiovae evaluate vc --one-shot --method adapt,fit,blend,encoder --model "$model" --data "$work/speech" --sentences 3 \
   --references 3 --json "$work/one_shot.json"
+# the same on a second draw of sentences (the methods' settings were chosen on the first)
+audiovae evaluate vc --one-shot --skip 6 --method adapt,fit --model "$model" --data "$work/speech" --sentences 3 \
+  --references 3 --json "$work/one_shot_skip6.json"
+real=/usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav  # real recordings (Debian package festvox-ru)
+if [ -d "$real" ]; then  # into a real speaker's voice, made from one 16-s recording
+  audiovae evaluate vc --one-shot --real "$real" --references 1 --method adapt,fit --model "$model" \
+    --data "$work/speech" --sentences 3 --json "$work/one_shot_real.json"
+fi
 refs=$(ls "$work"/speech/wav/ked/ked_00{01..04}.wav)  # four sentences, about 10 s
 # shellcheck disable=SC2086
 /usr/bin/time -f "fitting a voice from 4 sentences: %e s wall" audiovae voice $refs -o "$work/ked.safetensors" \
