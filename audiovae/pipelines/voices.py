@@ -81,7 +81,8 @@ def encoder_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> t
     """``[1, speaker_dim]``: the mean of the speaker encoder's embedding of each reference."""
     _require_speakers(ckpt)
     if getattr(ckpt.model, "speaker_encoder", None) is None:
-        raise ConfigError("this model has no speaker encoder, so --method encoder is not available; use --method fit")
+        raise ConfigError("this model has no speaker encoder, so --method encoder is not available; use --method "
+                          "adapt (the default) or fit")
     return torch.cat([ckpt.model.embed_speaker(logmel(w, ckpt)) for w in references]).mean(dim=0, keepdim=True)
 
 
