@@ -135,8 +135,8 @@ class VoiceConverter(Model):
 
     def voice(self, reference: Audio | Sequence[Audio], *, name: str = "reference", method: str = "adapt",
               steps: int | None = None, sample_rate: int | None = None) -> vc.Voice:
-        """A voice outside the table from one to three recordings of it (3 s or more in all), as ``audiovae voice``
-        fits it; :meth:`save_voice` writes it for later."""
+        """A voice outside the table from recordings of it (one to three is typical; 3 s or more in all), as
+        ``audiovae voice`` fits it; :meth:`save_voice` writes it for later."""
         refs = list(reference) if isinstance(reference, list | tuple) else [reference]
         return voices.reference_voice(self.checkpoint, [self.load_audio(r, sample_rate) for r in refs], name,
                                       method, steps)

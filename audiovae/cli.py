@@ -633,8 +633,9 @@ def convert(
                                                 "(see `audiovae speakers`), or a voice file made by `audiovae voice`.")
                        ] = None,
     speaker_ref: Annotated[list[Path] | None, typer.Option(
-        "--speaker-ref", "-r", help="Target voice given by recordings of it instead (one-shot; repeat for up to "
-        "three files, 3 s or more in all, ~10 s is better). Fitted on every run: `audiovae voice` saves it.",
+        "--speaker-ref", "-r", help="Target voice given by recordings of it instead (one-shot; repeat for "
+        "more files, one to three is typical, 3 s or more in all, ~10 s is better). Fitted on every run: "
+        "`audiovae voice` saves it.",
         dir_okay=False)] = None,
     model: VCModelOpt = Path("voice_conversion"),
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (single input; default "
@@ -712,8 +713,8 @@ def _fit_voice(ckpt, references: list[Path], name: str | None = None, method: st
 
 @command
 def voice(
-    references: Annotated[list[Path], typer.Argument(help="One to three recordings of the voice, 3 s or more in all "
-                                                     "(about 10 s is better).", dir_okay=False)],
+    references: Annotated[list[Path], typer.Argument(help="Recordings of the voice (one to three is typical), 3 s or "
+                                                     "more in all (about 10 s is better).", dir_okay=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="The voice file to write (.safetensors).",
                                          dir_okay=False)],
     model: VCModelOpt = Path("voice_conversion"),
@@ -994,6 +995,8 @@ def evaluate_vc(
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise AudiovaeError(f"--method {','.join(bad)}: choose from {', '.join(METHODS)}")
+    if skip and (real is not None or not one_shot):
+        raise AudiovaeError("--skip applies to --one-shot on the corpus's voices (not with --real)")
     ckpt = _load(model, device)
     test = [e for e in discover(data) if e.split == "test"]
     if real is not None:

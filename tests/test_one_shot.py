@@ -11,17 +11,19 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import SR, chirp, run_cli, write
+from safetensors import safe_open
 from test_convert import NAMES, harmonic, tiny_cvae
 
 from audiovae.checkpoint import save_checkpoint
 from audiovae.data.manifest import Entry, write_manifest
 from audiovae.errors import ConfigError
-from audiovae.pipelines.convert import convert
+from audiovae.pipelines.convert import Voice, convert
 from audiovae.pipelines.latent import logmel
 from audiovae.pipelines.voices import (
     VoiceFileError,
     _reconstruction_error,
     encoder_embedding,
+    film_fingerprint,
     fit_embedding,
     load_voice,
     model_fingerprint,
@@ -95,7 +97,18 @@ def test_voice_files_round_trip_and_belong_to_their_model(tmp_path):
     assert target_voice(ckpt, str(path)).name == "dana" and target_voice(ckpt, "ben").name == "ben"
     wave = torch.from_numpy(chirp(1.0))
     gl = GriffinLim(ckpt.mel, n_iter=4)
-    torch.testing.assert_close(convert(wave, ckpt, loaded, vocoder=gl)[0], convert(wave, ckpt, voice, vocoder=gl)[0])
+    converted = convert(wave, ckpt, loaded, vocoder=gl)[0]
+    torch.testing.assert_close(converted, convert(wave, ckpt, voice, vocoder=gl)[0])
+    vector_only = Voice(voice.name, voice.condition, voice.register)
+    assert (converted - convert(wave, ckpt, vector_only, vocoder=gl)[0]).abs().max() > 1e-3  # the offsets are used
+    fit_file = save_voice(vector_only, tmp_path / "vector.safetensors", ckpt)  # no offsets: still a version-1 file
+    assert safe_open(fit_file, "pt").metadata()["version"] == "1" and load_voice(fit_file, ckpt).film_offset is None
+    refilmed = tiny_cvae()  # the same table, other FiLM layers: the offsets would mean something else
+    with torch.no_grad():
+        refilmed.model.decoder.stages[0].blocks[0].film.proj.bias.add_(0.1)
+    with pytest.raises(VoiceFileError, match="fitted to another model"):
+        load_voice(path, refilmed)
+    assert load_voice(fit_file, refilmed).name == "dana"  # a vector alone depends on the table only
     with pytest.raises(VoiceFileError, match="fitted to another model"):
         load_voice(path, tiny_cvae(seed=1))
     model_file = save_checkpoint(tmp_path / "model.safetensors", ckpt)
@@ -120,10 +133,15 @@ def test_voice_files_round_trip_and_belong_to_their_model(tmp_path):
               metadata=meta | {"version": "9"})
     with pytest.raises(VoiceFileError, match="version '9'; this audiovae reads versions up to 2"):
         load_voice(tmp_path / "v9.safetensors", ckpt)
+    v2 = meta | {"version": "2", "film": film_fingerprint(ckpt)}
     save_file({"embedding": voice.condition.contiguous(), "film_offset": torch.zeros(1, 7)},
-              tmp_path / "odd.safetensors", metadata=meta | {"version": "2"})
+              tmp_path / "odd.safetensors", metadata=v2)
     with pytest.raises(VoiceFileError, match=r"FiLM offsets of shape \(1, 7\), not this model's"):
         load_voice(tmp_path / "odd.safetensors", ckpt)
+    save_file({"embedding": voice.condition.contiguous(), "film_offset": voice.film_offset * float("nan")},
+              tmp_path / "nan.safetensors", metadata=v2)
+    with pytest.raises(VoiceFileError, match="values that are not finite"):
+        load_voice(tmp_path / "nan.safetensors", ckpt)
 
 
 def test_voice_command_and_convert_with_a_voice_file(tmp_path):
@@ -221,14 +239,17 @@ def test_evaluate_one_shot_into_a_real_speaker(tmp_path):
     two.speakers = NAMES[:2]
     model = save_checkpoint(tmp_path / "two.safetensors", two)
     r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--one-shot", "--real", real, "--references",
-                "2", "--sentences", "1", "--method", "fit", "--json", tmp_path / "real.json")
+                "2", "--sentences", "1", "--method", "adapt", "--json", tmp_path / "real.json")
     assert r.returncode == 0, r.stderr
-    assert all(row in r.stdout for row in ("one-shot fit", "nearest", "ceiling", "floor"))
+    assert all(row in r.stdout for row in ("one-shot adapt", "nearest", "ceiling", "floor"))
     assert "in-table" not in r.stdout and "MCD" not in r.stdout  # nothing parallel to compare with
     report = json.loads((tmp_path / "real.json").read_text())
     assert report["targets"] == ["dora"] and report["sources"] == ["anna", "ben"] and report["in_table"] is None
     assert report["floor"]["closer_to_target"] == 0.0 and report["ceiling"]["closer_to_target"] == 1.0
     assert report["reference_seconds"]["dora"] >= 3.0 and report["nearest"]["dora"] in ("anna", "ben")
+    assert report["one_shot"]["adapt"]["mcd_db"] is None  # strict JSON: no NaN
+    r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--one-shot", "--real", real, "--skip", "1")
+    assert r.returncode == 1 and "--skip applies to --one-shot on the corpus's voices" in r.stderr
     r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--one-shot", "--real", real, "--references",
                 "3", "--sentences", "2")
     assert r.returncode == 1 and "5 recording(s): need 3 for the voice, 2 for the ceiling" in r.stderr

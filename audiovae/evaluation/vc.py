@@ -51,7 +51,7 @@ class Scores:
     similarity to the target's reference beats the source's; ``f0_off``: share of ordered pairs whose mean pitch
     register error exceeds 15 %, i.e. 2.42 semitones)."""
 
-    mcd_db: float
+    mcd_db: float | None  # None where nothing is parallel (real recordings)
     f0_error_st: float
     sim_target: float
     sim_source: float
@@ -144,7 +144,8 @@ def _scores(records: list[dict]) -> Scores:
         warnings.simplefilter("ignore", RuntimeWarning)
         pair_f0 = [np.nanmean([r["f0_error"] for r in rs]) for rs in by_pair.values()]
         f0_error = float(np.nanmean([r["f0_error"] for r in records]))
-    return Scores(float(np.mean([r["mcd"] for r in records])), f0_error,
+    mcds = [r["mcd"] for r in records if not math.isnan(r["mcd"])]
+    return Scores(float(np.mean(mcds)) if mcds else None, f0_error,
                   float(np.mean([r["sim_target"] for r in records])),
                   float(np.mean([r["sim_source"] for r in records])), float(np.mean(closer)),
                   float(np.mean([r["predicted"] == r["target"] for r in records])),
@@ -180,8 +181,16 @@ class _Scorer:
         if real_target is not None:
             with torch.inference_mode():
                 mcd = mel_cepstral_distortion(self.judge.mel(wave), self.judge.mel(real_target))
+        return self._record(e, mcd, self.judge.log_f0(wave), target_f0, source, target)
+
+    def for_sources(self, wave: torch.Tensor, target_f0: float, sources: Sequence[str], target: str) -> list[dict]:
+        """One record per source for the same audio (a ceiling), embedded and tracked once; no MCD."""
+        e, f0 = self.judge.embed(wave), self.judge.log_f0(wave)
+        return [self._record(e, float("nan"), f0, target_f0, s, target) for s in sources]
+
+    def _record(self, e: np.ndarray, mcd: float, f0: float, target_f0: float, source: str, target: str) -> dict:
         return {"source": source, "target": target, "mcd": mcd,
-                "f0_error": abs(self.judge.log_f0(wave) - target_f0) * 12 / math.log(2),  # semitones
+                "f0_error": abs(f0 - target_f0) * 12 / math.log(2),  # semitones
                 "sim_target": float(e @ self.refs[target]), "sim_source": float(e @ self.refs[source]),
                 "predicted": self.names[int(np.argmax(self.matrix @ e))]}
 
@@ -249,7 +258,7 @@ class OneShotReport:
         if self.in_table is not None:
             rows.append((f"in-table ({self.in_table_pairs} pairs)", self.in_table))
         rows += [("ceiling", self.ceiling), ("floor", self.floor)]
-        lines = [_scores_table(title, rows, mcd=self.in_table is not None),
+        lines = [_scores_table(title, rows, mcd=self.nearest_known.mcd_db is not None),
                  "similarity to the target, per target voice:"]
         for t, d in self.per_target.items():
             lines.append(f"  {t:10s} " + "  ".join(f"{k} {v:.3f}" for k, v in d.items())
@@ -269,24 +278,30 @@ def _spread(items: list[str], n: int) -> list[str]:
     return [items[round(k * (len(items) - 1) / (n - 1))] for k in range(n)]
 
 
+@dataclass
 class _Fitted:
-    """Each target voice made from its reference recordings by each method (timed), and the table voice nearest to
-    it by resemblyzer (the baseline's target)."""
+    """Each target voice made by each method (``voices[method, target]``, with the fitting time), and the table voice
+    nearest to it by resemblyzer (the baseline's target)."""
 
-    def __init__(self, ckpt: Checkpoint, judge: _Judge, score: _Scorer, references: dict[str, list[torch.Tensor]],
-                 methods: Sequence[str], sources: list[str]) -> None:
-        self.voices: dict[tuple[str, str], Voice] = {}
-        self.seconds: dict[str, dict[str, float]] = {m: {} for m in methods}
-        self.reference_seconds: dict[str, float] = {}
-        self.nearest: dict[str, str] = {}
-        for t, waves in references.items():
-            for m in methods:
-                start = time.perf_counter()
-                self.voices[m, t] = reference_voice(ckpt, waves, t, m)
-                self.seconds[m][t] = round(time.perf_counter() - start, 2)
-            self.reference_seconds[t] = round(reference_seconds(waves, ckpt.mel.sample_rate), 2)
-            heard = np.mean([judge.embed(w) for w in waves], axis=0)
-            self.nearest[t] = max(sources, key=lambda s: float(heard @ score.refs[s]))
+    voices: dict[tuple[str, str], Voice]
+    seconds: dict[str, dict[str, float]]
+    reference_seconds: dict[str, float]
+    nearest: dict[str, str]
+
+
+def _fit_voices(ckpt: Checkpoint, judge: _Judge, score: _Scorer, references: dict[str, list[torch.Tensor]],
+                methods: Sequence[str], sources: list[str]) -> _Fitted:
+    """Make each target's voice from its reference recordings by each of ``methods``."""
+    fitted = _Fitted({}, {m: {} for m in methods}, {}, {})
+    for t, waves in references.items():
+        for m in methods:
+            start = time.perf_counter()
+            fitted.voices[m, t] = reference_voice(ckpt, waves, t, m)
+            fitted.seconds[m][t] = round(time.perf_counter() - start, 2)
+        fitted.reference_seconds[t] = round(reference_seconds(waves, ckpt.mel.sample_rate), 2)
+        heard = np.mean([judge.embed(w) for w in waves], axis=0)
+        fitted.nearest[t] = max(sources, key=lambda s: float(heard @ score.refs[s]))
+    return fitted
 
 
 def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3, references: int = 3,
@@ -320,8 +335,8 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
                             "references)")
     judge = _Judge(ckpt)
     score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others]) for s in present})
-    fitted = _Fitted(ckpt, judge, score, {t: [judge.load(by_text[text][t]) for text in given] for t in targets},
-                     methods, sources)
+    fitted = _fit_voices(ckpt, judge, score, {t: [judge.load(by_text[text][t]) for text in given] for t in targets},
+                         methods, sources)
     voices, nearest = fitted.voices, fitted.nearest
     in_table_pairs = [(s, t) for s in sources for t in _spread(sources, in_table_targets) if s != t]
     known = {s: table_voice(ckpt, s) for s in sources}
@@ -405,14 +420,21 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
         raise AudiovaeError(f"{len(recordings)} recording(s): need {references} for the voice, {sentences} for the "
                             "ceiling and at least one more for the judge's reference")
     paths = _test_paths(entries, sources)
+    few = [s for s in sources if len(paths[s]) <= sentences]
+    if few:
+        raise AudiovaeError(f"speaker(s) {', '.join(few)}: {sentences} test recording(s) or fewer; each needs "
+                            f"{sentences} to convert and more for the judge's reference")
     target = _speaker_name(recordings)
+    if target in sources:
+        raise AudiovaeError(f"{Path(recordings[0]).parent}: the recordings' speaker, {target}, has the name of a "
+                            "speaker of the model; rename the folder")
     judge = _Judge(ckpt)
     held_out = recordings[references + sentences: references + sentences + 8]
-    refs = {s: judge.reference(paths[s][sentences: sentences + 8] or paths[s]) for s in sources}
+    refs = {s: judge.reference(paths[s][sentences: sentences + 8]) for s in sources}
     score = _Scorer(judge, refs | {target: judge.reference(held_out)})
     target_f0 = float(np.nanmean([judge.log_f0(judge.load(p)) for p in held_out]))
-    fitted = _Fitted(ckpt, judge, score, {target: [judge.load(p) for p in recordings[:references]]}, methods,
-                     sources)
+    fitted = _fit_voices(ckpt, judge, score, {target: [judge.load(p) for p in recordings[:references]]}, methods,
+                         sources)
     known = table_voice(ckpt, fitted.nearest[target])
     rows: dict[str, list[dict]] = defaultdict(list)
     for src in tqdm(sources, desc="evaluate vc --one-shot --real", unit="voice", disable=bar_off(progress)):
@@ -428,7 +450,7 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
         wave = judge.load(path)
         with torch.inference_mode():
             resynth = judge.vocoder(judge.mel(wave)[None], length=wave.numel())[0]
-        rows["ceiling"] += [score(resynth, None, target_f0, src, target) for src in sources]
+        rows["ceiling"] += score.for_sources(resynth, target_f0, sources, target)
     per_target = {target: {name: _scores(rows[name]).sim_target for name in (*methods, "nearest")}}
     return OneShotReport({m: _scores(rows[m]) for m in methods}, _scores(rows["nearest"]), None,
                          _scores(rows["ceiling"]), _scores(rows["floor"]), [target], sources, fitted.nearest,

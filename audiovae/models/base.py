@@ -99,7 +99,8 @@ class LatentModel(TrainableMixin, nn.Module):
         raise NotImplementedError
 
     def decode(self, z: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
-        """Latents ``[B, D, T']`` -> log-mel ``[B, n_mels, T' * hop_factor]`` (nats)."""
+        """Latents ``[B, D, T']`` -> log-mel ``[B, n_mels, T' * hop_factor]`` (nats). (A FiLM-conditioned decoder
+        also takes an adapted voice's ``film_offset``: :class:`~.parts.ConvDecoder`.)"""
         raise NotImplementedError
 
     def sample(self, n: int, frames: int, speaker: torch.Tensor | None = None, temperature: float = 1.0,

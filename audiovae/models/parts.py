@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .layers import Stage, conv1d
 
 
@@ -71,7 +72,7 @@ class ConvDecoder(nn.Module):
         offsets = None
         if film_offset is not None:
             if film_offset.shape[-1] != sum(self.film_sizes):
-                raise ValueError(f"film_offset of width {film_offset.shape[-1]}; this decoder takes "
+                raise ConfigError(f"film_offset of width {film_offset.shape[-1]}; this decoder takes "
                                  f"{sum(self.film_sizes)}")
             offsets = iter(film_offset.split(self.film_sizes, dim=-1))
         h = self.inp(z)

@@ -17,13 +17,15 @@ table are here (``method``):
   was only taught to land on the table's rows, so for a voice unlike them it lands near one of them.
 
 Measured with ``audiovae evaluate vc --one-shot`` on two voices left out of training (recipes/voice_conversion/
-README.md, "One-shot"), ``adapt`` is ahead on every count: 98 % of the source voices come out closer to the unheard
-target than to themselves (resemblyzer), against 70 % for ``fit`` and under 40 % for ``blend`` and ``encoder``;
-similarity to the target 0.769 against 0.702, 0.619 and 0.612; MCD 3.20 dB against 3.33–3.49. Hence the default.
+README.md, "One-shot"), ``adapt`` is ahead on every count: 98 % of the (source, target) pairs come out closer to the
+unheard target than to the source (resemblyzer; 89 % on a second draw of sentences), against 70 % for ``fit`` and
+under 40 % for ``blend`` and ``encoder``; similarity to the target 0.769 against 0.702, 0.619 and 0.612; MCD 3.20 dB
+against 3.33–3.49. Hence the default.
 
-A fitted voice is saved as a small safetensors file (:func:`save_voice`): its vector, register and the fingerprint
-of the model it was fitted to, so ``audiovae convert SRC --speaker voice.safetensors`` reuses it without refitting
-and a voice of another model is refused with a one-line error.
+A fitted voice is saved as a small safetensors file (:func:`save_voice`): its vector, its FiLM offsets (``adapt``),
+its register and the fingerprint of the model it was fitted to (of its decoder's FiLM layers too, for offsets), so
+``audiovae convert SRC --speaker voice.safetensors`` reuses it without refitting and a voice of another model is
+refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -40,21 +42,23 @@ from ..checkpoint import Checkpoint
 from ..device import fast_float
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import write_atomic
+from ..models.layers import FiLM
 from ..pitch import Register, voice_register
 from .convert import Voice, _require_speakers, table_voice
 from .latent import logmel
 
 METHODS = ("adapt", "fit", "blend", "encoder")
 FIT_STEPS = 400  # measured: resemblyzer similarity 0.702 at 400 steps, 0.705 at 600 for 1.75 x the time
-# adapt: the vector first, in fewer steps (the offsets take it further), then the FiLM offsets. Measured: 150 + 200
-# steps reach the similarity of 400 + 200 (0.769) in half the time (12 s against 26 s for 7 s of reference)
+# adapt: the vector first, in fewer steps (the offsets take it further), then the FiLM offsets (unregularised: the
+# step count is what keeps them near the decoder's trained range). Measured on 7 s of reference: 150 + 200 steps
+# reach the similarity of 400 + 200 (0.769) in 12 s against 26 s; offsets alone (300 steps) scored the same, 0.770.
 ADAPT_VECTOR_STEPS = 150
 ADAPT_STEPS = 200
 ADAPT_LR = 0.01
 FIT_LR = 0.05
 MIN_REFERENCE_SECONDS = 3.0
 VOICE_FORMAT = "audiovae-voice"
-VOICE_VERSION = 2  # 2: an adapted voice's FiLM offsets (``film_offset``); version-1 files (a vector) still load
+VOICE_VERSION = 2  # 2: an adapted voice's FiLM offsets (``film_offset``); a vector alone is still written as version 1
 
 
 class VoiceFileError(AudiovaeError):
@@ -66,7 +70,7 @@ def reference_seconds(references: Sequence[torch.Tensor], sample_rate: int) -> f
 
 
 def check_references(references: Sequence[torch.Tensor], sample_rate: int, names: Sequence[str] = ()) -> None:
-    """One to three recordings, :data:`MIN_REFERENCE_SECONDS` in all."""
+    """One or more recordings (one to three is typical), :data:`MIN_REFERENCE_SECONDS` in all."""
     if not references:
         raise ConfigError("no reference recordings given")
     seconds = reference_seconds(references, sample_rate)
@@ -159,16 +163,6 @@ def _fit(model: torch.nn.Module, content: Content, references: Sequence[torch.Te
     return voice_of(param)
 
 
-def adapt_offset(references: Sequence[torch.Tensor], ckpt: Checkpoint, embedding: torch.Tensor,
-                 steps: int = ADAPT_STEPS, lr: float = ADAPT_LR) -> torch.Tensor:
-    """``[1, film_width]``: offsets to the decoder's FiLM modulations that, with the voice vector ``embedding``,
-    make the decoding of the references' content match them best (the model frozen)."""
-    _require_speakers(ckpt)
-    model = ckpt.model
-    with fast_float(model.mel_mean.device):
-        return _adapt(model, _content(model, references, ckpt), embedding, steps, lr)
-
-
 def _adapt(model: torch.nn.Module, content: Content, embedding: torch.Tensor, steps: int, lr: float
            ) -> torch.Tensor:
     mels, zs = content
@@ -178,7 +172,8 @@ def _adapt(model: torch.nn.Module, content: Content, embedding: torch.Tensor, st
 
 
 def _adapted(references: Sequence[torch.Tensor], ckpt: Checkpoint, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``adapt``: the voice vector (:data:`ADAPT_VECTOR_STEPS`), then its FiLM offsets, on one encoding."""
+    """``adapt``: the voice vector (:data:`ADAPT_VECTOR_STEPS`), then ``steps`` of its FiLM offsets (``[1,
+    film_width]``, added to each decoder block's modulation), on one encoding of the references."""
     model = ckpt.model
     with fast_float(model.mel_mean.device):
         content = _content(model, references, ckpt)
@@ -212,14 +207,27 @@ def reference_voice(ckpt: Checkpoint, references: Sequence[torch.Tensor], name: 
         embedding, offset = _adapted(references, ckpt, steps or ADAPT_STEPS)
     else:
         embedding = fit_embedding(references, ckpt, steps or FIT_STEPS, blend=method == "blend")
+    if not all(bool(torch.isfinite(t).all()) for t in (embedding, offset) if t is not None):
+        raise ConfigError(f"the {method} fit of {name} diverged (not finite); try --method fit or other references")
     return Voice(name, embedding.float(), voice_register(references, ckpt.mel), offset)
 
 
+def _digest(tensors: Sequence[torch.Tensor]) -> str:
+    """Rounded to fp16, so that a run's checkpoint and its fp16 export agree."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().half().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def model_fingerprint(ckpt: Checkpoint) -> str:
-    """What a voice vector means depends on the decoder it was fitted to: its speaker table identifies it (rounded
-    to fp16, so a run's checkpoint and its fp16 export agree)."""
-    table = ckpt.model.speakers.weight.detach().half().float().cpu().contiguous()
-    return hashlib.sha256(table.numpy().tobytes()).hexdigest()[:16]
+    """What a voice vector means depends on the decoder it was fitted to: its speaker table identifies it."""
+    return _digest([ckpt.model.speakers.weight])
+
+
+def film_fingerprint(ckpt: Checkpoint) -> str:
+    """What FiLM offsets mean depends on the layers they are added to: their projections identify them."""
+    return _digest([p for m in ckpt.model.decoder.modules() if isinstance(m, FiLM) for p in m.proj.parameters()])
 
 
 def save_voice(voice: Voice, path: str | os.PathLike[str], ckpt: Checkpoint, **about: object) -> Path:
@@ -228,17 +236,27 @@ def save_voice(voice: Voice, path: str | os.PathLike[str], ckpt: Checkpoint, **a
 
     if voice.in_table:
         raise ConfigError(f"{voice.name} is a speaker of the model's table: use --speaker {voice.name}")
-    meta = {"format": VOICE_FORMAT, "version": str(VOICE_VERSION), "name": voice.name,
+    adapted = voice.film_offset is not None
+    if adapted:
+        _check_offset(voice.film_offset, ckpt, voice.name)
+    meta = {"format": VOICE_FORMAT, "version": str(VOICE_VERSION if adapted else 1), "name": voice.name,
             "model": model_fingerprint(ckpt), "speaker_dim": str(voice.condition.shape[-1]),
             "register": json.dumps(voice.register.to_list() if voice.register else None),
             "about": json.dumps(about)}
     tensors = {"embedding": voice.condition}
-    if voice.film_offset is not None:
+    if adapted:
         tensors["film_offset"] = voice.film_offset
+        meta["film"] = film_fingerprint(ckpt)
     data = save({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
     path = Path(path)
     write_atomic(path, data)
     return path
+
+
+def _check_offset(offset: torch.Tensor, ckpt: Checkpoint, what: object) -> None:
+    if offset.shape != (1, sum(ckpt.model.decoder.film_sizes)):
+        raise ConfigError(f"{what}: FiLM offsets of shape {tuple(offset.shape)}, not this model's "
+                          f"(1, {sum(ckpt.model.decoder.film_sizes)})")
 
 
 def is_voice_file(spec: str | os.PathLike[str]) -> bool:
@@ -259,17 +277,23 @@ def load_voice(path: str | os.PathLike[str], ckpt: Checkpoint) -> Voice:
             tensors = {k: f.get_tensor(k) for k in f.keys()} if ours else {}  # noqa: SIM118 (safe_open has no iter)
     except (SafetensorError, OSError, ValueError) as e:
         raise VoiceFileError(f"{path}: not a readable voice file ({e})") from None
-    if "embedding" not in tensors:
-        raise VoiceFileError(f"{path}: not a voice file (a model checkpoint? voices are made by `audiovae voice`)")
-    if not meta.get("version", "").isdigit() or int(meta["version"]) > VOICE_VERSION:
+    if ours and (not meta.get("version", "").isdigit() or int(meta["version"]) > VOICE_VERSION):
         raise VoiceFileError(f"{path}: a voice file of version {meta.get('version')!r}; this audiovae reads "
                              f"versions up to {VOICE_VERSION} (upgrade audiovae)")
-    if meta.get("model") != model_fingerprint(ckpt):
+    if "embedding" not in tensors:
+        raise VoiceFileError(f"{path}: not a voice file (a model checkpoint? voices are made by `audiovae voice`)")
+    offset = tensors.get("film_offset")
+    foreign_film = offset is not None and meta.get("film") != film_fingerprint(ckpt)
+    if meta.get("model") != model_fingerprint(ckpt) or foreign_film:
         raise VoiceFileError(f"{path}: this voice was fitted to another model; fit it again for this one with "
                              "`audiovae voice REF.wav --model …`")
-    offset = tensors.get("film_offset")
-    if offset is not None and offset.shape != (1, sum(ckpt.model.decoder.film_sizes)):
-        raise VoiceFileError(f"{path}: FiLM offsets of shape {tuple(offset.shape)}, not this model's")
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
+        raise VoiceFileError(f"{path}: the voice holds values that are not finite")
+    if offset is not None:
+        try:
+            _check_offset(offset, ckpt, path)
+        except ConfigError as e:
+            raise VoiceFileError(str(e)) from None
     stored = json.loads(meta.get("register") or "null")
     device = ckpt.model.mel_mean.device
     return Voice(meta.get("name", path.stem), tensors["embedding"].float().to(device),
