@@ -347,7 +347,7 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                                                                                          strict=True)}
                 # offsets on the scale of an adapted voice's (std 0.78 measured), so that the check exercises them
                 seed = torch.Generator().manual_seed(0)
-                offset = 0.8 * torch.randn(2, sum(model.decoder.film_sizes), generator=seed)
+                offset = 0.8 * torch.randn(2, model.decoder.film_width, generator=seed)
                 args, names = (z, table[:2].clone(), offset), ["z", "speaker", "film_offset"]
                 dynamic |= {"speaker": {0: "batch"}, "film_offset": {0: "batch"}}
             graphs["decoder"] = Graph(DecoderGraph(model), DecoderGraph(original), args, names,

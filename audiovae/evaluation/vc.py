@@ -176,17 +176,18 @@ class _Scorer:
     def __call__(self, wave: torch.Tensor, real_target: torch.Tensor | None, target_f0: float, source: str,
                  target: str) -> dict:
         """``real_target``: the target's reading of the same text, for MCD (``None``: no parallel reading, NaN)."""
+        return self.for_sources(wave, real_target, target_f0, [source], target)[0]
+
+    def for_sources(self, wave: torch.Tensor, real_target: torch.Tensor | None, target_f0: float,
+                    sources: Sequence[str], target: str) -> list[dict]:
+        """One record per source for the same audio (a ceiling: the target resynthesised), measured once."""
         e = self.judge.embed(wave)
         mcd = float("nan")
         if real_target is not None:
             with torch.inference_mode():
                 mcd = mel_cepstral_distortion(self.judge.mel(wave), self.judge.mel(real_target))
-        return self._record(e, mcd, self.judge.log_f0(wave), target_f0, source, target)
-
-    def for_sources(self, wave: torch.Tensor, target_f0: float, sources: Sequence[str], target: str) -> list[dict]:
-        """One record per source for the same audio (a ceiling), embedded and tracked once; no MCD."""
-        e, f0 = self.judge.embed(wave), self.judge.log_f0(wave)
-        return [self._record(e, float("nan"), f0, target_f0, s, target) for s in sources]
+        f0 = self.judge.log_f0(wave)
+        return [self._record(e, mcd, f0, target_f0, s, target) for s in sources]
 
     def _record(self, e: np.ndarray, mcd: float, f0: float, target_f0: float, source: str, target: str) -> dict:
         return {"source": source, "target": target, "mcd": mcd,
@@ -215,8 +216,9 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
         for src, tgt in pairs:
             out, _ = convert(waves[src], ckpt, targets[tgt], src, judge.vocoder, pitch)
             converted.append(score(out, waves[tgt], f0[tgt], src, tgt))
-            ceiling.append(score(resynth[tgt], waves[tgt], f0[tgt], src, tgt))
             floor.append(score(waves[src], waves[tgt], f0[tgt], src, tgt))
+        for tgt in speakers:
+            ceiling += score.for_sources(resynth[tgt], waves[tgt], f0[tgt], [s for s in speakers if s != tgt], tgt)
     per_pair = {}
     for src, tgt in pairs:
         rs = [r for r in converted if (r["source"], r["target"]) == (src, tgt)]
@@ -347,13 +349,13 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
         for tgt in targets:
             with torch.inference_mode():
                 resynth = judge.vocoder(judge.mel(waves[tgt])[None], length=waves[tgt].numel())[0]
+            rows["ceiling"] += score.for_sources(resynth, waves[tgt], f0[tgt], sources, tgt)
             for src in sources:
                 for m in methods:
                     out, _ = convert(waves[src], ckpt, voices[m, tgt], src, judge.vocoder, pitch)
                     rows[m].append(score(out, waves[tgt], f0[tgt], src, tgt))
                 out, _ = convert(waves[src], ckpt, known[nearest[tgt]], src, judge.vocoder, pitch)
                 rows["nearest"].append(score(out, waves[tgt], f0[tgt], src, tgt))
-                rows["ceiling"].append(score(resynth, waves[tgt], f0[tgt], src, tgt))
                 rows["floor"].append(score(waves[src], waves[tgt], f0[tgt], src, tgt))
         for src, tgt in in_table_pairs:
             out, _ = convert(waves[src], ckpt, known[tgt], src, judge.vocoder, pitch)
@@ -450,7 +452,7 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
         wave = judge.load(path)
         with torch.inference_mode():
             resynth = judge.vocoder(judge.mel(wave)[None], length=wave.numel())[0]
-        rows["ceiling"] += score.for_sources(resynth, target_f0, sources, target)
+        rows["ceiling"] += score.for_sources(resynth, None, target_f0, sources, target)
     per_target = {target: {name: _scores(rows[name]).sim_target for name in (*methods, "nearest")}}
     return OneShotReport({m: _scores(rows[m]) for m in methods}, _scores(rows["nearest"]), None,
                          _scores(rows["ceiling"]), _scores(rows["floor"]), [target], sources, fitted.nearest,

@@ -61,19 +61,22 @@ class ConvDecoder(nn.Module):
         self.stages = nn.ModuleList(Stage(co, ci, f, blocks, up=True, cond_dim=cond_dim)
                                     for ci, co, f in reversed(list(zip(channels, outs, factors, strict=True))))
         self.out = conv1d(channels[0], n_mels, 5)
+        # the size of each block's FiLM modulation (2 * channels), in the order they are applied
+        self.film_sizes = [block.film.proj.out_features for stage in self.stages for block in stage.blocks
+                           if block.film]
+        self.film_width = sum(self.film_sizes)
 
-    @property
-    def film_sizes(self) -> list[int]:
-        """The size of each block's FiLM modulation (``2 * channels``), in the order they are applied."""
-        return [block.film.proj.out_features for stage in self.stages for block in stage.blocks if block.film]
+    def check_film_offset(self, offset: torch.Tensor) -> None:
+        """A ``[B, film_width]`` offset, or a one-line error."""
+        if offset.ndim != 2 or offset.shape[-1] != self.film_width:
+            raise ConfigError(f"FiLM offsets of shape {tuple(offset.shape)}, not this model's "
+                              f"(batch, {self.film_width})")
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None, film_offset: torch.Tensor | None = None
                 ) -> torch.Tensor:
         offsets = None
         if film_offset is not None:
-            if film_offset.shape[-1] != sum(self.film_sizes):
-                raise ConfigError(f"film_offset of width {film_offset.shape[-1]}; this decoder takes "
-                                 f"{sum(self.film_sizes)}")
+            self.check_film_offset(film_offset)
             offsets = iter(film_offset.split(self.film_sizes, dim=-1))
         h = self.inp(z)
         for stage in self.stages:

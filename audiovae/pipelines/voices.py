@@ -87,7 +87,11 @@ def encoder_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint) -> t
     if getattr(ckpt.model, "speaker_encoder", None) is None:
         raise ConfigError("this model has no speaker encoder, so --method encoder is not available; use --method "
                           "adapt (the default) or fit")
-    return torch.cat([ckpt.model.embed_speaker(logmel(w, ckpt)) for w in references]).mean(dim=0, keepdim=True)
+    return _mean_embedding(ckpt.model, [logmel(w, ckpt) for w in references])
+
+
+def _mean_embedding(model: torch.nn.Module, mels: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([model.embed_speaker(m) for m in mels]).mean(dim=0, keepdim=True)
 
 
 def _reconstruction_error(model: torch.nn.Module, zs: list[torch.Tensor], mels: list[torch.Tensor],
@@ -111,7 +115,7 @@ def fit_embedding(references: Sequence[torch.Tensor], ckpt: Checkpoint, steps: i
     _require_speakers(ckpt)
     model = ckpt.model
     with fast_float(model.mel_mean.device):
-        return _fit(model, _content(model, references, ckpt), references, ckpt, steps, lr, blend)
+        return _fit(model, _content(model, references, ckpt), steps, lr, blend)
 
 
 Content = tuple[list[torch.Tensor], list[torch.Tensor]]
@@ -141,14 +145,13 @@ def _optimise(param: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor],
     return param.detach()
 
 
-def _fit(model: torch.nn.Module, content: Content, references: Sequence[torch.Tensor], ckpt: Checkpoint, steps: int,
-         lr: float, blend: bool) -> torch.Tensor:
+def _fit(model: torch.nn.Module, content: Content, steps: int, lr: float, blend: bool) -> torch.Tensor:
     table = model.speakers.weight.detach().float()
     mels, zs = content
     with torch.inference_mode():
         starts = [table]
         if getattr(model, "speaker_encoder", None) is not None and not blend:
-            starts.append(encoder_embedding(references, ckpt).float())
+            starts.append(_mean_embedding(model, mels).float())
         candidates = torch.cat(starts)
         best = int(_reconstruction_error(model, zs, mels, candidates).argmin())
     if blend:  # logits of the mixture, starting on the best row
@@ -167,7 +170,7 @@ def _adapt(model: torch.nn.Module, content: Content, embedding: torch.Tensor, st
            ) -> torch.Tensor:
     mels, zs = content
     embedding = embedding.float()
-    start = torch.zeros(1, sum(model.decoder.film_sizes), device=embedding.device)
+    start = torch.zeros(1, model.decoder.film_width, device=embedding.device)
     return _optimise(start, lambda p: _reconstruction_error(model, zs, mels, embedding, p).mean(), steps, lr)
 
 
@@ -177,7 +180,7 @@ def _adapted(references: Sequence[torch.Tensor], ckpt: Checkpoint, steps: int) -
     model = ckpt.model
     with fast_float(model.mel_mean.device):
         content = _content(model, references, ckpt)
-        embedding = _fit(model, content, references, ckpt, ADAPT_VECTOR_STEPS, FIT_LR, blend=False)
+        embedding = _fit(model, content, ADAPT_VECTOR_STEPS, FIT_LR, blend=False)
         return embedding, _adapt(model, content, embedding, steps, ADAPT_LR)
 
 
@@ -254,9 +257,13 @@ def save_voice(voice: Voice, path: str | os.PathLike[str], ckpt: Checkpoint, **a
 
 
 def _check_offset(offset: torch.Tensor, ckpt: Checkpoint, what: object) -> None:
-    if offset.shape != (1, sum(ckpt.model.decoder.film_sizes)):
-        raise ConfigError(f"{what}: FiLM offsets of shape {tuple(offset.shape)}, not this model's "
-                          f"(1, {sum(ckpt.model.decoder.film_sizes)})")
+    """The decoder's own check (a voice holds one offset row), its error naming ``what``."""
+    try:
+        if offset.shape[0] != 1:
+            raise ConfigError(f"FiLM offsets of shape {tuple(offset.shape)}, not one voice's")
+        ckpt.model.decoder.check_film_offset(offset)
+    except ConfigError as e:
+        raise ConfigError(f"{what}: {e}") from None
 
 
 def is_voice_file(spec: str | os.PathLike[str]) -> bool:
