@@ -17,8 +17,8 @@ from torch import nn
 
 from .errors import ConfigError
 
-__all__ = ["MelConfig", "MelSpectrogram", "stft", "istft", "mel_filterbank", "mel_to_linear", "n_frames",
-           "hz_to_mel", "mel_to_hz"]
+__all__ = ["MelConfig", "MelSpectrogram", "stft", "istft", "mel_filterbank", "mel_to_linear", "refit_to_mel",
+           "n_frames", "hz_to_mel", "mel_to_hz"]
 
 
 @dataclass(frozen=True)
@@ -215,9 +215,25 @@ def mel_to_linear(mel: torch.Tensor, fb: torch.Tensor, n_iter: int = 32, pinv: t
     s = (pinv @ mel).clamp_min(0.0)
     if n_iter <= 0:
         return s
-    eps = torch.finfo(mel.dtype).tiny
     s = s + 1e-6 * mel.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)  # strictly positive, so updates can move
-    numer = fb.T @ mel
+    return refit_to_mel(s, mel, fb, n_iter)
+
+
+def refit_to_mel(magnitude: torch.Tensor, mel: torch.Tensor, fb: torch.Tensor, n_iter: int = 1,
+                 numer: torch.Tensor | None = None) -> torch.Tensor:
+    """Move a non-negative STFT magnitude ``[..., n_freqs, frames]`` towards one whose mel spectrogram (``fb @ S``)
+    is ``mel``, by ``n_iter`` multiplicative non-negative least-squares steps started from the magnitude itself.
+
+    Each step multiplies every bin by a gain that varies smoothly across the bins of a band, so the start's fine
+    structure (harmonics between the filters' centres, a consistent spectrum's detail) survives while the bands'
+    energies move to the target. :func:`mel_to_linear` runs the same steps from the pseudo-inverse; mel-constrained
+    Griffin-Lim (:func:`audiovae.vocoders.griffin_lim` with ``mel``) runs one per iteration. ``numer`` is
+    ``fb.T @ mel`` when the caller keeps it across calls.
+    """
+    fb = fb.to(magnitude.device, magnitude.dtype)
+    numer = fb.T @ mel if numer is None else numer
+    eps = torch.finfo(magnitude.dtype).tiny
+    s = magnitude
     for _ in range(n_iter):
         s = s * numer / (fb.T @ (fb @ s)).clamp_min(eps)  # a clamp, not "+ eps": ONNX Runtime flushes it to 0
     return s

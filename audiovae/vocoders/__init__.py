@@ -1,16 +1,17 @@
 """Vocoders turn a log-mel spectrogram back into a waveform; every command picks one by name.
 
 :class:`Vocoder` is the contract every one of them keeps; ``VOCODERS`` maps names to classes (``register_vocoder``
-adds one) and ``build_vocoder`` makes one for a :class:`~audiovae.features.MelConfig`. :class:`NeuralVocoder` is
-trained by ``audiovae train vocoder`` (:mod:`.training`); one ships with the package (``--vocoder neural``).
+adds one) and ``build_vocoder`` makes one for a :class:`~audiovae.features.MelConfig`. :class:`GriffinLim` and
+:class:`MelGriffinLim` need no training; :class:`NeuralVocoder` is trained by ``audiovae train vocoder``
+(:mod:`.training`), and one ships with the package (``--vocoder neural``).
 """
 
 from __future__ import annotations
 
 from .base import Vocoder, fit_length
-from .griffin_lim import GriffinLim, griffin_lim
+from .griffin_lim import GriffinLim, MelGriffinLim, griffin_lim
 from .neural import NeuralVocoder
 from .registry import VOCODERS, build_vocoder, register_vocoder
 
-__all__ = ["Vocoder", "fit_length", "GriffinLim", "griffin_lim", "NeuralVocoder", "VOCODERS", "build_vocoder",
-           "register_vocoder"]
+__all__ = ["Vocoder", "fit_length", "GriffinLim", "MelGriffinLim", "griffin_lim", "NeuralVocoder", "VOCODERS",
+           "build_vocoder", "register_vocoder"]

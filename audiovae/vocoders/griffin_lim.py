@@ -2,6 +2,17 @@
 
 With momentum 0 this is the classic Griffin-Lim (1984). Momentum 0.99 (librosa's default) converges far faster:
 at 32 iterations it reaches a spectral convergence plain Griffin-Lim needs several times as many iterations for.
+
+From a log-mel, classic Griffin-Lim holds the magnitude to one inverse of the mel (the filterbank's non-negative
+least-squares inverse). That inverse is not the true magnitude: within each band it has the filterbank's shape, not
+the signal's harmonics, and no consistent spectrum has it, so the iterations chase a target no waveform meets.
+Mel-constrained Griffin-Lim (``mel=...``; :class:`MelGriffinLim`) holds the magnitude to the mel instead: after each
+projection onto consistent spectra, the magnitude is re-fitted to the mel by one multiplicative least-squares step
+started from the consistent spectrum's own magnitude (:func:`~audiovae.features.refit_to_mel`). It alternates
+between two sets that both contain the original signal (consistent spectra, and magnitudes with the given mel), so
+the original is a fixed point, where classic Griffin-Lim's fixed point is the inverse's. Measured on held-out real
+speech it closes most of Griffin-Lim's DNSMOS gap to the original and lifts PESQ-wb by about 0.9 (the Vocoder
+section of the README).
 """
 
 from __future__ import annotations
@@ -12,19 +23,20 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..features import MelConfig, MelSpectrogram, istft, stft
+from ..features import MelConfig, MelSpectrogram, istft, refit_to_mel, stft
 from ..progress import bar_off
 from .base import Vocoder, fit_length
 from .pghi import pghi_phase
 from .registry import register_vocoder
 
-__all__ = ["griffin_lim", "GriffinLim"]
+__all__ = ["griffin_lim", "GriffinLim", "MelGriffinLim"]
 
 
 def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, momentum: float = 0.99,
                 init: str | torch.Tensor = "random", seed: int | None = 0, length: int | None = None,
-                window: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
-    """Estimate a waveform whose STFT magnitude is ``magnitude``.
+                window: torch.Tensor | None = None, progress: bool = False, mel: torch.Tensor | None = None,
+                mel_fb: torch.Tensor | None = None) -> torch.Tensor:
+    """Estimate a waveform whose STFT magnitude is ``magnitude`` (or, with ``mel``, whose mel spectrogram is ``mel``).
 
     Args:
         magnitude: linear STFT magnitude (power 1) ``[..., n_freqs, frames]`` with ``n_freqs = n_fft // 2 + 1``.
@@ -39,6 +51,9 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
             frames' natural length and the result is then cut or zero-padded, so any length is accepted.
         window: analysis window on the right device (built from ``config`` when omitted).
         progress: show a progress bar over iterations.
+        mel: a linear-amplitude mel spectrogram ``[..., n_mels, frames]`` (with ``mel_fb``, its filterbank
+            ``[n_mels, n_freqs]``): the magnitude is then re-fitted to it at every iteration and ``magnitude`` is
+            only the start (mel-constrained Griffin-Lim, see the module docstring).
 
     Returns:
         Waveform ``[..., T]``, float32, on ``magnitude``'s device.
@@ -56,8 +71,17 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
                               f"{list(magnitude.shape)}, got {init.dtype} {list(init.shape)}")
     elif init not in ("random", "zeros", "pghi"):
         raise ConfigError(f"griffin_lim: init={init!r} must be 'random', 'zeros', 'pghi' or a complex tensor")
+    if (mel is None) != (mel_fb is None):
+        raise ConfigError("griffin_lim: mel and mel_fb go together")
     mag = magnitude.float()
     device = mag.device
+    if mel is not None:
+        if mel.shape[:-2] != mag.shape[:-2] or mel.shape[-1] != mag.shape[-1] or mel_fb.shape != (mel.shape[-2],
+                                                                                                   mag.shape[-2]):
+            raise ConfigError(f"griffin_lim: mel {list(mel.shape)} and filterbank {list(mel_fb.shape)} do not fit "
+                              f"the magnitude {list(mag.shape)}")
+        mel_fb = mel_fb.to(device, torch.float32)
+        numer = mel_fb.T @ mel.to(device, torch.float32)  # kept across iterations
     if window is None:
         window = torch.hann_window(config.win_length, periodic=True, device=device)
     natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames
@@ -81,6 +105,8 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
             previous = rebuilt
             rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
             angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt)  # z / |z|
+            if mel is not None:  # the consistent magnitude, one step towards the mel
+                mag = refit_to_mel(rebuilt.abs(), mel, mel_fb, 1, numer)
         wave = istft(mag * angles, config, window, natural)
     return fit_length(wave, length)
 
@@ -89,22 +115,46 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
 class GriffinLim(Vocoder):
     """Vocoder: log-mel ``[B, n_mels, frames]`` -> waveform ``[B, T]`` via mel inversion + fast Griffin-Lim.
 
-    No weights (its state dict is empty): its settings rebuild it; ``.to(device)`` moves the filterbank and window.
+    ``magnitude="inverse"`` (classic) holds the magnitude to the mel's inverse; ``"mel"`` holds it to the mel itself
+    and starts from the inverse (mel-constrained, see the module docstring). No weights (its state dict is empty):
+    its settings rebuild it; ``.to(device)`` moves the filterbank and window.
     """
 
     vocoder_type = "griffin-lim"
 
     def __init__(self, config: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99,
-                 init: str = "random", seed: int | None = 0, inverse_iter: int = 32) -> None:
+                 init: str = "random", seed: int | None = 0, inverse_iter: int = 32, magnitude: str = "inverse"
+                 ) -> None:
         super().__init__()
+        if magnitude not in ("inverse", "mel"):
+            raise ConfigError(f"griffin-lim: magnitude={magnitude!r} must be 'inverse' or 'mel'")
         self.config = config or MelConfig()
         self.n_iter, self.momentum, self.init, self.seed, self.inverse_iter = n_iter, momentum, init, seed, inverse_iter
+        self.magnitude = magnitude
         self.mel = MelSpectrogram(self.config)
 
     def forward(self, logmel: torch.Tensor, length: int | None = None, *, progress: bool = False) -> torch.Tensor:
         magnitude = self.mel.inverse(logmel, n_iter=self.inverse_iter)
+        target = {}
+        if self.magnitude == "mel":
+            target = {"mel": torch.exp(logmel.float()), "mel_fb": self.mel.mel_fb}
         return griffin_lim(magnitude, self.config, n_iter=self.n_iter, momentum=self.momentum, init=self.init,
-                           seed=self.seed, length=length, window=self.mel.window, progress=progress)
+                           seed=self.seed, length=length, window=self.mel.window, progress=progress, **target)
 
     def extra_repr(self) -> str:
-        return f"n_iter={self.n_iter}, momentum={self.momentum}, init={self.init!r}"
+        return f"n_iter={self.n_iter}, momentum={self.momentum}, init={self.init!r}, magnitude={self.magnitude!r}"
+
+
+@register_vocoder
+class MelGriffinLim(GriffinLim):
+    """Mel-constrained Griffin-Lim started from PGHI: no training, and the settings measured best for their cost.
+
+    16 iterations from phase-gradient heap integration (:mod:`.pghi`) of the mel's inverse, the magnitude re-fitted
+    to the mel at each (``GriffinLim(magnitude="mel", init="pghi", n_iter=16)``).
+    """
+
+    vocoder_type = "mel-griffin-lim"
+
+    def __init__(self, config: MelConfig | None = None, n_iter: int = 16, momentum: float = 0.99,
+                 init: str = "pghi", seed: int | None = 0, inverse_iter: int = 32) -> None:
+        super().__init__(config, n_iter, momentum, init, seed, inverse_iter, magnitude="mel")
