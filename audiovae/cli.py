@@ -974,6 +974,7 @@ def evaluate_vc(
                                               "--references recordings).", file_okay=False)] = None,
     files: Annotated[int, typer.Option(help="With --real: recordings to convert (the next 8 make the source's "
                                        "reference).", min=1)] = 5,
+    vocoder: VocoderOpt = None,
     json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -1005,13 +1006,14 @@ def evaluate_vc(
         recordings = sorted(p for p in real.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         if one_shot:
             report = evaluate_one_shot_real(ckpt, test, recordings, sentences, references, methods,
-                                            pitch=check_pitch(pitch))
+                                            pitch=check_pitch(pitch), vocoder=vocoder)
         else:
-            report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch))
+            report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch), vocoder=vocoder)
     elif one_shot:
-        report = evaluate_one_shot(ckpt, test, sentences, references, methods, pitch=check_pitch(pitch), skip=skip)
+        report = evaluate_one_shot(ckpt, test, sentences, references, methods, pitch=check_pitch(pitch), skip=skip,
+                                   vocoder=vocoder)
     else:
-        report = run(ckpt, test, sentences, pitch=check_pitch(pitch))
+        report = run(ckpt, test, sentences, pitch=check_pitch(pitch), vocoder=vocoder)
     _print_report(report, json_out)
 
 
@@ -1052,7 +1054,8 @@ def evaluate_vocoder(
     data: Annotated[Path, typer.Option("--data", help="A corpus folder or manifest (its test split is scored), "
                                                       "or a folder of audio files.")],
     vocoders: Annotated[list[str] | None, typer.Option("--vocoder", help="A vocoder to score (repeatable): "
-                                                       "neural (the bundled one) or a vocoder file. Griffin-Lim 32 "
+                                                       "neural (the bundled one), a vocoder by name "
+                                                       "(mel-griffin-lim) or a vocoder file. Griffin-Lim 32 "
                                                        "and 100 are always scored beside it.")] = None,
     voices: Annotated[str, typer.Option(help="real (the recorded voice, festvox-ru's ru_nsh), synthetic (the "
                                         "corpus's TTS voices) or all.")] = "all",
@@ -1075,6 +1078,7 @@ def evaluate_vocoder(
     from .evaluation.vocoder import evaluate_vocoders
     from .features import MelConfig
     from .pipelines.latent import choose_vocoder
+    from .vocoders import VOCODERS
 
     if voices not in ("real", "synthetic", "all"):
         raise AudiovaeError(f"--voices {voices!r}: choose real, synthetic or all")
@@ -1084,7 +1088,7 @@ def evaluate_vocoder(
         v = load_vocoder(spec) if Path(spec).is_file() else choose_vocoder(spec, MelConfig())  # a file: its features
         where = "bundled" if spec == "neural" else Path(spec).stem
         where = Path(spec).parent.name if where == "model" else where  # a training run's model.safetensors
-        label = f"{v.vocoder_type} ({where})"
+        label = spec if spec in VOCODERS else f"{v.vocoder_type} ({where})"  # a vocoder by name: its name
         if label in chosen:
             raise AudiovaeError(f"--vocoder {spec}: another --vocoder is also called {label!r}; rename one file")
         chosen[label] = v.to(dev)
@@ -1161,6 +1165,7 @@ def evaluate_music(
     seconds: Annotated[float, typer.Option(help="Length of each clip.", min=1.0)] = 10.0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0.0, max=5.0)] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the first sample.")] = 0,
+    vocoder: VocoderOpt = None,
     json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -1180,7 +1185,7 @@ def evaluate_music(
         raise AudiovaeError(f"{data}: no test split to hold out (a music corpus from `audiovae corpus music` "
                             "has one)")
     train = [e for e in entries if e.split == "train"]
-    _print_report(run(ckpt, test, train, clips, seconds, temperature, seed), json_out)
+    _print_report(run(ckpt, test, train, clips, seconds, temperature, seed, vocoder), json_out)
 
 
 @evaluate_app.command(name="variants")

@@ -313,7 +313,8 @@ class MelSpectrogram(nn.Module):
     def inverse(self, logmel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
         """Log-mel ``[..., n_mels, frames]`` -> linear STFT magnitude ``[..., n_freqs, frames]`` (power 1)."""
         with torch.autocast(device_type=logmel.device.type, enabled=False):
-            mag = mel_to_linear(torch.exp(logmel.float()), self.mel_fb, n_iter=n_iter)
+            used = mel_to_linear(torch.exp(logmel.float()), self.mel_fb_used, n_iter=n_iter)
+            mag = nn.functional.pad(used, (0, 0, 0, self.config.n_freqs - self.n_used_bins))  # nothing above f_max
             return mag if self.config.power == 1.0 else mag.pow(1.0 / self.config.power)
 
     def extra_repr(self) -> str:

@@ -157,7 +157,7 @@ def test_mel_constrained_griffin_lim_keeps_the_original_where_classic_drifts(spe
 
 
 def test_mel_griffin_lim_matches_the_logmel_better_than_classic(speech):
-    """From a log-mel alone: 16 mel-constrained iterations from PGHI reach a log-mel (and a true magnitude) closer
+    """From a log-mel alone: 12 mel-constrained iterations from PGHI reach a log-mel (and a true magnitude) closer
     to the input's than 32 and 100 classic ones, the quality the README measures on held-out speech."""
     y = torch.as_tensor(speech)[None]
     analysis = MelSpectrogram(CFG)
@@ -167,7 +167,7 @@ def test_mel_griffin_lim_matches_the_logmel_better_than_classic(speech):
             "classic100": GriffinLim(CFG, n_iter=100)(logmel, length=y.shape[-1])}
     l1 = {k: float(mel_l1(analysis(v), logmel)) for k, v in outs.items()}
     conv = {k: sc(v[0], mag) for k, v in outs.items()}
-    assert l1["mel"] < 0.7 * l1["classic100"] < l1["classic32"], l1
+    assert l1["mel"] < 0.85 * l1["classic100"] < l1["classic32"], l1  # 0.126 against 0.165 and 0.176
     assert conv["mel"] < conv["classic100"], conv
     assert outs["mel"].shape == y.shape and torch.isfinite(outs["mel"]).all()
 
@@ -175,11 +175,14 @@ def test_mel_griffin_lim_matches_the_logmel_better_than_classic(speech):
 def test_mel_griffin_lim_is_a_named_vocoder_with_settings():
     voc = build_vocoder("mel-griffin-lim", CFG)
     assert isinstance(voc, MelGriffinLim) and voc.magnitude == "mel"
-    assert voc.settings() == {"n_iter": 16, "momentum": 0.99, "init": "pghi", "seed": 0, "inverse_iter": 32}
+    assert voc.settings() == {"n_iter": 12, "momentum": 0.99, "init": "pghi", "seed": 0, "inverse_iter": 8,
+                              "pghi_tol": 1e-3}
     assert build_vocoder("mel-griffin-lim", CFG, **voc.settings() | {"n_iter": 4}).n_iter == 4
     assert build_vocoder("griffin-lim", CFG, magnitude="mel").settings()["magnitude"] == "mel"
     with pytest.raises(ConfigError, match="magnitude"):
         GriffinLim(CFG, magnitude="exact")
+    with pytest.raises(ConfigError, match="pghi_tol"):
+        MelGriffinLim(CFG, pghi_tol=0.0)
     mag = magnitude(chirp(1.0))
     with pytest.raises(ConfigError, match="go together"):
         griffin_lim(mag, CFG, mel=MelSpectrogram(CFG).mel_fb @ mag)

@@ -16,7 +16,7 @@ from audiovae.checkpoint import load_vocoder, read_metadata, save_vocoder
 from audiovae.errors import ConfigError
 from audiovae.features import MelConfig, MelSpectrogram
 from audiovae.pipelines.latent import choose_vocoder
-from audiovae.vocoders import VOCODERS, GriffinLim, NeuralVocoder
+from audiovae.vocoders import VOCODERS, MelGriffinLim, NeuralVocoder
 from audiovae.vocoders.discriminators import Discriminators, discriminator_loss, feature_loss, generator_loss
 from audiovae.vocoders.training import VocoderTraining, VocoderTrainingConfig
 
@@ -169,7 +169,7 @@ def test_vocoder_file_round_trip_fp32_and_fp16(tmp_path):
 
 def test_choose_vocoder_by_name_file_or_default(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "VOCODER", tmp_path / "missing.safetensors")
-    assert isinstance(choose_vocoder(None, MEL), GriffinLim)  # nothing bundled: Griffin-Lim
+    assert isinstance(choose_vocoder(None, MEL), MelGriffinLim)  # the default needs nothing bundled
     assert choose_vocoder("griffin-lim", MEL, n_iter=4).n_iter == 4
     with pytest.raises(ConfigError, match="no trained vocoder"):
         choose_vocoder("neural", MEL)
@@ -181,10 +181,15 @@ def test_choose_vocoder_by_name_file_or_default(tmp_path, monkeypatch):
         choose_vocoder(str(path), MelConfig(f_max=11025.0))  # made for f_max 8 kHz, asked for 11.025 kHz
     with pytest.raises(ConfigError, match="takes no settings"):
         choose_vocoder(str(path), MEL, n_iter=4)
-    monkeypatch.setattr(pretrained, "VOCODER", path)  # now one is bundled: the default where it fits
-    assert isinstance(choose_vocoder(None, MEL), NeuralVocoder)
+    monkeypatch.setattr(pretrained, "VOCODER", path)  # now one is bundled: by name; the default stays
     assert isinstance(choose_vocoder("neural", MEL), NeuralVocoder)
-    assert isinstance(choose_vocoder(None, MelConfig(f_max=11025.0)), GriffinLim)  # other features: as before
+    assert isinstance(choose_vocoder(None, MEL), MelGriffinLim)
+    with pytest.raises(ConfigError, match="other features"):
+        choose_vocoder("neural", MelConfig(f_max=11025.0))
+    assert choose_vocoder(None, MelConfig(f_max=11025.0)).config.f_max == 11025.0  # any front end
+    stored = {"name": "mel-griffin-lim", "n_iter": 24}  # a checkpoint's settings for the vocoder of that name
+    assert choose_vocoder(None, MEL, stored=stored).n_iter == 24
+    assert choose_vocoder("griffin-lim", MEL, stored=stored).n_iter == 32
     assert "neural" in VOCODERS
 
 

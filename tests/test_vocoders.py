@@ -117,7 +117,8 @@ def test_griffin_lim_keeps_the_contract(device):
     out = voc(logmel.to(device), length=waves.shape[-1] - 100)
     assert out.shape == (2, waves.shape[-1] - 100) and out.device.type == device
     # its settings rebuild it: same output, and no weights to save
-    assert voc.settings() == {"n_iter": 8, "momentum": 0.99, "init": "random", "seed": 3, "inverse_iter": 32}
+    assert voc.settings() == {"n_iter": 8, "momentum": 0.99, "init": "random", "seed": 3, "inverse_iter": 32,
+                              "magnitude": "inverse", "pghi_tol": 1e-5}
     again = build_vocoder(voc.vocoder_type, CFG, **json.loads(json.dumps(voc.settings()))).to(device)
     torch.testing.assert_close(again(logmel.to(device)), voc(logmel.to(device)))
     assert voc.state_dict() == {}
@@ -138,7 +139,8 @@ def test_device_comes_from_parameters_or_buffers_else_cpu(trained):
 
 
 def test_unknown_names_and_settings_are_refused():
-    with pytest.raises(ConfigError, match=r"unknown vocoder 'hifigan'; choose one of: griffin-lim, neural, test-grain"):
+    with pytest.raises(ConfigError, match=r"unknown vocoder 'hifigan'; choose one of: griffin-lim, mel-griffin-lim, "
+                                          r"neural, test-grain"):
         build_vocoder("hifigan", CFG)
     with pytest.raises(ConfigError, match="vocoder 'griffin-lim'.*n_iters"):
         build_vocoder("griffin-lim", CFG, n_iters=4)
@@ -196,11 +198,9 @@ def test_a_model_alone_is_written_as_format_2_with_one_component(tmp_path):
     assert meta["components"]["model"]["type"] == "vae" and all(k.startswith("model.") for k in keys)
     back = load_checkpoint(path)
     assert back.components == {} and back.trained_vocoder is None
-    # no vocoder of its own: the bundled neural one where it was made for these features, else Griffin-Lim
-    from audiovae.pretrained import VOCODER
-
+    # no vocoder of its own: mel-constrained Griffin-Lim
     default = latent.vocoder_for(back)
-    assert default.vocoder_type == ("neural" if VOCODER.is_file() else "griffin-lim") and default.config == CFG
+    assert default.vocoder_type == "mel-griffin-lim" and default.config == CFG
     assert isinstance(latent.vocoder_for(back, "griffin-lim"), GriffinLim)
 
 

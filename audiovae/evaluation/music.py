@@ -121,20 +121,21 @@ class MusicReport:
 
 
 def evaluate_music(ckpt: Checkpoint, held_out: Sequence[Entry], train: Sequence[Entry], count: int = 32,
-                   seconds: float = 10.0, temperature: float = 1.0, seed: int = 0) -> MusicReport:
+                   seconds: float = 10.0, temperature: float = 1.0, seed: int = 0, vocoder: str | None = None
+                   ) -> MusicReport:
     """Score ``ckpt`` against ``held_out`` files (and ``train`` files for the floor; none: no floor row)."""
     sr = ckpt.mel.sample_rate
     real = clips(held_out, sr, seconds, count)
     if len(real) < 2:
         raise AudiovaeError(f"the held-out files hold {len(real)} clip(s) of {seconds:g} s; need at least 2")
-    vocoder = latent.vocoder_for(ckpt)
+    synth = latent.vocoder_for(ckpt, vocoder)  # `--vocoder`; the model's default when None
     device = ckpt.model.mel_mean.device
     mel = MelSpectrogram(ckpt.mel).to(device)
     recon: dict[str, list[float]] = {k: [] for k in ("model_mel_l1", "model_audio_mel_l1", "model_mrstft",
                                                      "resynth_mel_l1", "resynth_mrstft")}
     recon_waves = []
     for wave in real:
-        r = reconstruct_and_score(wave, ckpt, vocoder, mel)
+        r = reconstruct_and_score(wave, ckpt, synth, mel)
         recon_waves.append(r.audio)
         for key, value in (("model_mel_l1", r.model_mel_l1), ("model_audio_mel_l1", r.audio_mel_l1),
                            ("model_mrstft", float(multi_resolution_stft(r.audio, wave))),
@@ -158,11 +159,11 @@ def evaluate_music(ckpt: Checkpoint, held_out: Sequence[Entry], train: Sequence[
     sources = [("prior", ROW_PRIOR)] if ckpt.prior is not None else []
     for source, row in sources + [("normal", ROW_NORMAL)]:
         t0 = time.perf_counter()
-        _, waves = music.generate(ckpt, len(real), seconds, temperature, seed, source, vocoder=vocoder)
+        _, waves = music.generate(ckpt, len(real), seconds, temperature, seed, source, vocoder=synth)
         speed[f"{source}_x_realtime"] = len(real) * seconds / (time.perf_counter() - t0)
         frechet[row] = distance(list(waves))
     frechet[ROW_RECON] = distance(recon_waves)
     settings = {"clips": len(real), "seconds": seconds, "temperature": temperature,
-                "seed": seed, "vocoder": getattr(vocoder, "vocoder_type", type(vocoder).__name__),
+                "seed": seed, "vocoder": getattr(synth, "vocoder_type", type(synth).__name__),
                 "device": str(device)}
     return MusicReport({k: float(np.mean(v)) for k, v in recon.items()}, frechet, settings, speed)

@@ -108,10 +108,10 @@ class _Judge:
     """What every evaluation here measures with: audio loading at the model's rate, resemblyzer embeddings
     (unit-norm), speaker references (the normalised mean over several utterances), mean log-F0."""
 
-    def __init__(self, ckpt: Checkpoint) -> None:
+    def __init__(self, ckpt: Checkpoint, vocoder: str | None = None) -> None:
         self.ckpt, self.encoder = ckpt, _speaker_encoder()
         self.mel = MelSpectrogram(ckpt.mel)
-        self.vocoder = vocoder_for(ckpt)
+        self.vocoder = vocoder_for(ckpt, vocoder)  # `--vocoder`; the model's default when None
 
     def load(self, path: str | Path) -> torch.Tensor:
         with warnings.catch_warnings():
@@ -197,13 +197,13 @@ class _Scorer:
 
 
 def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, progress: bool = True,
-                pitch: str | float = "model") -> VCReport:
+                pitch: str | float = "model", vocoder: str | None = None) -> VCReport:
     """Evaluate ``ckpt`` on ``entries`` (a parallel test set: speaker, text and absolute path set)."""
     speakers = list(ckpt.speakers)
     by_text = _parallel(entries, speakers)
     parallel = list(by_text)
     chosen, others = parallel[:sentences], parallel[sentences:] or parallel
-    judge = _Judge(ckpt)
+    judge = _Judge(ckpt, vocoder)
     score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others[:8]]) for s in speakers})
     targets = {s: table_voice(ckpt, s) for s in speakers}
     converted, ceiling, floor = [], [], []
@@ -308,7 +308,7 @@ def _fit_voices(ckpt: Checkpoint, judge: _Judge, score: _Scorer, references: dic
 
 def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3, references: int = 3,
                       methods: Sequence[str] = ("adapt",), progress: bool = True, pitch: str | float = "model",
-                      in_table_targets: int = 6, skip: int = 0) -> OneShotReport:
+                      in_table_targets: int = 6, skip: int = 0, vocoder: str | None = None) -> OneShotReport:
     """Convert the table's voices in ``entries`` (a parallel test set) to its voices outside the table.
 
     Per target: ``references`` held-out sentences (never scored, never in the judge's references, which are made
@@ -335,7 +335,7 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
         raise AudiovaeError(f"evaluate vc --one-shot: {len(parallel)} parallel test sentences{after}; it needs at "
                             f"least {sentences + references + 1} (scored, the voices' references, the judge's "
                             "references)")
-    judge = _Judge(ckpt)
+    judge = _Judge(ckpt, vocoder)
     score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others]) for s in present})
     fitted = _fit_voices(ckpt, judge, score, {t: [judge.load(by_text[text][t]) for text in given] for t in targets},
                          methods, sources)
@@ -408,7 +408,7 @@ def _test_paths(entries: list[Entry], speakers: list[str]) -> dict[str, list[str
 
 def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Path], sentences: int = 3,
                            references: int = 3, methods: Sequence[str] = ("adapt",), progress: bool = True,
-                           pitch: str | float = "model") -> OneShotReport:
+                           pitch: str | float = "model", vocoder: str | None = None) -> OneShotReport:
     """One-shot conversion into a real speaker: the voice of ``recordings`` (one speaker, outside any corpus) is made
     from the first ``references`` of them and judged against up to 8 others; the first ``sentences`` test
     recordings of each of the model's voices in ``entries`` are converted into it.
@@ -430,7 +430,7 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
     if target in sources:
         raise AudiovaeError(f"{Path(recordings[0]).parent}: the recordings' speaker, {target}, has the name of a "
                             "speaker of the model; rename the folder")
-    judge = _Judge(ckpt)
+    judge = _Judge(ckpt, vocoder)
     held_out = recordings[references + sentences: references + sentences + 8]
     refs = {s: judge.reference(paths[s][sentences: sentences + 8]) for s in sources}
     score = _Scorer(judge, refs | {target: judge.reference(held_out)})
@@ -460,7 +460,7 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
 
 
 def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Path], files: int = 5,
-                     progress: bool = True, pitch: str | float = "model") -> RealReport:
+                     progress: bool = True, pitch: str | float = "model", vocoder: str | None = None) -> RealReport:
     """Convert the first ``files`` of ``recordings`` (one real speaker) to every speaker of the model.
 
     Speaker similarity (resemblyzer) is to each target's reference, made from 8 of its held-out sentences in
@@ -472,7 +472,7 @@ def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Pa
     if len(recordings) < files + 1:
         raise AudiovaeError(f"{len(recordings)} recording(s): need {files} to convert and at least one more for the "
                             "source speaker's reference")
-    judge = _Judge(ckpt)
+    judge = _Judge(ckpt, vocoder)
     paths = _test_paths(entries, speakers)
     source = _speaker_name(recordings)
     refs = {s: judge.reference(paths[s][:8]) for s in speakers}

@@ -35,7 +35,7 @@ __all__ = ["griffin_lim", "GriffinLim", "MelGriffinLim"]
 def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, momentum: float = 0.99,
                 init: str | torch.Tensor = "random", seed: int | None = 0, length: int | None = None,
                 window: torch.Tensor | None = None, progress: bool = False, mel: torch.Tensor | None = None,
-                mel_fb: torch.Tensor | None = None) -> torch.Tensor:
+                mel_fb: torch.Tensor | None = None, pghi_tol: float = 1e-5) -> torch.Tensor:
     """Estimate a waveform whose STFT magnitude is ``magnitude`` (or, with ``mel``, whose mel spectrogram is ``mel``).
 
     Args:
@@ -51,9 +51,12 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
             frames' natural length and the result is then cut or zero-padded, so any length is accepted.
         window: analysis window on the right device (built from ``config`` when omitted).
         progress: show a progress bar over iterations.
-        mel: a linear-amplitude mel spectrogram ``[..., n_mels, frames]`` (with ``mel_fb``, its filterbank
-            ``[n_mels, n_freqs]``): the magnitude is then re-fitted to it at every iteration and ``magnitude`` is
-            only the start (mel-constrained Griffin-Lim, see the module docstring).
+        mel: a linear-amplitude mel spectrogram ``[..., n_mels, frames]`` of ``|STFT| ** config.power`` (with
+            ``mel_fb``, its filterbank ``[n_mels, n_freqs]``): the magnitude is then re-fitted to it at every
+            iteration and ``magnitude`` is only the start (mel-constrained Griffin-Lim, see the module docstring);
+            bins above the top filter keep ``magnitude``'s values.
+        pghi_tol: with ``init="pghi"``, bins more than this far below the loudest (a ratio) keep a zero phase
+            instead of being integrated; 1e-3 (-60 dB) does about half the work of 1e-5.
 
     Returns:
         Waveform ``[..., T]``, float32, on ``magnitude``'s device.
@@ -81,7 +84,11 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
             raise ConfigError(f"griffin_lim: mel {list(mel.shape)} and filterbank {list(mel_fb.shape)} do not fit "
                               f"the magnitude {list(mag.shape)}")
         mel_fb = mel_fb.to(device, torch.float32)
+        covered = torch.nonzero(mel_fb.sum(0) > 0)  # bins above the top filter keep the given magnitude
+        used = int(covered.max()) + 1 if covered.numel() else mag.shape[-2]
+        mel_fb = mel_fb[:, :used].contiguous()
         numer = mel_fb.T @ mel.to(device, torch.float32)  # kept across iterations
+        mag = mag.clone()  # re-fitted in place below
     if window is None:
         window = torch.hann_window(config.win_length, periodic=True, device=device)
     natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames
@@ -95,7 +102,7 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
         phase = torch.rand(mag.shape, generator=gen, device=device) * (2 * math.pi)
         angles = torch.polar(torch.ones_like(mag), phase)
     elif init == "pghi":
-        angles = torch.polar(torch.ones_like(mag), pghi_phase(mag, config))
+        angles = torch.polar(torch.ones_like(mag), pghi_phase(mag, config, pghi_tol))
     else:
         angles = torch.ones_like(mag, dtype=torch.complex64)
     rebuilt = torch.zeros_like(angles)
@@ -106,7 +113,11 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
             rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
             angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt)  # z / |z|
             if mel is not None:  # the consistent magnitude, one step towards the mel
-                mag = refit_to_mel(rebuilt.abs(), mel, mel_fb, 1, numer)
+                consistent = rebuilt[..., :used, :].abs()
+                if config.power != 1.0:  # the mel is of |X| ** power
+                    consistent = consistent.pow(config.power)
+                consistent = refit_to_mel(consistent, mel, mel_fb, 1, numer)
+                mag[..., :used, :] = consistent if config.power == 1.0 else consistent.pow(1.0 / config.power)
         wave = istft(mag * angles, config, window, natural)
     return fit_length(wave, length)
 
@@ -123,14 +134,16 @@ class GriffinLim(Vocoder):
     vocoder_type = "griffin-lim"
 
     def __init__(self, config: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99,
-                 init: str = "random", seed: int | None = 0, inverse_iter: int = 32, magnitude: str = "inverse"
-                 ) -> None:
+                 init: str = "random", seed: int | None = 0, inverse_iter: int = 32, magnitude: str = "inverse",
+                 pghi_tol: float = 1e-5) -> None:
         super().__init__()
         if magnitude not in ("inverse", "mel"):
             raise ConfigError(f"griffin-lim: magnitude={magnitude!r} must be 'inverse' or 'mel'")
+        if not 0.0 < pghi_tol < 1.0:
+            raise ConfigError(f"griffin-lim: pghi_tol={pghi_tol} must be in (0, 1)")
         self.config = config or MelConfig()
         self.n_iter, self.momentum, self.init, self.seed, self.inverse_iter = n_iter, momentum, init, seed, inverse_iter
-        self.magnitude = magnitude
+        self.magnitude, self.pghi_tol = magnitude, pghi_tol
         self.mel = MelSpectrogram(self.config)
 
     def forward(self, logmel: torch.Tensor, length: int | None = None, *, progress: bool = False) -> torch.Tensor:
@@ -139,7 +152,8 @@ class GriffinLim(Vocoder):
         if self.magnitude == "mel":
             target = {"mel": torch.exp(logmel.float()), "mel_fb": self.mel.mel_fb}
         return griffin_lim(magnitude, self.config, n_iter=self.n_iter, momentum=self.momentum, init=self.init,
-                           seed=self.seed, length=length, window=self.mel.window, progress=progress, **target)
+                           seed=self.seed, length=length, window=self.mel.window, progress=progress,
+                           pghi_tol=self.pghi_tol, **target)
 
     def extra_repr(self) -> str:
         return f"n_iter={self.n_iter}, momentum={self.momentum}, init={self.init!r}, magnitude={self.magnitude!r}"
@@ -147,14 +161,16 @@ class GriffinLim(Vocoder):
 
 @register_vocoder
 class MelGriffinLim(GriffinLim):
-    """Mel-constrained Griffin-Lim started from PGHI: no training, and the settings measured best for their cost.
+    """Mel-constrained Griffin-Lim started from PGHI: no training; the default vocoder.
 
-    16 iterations from phase-gradient heap integration (:mod:`.pghi`) of the mel's inverse, the magnitude re-fitted
-    to the mel at each (``GriffinLim(magnitude="mel", init="pghi", n_iter=16)``).
+    12 iterations from phase-gradient heap integration (:mod:`.pghi`) of the mel's inverse, the magnitude re-fitted
+    to the mel at each: ``GriffinLim(magnitude="mel", init="pghi", n_iter=12, inverse_iter=8, pghi_tol=1e-3)``.
+    Those settings are the cheapest measured that stay faster than classic Griffin-Lim 32 on 2 CPU cores; more
+    iterations keep improving PESQ-wb and mel L1 (``n_iter=32``: about half the speed; the README has both).
     """
 
     vocoder_type = "mel-griffin-lim"
 
-    def __init__(self, config: MelConfig | None = None, n_iter: int = 16, momentum: float = 0.99,
-                 init: str = "pghi", seed: int | None = 0, inverse_iter: int = 32) -> None:
-        super().__init__(config, n_iter, momentum, init, seed, inverse_iter, magnitude="mel")
+    def __init__(self, config: MelConfig | None = None, n_iter: int = 12, momentum: float = 0.99,
+                 init: str = "pghi", seed: int | None = 0, inverse_iter: int = 8, pghi_tol: float = 1e-3) -> None:
+        super().__init__(config, n_iter, momentum, init, seed, inverse_iter, magnitude="mel", pghi_tol=pghi_tol)

@@ -11,16 +11,16 @@ from the magnitude. With ``s = log |X|``, a frame-centred phase, hop ``a``, FFT 
   across frames).
 
 The heap integration spreads the phase from the loudest bin to its neighbours, always continuing from the loudest bin
-reached so far, so errors start where the estimate is most reliable; bins more than ``tol`` below the maximum keep
-a zero frame-centred phase (they hardly count). torch's STFT references each frame's phase to the frame's start, not
-its centre, which adds ``pi m``; that is applied at the end. The loop is compiled with numba (a librosa dependency)
-on first use, so importing the vocoders does not import numba.
+reached so far, so errors start where the estimate is most reliable. Bins more than ``tol`` below the maximum are
+left out of the heap (they hardly count, and they are most of the work at a low ``tol``); each gets its own
+instantaneous frequency integrated along time instead, a vectorised pass. torch's STFT references each frame's phase
+to the frame's start, not its centre, which adds ``pi m``; that is applied at the end. The loop is compiled with
+numba (a librosa dependency) on first use, so importing the vocoders does not import numba.
 """
 
 from __future__ import annotations
 
 import functools
-import heapq
 import math
 
 import numpy as np
@@ -44,38 +44,70 @@ def _gradients(logmag: np.ndarray, hop: int, n_fft: int, gamma: float) -> tuple[
 
 
 def _integrate(logmag: np.ndarray, dt: np.ndarray, df: np.ndarray, floor: float) -> np.ndarray:
-    """Heap integration over one ``[F, T]`` spectrogram (plain Python; compiled by numba when available)."""
+    """Heap integration over one ``[F, T]`` spectrogram (plain Python; compiled by numba when available).
+
+    The heap is a binary max-heap of flat bin indices in an array, keyed by log-magnitude: every bin enters it once
+    (it is marked done when pushed), so the array never grows. Only bins above ``floor`` are sorted for the starts.
+    """
     n_f, n_t = logmag.shape
-    phase = np.zeros((n_f, n_t))
-    done = logmag < floor  # too quiet to matter: left at zero phase
-    order = np.argsort(-logmag.ravel())
-    heap = [(0.0, 0, 0)]  # (-log magnitude, bin, frame): numba types the list from its first item
-    heap.pop()
+    key = logmag.ravel()
+    dt, df = dt.ravel(), df.ravel()
+    phase = np.zeros(n_f * n_t)
+    done = key < floor  # too quiet to matter: left out (the caller gives them a phase)
+    loud = np.flatnonzero(~done)
+    order = loud[np.argsort(-key[loud], kind="mergesort")]  # loudest first; stable, so ties go by index
+    heap = np.empty(loud.size, np.int64)
     for start in order:
-        f0, t0 = start // n_t, start % n_t
-        if done[f0, t0]:
+        if done[start]:
             continue
-        done[f0, t0] = True
-        heapq.heappush(heap, (-logmag[f0, t0], f0, t0))
-        while len(heap) > 0:
-            _, f, t = heapq.heappop(heap)
-            if t + 1 < n_t and not done[f, t + 1]:
-                phase[f, t + 1] = phase[f, t] + 0.5 * (dt[f, t] + dt[f, t + 1])
-                done[f, t + 1] = True
-                heapq.heappush(heap, (-logmag[f, t + 1], f, t + 1))
-            if t > 0 and not done[f, t - 1]:
-                phase[f, t - 1] = phase[f, t] - 0.5 * (dt[f, t] + dt[f, t - 1])
-                done[f, t - 1] = True
-                heapq.heappush(heap, (-logmag[f, t - 1], f, t - 1))
-            if f + 1 < n_f and not done[f + 1, t]:
-                phase[f + 1, t] = phase[f, t] + 0.5 * (df[f, t] + df[f + 1, t])
-                done[f + 1, t] = True
-                heapq.heappush(heap, (-logmag[f + 1, t], f + 1, t))
-            if f > 0 and not done[f - 1, t]:
-                phase[f - 1, t] = phase[f, t] - 0.5 * (df[f, t] + df[f - 1, t])
-                done[f - 1, t] = True
-                heapq.heappush(heap, (-logmag[f - 1, t], f - 1, t))
-    return phase
+        done[start] = True
+        heap[0], size = start, 1
+        while size > 0:
+            here = heap[0]  # pop the loudest bin reached so far
+            size -= 1
+            last, i = heap[size], 0
+            while 2 * i + 1 < size:  # sift `last` down from the root
+                child = 2 * i + 1
+                if child + 1 < size and key[heap[child + 1]] > key[heap[child]]:
+                    child += 1
+                if key[heap[child]] <= key[last]:
+                    break
+                heap[i] = heap[child]
+                i = child
+            heap[i] = last
+            f, t = here // n_t, here % n_t
+            for k in range(4):  # neighbours: next frame, previous frame, bin above, bin below
+                if k == 0:
+                    if t + 1 >= n_t:
+                        continue
+                    there = here + 1
+                    step = 0.5 * (dt[here] + dt[there])
+                elif k == 1:
+                    if t == 0:
+                        continue
+                    there = here - 1
+                    step = -0.5 * (dt[here] + dt[there])
+                elif k == 2:
+                    if f + 1 >= n_f:
+                        continue
+                    there = here + n_t
+                    step = 0.5 * (df[here] + df[there])
+                else:
+                    if f == 0:
+                        continue
+                    there = here - n_t
+                    step = -0.5 * (df[here] + df[there])
+                if done[there]:
+                    continue
+                phase[there] = phase[here] + step
+                done[there] = True
+                i = size  # push: sift up from the end
+                size += 1
+                while i > 0 and key[heap[(i - 1) // 2]] < key[there]:
+                    heap[i] = heap[(i - 1) // 2]
+                    i = (i - 1) // 2
+                heap[i] = there
+    return phase.reshape(n_f, n_t)
 
 
 @functools.cache
@@ -97,7 +129,8 @@ def pghi_phase(magnitude: torch.Tensor, config: MelConfig, tol: float = 1e-5) ->
     Args:
         magnitude: STFT magnitude (power 1) computed with ``config``'s STFT (hop, FFT size, Hann window).
         config: the front end (``hop_length``, ``n_fft``, ``win_length``).
-        tol: bins below ``tol`` times the spectrogram's maximum are not integrated (zero phase).
+        tol: bins below ``tol`` times the spectrogram's maximum are left out of the heap integration (their phase
+            is integrated along time alone).
     """
     mag = magnitude.detach().to("cpu", torch.float64).numpy()
     flat = mag.reshape(-1, *mag.shape[-2:])
@@ -108,6 +141,12 @@ def pghi_phase(magnitude: torch.Tensor, config: MelConfig, tol: float = 1e-5) ->
     for i, spec in enumerate(flat):
         logmag = np.log(np.maximum(spec, 1e-12))
         dt, df = _gradients(logmag, config.hop_length, config.n_fft, gamma)
-        phase = integrate(logmag, dt, df, float(logmag.max() + math.log(tol)))
+        floor = float(logmag.max() + math.log(tol))
+        phase = integrate(logmag, dt, df, floor)
+        quiet = logmag < floor
+        if quiet.any():  # not integrated: each bin's own instantaneous frequency, integrated along time
+            along = np.zeros_like(dt)
+            np.cumsum(0.5 * (dt[:, 1:] + dt[:, :-1]), axis=1, out=along[:, 1:])
+            phase[quiet] = along[quiet]
         out[i] = phase + frame_start
     return torch.from_numpy(out.reshape(mag.shape)).to(magnitude.device, torch.float32)
