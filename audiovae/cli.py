@@ -168,13 +168,15 @@ def resynth(
     input: Annotated[Path, typer.Argument(help="Audio file to analyse and resynthesise.")],
     output: OutOpt,
     vocoder: VocoderOpt = None,
-    n_iter: Annotated[int | None, typer.Option("--n-iter", min=0, help="Griffin-Lim iterations (default 32; "
-                                               "implies --vocoder griffin-lim).")] = None,
+    n_iter: Annotated[int | None, typer.Option("--n-iter", min=0, help="Griffin-Lim iterations (default 32 for "
+                                               "griffin-lim, 12 for mel-griffin-lim; without --vocoder it means "
+                                               "griffin-lim).")] = None,
     momentum: Annotated[float | None, typer.Option(min=0.0, max=0.999, help="Fast Griffin-Lim momentum (default "
                                                    "0.99; 0 = classic).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of Griffin-Lim's random initial phase (default 0).")] = None,
-    init: Annotated[str | None, typer.Option(help="Griffin-Lim's initial phase: random (default) or pghi "
-                                             "(phase-gradient heap integration, estimated from the magnitude).")]
+    init: Annotated[str | None, typer.Option(help="Griffin-Lim's initial phase: random (griffin-lim's default) or "
+                                             "pghi (phase-gradient heap integration, estimated from the magnitude; "
+                                             "mel-griffin-lim's).")]
     = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -182,7 +184,8 @@ def resynth(
 
     The output is at the model rate (22.05 kHz), mono, 16-bit unless the extension says otherwise.
 
-    Examples: audiovae resynth speech.wav -o speech_gl.wav --n-iter 64;
+    Examples: audiovae resynth speech.wav -o speech_out.wav   (mel-griffin-lim);
+    audiovae resynth speech.wav -o speech_gl.wav --n-iter 64   (classic Griffin-Lim);
     audiovae resynth speech.wav -o speech_neural.wav --vocoder neural
     """
     from . import audio
@@ -236,10 +239,11 @@ ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.safe
                                          "or a bundled model's name.", dir_okay=False)]
 VCModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.safetensors) of a speaker-conditioned "
                                           "model, or a bundled model's name.", dir_okay=False)]
-VocoderOpt = Annotated[str | None, typer.Option("--vocoder", help="What turns log-mels into audio: griffin-lim, "
-                                               "neural (the bundled neural vocoder) or a vocoder file from "
-                                               "`audiovae train vocoder`. Default: the model's own vocoder, else the "
-                                               "bundled neural one, else Griffin-Lim.")]
+VocoderOpt = Annotated[str | None, typer.Option("--vocoder", help="What turns log-mels into audio: "
+                                               "mel-griffin-lim (Griffin-Lim held to the log-mel, no training), "
+                                               "griffin-lim (classic), neural (the bundled neural vocoder) or a "
+                                               "vocoder file from `audiovae train vocoder`. Default: the model's own "
+                                               "trained vocoder, else mel-griffin-lim.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.", dir_okay=False)]
 SpeakerOpt = Annotated[str | None, typer.Option("--speaker", "-s", help="Speaker name or index (conditioned models; "
                                                 "see `audiovae info CKPT`).")]
@@ -1054,9 +1058,10 @@ def evaluate_vocoder(
     data: Annotated[Path, typer.Option("--data", help="A corpus folder or manifest (its test split is scored), "
                                                       "or a folder of audio files.")],
     vocoders: Annotated[list[str] | None, typer.Option("--vocoder", help="A vocoder to score (repeatable): "
-                                                       "neural (the bundled one), a vocoder by name "
-                                                       "(mel-griffin-lim) or a vocoder file. Griffin-Lim 32 "
-                                                       "and 100 are always scored beside it.")] = None,
+                                                       "a vocoder by name (mel-griffin-lim), neural (the bundled "
+                                                       "one) or a vocoder file; names are built for the first "
+                                                       "file's features. Griffin-Lim 32 and 100 are always scored "
+                                                       "beside them. Default: mel-griffin-lim and neural.")] = None,
     voices: Annotated[str, typer.Option(help="real (the recorded voice, festvox-ru's ru_nsh), synthetic (the "
                                         "corpus's TTS voices) or all.")] = "all",
     files: Annotated[int, typer.Option(help="Score an evenly spaced subset of this many files (0 = all).",
@@ -1077,15 +1082,18 @@ def evaluate_vocoder(
     from .device import resolve_device
     from .evaluation.vocoder import evaluate_vocoders
     from .features import MelConfig
-    from .pipelines.latent import choose_vocoder
+    from .pipelines.latent import DEFAULT_SYNTHESIS, choose_vocoder
     from .vocoders import VOCODERS
 
     if voices not in ("real", "synthetic", "all"):
         raise AudiovaeError(f"--voices {voices!r}: choose real, synthetic or all")
     dev = resolve_device(device)
+    specs = vocoders or [DEFAULT_SYNTHESIS, "neural"]
+    files = {spec: load_vocoder(spec) for spec in specs if Path(spec).is_file()}
+    front = next(iter(files.values())).config if files else MelConfig()  # named vocoders: the first file's features
     chosen = {}
-    for spec in vocoders or ["neural"]:
-        v = load_vocoder(spec) if Path(spec).is_file() else choose_vocoder(spec, MelConfig())  # a file: its features
+    for spec in specs:
+        v = files[spec] if spec in files else choose_vocoder(spec, front)
         where = "bundled" if spec == "neural" else Path(spec).stem
         where = Path(spec).parent.name if where == "model" else where  # a training run's model.safetensors
         label = spec if spec in VOCODERS else f"{v.vocoder_type} ({where})"  # a vocoder by name: its name

@@ -20,6 +20,7 @@ resume=(); [ -f "$work/prior/state.pt" ] && resume=(--resume)
 audiovae train music_prior "${common[@]}" "model.vae=$work/vae/model.safetensors" "train.out_dir=$work/prior" \
   "train.steps=${PRIOR_STEPS:-3000}" "${resume[@]}"
 model="$work/prior/model.safetensors"
-audiovae evaluate music --model "$model" --data "$work/music" --json "$work/evaluate_music.json"
+# --vocoder griffin-lim: what the README's numbers were measured with (the default then)
+audiovae evaluate music --model "$model" --data "$work/music" --vocoder griffin-lim --json "$work/evaluate_music.json"
 python "$root/recipes/export.py" "$model" --evaluation "$work/evaluate_music.json" --recipe recipes/music/run.sh \
   -o "$work/music.safetensors" --install "$root/audiovae/assets/models/music.safetensors"
