@@ -181,6 +181,7 @@ def resynth(
     device: DeviceOpt = "auto",
 ) -> None:
     """Wave -> log-mel -> vocoder -> wave: the analysis-synthesis baseline every model is compared with.
+    --n-iter, --momentum, --seed and --init set Griffin-Lim; without --vocoder they mean classic Griffin-Lim.
 
     The output is at the model rate (22.05 kHz), mono, 16-bit unless the extension says otherwise.
 
@@ -685,7 +686,7 @@ def convert(
         voice = _fit_voice(ckpt, speaker_ref)
     else:
         voice = target_voice(ckpt, speaker)  # an unknown target or a bad voice file fails before any work
-    synth = vocoder_for(ckpt, vocoder)
+    synth = vocoder_for(ckpt, vocoder, prefer_trained=stream)  # streamed windows are crossfaded
 
     if stream:
         from .pipelines.convert import stream_processor
@@ -1089,11 +1090,11 @@ def evaluate_vocoder(
         raise AudiovaeError(f"--voices {voices!r}: choose real, synthetic or all")
     dev = resolve_device(device)
     specs = vocoders or [DEFAULT_SYNTHESIS, "neural"]
-    files = {spec: load_vocoder(spec) for spec in specs if Path(spec).is_file()}
-    front = next(iter(files.values())).config if files else MelConfig()  # named vocoders: the first file's features
+    loaded = {spec: load_vocoder(spec) for spec in specs if Path(spec).is_file()}
+    front = next(iter(loaded.values())).config if loaded else MelConfig()  # names: the first file's features
     chosen = {}
     for spec in specs:
-        v = files[spec] if spec in files else choose_vocoder(spec, front)
+        v = loaded[spec] if spec in loaded else choose_vocoder(spec, front)
         where = "bundled" if spec == "neural" else Path(spec).stem
         where = Path(spec).parent.name if where == "model" else where  # a training run's model.safetensors
         label = spec if spec in VOCODERS else f"{v.vocoder_type} ({where})"  # a vocoder by name: its name

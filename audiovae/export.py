@@ -313,7 +313,7 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     ckpt: Checkpoint | None
     try:
         ckpt = load_checkpoint(path)
-        mel, voc = ckpt.mel, vocoder_for(ckpt, vocoder)
+        mel, voc = ckpt.mel, vocoder_for(ckpt, vocoder, prefer_trained=True)  # a network, where one fits
     except NoModelError:
         ckpt, voc = None, load_vocoder(path)
         mel = voc.config

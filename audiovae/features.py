@@ -18,7 +18,7 @@ from torch import nn
 from .errors import ConfigError
 
 __all__ = ["MelConfig", "MelSpectrogram", "stft", "istft", "mel_filterbank", "mel_to_linear", "refit_to_mel",
-           "n_frames", "hz_to_mel", "mel_to_hz"]
+           "used_bins", "n_frames", "hz_to_mel", "mel_to_hz"]
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,13 @@ def mel_to_linear(mel: torch.Tensor, fb: torch.Tensor, n_iter: int = 32, pinv: t
     return refit_to_mel(s, mel, fb, n_iter)
 
 
+def used_bins(fb: torch.Tensor) -> int:
+    """How many STFT bins, from 0, a filterbank ``[n_mels, n_freqs]`` reaches: the bins above are weighed by no
+    filter (all of them when none is)."""
+    covered = torch.nonzero(fb.sum(0) > 0)
+    return int(covered.max()) + 1 if covered.numel() else fb.shape[1]
+
+
 def refit_to_mel(magnitude: torch.Tensor, mel: torch.Tensor, fb: torch.Tensor, n_iter: int = 1,
                  numer: torch.Tensor | None = None) -> torch.Tensor:
     """Move a non-negative STFT magnitude ``[..., n_freqs, frames]`` towards one whose mel spectrogram (``fb @ S``)
@@ -255,8 +262,7 @@ class MelSpectrogram(nn.Module):
         fb = mel_filterbank(self.config)
         self.register_buffer("mel_fb", fb, persistent=False)
         # Bins above the top filter (f_max) carry no weight: skipping them saves ~25% of the work at 8 kHz/22 kHz.
-        used = torch.nonzero(fb.sum(0) > 0)
-        self.n_used_bins = int(used.max()) + 1 if used.numel() else fb.shape[1]
+        self.n_used_bins = used_bins(fb)
         self.register_buffer("mel_fb_used", fb[:, : self.n_used_bins].contiguous(), persistent=False)
 
     def magnitude(self, wave: torch.Tensor) -> torch.Tensor:

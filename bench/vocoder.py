@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, race  # noqa: E402
 
 from audiovae import audio  # noqa: E402
+from audiovae.checkpoint import load_vocoder  # noqa: E402
 from audiovae.features import MelConfig, MelSpectrogram  # noqa: E402
 from audiovae.pipelines.latent import choose_vocoder  # noqa: E402
 
@@ -33,7 +34,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     names = args.vocoder or ["neural", "mel-griffin-lim"]
-    cfg = MelConfig()
+    files = [load_vocoder(n) for n in names if Path(n).is_file()]
+    cfg = files[0].config if files else MelConfig()  # named vocoders: the first file's features
     vocoders = {name: choose_vocoder(name, cfg).eval() for name in names}
     vocoders[BASELINE] = choose_vocoder("griffin-lim", cfg, n_iter=32)
     header(f"vocoder speed: {', '.join(names)} vs {BASELINE}")

@@ -188,3 +188,48 @@ def test_mel_griffin_lim_is_a_named_vocoder_with_settings():
         griffin_lim(mag, CFG, mel=MelSpectrogram(CFG).mel_fb @ mag)
     with pytest.raises(ConfigError, match="do not fit"):
         griffin_lim(mag, CFG, mel=torch.ones(3, mag.shape[-1]), mel_fb=torch.ones(3, 7))
+
+
+def _heapq_integrate(logmag: np.ndarray, dt: np.ndarray, df: np.ndarray, floor: float) -> np.ndarray:
+    """The textbook heap integration with Python's heapq on (-log magnitude, bin, frame): the reference."""
+    import heapq
+
+    n_f, n_t = logmag.shape
+    phase, done = np.zeros((n_f, n_t)), logmag < floor
+    for start in np.argsort(-logmag.ravel(), kind="stable"):
+        f0, t0 = divmod(int(start), n_t)
+        if done[f0, t0]:
+            continue
+        done[f0, t0] = True
+        heap = [(-logmag[f0, t0], f0, t0)]
+        while heap:
+            _, f, t = heapq.heappop(heap)
+            for g, u, step in ((f, t + 1, 0.5 * (dt[f, t] + dt[f, min(t + 1, n_t - 1)])),
+                               (f, t - 1, -0.5 * (dt[f, t] + dt[f, max(t - 1, 0)])),
+                               (f + 1, t, 0.5 * (df[f, t] + df[min(f + 1, n_f - 1), t])),
+                               (f - 1, t, -0.5 * (df[f, t] + df[max(f - 1, 0), t]))):
+                if 0 <= g < n_f and 0 <= u < n_t and not done[g, u]:
+                    phase[g, u], done[g, u] = phase[f, t] + step, True
+                    heapq.heappush(heap, (-logmag[g, u], g, u))
+    return phase
+
+
+def test_pghi_heap_matches_the_heapq_reference_and_quiet_bins_follow_their_frequency():
+    from audiovae.vocoders.pghi import _integrator
+
+    rng = np.random.default_rng(0)
+    logmag = np.round(rng.normal(size=(40, 30)), 1)  # rounded: many ties, broken as heapq breaks them
+    dt, df = rng.normal(size=logmag.shape), rng.normal(size=logmag.shape)
+    for floor in (-np.inf, 0.5):  # everything, and islands above a floor
+        want = _heapq_integrate(logmag, dt, df, floor)
+        assert np.allclose(_integrator()(logmag, dt, df, floor), want), floor
+    # a spectrogram whose upper half is 80 dB down: those bins keep their own frequency's phase advance per hop
+    mag = torch.ones(CFG.n_freqs, 20)
+    mag[CFG.n_freqs // 2:] = 1e-4
+    from audiovae.vocoders.pghi import pghi_phase
+
+    phase = pghi_phase(mag, CFG, tol=1e-3)
+    quiet = slice(CFG.n_freqs // 2 + 1, CFG.n_freqs)  # not the edge bin, where the level's slope shifts the frequency
+    bins = torch.arange(CFG.n_freqs)[quiet, None]
+    advance = phase[quiet, 1:] - phase[quiet, :-1] - 2 * torch.pi * CFG.hop_length * bins / CFG.n_fft
+    assert (torch.remainder(advance + torch.pi, 2 * torch.pi) - torch.pi).abs().max() < 5e-3  # mod 2 pi, float32

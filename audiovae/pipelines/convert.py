@@ -166,7 +166,7 @@ def stream_processor(ckpt: Checkpoint, target: Voice | str | int, source: str | 
     """What :mod:`.stream` needs to convert mono audio at the model's rate block by block (``--stream``)."""
     _require_speakers(ckpt)
     voice = target if isinstance(target, Voice) else table_voice(ckpt, target)
-    synth = vocoder or vocoder_for(ckpt)
+    synth = vocoder or vocoder_for(ckpt, prefer_trained=True)  # windows crossfaded: a phase that agrees across them
     if check_pitch(pitch) == "shift":
         raise ConfigError("--stream with --pitch shift: the register is measured on the whole input; give "
                           "--pitch model or a number of semitones")

@@ -151,7 +151,9 @@ class Denoiser:
         if self.method == "vocoder":
             if self._vocoder is None:
                 v = self.vocoder
-                self._vocoder = v.to(self.device) if isinstance(v, Vocoder) else vocoder_for(self.ckpt, v)
+                # long files go in crossfaded chunks: a vocoder whose phase agrees across them
+                self._vocoder = (v.to(self.device) if isinstance(v, Vocoder)
+                                 else vocoder_for(self.ckpt, v, prefer_trained=True))
             y = self._vocoder(clean, length=clean.shape[-1] * cfg.hop_length)[0, :model_samples].cpu().numpy()
             y = torch.from_numpy(audio.resample(y, cfg.sample_rate, sample_rate))
             return torch.nn.functional.pad(y, (0, max(0, n - y.numel())))[:n].expand_as(x)

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..features import MelConfig, MelSpectrogram, istft, refit_to_mel, stft
+from ..features import MelConfig, MelSpectrogram, istft, refit_to_mel, stft, used_bins
 from ..progress import bar_off
 from .base import Vocoder, fit_length
 from .pghi import pghi_phase
@@ -55,8 +55,8 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
             ``mel_fb``, its filterbank ``[n_mels, n_freqs]``): the magnitude is then re-fitted to it at every
             iteration and ``magnitude`` is only the start (mel-constrained Griffin-Lim, see the module docstring);
             bins above the top filter keep ``magnitude``'s values.
-        pghi_tol: with ``init="pghi"``, bins more than this far below the loudest (a ratio) keep a zero phase
-            instead of being integrated; 1e-3 (-60 dB) does about half the work of 1e-5.
+        pghi_tol: with ``init="pghi"``, bins more than this far below the loudest (a ratio) are left out of the heap
+            integration (their phase is integrated along time alone); 1e-3 (-60 dB) does about half the work of 1e-5.
 
     Returns:
         Waveform ``[..., T]``, float32, on ``magnitude``'s device.
@@ -83,11 +83,10 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
                                                                                                    mag.shape[-2]):
             raise ConfigError(f"griffin_lim: mel {list(mel.shape)} and filterbank {list(mel_fb.shape)} do not fit "
                               f"the magnitude {list(mag.shape)}")
-        mel_fb = mel_fb.to(device, torch.float32)
-        covered = torch.nonzero(mel_fb.sum(0) > 0)  # bins above the top filter keep the given magnitude
-        used = int(covered.max()) + 1 if covered.numel() else mag.shape[-2]
-        mel_fb = mel_fb[:, :used].contiguous()
-        numer = mel_fb.T @ mel.to(device, torch.float32)  # kept across iterations
+        used = used_bins(mel_fb)  # bins above the top filter keep the given magnitude
+        mel_fb = mel_fb[:, :used].to(device, torch.float32).contiguous()
+        with torch.autocast(device_type=device.type, enabled=False):
+            numer = mel_fb.T @ mel.to(device, torch.float32)  # kept across iterations
         mag = mag.clone()  # re-fitted in place below
     if window is None:
         window = torch.hann_window(config.win_length, periodic=True, device=device)

@@ -46,8 +46,9 @@ def _gradients(logmag: np.ndarray, hop: int, n_fft: int, gamma: float) -> tuple[
 def _integrate(logmag: np.ndarray, dt: np.ndarray, df: np.ndarray, floor: float) -> np.ndarray:
     """Heap integration over one ``[F, T]`` spectrogram (plain Python; compiled by numba when available).
 
-    The heap is a binary max-heap of flat bin indices in an array, keyed by log-magnitude: every bin enters it once
-    (it is marked done when pushed), so the array never grows. Only bins above ``floor`` are sorted for the starts.
+    The heap is a binary max-heap of flat bin indices in an array, keyed by log-magnitude, ties to the lower index
+    (the order of ``heapq`` on ``(-log magnitude, bin, frame)``): every bin enters it once (it is marked done when
+    pushed), so the array never grows. Only bins above ``floor`` are sorted for the starts.
     """
     n_f, n_t = logmag.shape
     key = logmag.ravel()
@@ -68,9 +69,11 @@ def _integrate(logmag: np.ndarray, dt: np.ndarray, df: np.ndarray, floor: float)
             last, i = heap[size], 0
             while 2 * i + 1 < size:  # sift `last` down from the root
                 child = 2 * i + 1
-                if child + 1 < size and key[heap[child + 1]] > key[heap[child]]:
+                a, b = heap[child + 1] if child + 1 < size else -1, heap[child]
+                if a >= 0 and (key[a] > key[b] or (key[a] == key[b] and a < b)):
                     child += 1
-                if key[heap[child]] <= key[last]:
+                c = heap[child]
+                if key[c] < key[last] or (key[c] == key[last] and c > last):
                     break
                 heap[i] = heap[child]
                 i = child
@@ -103,7 +106,8 @@ def _integrate(logmag: np.ndarray, dt: np.ndarray, df: np.ndarray, floor: float)
                 done[there] = True
                 i = size  # push: sift up from the end
                 size += 1
-                while i > 0 and key[heap[(i - 1) // 2]] < key[there]:
+                while i > 0 and (key[heap[(i - 1) // 2]] < key[there]
+                                 or (key[heap[(i - 1) // 2]] == key[there] and heap[(i - 1) // 2] > there)):
                     heap[i] = heap[(i - 1) // 2]
                     i = (i - 1) // 2
                 heap[i] = there

@@ -110,7 +110,7 @@ async function loadModels() {
     }
   }
   fillSelect($("#convert-vocoder"), ["", ...state.options.vocoders],
-    ["default (the model's own, else neural when bundled)", ...state.options.vocoders]);
+    ["default (the model's own, else mel-griffin-lim)", ...state.options.vocoders]);
   fillSpeakers();
   renderModels();
   const l = state.limits;
