@@ -35,7 +35,7 @@ from .errors import AudiovaeError, ConfigError
 from .features import MelConfig
 from .fileio import atomic_path, write_errors
 from .models import LatentModel, LatentPrior, build_model, build_prior
-from .vocoders import VOCODERS, MelGriffinLim, Vocoder, build_vocoder
+from .vocoders import DEFAULT_SYNTHESIS, VOCODERS, Vocoder, build_vocoder
 
 FORMAT_VERSION = 2  # the newest layout this release reads and writes
 META_KEY = "audiovae"
@@ -114,7 +114,7 @@ class Checkpoint:
         rows = {"task": self.task, "model": f"{model.model_type}, {_millions(model)} M parameters",
                 "latents": f"{model.config.latent_dim} x {self.mel.frame_rate / model.hop_factor:.1f} frames/s",
                 "front end": front_end(self.mel),
-                "vocoder": f"none of its own (by default {MelGriffinLim.vocoder_type})" if voc is None
+                "vocoder": f"none of its own (by default {DEFAULT_SYNTHESIS})" if voc is None
                 else f"{voc.vocoder_type}, {_millions(voc)} M parameters, {where}"}
         if prior is not None:
             c = prior.config

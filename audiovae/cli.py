@@ -1077,24 +1077,22 @@ def evaluate_vocoder(
 
     Example: audiovae evaluate vocoder --data corpora/speech --vocoder runs/vocoder/model.safetensors --json v.json
     """
-    from .checkpoint import load_vocoder
     from .data.corpora.noisy import REAL_SPEAKER
     from .data.layouts import discover
     from .device import resolve_device
     from .evaluation.vocoder import evaluate_vocoders
-    from .features import MelConfig
-    from .pipelines.latent import DEFAULT_SYNTHESIS, choose_vocoder
-    from .vocoders import VOCODERS
+    from .pipelines.latent import choose_vocoder, choose_vocoders
+    from .vocoders import DEFAULT_SYNTHESIS, VOCODERS
 
     if voices not in ("real", "synthetic", "all"):
         raise AudiovaeError(f"--voices {voices!r}: choose real, synthetic or all")
     dev = resolve_device(device)
     specs = vocoders or [DEFAULT_SYNTHESIS, "neural"]
-    loaded = {spec: load_vocoder(spec) for spec in specs if Path(spec).is_file()}
-    front = next(iter(loaded.values())).config if loaded else MelConfig()  # names: the first file's features
+    twice = sorted({spec for spec in specs if specs.count(spec) > 1})
+    if twice:
+        raise AudiovaeError(f"--vocoder {', '.join(twice)}: given more than once")
     chosen = {}
-    for spec in specs:
-        v = loaded[spec] if spec in loaded else choose_vocoder(spec, front)
+    for spec, v in choose_vocoders(specs).items():
         where = "bundled" if spec == "neural" else Path(spec).stem
         where = Path(spec).parent.name if where == "model" else where  # a training run's model.safetensors
         label = spec if spec in VOCODERS else f"{v.vocoder_type} ({where})"  # a vocoder by name: its name

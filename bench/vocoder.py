@@ -19,9 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, race  # noqa: E402
 
 from audiovae import audio  # noqa: E402
-from audiovae.checkpoint import load_vocoder  # noqa: E402
-from audiovae.features import MelConfig, MelSpectrogram  # noqa: E402
-from audiovae.pipelines.latent import choose_vocoder  # noqa: E402
+from audiovae.features import MelSpectrogram  # noqa: E402
+from audiovae.pipelines.latent import choose_vocoder, choose_vocoders  # noqa: E402
 
 BASELINE = "Griffin-Lim 32"
 
@@ -34,9 +33,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     names = args.vocoder or ["neural", "mel-griffin-lim"]
-    files = [load_vocoder(n) for n in names if Path(n).is_file()]
-    cfg = files[0].config if files else MelConfig()  # named vocoders: the first file's features
-    vocoders = {name: choose_vocoder(name, cfg).eval() for name in names}
+    vocoders = {name: v.eval() for name, v in choose_vocoders(names).items()}  # names: a file's features
+    cfg = next(iter(vocoders.values())).config
     vocoders[BASELINE] = choose_vocoder("griffin-lim", cfg, n_iter=32)
     header(f"vocoder speed: {', '.join(names)} vs {BASELINE}")
     with resources.as_file(resources.files("audiovae") / "assets" / "example.wav") as p:

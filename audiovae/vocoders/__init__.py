@@ -13,5 +13,7 @@ from .griffin_lim import GriffinLim, MelGriffinLim, griffin_lim
 from .neural import NeuralVocoder
 from .registry import VOCODERS, build_vocoder, register_vocoder
 
+DEFAULT_SYNTHESIS = MelGriffinLim.vocoder_type  # what turns log-mels into audio when nothing else is asked for
+
 __all__ = ["Vocoder", "fit_length", "GriffinLim", "MelGriffinLim", "griffin_lim", "NeuralVocoder", "VOCODERS",
-           "build_vocoder", "register_vocoder"]
+           "DEFAULT_SYNTHESIS", "build_vocoder", "register_vocoder"]

@@ -11,8 +11,8 @@ projection onto consistent spectra, the magnitude is re-fitted to the mel by one
 started from the consistent spectrum's own magnitude (:func:`~audiovae.features.refit_to_mel`). It alternates
 between two sets that both contain the original signal (consistent spectra, and magnitudes with the given mel), so
 the original is a fixed point, where classic Griffin-Lim's fixed point is the inverse's. Measured on held-out real
-speech it closes most of Griffin-Lim's DNSMOS gap to the original and lifts PESQ-wb by about 0.9 (the Vocoder
-section of the README).
+speech (:class:`MelGriffinLim`, 12 iterations) it closes 87 % of Griffin-Lim 100's DNSMOS P.808 gap to the original
+and lifts PESQ-wb from 3.00 to 3.63 (the Vocoder section of the README).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
             iteration and ``magnitude`` is only the start (mel-constrained Griffin-Lim, see the module docstring);
             bins above the top filter keep ``magnitude``'s values.
         pghi_tol: with ``init="pghi"``, bins more than this far below the loudest (a ratio) are left out of the heap
-            integration (their phase is integrated along time alone); 1e-3 (-60 dB) does about half the work of 1e-5.
+            integration (their phase is integrated along time alone); 1e-3 (-60 dB) takes about a third of 1e-5's time.
 
     Returns:
         Waveform ``[..., T]``, float32, on ``magnitude``'s device.
