@@ -226,8 +226,8 @@ def used_bins(fb: torch.Tensor) -> int:
     return int(covered.max()) + 1 if covered.numel() else fb.shape[1]
 
 
-def refit_to_mel(magnitude: torch.Tensor, mel: torch.Tensor, fb: torch.Tensor, n_iter: int = 1,
-                 numer: torch.Tensor | None = None) -> torch.Tensor:
+def refit_to_mel(magnitude: torch.Tensor, mel: torch.Tensor | None, fb: torch.Tensor, n_iter: int = 1,
+                 numer: torch.Tensor | None = None, floor: float | None = None) -> torch.Tensor:
     """Move a non-negative STFT magnitude ``[..., n_freqs, frames]`` towards one whose mel spectrogram (``fb @ S``)
     is ``mel``, by ``n_iter`` multiplicative non-negative least-squares steps started from the magnitude itself.
 
@@ -235,11 +235,13 @@ def refit_to_mel(magnitude: torch.Tensor, mel: torch.Tensor, fb: torch.Tensor, n
     structure (harmonics between the filters' centres, a consistent spectrum's detail) survives while the bands'
     energies move to the target. :func:`mel_to_linear` runs the same steps from the pseudo-inverse; mel-constrained
     Griffin-Lim (:func:`audiovae.vocoders.griffin_lim` with ``mel``) runs one per iteration. ``numer`` is
-    ``fb.T @ mel`` when the caller keeps it across calls.
+    ``fb.T @ mel`` when the caller keeps it across calls (``mel`` may then be None). ``floor`` bounds the
+    denominator from below (default: the dtype's smallest normal number); a network trained through these steps
+    needs a larger one, or the gradient of a near-silent bin overflows.
     """
     fb = fb.to(magnitude.device, magnitude.dtype)
     numer = fb.T @ mel if numer is None else numer
-    eps = torch.finfo(magnitude.dtype).tiny
+    eps = torch.finfo(magnitude.dtype).tiny if floor is None else floor
     s = magnitude
     for _ in range(n_iter):
         s = s * numer / (fb.T @ (fb @ s)).clamp_min(eps)  # a clamp, not "+ eps": ONNX Runtime flushes it to 0

@@ -29,7 +29,9 @@ from .base import Vocoder, fit_length
 from .pghi import pghi_phase
 from .registry import register_vocoder
 
-__all__ = ["griffin_lim", "GriffinLim", "MelGriffinLim"]
+DIFFERENTIABLE_FLOOR = 1e-10  # |z| and mel-fit denominators, when trained through: finite gradients at silent bins
+
+__all__ = ["griffin_lim", "iterate", "mel_target", "GriffinLim", "MelGriffinLim"]
 
 
 def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, momentum: float = 0.99,
@@ -83,11 +85,6 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
                                                                                                    mag.shape[-2]):
             raise ConfigError(f"griffin_lim: mel {list(mel.shape)} and filterbank {list(mel_fb.shape)} do not fit "
                               f"the magnitude {list(mag.shape)}")
-        used = used_bins(mel_fb)  # bins above the top filter keep the given magnitude
-        mel_fb = mel_fb[:, :used].to(device, torch.float32).contiguous()
-        with torch.autocast(device_type=device.type, enabled=False):
-            numer = mel_fb.T @ mel.to(device, torch.float32)  # kept across iterations
-        mag = mag.clone()  # re-fitted in place below
     if window is None:
         window = torch.hann_window(config.win_length, periodic=True, device=device)
     natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames
@@ -104,21 +101,52 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
         angles = torch.polar(torch.ones_like(mag), pghi_phase(mag, config, pghi_tol))
     else:
         angles = torch.ones_like(mag, dtype=torch.complex64)
-    rebuilt = torch.zeros_like(angles)
-    alpha = momentum / (1.0 + momentum)
+    target = mel_target(mel.to(device), mel_fb) if mel is not None else None
     with torch.autocast(device_type=device.type, enabled=False):
-        for _ in tqdm(range(n_iter), desc="griffin-lim", unit="it", disable=bar_off(progress), leave=False, delay=2.0):
-            previous = rebuilt
-            rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
-            angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt)  # z / |z|
-            if mel is not None:  # the consistent magnitude, one step towards the mel
-                consistent = rebuilt[..., :used, :].abs()
-                if config.power != 1.0:  # the mel is of |X| ** power
-                    consistent = consistent.pow(config.power)
-                consistent = refit_to_mel(consistent, mel, mel_fb, 1, numer)
-                mag[..., :used, :] = consistent if config.power == 1.0 else consistent.pow(1.0 / config.power)
+        mag, angles = iterate(mag, angles, config, window, n_iter, momentum, target, progress=progress)
         wave = istft(mag * angles, config, window, natural)
     return fit_length(wave, length)
+
+
+def mel_target(mel: torch.Tensor, mel_fb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """What :func:`iterate` holds the magnitude to: the filterbank cut to the bins it reaches (those above keep the
+    given magnitude), ``fb.T @ mel`` (kept across iterations) and that bin count; float32 on ``mel``'s device."""
+    used = used_bins(mel_fb)
+    fb = mel_fb[:, :used].to(mel.device, torch.float32).contiguous()
+    with torch.autocast(device_type=mel.device.type, enabled=False):
+        return fb, fb.T @ mel.float(), used
+
+
+def iterate(mag: torch.Tensor, angles: torch.Tensor, config: MelConfig, window: torch.Tensor, n_iter: int,
+            momentum: float = 0.99, mel: tuple[torch.Tensor, torch.Tensor, int] | None = None, *,
+            differentiable: bool = False, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_iter`` fast Griffin-Lim iterations (float32, no autocast) from magnitude ``mag`` and unit phasors
+    ``angles`` ``[..., n_freqs, frames]``; returns the last magnitude and phasors (the waveform is their inverse STFT).
+
+    ``mel``: ``(fb, fb.T @ mel, used)`` with ``fb`` cut to the ``used`` bins it reaches: the magnitude of those bins
+    is re-fitted to the mel after every projection (mel-constrained). ``differentiable``: phasors as ``z / |z|`` with
+    a floor under ``|z|`` (``torch.sgn``'s gradient is not finite at 0), for a network trained through the
+    iterations (:class:`~.neural.NeuralVocoder`'s ``unroll``); out-of-place, so autograd can follow.
+    """
+    natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames
+    rebuilt = torch.zeros_like(angles)
+    alpha = momentum / (1.0 + momentum)
+    for _ in tqdm(range(n_iter), desc="griffin-lim", unit="it", disable=bar_off(progress), leave=False, delay=2.0):
+        previous = rebuilt
+        rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
+        z = torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt
+        angles = (z / (z.real.square() + z.imag.square() + DIFFERENTIABLE_FLOOR ** 2).sqrt() if differentiable
+                  else torch.sgn(z))
+        if mel is not None:  # the consistent magnitude, one step towards the mel
+            fb, numer, used = mel
+            consistent = rebuilt[..., :used, :].abs()
+            if config.power != 1.0:  # the mel is of |X| ** power
+                consistent = consistent.pow(config.power)
+            consistent = refit_to_mel(consistent, None, fb, 1, numer, DIFFERENTIABLE_FLOOR if differentiable else None)
+            if config.power != 1.0:
+                consistent = consistent.pow(1.0 / config.power)
+            mag = torch.cat([consistent, mag[..., used:, :]], dim=-2)
+    return mag, angles
 
 
 @register_vocoder

@@ -25,7 +25,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..features import MelConfig, hann_window, istft, mel_filterbank, mel_to_linear
 from .base import Vocoder, fit_length
-from .griffin_lim import griffin_lim
+from .griffin_lim import griffin_lim, iterate, mel_target
+from .pghi import pghi_phase
 from .registry import register_vocoder
 
 __all__ = ["ConvNeXtBlock", "NeuralVocoder"]
@@ -66,12 +67,18 @@ class NeuralVocoder(Vocoder):
         refine: at inference, this many fast Griffin-Lim iterations on the mel inverse's magnitude, started from
             the network's phase instead of a random one (0: the network's waveform as it is). No weights: an
             exported file sets it (``recipes/vocoder/export.py --refine``).
+        phase_prior: ``"none"`` (the head predicts the phase) or ``"pghi"`` (the head predicts a correction of the
+            phase that phase-gradient heap integration gives the mel inverse's magnitude; see below).
+        unroll: mel-constrained fast Griffin-Lim iterations from the head's spectrum, part of the network: training
+            runs through them (Deep Griffin-Lim style), so the head learns the start those iterations finish best.
+        pghi_tol: PGHI's tolerance (``phase_prior="pghi"``), as :class:`~.griffin_lim.MelGriffinLim`'s.
     """
 
     vocoder_type = "neural"
 
     def __init__(self, config: MelConfig | None = None, dim: int = 256, intermediate: int = 768, layers: int = 8,
-                 kernel: int = 7, residual: bool = False, inverse_iter: int = 32, refine: int = 0) -> None:
+                 kernel: int = 7, residual: bool = False, inverse_iter: int = 32, refine: int = 0,
+                 phase_prior: str = "none", unroll: int = 0, pghi_tol: float = 1e-3) -> None:
         super().__init__()
         self.config = config or MelConfig()
         for name, value in (("dim", dim), ("intermediate", intermediate), ("layers", layers)):
@@ -84,7 +91,14 @@ class NeuralVocoder(Vocoder):
         self.dim, self.intermediate, self.layers, self.kernel = dim, intermediate, layers, kernel
         if refine < 0:
             raise ConfigError(f"neural vocoder: refine={refine} must be >= 0")
+        if phase_prior not in ("none", "pghi"):
+            raise ConfigError(f"neural vocoder: phase_prior={phase_prior!r} must be 'none' or 'pghi'")
+        if unroll < 0:
+            raise ConfigError(f"neural vocoder: unroll={unroll} must be >= 0")
+        if not 0.0 < pghi_tol < 1.0:
+            raise ConfigError(f"neural vocoder: pghi_tol={pghi_tol} must be in (0, 1)")
         self.residual, self.inverse_iter, self.refine = residual, inverse_iter, refine
+        self.phase_prior, self.unroll, self.pghi_tol = phase_prior, unroll, pghi_tol
         n_mels, n_freqs = self.config.n_mels, self.config.n_freqs
         self.register_buffer("mel_mean", torch.zeros(n_mels))
         self.register_buffer("mel_std", torch.ones(n_mels))
@@ -96,10 +110,13 @@ class NeuralVocoder(Vocoder):
         self.head = nn.Linear(dim, 2 * n_freqs)  # log magnitude and phase of every STFT bin
         self.register_buffer("mel_fb", mel_filterbank(self.config), persistent=False)
         self.register_buffer("mel_pinv", torch.linalg.pinv(self.mel_fb), persistent=False)
-        if residual:
-            with torch.no_grad():  # the correction starts at zero: the untrained head's magnitude is the inverse's
+        with torch.no_grad():  # corrections start at zero: the untrained head gives the inverse's magnitude, PGHI's phase
+            if residual:
                 self.head.weight[:n_freqs].zero_()
                 self.head.bias[:n_freqs].zero_()
+            if phase_prior == "pghi":
+                self.head.weight[n_freqs:].zero_()
+                self.head.bias[n_freqs:].zero_()
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Per-band log-mel statistics of the training data (``[n_mels]`` each)."""
@@ -124,8 +141,12 @@ class NeuralVocoder(Vocoder):
         out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
         with torch.autocast(device_type=out.device.type, enabled=False):
             log_mag, phase = out.float().chunk(2, dim=1)
+            if self.residual or self.phase_prior == "pghi":
+                inverse = self.mel_inverse(logmel)
             if self.residual:
-                log_mag = log_mag + self.mel_inverse(logmel).clamp_min(self.config.log_floor).log()
+                log_mag = log_mag + inverse.clamp_min(self.config.log_floor).log()
+            if self.phase_prior == "pghi":
+                phase = phase + pghi_phase(inverse, self.config, self.pghi_tol)
             return torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE)), phase
 
     def mel_inverse(self, logmel: torch.Tensor) -> torch.Tensor:
@@ -136,8 +157,14 @@ class NeuralVocoder(Vocoder):
 
     def generate(self, logmel: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Differentiable waveform ``[B, T]`` (the training path); ``length`` defaults to ``(frames - 1) * hop``."""
-        spec = self.spectrum(logmel)
-        with torch.autocast(device_type=spec.device.type, enabled=False):
+        mag, phase = self.polar(logmel)
+        with torch.autocast(device_type=mag.device.type, enabled=False):
+            angles = torch.complex(torch.cos(phase), torch.sin(phase))
+            if self.unroll:  # mel-constrained Griffin-Lim, differentiable: trained through
+                target = mel_target(torch.exp(logmel.detach().float()), self.mel_fb)
+                mag, angles = iterate(mag, angles, self.config, self.window, self.unroll, mel=target,
+                                      differentiable=True)
+            spec = mag * angles
             return istft(spec, self.config, self.window, length)
 
     def forward(self, logmel: torch.Tensor, length: int | None = None, *, progress: bool = False) -> torch.Tensor:
@@ -152,4 +179,4 @@ class NeuralVocoder(Vocoder):
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, intermediate={self.intermediate}, layers={self.layers}, kernel={self.kernel}, "
-                f"residual={self.residual}, refine={self.refine}")
+                f"residual={self.residual}, refine={self.refine}, phase_prior={self.phase_prior!r}, unroll={self.unroll}")

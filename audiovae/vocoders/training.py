@@ -34,7 +34,8 @@ class VocoderTrainingConfig:
 
     Attributes:
         n_mels: input bands (the run's ``mel.n_mels``).
-        dim, intermediate, layers, kernel, residual: the generator (:class:`~.neural.NeuralVocoder`).
+        dim, intermediate, layers, kernel, residual, phase_prior, unroll: the generator
+            (:class:`~.neural.NeuralVocoder`).
         adversarial: train with discriminators (GAN + feature matching); false: reconstruction losses only.
         adversarial_start: steps before the discriminators join.
         mel_weight, stft_weight, adversarial_weight, feature_weight: loss weights (HiFi-GAN's 45 / - / 1 / 2).
@@ -50,6 +51,8 @@ class VocoderTrainingConfig:
     layers: int = 8
     kernel: int = 7
     residual: bool = True
+    phase_prior: str = "none"
+    unroll: int = 0
     adversarial: bool = True
     adversarial_start: int = 0
     mel_weight: float = 45.0
@@ -95,7 +98,7 @@ class VocoderTraining(TrainableMixin, nn.Module):
         if mel.n_mels != config.n_mels:
             raise ConfigError(f"model.n_mels={config.n_mels}, but mel.n_mels={mel.n_mels}")
         self.vocoder = NeuralVocoder(mel, config.dim, config.intermediate, config.layers, config.kernel,
-                                     config.residual)
+                                     config.residual, phase_prior=config.phase_prior, unroll=config.unroll)
         self.analysis = MelSpectrogram(mel)
         self.disc = (Discriminators(config.periods, config.resolutions, config.period_channels,
                                     config.resolution_channels) if config.adversarial else None)
