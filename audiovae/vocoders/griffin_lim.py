@@ -29,8 +29,6 @@ from .base import Vocoder, fit_length
 from .pghi import pghi_phase
 from .registry import register_vocoder
 
-DIFFERENTIABLE_FLOOR = 1e-10  # |z| and mel-fit denominators, when trained through: finite gradients at silent bins
-
 __all__ = ["griffin_lim", "iterate", "mel_target", "GriffinLim", "MelGriffinLim"]
 
 
@@ -125,9 +123,12 @@ def iterate(mag: torch.Tensor, angles: torch.Tensor, config: MelConfig, window: 
 
     ``mel``: ``(fb, fb.T @ mel, used)`` with ``fb`` cut to the ``used`` bins it reaches: the magnitude of those bins
     is re-fitted to the mel after every projection (mel-constrained). ``differentiable``: phasors as ``z / |z|`` with
-    a floor under ``|z|`` (``torch.sgn``'s gradient is not finite at 0), for a network trained through the
-    iterations (:class:`~.neural.NeuralVocoder`'s ``unroll``); out-of-place, so autograd can follow.
+    a floor under ``|z|`` and under the mel re-fit's denominator (``torch.sgn``'s gradient is not finite at 0), for
+    a network trained through the iterations (:class:`~.neural.NeuralVocoder`'s ``unroll``); out-of-place, so
+    autograd can follow. The floor is the front end's ``log_floor``, below which the log-mel sees nothing: with a
+    floor of 1e-10 the gradient norm of a first training step reached 7e7 and a tiny test run diverged.
     """
+    floor = config.log_floor if differentiable else None
     natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames
     rebuilt = torch.zeros_like(angles)
     alpha = momentum / (1.0 + momentum)
@@ -135,14 +136,14 @@ def iterate(mag: torch.Tensor, angles: torch.Tensor, config: MelConfig, window: 
         previous = rebuilt
         rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
         z = torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt
-        angles = (z / (z.real.square() + z.imag.square() + DIFFERENTIABLE_FLOOR ** 2).sqrt() if differentiable
+        angles = (z / (z.real.square() + z.imag.square() + floor ** 2).sqrt() if differentiable
                   else torch.sgn(z))
         if mel is not None:  # the consistent magnitude, one step towards the mel
             fb, numer, used = mel
             consistent = rebuilt[..., :used, :].abs()
             if config.power != 1.0:  # the mel is of |X| ** power
                 consistent = consistent.pow(config.power)
-            consistent = refit_to_mel(consistent, None, fb, 1, numer, DIFFERENTIABLE_FLOOR if differentiable else None)
+            consistent = refit_to_mel(consistent, None, fb, 1, numer, floor)
             if config.power != 1.0:
                 consistent = consistent.pow(1.0 / config.power)
             mag = torch.cat([consistent, mag[..., used:, :]], dim=-2)
