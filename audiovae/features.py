@@ -235,16 +235,19 @@ def refit_to_mel(magnitude: torch.Tensor, mel: torch.Tensor | None, fb: torch.Te
     structure (harmonics between the filters' centres, a consistent spectrum's detail) survives while the bands'
     energies move to the target. :func:`mel_to_linear` runs the same steps from the pseudo-inverse; mel-constrained
     Griffin-Lim (:func:`audiovae.vocoders.griffin_lim` with ``mel``) runs one per iteration. ``numer`` is
-    ``fb.T @ mel`` when the caller keeps it across calls (``mel`` may then be None). ``floor`` bounds the
-    denominator from below (default: the dtype's smallest normal number); a network trained through these steps
-    needs a larger one, or the gradient of a near-silent bin overflows.
+    ``fb.T @ mel`` when the caller keeps it across calls (``mel`` may then be None). ``floor``: the magnitude's
+    mel is clamped to it (the front end's ``log_floor``, as the log-mel is) before the division, so a silent bin's
+    gain is 1, not 0/0; a network trained through these steps needs it, or such a bin's gradient overflows.
     """
     fb = fb.to(magnitude.device, magnitude.dtype)
     numer = fb.T @ mel if numer is None else numer
-    eps = torch.finfo(magnitude.dtype).tiny if floor is None else floor
+    # a bin no filter weighs has 0 / eps: with a floor, an eps whose square is still a normal float32, so that its
+    # gradient is 0, not 0/0 (far below any weighed bin's denominator, which the floor keeps >= floor * weights)
+    eps = torch.finfo(magnitude.dtype).tiny if floor is None else 1e-18
     s = magnitude
     for _ in range(n_iter):
-        s = s * numer / (fb.T @ (fb @ s)).clamp_min(eps)  # a clamp, not "+ eps": ONNX Runtime flushes it to 0
+        mel_s = fb @ s if floor is None else (fb @ s).clamp_min(floor)
+        s = s * numer / (fb.T @ mel_s).clamp_min(eps)  # a clamp, not "+ eps": ONNX Runtime flushes it to 0
     return s
 
 
