@@ -127,6 +127,14 @@ def test_export_errors_are_one_line(tmp_path, tiny_cvae):
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and not (tmp_path / "x").exists()
     r = run_cli("export", "music", "--parts", "vocoder", "--vocoder", "griffin-lim", "-o", tmp_path / "x")
     assert r.returncode == 1 and "griffin-lim, not a network" in r.stderr
+    from audiovae.checkpoint import save_vocoder
+    from audiovae.vocoders import NeuralVocoder
+
+    pghi = save_vocoder(tmp_path / "pghi.safetensors", NeuralVocoder(MelConfig(), 16, 32, 1, residual=True,
+                                                                     phase_prior="pghi", unroll=2))
+    r = run_cli("export", pghi, "--format", "torchscript", "-o", tmp_path / "x")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "PGHI" in r.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_force_replaces_earlier_exports_but_never_what_is_exported(tmp_path, tiny_cvae, monkeypatch):

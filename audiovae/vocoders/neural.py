@@ -118,6 +118,12 @@ class NeuralVocoder(Vocoder):
                 self.head.weight[n_freqs:].zero_()
                 self.head.bias[n_freqs:].zero_()
 
+    @property
+    def exportable(self) -> bool:
+        """Whether the waveform is the network's alone (a graph can hold it): PGHI's heap integration is a sequential
+        loop on the CPU, and unrolled iterations would need an STFT inside the graph."""
+        return self.phase_prior == "none" and not self.unroll
+
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Per-band log-mel statistics of the training data (``[n_mels]`` each)."""
         self.mel_mean.copy_(mean)
