@@ -34,7 +34,7 @@ class VocoderTrainingConfig:
 
     Attributes:
         n_mels: input bands (the run's ``mel.n_mels``).
-        dim, intermediate, layers, kernel, residual, phase_prior, unroll: the generator
+        dim, intermediate, layers, kernel, residual, inverse_iter, phase_prior, unroll: the generator
             (:class:`~.neural.NeuralVocoder`).
         adversarial: train with discriminators (GAN + feature matching); false: reconstruction losses only.
         adversarial_start: steps before the discriminators join.
@@ -51,6 +51,7 @@ class VocoderTrainingConfig:
     layers: int = 8
     kernel: int = 7
     residual: bool = True
+    inverse_iter: int = 32
     phase_prior: str = "none"
     unroll: int = 0
     adversarial: bool = True
@@ -98,7 +99,8 @@ class VocoderTraining(TrainableMixin, nn.Module):
         if mel.n_mels != config.n_mels:
             raise ConfigError(f"model.n_mels={config.n_mels}, but mel.n_mels={mel.n_mels}")
         self.vocoder = NeuralVocoder(mel, config.dim, config.intermediate, config.layers, config.kernel,
-                                     config.residual, phase_prior=config.phase_prior, unroll=config.unroll)
+                                     config.residual, config.inverse_iter, phase_prior=config.phase_prior,
+                                     unroll=config.unroll)
         self.analysis = MelSpectrogram(mel)
         self.disc = (Discriminators(config.periods, config.resolutions, config.period_channels,
                                     config.resolution_channels) if config.adversarial else None)
