@@ -45,7 +45,7 @@ from .checkpoint import Checkpoint, NoModelError, load_checkpoint, load_vocoder
 from .errors import AudiovaeError, ConfigError
 from .features import MelConfig, MelSpectrogram, hann_window
 from .fileio import _umask, write_failure
-from .pretrained import VOCODER, resolve_model
+from .pretrained import STREAM_VOCODER, resolve_model
 from .vocoders import Vocoder
 
 FORMATS = ("torchscript", "onnx")
@@ -308,7 +308,7 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         raise ConfigError(f"--parts {','.join(unknown)}: unknown (choose from {', '.join(PARTS)})")
 
     bundled_vocoder = str(checkpoint) == "vocoder" and not Path(checkpoint).exists()
-    path = VOCODER if bundled_vocoder else resolve_model(checkpoint)
+    path = STREAM_VOCODER if bundled_vocoder else resolve_model(checkpoint)
     _check_replaceable(out, [path] + ([Path(vocoder)] if vocoder and Path(vocoder).exists() else []))
     ckpt: Checkpoint | None
     try:

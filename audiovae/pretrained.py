@@ -27,19 +27,27 @@ BUNDLED: dict[str, str] = {
 }
 DEFAULT_VC = "voice_conversion"
 VOCODER = MODELS_DIR / "vocoder.safetensors"  # the bundled neural vocoder (recipes/vocoder/run.sh); not a model
+# the bundled network that predicts its own phase: audio made window by window and crossfaded, and export, need it
+STREAM_VOCODER = MODELS_DIR / "vocoder_stream.safetensors"
 
 
-def bundled_vocoder(mel: MelConfig, required: bool = False) -> Vocoder | None:
+def bundled_vocoder(mel: MelConfig, required: bool = False, streaming: bool = False) -> Vocoder | None:
     """The bundled neural vocoder when it exists and was made for front end ``mel``; else ``None``, or a
-    ``ConfigError`` saying why when ``required`` (``--vocoder neural``)."""
+    ``ConfigError`` saying why when ``required`` (``--vocoder neural``).
+
+    ``streaming``: the bundled network that predicts its own phase (:data:`STREAM_VOCODER`) instead of the one whose
+    phase starts from PGHI (:data:`VOCODER`). PGHI fixes a window's phase only up to a constant, so two crossfaded
+    windows could cancel; a network's phase follows the signal, and it is a graph that export can hold.
+    """
     from .checkpoint import load_vocoder, mel_difference  # the checkpoint module imports this one
 
-    if not VOCODER.is_file():
+    path = STREAM_VOCODER if streaming else VOCODER
+    if not path.is_file():
         if required:
-            raise ConfigError(f"--vocoder neural: no trained vocoder here ({VOCODER} is missing); give a vocoder "
+            raise ConfigError(f"--vocoder neural: no trained vocoder here ({path} is missing); give a vocoder "
                               "file (audiovae train vocoder) as --vocoder PATH")
         return None
-    vocoder = load_vocoder(VOCODER)
+    vocoder = load_vocoder(path)
     if vocoder.config.fingerprint() != mel.fingerprint():
         if required:
             raise ConfigError("--vocoder neural: the bundled vocoder was made for other features than the model's "

@@ -11,7 +11,7 @@ import torch
 from conftest import SR, chirp, run_cli
 
 from audiovae.features import MelConfig, MelSpectrogram, istft
-from audiovae.pretrained import VOCODER
+from audiovae.pretrained import STREAM_VOCODER
 
 
 @pytest.fixture()
@@ -97,7 +97,7 @@ def test_torchscript_export_of_the_bundled_vocoder(tmp_path):
     with torch.no_grad():
         logmel = MelSpectrogram(MelConfig())(wave)
         assert float((frontend(wave) - logmel).abs().max()) < 1e-2
-        assert float((vocoder(logmel) - load_vocoder(VOCODER).generate(logmel)).abs().max()) < 1e-4
+        assert float((vocoder(logmel) - load_vocoder(STREAM_VOCODER).generate(logmel)).abs().max()) < 1e-4
 
 
 def test_an_export_that_does_not_match_writes_nothing(tmp_path, tiny_cvae, monkeypatch):

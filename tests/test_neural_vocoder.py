@@ -229,9 +229,30 @@ def test_choose_vocoder_by_name_file_or_default(tmp_path, monkeypatch):
     assert "neural" in VOCODERS
 
 
+def test_the_bundled_pair_neural_for_files_and_a_phase_network_for_streams():
+    """``neural`` is the bundled PGHI-prior vocoder; where audio is crossfaded window by window, or exported, the
+    bundled network that predicts its own phase stands in (PGHI fixes a window's phase only up to a constant)."""
+    from audiovae.checkpoint import Checkpoint
+    from audiovae.models import build_model
+    from audiovae.pipelines.latent import vocoder_for
+
+    offline = choose_vocoder("neural", MEL)
+    assert offline.phase_prior == "pghi" and offline.unroll > 0 and not offline.exportable
+    stream = pretrained.bundled_vocoder(MEL, streaming=True)
+    assert stream.phase_prior == "none" and stream.exportable
+    ckpt = Checkpoint(build_model("vae", {"channels": (8, 8), "latent_dim": 4, "blocks": 1}), MEL)
+    for name in (None, "neural"):
+        chosen = vocoder_for(ckpt, name, prefer_trained=True)
+        assert isinstance(chosen, NeuralVocoder) and chosen.exportable
+    assert isinstance(vocoder_for(ckpt), MelGriffinLim)  # the default elsewhere
+    assert vocoder_for(ckpt, "neural").phase_prior == "pghi"
+    assert isinstance(vocoder_for(ckpt, "mel-griffin-lim", prefer_trained=True), MelGriffinLim)  # asked for
+
+
 RUN = ("train", "vocoder", "train.batch_size=2", "train.log_every=1", "train.valid_every=4",
        "train.checkpoint_every=4", "data.valid_items=2", "model.dim=32", "model.intermediate=64", "model.layers=2",
-       "model.adversarial_start=2", "model.period_channels=[8,16]", "model.resolution_channels=8")
+       "model.adversarial=true", "model.adversarial_start=2", "model.period_channels=[8,16]",
+       "model.resolution_channels=8")
 
 
 @pytest.fixture(scope="module")
@@ -298,9 +319,9 @@ def test_evaluate_vocoder_scores_against_griffin_lim_and_the_original(trained, t
     rows = report["rows"]
     for row in rows.values():
         assert 1.0 <= row["p808"] <= 5.0 and 1.0 <= row["ovrl"] <= 5.0
-    # a 4-step vocoder is far from the input; Griffin-Lim is close, and closer with more iterations
-    assert rows["neural (run)"]["mel_l1"] > rows["Griffin-Lim 32"]["mel_l1"] >= rows["Griffin-Lim 100"]["mel_l1"]
-    assert rows["Griffin-Lim 100"]["mrstft"] < rows["neural (run)"]["mrstft"]
+    # a 4-step vocoder of the default config is, nearly, its untrained start: 10 mel-constrained Griffin-Lim
+    # iterations from PGHI, closer to the log-mel than classic Griffin-Lim, which gets closer with more iterations
+    assert rows["neural (run)"]["mel_l1"] < rows["Griffin-Lim 100"]["mel_l1"] <= rows["Griffin-Lim 32"]["mel_l1"]
     assert "P.808" in r.stdout and "Griffin-Lim 100" in r.stdout
 
 

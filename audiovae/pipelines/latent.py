@@ -99,17 +99,21 @@ def choose_vocoders(specs: Sequence[str]) -> dict[str, Vocoder]:
 def vocoder_for(ckpt: Checkpoint, name: str | None = None, *, prefer_trained: bool = False, **overrides) -> Vocoder:
     """The vocoder to use with ``ckpt`` (:func:`choose_vocoder`: ``name`` is ``--vocoder``), on the model's device.
 
-    ``prefer_trained``: the default prefers a trained network (the model's own, else the bundled one where it fits
-    the features). Audio made window by window and crossfaded (``--stream``, long files in chunks) needs it: a
-    network's phase follows the signal, so overlapping windows agree, while Griffin-Lim's is fixed only up to a
-    constant per window (PGHI anchors it at the window's loudest bin) and two windows can come out in opposite phase
-    and cancel in the crossfade (overlapping 2.55-s windows of the example clip correlated at 0.02 to 0.93 over their
-    overlap, the network's at 0.985 to 1.0). Export wants it too: a network is what it exports.
+    ``prefer_trained``: the default, and ``neural``, mean a network that predicts its own phase (the model's own
+    trained vocoder, else the bundled :data:`~audiovae.pretrained.STREAM_VOCODER` where it fits the features).
+    Audio made window by window and crossfaded (``--stream``, long files in chunks) needs it: a network's phase
+    follows the signal, so overlapping windows agree, while Griffin-Lim's, and the PGHI start of the bundled
+    ``neural`` vocoder, are fixed only up to a constant per window (PGHI anchors it at the window's loudest bin), so
+    two windows can come out in opposite phase and cancel in the crossfade (overlapping 2.55-s windows of the example
+    clip correlated at 0.02 to 0.93 over their overlap through mel-griffin-lim, the network's at 0.985 to 1.0).
+    Export wants it too: a network is what it exports.
     """
     from ..pretrained import bundled_vocoder
 
-    if prefer_trained and name is None and ckpt.trained_vocoder is None and bundled_vocoder(ckpt.mel) is not None:
-        name = NeuralVocoder.vocoder_type
+    if prefer_trained and name in (None, NeuralVocoder.vocoder_type) and ckpt.trained_vocoder is None:
+        network = bundled_vocoder(ckpt.mel, required=name is not None, streaming=True)
+        if network is not None:
+            return network.to(ckpt.model.mel_mean.device)
     vocoder = choose_vocoder(name, ckpt.mel, ckpt.trained_vocoder, ckpt.vocoder, **overrides)
     return vocoder.to(ckpt.model.mel_mean.device)
 
