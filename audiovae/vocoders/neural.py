@@ -110,7 +110,7 @@ class NeuralVocoder(Vocoder):
         self.head = nn.Linear(dim, 2 * n_freqs)  # log magnitude and phase of every STFT bin
         self.register_buffer("mel_fb", mel_filterbank(self.config), persistent=False)
         self.register_buffer("mel_pinv", torch.linalg.pinv(self.mel_fb), persistent=False)
-        with torch.no_grad():  # corrections start at zero: the untrained head gives the inverse's magnitude, PGHI's phase
+        with torch.no_grad():  # corrections start at zero: untrained, the inverse's magnitude and PGHI's phase
             if residual:
                 self.head.weight[:n_freqs].zero_()
                 self.head.bias[:n_freqs].zero_()
@@ -185,4 +185,5 @@ class NeuralVocoder(Vocoder):
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, intermediate={self.intermediate}, layers={self.layers}, kernel={self.kernel}, "
-                f"residual={self.residual}, refine={self.refine}, phase_prior={self.phase_prior!r}, unroll={self.unroll}")
+                f"residual={self.residual}, refine={self.refine}, phase_prior={self.phase_prior!r}, "
+                f"unroll={self.unroll}")
