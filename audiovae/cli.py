@@ -244,7 +244,9 @@ VocoderOpt = Annotated[str | None, typer.Option("--vocoder", help="What turns lo
                                                "mel-griffin-lim (Griffin-Lim held to the log-mel, no training), "
                                                "griffin-lim (classic), neural (the bundled neural vocoder) or a "
                                                "vocoder file from `audiovae train vocoder`. Default: the model's own "
-                                               "trained vocoder, else mel-griffin-lim.")]
+                                               "trained vocoder, else mel-griffin-lim. Streamed and chunked output "
+                                               "use the bundled streaming network for the default and for neural "
+                                               "(its phase lets windows crossfade).")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.", dir_okay=False)]
 SpeakerOpt = Annotated[str | None, typer.Option("--speaker", "-s", help="Speaker name or index (conditioned models; "
                                                 "see `audiovae info CKPT`).")]
