@@ -355,10 +355,13 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     elif any(p in wanted for p in ("encoder", "decoder")) and parts:
         raise ExportError(f"{path}: a vocoder file has no encoder or decoder")
     if "vocoder" in wanted:
+        pghi = ("its vocoder's phase comes from PGHI or unrolled Griffin-Lim iterations, which no graph holds; "
+                "pass --vocoder with a network that predicts its phase")
         if isinstance(voc, NeuralVocoder) and not voc.exportable:
-            raise ExportError(f"{path}: its vocoder's phase comes from PGHI or unrolled Griffin-Lim iterations, "
-                              "which no graph holds; pass --vocoder with a network that predicts its phase")
-        if isinstance(voc, NeuralVocoder):
+            if parts or ckpt is None:
+                raise ExportError(f"{path}: {pghi}")
+            report.notes.append(f"vocoder: not exported ({pghi})")
+        elif isinstance(voc, NeuralVocoder):
             graphs["vocoder"] = Graph(VocoderGraph(_plain(voc)), voc.float().eval().generate, (logmel,), ["logmel"],
                                       {"logmel": {0: "batch", 2: "frames"}}, ["batch", "samples"])
         elif parts:

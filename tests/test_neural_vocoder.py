@@ -117,7 +117,7 @@ def test_with_the_pghi_prior_and_unrolled_iterations_it_starts_as_mel_griffin_li
     assert float((out - expected).norm() / expected.norm()) < 1e-3
     assert float((other - expected).norm() / expected.norm()) > 0.02  # the test can tell iteration counts apart
     for bad, match in (({"phase_prior": "heap"}, "phase_prior"), ({"unroll": -1}, "unroll"),
-                       ({"pghi_tol": 0.0}, "pghi_tol")):
+                       ({"pghi_tol": 0.0}, "pghi_tol"), ({"unroll": 2, "refine": 4}, "do not go together")):
         with pytest.raises(ConfigError, match=match):
             NeuralVocoder(MEL, **TINY, **bad)
 
@@ -247,6 +247,9 @@ def test_the_bundled_pair_neural_for_files_and_a_phase_network_for_streams():
     assert isinstance(vocoder_for(ckpt), MelGriffinLim)  # the default elsewhere
     assert vocoder_for(ckpt, "neural").phase_prior == "pghi"
     assert isinstance(vocoder_for(ckpt, "mel-griffin-lim", prefer_trained=True), MelGriffinLim)  # asked for
+    own = NeuralVocoder(MEL, **TINY, residual=True, phase_prior="pghi", unroll=2)  # a model's own PGHI vocoder
+    carrying = Checkpoint(ckpt.model, MEL, components={"vocoder": own})
+    assert vocoder_for(carrying) is own and vocoder_for(carrying, prefer_trained=True).exportable
 
 
 RUN = ("train", "vocoder", "train.batch_size=2", "train.log_every=1", "train.valid_every=4",

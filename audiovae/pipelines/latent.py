@@ -106,15 +106,18 @@ def vocoder_for(ckpt: Checkpoint, name: str | None = None, *, prefer_trained: bo
     ``neural`` vocoder, are fixed only up to a constant per window (PGHI anchors it at the window's loudest bin), so
     two windows can come out in opposite phase and cancel in the crossfade (overlapping 2.55-s windows of the example
     clip correlated at 0.02 to 0.93 over their overlap through mel-griffin-lim, the network's at 0.985 to 1.0).
-    Export wants it too: a network is what it exports.
+    Export wants it too: a network is what it exports. A model's own trained vocoder whose phase starts from PGHI
+    gives way to the streaming network there too (when it fits the features; else it is kept).
     """
     from ..pretrained import bundled_vocoder
 
-    if prefer_trained and name in (None, NeuralVocoder.vocoder_type) and ckpt.trained_vocoder is None:
-        network = bundled_vocoder(ckpt.mel, required=name is not None, streaming=True)
+    carried = ckpt.trained_vocoder
+    if prefer_trained and name in (None, NeuralVocoder.vocoder_type) and not overrides and (
+            carried is None or (isinstance(carried, NeuralVocoder) and not carried.exportable)):
+        network = bundled_vocoder(ckpt.mel, streaming=True)
         if network is not None:
             return network.to(ckpt.model.mel_mean.device)
-    vocoder = choose_vocoder(name, ckpt.mel, ckpt.trained_vocoder, ckpt.vocoder, **overrides)
+    vocoder = choose_vocoder(name, ckpt.mel, carried, ckpt.vocoder, **overrides)
     return vocoder.to(ckpt.model.mel_mean.device)
 
 

@@ -118,35 +118,36 @@ def mel_target(mel: torch.Tensor, mel_fb: torch.Tensor) -> tuple[torch.Tensor, t
 def iterate(mag: torch.Tensor, angles: torch.Tensor, config: MelConfig, window: torch.Tensor, n_iter: int,
             momentum: float = 0.99, mel: tuple[torch.Tensor, torch.Tensor, int] | None = None, *,
             differentiable: bool = False, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n_iter`` fast Griffin-Lim iterations (float32, no autocast) from magnitude ``mag`` and unit phasors
+    """``n_iter`` fast Griffin-Lim iterations (float32; autocast off) from magnitude ``mag`` and unit phasors
     ``angles`` ``[..., n_freqs, frames]``; returns the last magnitude and phasors (the waveform is their inverse STFT).
 
     ``mel``: ``(fb, fb.T @ mel, used)`` with ``fb`` cut to the ``used`` bins it reaches: the magnitude of those bins
     is re-fitted to the mel after every projection (mel-constrained). ``differentiable``: phasors as ``z / |z|`` with
-    a floor under ``|z|`` and under the mel re-fit's denominator (``torch.sgn``'s gradient is not finite at 0), for
-    a network trained through the iterations (:class:`~.neural.NeuralVocoder`'s ``unroll``); out-of-place, so
-    autograd can follow. The floor is the front end's ``log_floor``, below which the log-mel sees nothing: with a
+    a floor under ``|z|`` and under the magnitude's mel in the re-fit (``torch.sgn``'s gradient is not finite at
+    0), for a network trained through the iterations (:class:`~.neural.NeuralVocoder`'s ``unroll``); out-of-place,
+    so autograd can follow. The floor is the front end's ``log_floor``, below which the log-mel sees nothing: with a
     floor of 1e-10 the gradient norm of a first training step reached 7e7 and a tiny test run diverged.
     """
     floor = config.log_floor if differentiable else None
     natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames
     rebuilt = torch.zeros_like(angles)
     alpha = momentum / (1.0 + momentum)
-    for _ in tqdm(range(n_iter), desc="griffin-lim", unit="it", disable=bar_off(progress), leave=False, delay=2.0):
-        previous = rebuilt
-        rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
-        z = torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt
-        angles = (z / (z.real.square() + z.imag.square() + floor ** 2).sqrt() if differentiable
-                  else torch.sgn(z))
-        if mel is not None:  # the consistent magnitude, one step towards the mel
-            fb, numer, used = mel
-            consistent = rebuilt[..., :used, :].abs()
-            if config.power != 1.0:  # the mel is of |X| ** power
-                consistent = consistent.pow(config.power)
-            consistent = refit_to_mel(consistent, None, fb, 1, numer, floor)
-            if config.power != 1.0:
-                consistent = consistent.pow(1.0 / config.power)
-            mag = torch.cat([consistent, mag[..., used:, :]], dim=-2)
+    with torch.autocast(device_type=mag.device.type, enabled=False):
+        for _ in tqdm(range(n_iter), desc="griffin-lim", unit="it", disable=bar_off(progress), leave=False, delay=2.0):
+            previous = rebuilt
+            rebuilt = stft(istft(mag * angles, config, window, natural), config, window)
+            z = torch.sub(rebuilt, previous, alpha=alpha) if alpha else rebuilt
+            angles = (z / (z.real.square() + z.imag.square() + floor ** 2).sqrt() if differentiable
+                      else torch.sgn(z))
+            if mel is not None:  # the consistent magnitude, one step towards the mel
+                fb, numer, used = mel
+                consistent = rebuilt[..., :used, :].abs()
+                if config.power != 1.0:  # the mel is of |X| ** power
+                    consistent = consistent.pow(config.power)
+                consistent = refit_to_mel(consistent, None, fb, 1, numer, floor)
+                if config.power != 1.0:  # (floored when trained through: the root's gradient at 0 is infinite)
+                    consistent = (consistent if floor is None else consistent.clamp_min(floor)).pow(1.0 / config.power)
+                mag = torch.cat([consistent, mag[..., used:, :]], dim=-2)
     return mag, angles
 
 

@@ -97,6 +97,9 @@ class NeuralVocoder(Vocoder):
             raise ConfigError(f"neural vocoder: unroll={unroll} must be >= 0")
         if not 0.0 < pghi_tol < 1.0:
             raise ConfigError(f"neural vocoder: pghi_tol={pghi_tol} must be in (0, 1)")
+        if refine and (phase_prior != "none" or unroll):
+            raise ConfigError("neural vocoder: refine (Griffin-Lim from the head's phase, at inference) and "
+                              "phase_prior/unroll (iterations inside the network) do not go together")
         self.residual, self.inverse_iter, self.refine = residual, inverse_iter, refine
         self.phase_prior, self.unroll, self.pghi_tol = phase_prior, unroll, pghi_tol
         n_mels, n_freqs = self.config.n_mels, self.config.n_freqs

@@ -6,7 +6,9 @@ the vocoder manifest into voices A and E of the bundled model, through each voco
 (P.808, OVRL, SIG) and the time spent converting.
 
 Run: ``python recipes/vocoder/convert_dnsmos.py work/vocoder/data/manifest.jsonl [VOCODER ...]``
-(default: neural mel-griffin-lim griffin-lim; needs the ``eval`` extra).
+(default: the streaming network, audiovae/assets/models/vocoder_stream.safetensors, which the README's figures were
+measured with as the then bundled neural vocoder, then mel-griffin-lim and griffin-lim; pass ``neural`` for today's
+bundled one; needs the ``eval`` extra).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from audiovae import audio
 from audiovae.data.corpora.noisy import REAL_SPEAKER
 from audiovae.data.layouts import discover
 from audiovae.evaluation.vocoder import JUDGE_RATE, _judges
+from audiovae.pretrained import STREAM_VOCODER
 
 TARGETS = ("A", "E")
 
 
 def main() -> None:
-    manifest, names = sys.argv[1], sys.argv[2:] or ["neural", "mel-griffin-lim", "griffin-lim"]
+    manifest, names = sys.argv[1], sys.argv[2:] or [str(STREAM_VOCODER), "mel-griffin-lim", "griffin-lim"]
     _, dnsmos = _judges()
     test = [e for e in discover(manifest) if e.split == "test"]
     real = [e for e in test if e.speaker == REAL_SPEAKER]

@@ -12,6 +12,6 @@
 set -euo pipefail
 data=$1 init=$2 out=$3; shift 3
 resume=(); [ -f "$out/state.pt" ] && resume=(--resume)
-audiovae train vocoder "data.train=$data" "train.init=$init" "train.out_dir=$out" model.adversarial_start=0 \
+audiovae train vocoder_stream "data.train=$data" "train.init=$init" "train.out_dir=$out" model.adversarial_start=0 \
   train.lr=2e-4 train.lr_schedule=constant train.batch_size=32 data.segment_frames=64 data.num_workers=8 \
   train.steps=3000 "${resume[@]}" "$@"
