@@ -106,10 +106,12 @@ def griffin_lim(magnitude: torch.Tensor, config: MelConfig, n_iter: int = 32, mo
     return fit_length(wave, length)
 
 
-def mel_target(mel: torch.Tensor, mel_fb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+def mel_target(mel: torch.Tensor, mel_fb: torch.Tensor, used: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """What :func:`iterate` holds the magnitude to: the filterbank cut to the bins it reaches (those above keep the
-    given magnitude), ``fb.T @ mel`` (kept across iterations) and that bin count; float32 on ``mel``'s device."""
-    used = used_bins(mel_fb)
+    given magnitude), ``fb.T @ mel`` (kept across iterations) and that bin count; float32 on ``mel``'s device.
+    ``used``: that count when the caller keeps it (:func:`~audiovae.features.used_bins`, a device sync on CUDA)."""
+    used = used_bins(mel_fb) if used is None else used
     fb = mel_fb[:, :used].to(mel.device, torch.float32).contiguous()
     with torch.autocast(device_type=mel.device.type, enabled=False):
         return fb, fb.T @ mel.float(), used
@@ -126,7 +128,8 @@ def iterate(mag: torch.Tensor, angles: torch.Tensor, config: MelConfig, window: 
     a floor under ``|z|`` and under the magnitude's mel in the re-fit (``torch.sgn``'s gradient is not finite at
     0), for a network trained through the iterations (:class:`~.neural.NeuralVocoder`'s ``unroll``); out-of-place,
     so autograd can follow. The floor is the front end's ``log_floor``, below which the log-mel sees nothing: with a
-    floor of 1e-10 the gradient norm of a first training step reached 7e7 and a tiny test run diverged.
+    floor of 1e-10 the logged gradient norm reached 7e7 within the first 150 training steps and a tiny test run
+    diverged.
     """
     floor = config.log_floor if differentiable else None
     natural = (mag.shape[-1] - 1) * config.hop_length  # the length whose STFT has exactly these frames

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..features import MelConfig, hann_window, istft, mel_filterbank, mel_to_linear
+from ..features import MelConfig, hann_window, istft, mel_filterbank, mel_to_linear, used_bins
 from .base import Vocoder, fit_length
 from .griffin_lim import griffin_lim, iterate, mel_target
 from .pghi import pghi_phase
@@ -113,6 +113,7 @@ class NeuralVocoder(Vocoder):
         self.head = nn.Linear(dim, 2 * n_freqs)  # log magnitude and phase of every STFT bin
         self.register_buffer("mel_fb", mel_filterbank(self.config), persistent=False)
         self.register_buffer("mel_pinv", torch.linalg.pinv(self.mel_fb), persistent=False)
+        self.n_used_bins = used_bins(self.mel_fb)  # what the unrolled iterations re-fit to the mel
         with torch.no_grad():  # corrections start at zero: untrained, the inverse's magnitude and PGHI's phase
             if residual:
                 self.head.weight[:n_freqs].zero_()
@@ -170,7 +171,7 @@ class NeuralVocoder(Vocoder):
         with torch.autocast(device_type=mag.device.type, enabled=False):
             angles = torch.complex(torch.cos(phase), torch.sin(phase))
             if self.unroll:  # mel-constrained Griffin-Lim, differentiable: trained through
-                target = mel_target(torch.exp(logmel.detach().float()), self.mel_fb)
+                target = mel_target(torch.exp(logmel.detach().float()), self.mel_fb, self.n_used_bins)
                 mag, angles = iterate(mag, angles, self.config, self.window, self.unroll, mel=target,
                                       differentiable=True)
             spec = mag * angles
