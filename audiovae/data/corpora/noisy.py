@@ -1,13 +1,17 @@
 """Noisy-speech corpus for denoising: clean speech mixed with synthetic and recorded noises at chosen SNRs.
 
-Clean speech comes from a speech corpus built by :mod:`audiovae.data.corpora.speech` (given, or a small one built on
-the spot) plus *real* recordings of one Russian speaker shipped in Debian's ``festvox-ru`` (620 sentences, kept as
+Clean speech comes from a speech corpus built by :mod:`audiovae.data.corpora.speech` or any dataset of a known layout
+(speechocean762's real speakers, VCTK, LibriTTS, a folder per speaker: :func:`audiovae.data.layouts.discover`, whose
+speaker splits are kept), or a small synthetic one built on the spot, plus *real* recordings of one Russian speaker shipped in Debian's ``festvox-ru`` (620 sentences, kept as
 speaker ``ru_nsh`` so it can be evaluated separately; the test split holds as many of them as of the synthetic
 voices, up to a fifth of them). Noise types: white, pink and brown noise, mains hum, babble (four utterances by
 other speakers of the same split reading other sentences), and room reverberation (pyroomacoustics image-source
 RIRs aligned to the direct sound, plus pink noise at the SNR); two types appear only in the test split, to measure
 generalisation: music (from a music corpus, or synthesised notes) and factory noise (engine harmonics, impacts and
-rumble). Test walks a noise x SNR grid speaker by speaker, so every noise type meets every SNR equally often and
+rumble). Recorded noise comes from a folder of ``<type>/<files>`` (``noise_dir``; ``audiovae corpus noise`` gathers the
+real recordings that Debian packages ship): each type named in ``test_only_recorded`` is heard only in the test split;
+every other type is cut in time, its first 75 % for training, the next 10 % for validation, the last 15 % for test,
+so a test mixture never holds a noise sample that training heard. Test walks a noise x SNR grid speaker by speaker, so every noise type meets every SNR equally often and
 every speaker with a dozen test mixtures meets every noise type and SNR. Clean files longer than ``max_seconds``
 (20 s: every festvox-ru recording fits) are cut at a pause and lose their transcript.
 
@@ -38,6 +42,9 @@ FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
 REAL_SPEAKER = "ru_nsh"
 TRAIN_NOISES = ("white", "pink", "brown", "hum", "babble", "reverb")
 TEST_ONLY_NOISES = ("music", "factory")
+CLEAN = "clean"  # the "noise type" of a mixture with no noise (noisy == clean): teaches the model to leave speech be
+# where each split's share of a recorded training noise starts and ends, as fractions of each file's length
+RECORDED_SPANS = {"train": (0.0, 0.75), "valid": (0.75, 0.85), "test": (0.85, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ class NoisyCorpusConfig:
     real_voice: bool = True
     real_voice_files: int = 620
     max_seconds: float = 20.0  # longer clean files are cut at a pause (and lose their transcript)
+    noise_dir: str | None = None  # recorded noises, one folder per type: <noise_dir>/<type>/*.wav|flac|ogg
+    test_only_recorded: tuple[str, ...] = ()  # recorded types kept out of training and validation
+    clean_fraction: float = 0.0  # share of train/valid mixtures with no noise at all (the target is the input)
+    test_files_per_speaker: int = 0  # > 0: at most this many clean test files per speaker (a seeded choice)
     sample_rate: int = 22050
     seed: int = 0
     workers: int = 0
@@ -68,6 +79,11 @@ class NoisyCorpusConfig:
             raise AudiovaeError("NoisyCorpusConfig.snrs: give at least one SNR")
         if not self.train_noises:
             raise AudiovaeError("NoisyCorpusConfig.train_noises: give at least one noise type")
+        if not 0.0 <= self.clean_fraction < 1.0:
+            raise AudiovaeError(f"NoisyCorpusConfig.clean_fraction must be in [0, 1), got {self.clean_fraction}")
+        if self.test_only_recorded and not self.noise_dir:
+            raise AudiovaeError("NoisyCorpusConfig.test_only_recorded names recorded noise types but no noise_dir "
+                                "is given")
         if self.max_seconds < 0.1:
             raise AudiovaeError(f"NoisyCorpusConfig.max_seconds must be at least 0.1 s, got {self.max_seconds}")
 
@@ -84,6 +100,9 @@ class _Job:
     seed: int
     babble: list[str] = field(default_factory=list)
     music: str = ""
+    sex: str = ""
+    recording: str = ""  # a recorded noise file, and the span of it this split may use (fractions of its length)
+    span: tuple[float, float] = (0.0, 1.0)
 
 
 def _synth_music(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -162,6 +181,34 @@ def cut_at_pause(wave: np.ndarray, sr: int, max_seconds: float) -> tuple[np.ndar
     return wave[: (quietest + 3) * hop], False
 
 
+def recorded_span(noise: np.ndarray, span: tuple[float, float], min_samples: int = 1) -> np.ndarray:
+    """The part of a recorded noise that one split may use: ``span`` as fractions of its length (never empty)."""
+    lo, hi = (int(round(f * noise.size)) for f in span)
+    return noise[lo: max(hi, lo + min_samples)] if noise.size else noise
+
+
+def recorded_noises(noise_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Recorded noise files by type: ``<noise_dir>/<type>/**/<audio>`` (the type is the first folder level).
+
+    A type's name may not be one of the built-in noise types, so a row of the evaluation names one thing."""
+    from ..layouts import AUDIO_EXTENSIONS
+
+    root = Path(noise_dir)
+    if not root.is_dir():
+        raise AudiovaeError(f"{root}: no such noise folder (expected one folder of recordings per noise type)")
+    types: dict[str, list[str]] = {}
+    for folder in sorted(d for d in root.iterdir() if d.is_dir()):
+        files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        if not files:
+            continue
+        if folder.name in TRAIN_NOISES + TEST_ONLY_NOISES + (CLEAN,):
+            raise AudiovaeError(f"{folder}: {folder.name!r} is a built-in noise type; rename the folder")
+        types[folder.name] = files
+    if not types:
+        raise AudiovaeError(f"{root}: no recorded noise found (expected <type>/<audio files> inside)")
+    return types
+
+
 def _load(path: str, sr: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -176,7 +223,11 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
         rng = np.random.default_rng(job.seed)
         n = clean.size
         speech = clean
-        if job.noise in NOISE_COLOURS:
+        if job.noise == CLEAN:
+            noise = np.zeros_like(clean)
+        elif job.recording:
+            noise = fit_length(recorded_span(_load(job.recording, sr), job.span), n, rng)
+        elif job.noise in NOISE_COLOURS:
             noise = coloured_noise(n, NOISE_COLOURS[job.noise], rng)
         elif job.noise == "hum":
             noise = mains_hum(n, sr, rng)
@@ -191,7 +242,7 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
             noise = factory_noise(n, sr, rng)
         # the SNR is set on the additive noise; for reverb the reverberant tail is part of the degradation and the
         # target stays the dry speech
-        mixture = speech + noise_gain(speech, noise, job.snr) * noise
+        mixture = speech if job.noise == CLEAN else speech + noise_gain(speech, noise, job.snr) * noise
         scale = peak_scale(mixture)
         noisy_path = out / "noisy" / job.split / f"{job.name}.wav"
         clean_path = out / "clean" / job.split / f"{job.name}.wav"
@@ -200,8 +251,9 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
     except (AudiovaeError, ValueError) as e:
         return None, f"{job.source}: {e}"
     return Entry(path=str(noisy_path.relative_to(out)), duration=round(n / sr, 4), split=job.split,
-                 speaker=job.speaker, text=job.text if whole else "", clean=str(clean_path.relative_to(out)),
-                 noise=job.noise, snr=job.snr), ""
+                 speaker=job.speaker, sex=job.sex, text=job.text if whole else "",
+                 clean=str(clean_path.relative_to(out)), noise=job.noise,
+                 snr=None if job.noise == CLEAN else job.snr), ""
 
 
 def real_voice(cfg: NoisyCorpusConfig, test_files: int) -> list[Entry]:
@@ -232,17 +284,36 @@ def real_voice(cfg: NoisyCorpusConfig, test_files: int) -> list[Entry]:
 
 def _clean_sources(cfg: NoisyCorpusConfig, out: Path, progress: bool) -> list[Entry]:
     if cfg.clean:
-        manifest = Path(cfg.clean) / "manifest.jsonl"
+        from ..layouts import discover
+
+        sources = limit_test_files(discover(cfg.clean), cfg.test_files_per_speaker, cfg.seed)
     else:
         from .speech import SpeechCorpusConfig, build_speech_corpus
 
         build_speech_corpus(out / "speech", SpeechCorpusConfig(sentences=cfg.clean_sentences, seed=cfg.seed,
                                                                workers=cfg.workers), progress=progress)
         manifest = out / "speech" / "manifest.jsonl"
-    sources = [Entry(**{**vars(e), "path": str(resolve(manifest, e.path))}) for e in read_manifest(manifest)]
+        sources = [Entry(**{**vars(e), "path": str(resolve(manifest, e.path))}) for e in read_manifest(manifest)]
+        sources = limit_test_files(sources, cfg.test_files_per_speaker, cfg.seed)
     if not cfg.real_voice:
         return sources
     return sources + real_voice(cfg, sum(e.split == "test" for e in sources))
+
+
+def limit_test_files(entries: list[Entry], per_speaker: int, seed: int) -> list[Entry]:
+    """At most ``per_speaker`` test files per speaker (``0``: all), chosen by a seeded hash of their paths; the
+    other test files are dropped, not moved to training, so held-out speakers stay held out."""
+    if per_speaker <= 0:
+        return entries
+    by_speaker: dict[str, list[str]] = {}
+    for e in entries:
+        if e.split == "test":
+            by_speaker.setdefault(e.speaker, []).append(e.path)
+    keep = set()
+    for paths in by_speaker.values():
+        chosen = ranked_splits(paths, min(per_speaker, len(paths)), 0, seed)
+        keep |= {p for p, split in chosen.items() if split == "test"}
+    return [e for e in entries if e.split != "test" or e.path in keep]
 
 
 def _music_files(cfg: NoisyCorpusConfig) -> list[str]:
@@ -296,15 +367,24 @@ def noise_snr_grid(noises: tuple[str, ...], snrs: tuple[float, ...],
     return [(noises[pn[j % n]], snrs[ps[(j + j // block) % s]]) for j in range(n * s)]
 
 
-def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str]) -> list[_Job]:
+def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str],
+          recorded: dict[str, list[str]] | None = None) -> list[_Job]:
     """Assign every clean file its noise type(s) and SNR(s).
 
     Train and valid draw both at random. Test walks :func:`noise_snr_grid` over its mixtures speaker by speaker, so the
     whole test set meets every noise type at every SNR equally often, and each speaker's consecutive run of mixtures
     (a dozen are enough for the default 8 noise types x 6 SNRs) meets every noise type and every SNR: no speaker's
     score is tied to an SNR, no noise type's to an SNR mix. Babble is other speakers reading other sentences; a file
-    with nobody else in its split to babble gets the next cell (test) or another noise type (train).
+    with nobody else in its split to babble gets the next cell (test) or another noise type (train). Recorded types
+    (``recorded``: type -> files) join the built-in ones; those in ``cfg.test_only_recorded`` only in test. A share
+    ``cfg.clean_fraction`` of train and valid mixtures carries no noise.
     """
+    recorded = recorded or {}
+    unknown = set(cfg.test_only_recorded) - set(recorded)
+    if unknown:
+        raise AudiovaeError(f"test-only recorded noise type(s) {sorted(unknown)} not found; the noise folder has: "
+                            f"{', '.join(sorted(recorded)) or 'none'}")
+    recorded_train = tuple(t for t in sorted(recorded) if t not in cfg.test_only_recorded)
     rng = np.random.default_rng(cfg.seed)
     music_rng = np.random.default_rng([cfg.seed, 1])  # its own stream: --music changes nothing but the music
     by_split: dict[str, list[Entry]] = {}
@@ -312,7 +392,8 @@ def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str]) -> lis
         by_split.setdefault(e.split, []).append(e)
     jobs: list[_Job] = []
     for split, items in sorted(by_split.items()):
-        all_noises = cfg.train_noises + (cfg.test_only_noises if split == "test" else ())
+        all_noises = cfg.train_noises + recorded_train + (
+            cfg.test_only_noises + tuple(cfg.test_only_recorded) if split == "test" else ())
         per_file = {"train": cfg.mixtures_per_file, "test": cfg.test_mixtures_per_file}.get(split, 1)
         pools = _BabblePools(items)
         grid, k = noise_snr_grid(all_noises, cfg.snrs, rng), 0
@@ -329,11 +410,19 @@ def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str]) -> lis
                     (noise, snr), k = grid[k % len(grid)], k + 1
                 else:
                     noise, snr = noises[int(rng.integers(len(noises)))], cfg.snrs[int(rng.integers(len(cfg.snrs)))]
+                    if cfg.clean_fraction and rng.random() < cfg.clean_fraction:
+                        noise = CLEAN
                 babble = babble_sources(pool, rng) if noise == "babble" else []
                 song = music[int(music_rng.integers(len(music)))] if music and noise == "music" else ""
+                recording, span = "", (0.0, 1.0)
+                if noise in recorded:
+                    files = recorded[noise]
+                    recording = files[int(rng.integers(len(files)))]
+                    span = (0.0, 1.0) if noise in cfg.test_only_recorded else RECORDED_SPANS[split]
                 jobs.append(_Job(name=f"{e.speaker}_{Path(e.path).stem}_{m}", source=e.path, speaker=e.speaker,
                                  text=e.text, split=split, noise=noise, snr=float(snr),
-                                 seed=cfg.seed * 1_000_003 + len(jobs), babble=babble, music=song))
+                                 seed=cfg.seed * 1_000_003 + len(jobs), babble=babble, music=song, sex=e.sex,
+                                 recording=recording, span=span))
     return jobs
 
 
@@ -343,7 +432,8 @@ def build_noisy_corpus(out_dir: str | os.PathLike[str], config: NoisyCorpusConfi
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = _plan(_clean_sources(config, out, progress), config, _music_files(config))
+    recorded = recorded_noises(config.noise_dir) if config.noise_dir else {}
+    jobs = _plan(_clean_sources(config, out, progress), config, _music_files(config), recorded)
     for split in {j.split for j in jobs}:
         for kind in ("noisy", "clean"):
             (out / kind / split).mkdir(parents=True, exist_ok=True)

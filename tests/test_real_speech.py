@@ -1,0 +1,163 @@
+"""Real speech and recorded noise for denoising: the speechocean762 layout adapter (a tiny tree in the authors'
+layout, built here; the project never needs the corpus itself), a noisy corpus of real speakers with recorded noise
+types kept out of training, and the evaluation's real-speech rows."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, run_cli
+
+from audiovae.data.corpora.noisy import CLEAN, NoisyCorpusConfig, build_noisy_corpus, recorded_noises, recorded_span
+from audiovae.data.layouts import SPEECHOCEAN_PREFIX, detect_layout, discover
+from audiovae.data.manifest import read_manifest
+from audiovae.errors import AudiovaeError
+
+SENTENCES = ["IT'S JUST SO HARD TO PICTURE", "WE SPEAK OUT WHEN WE FEEL WE SHOULD", "I COULD DO WITH A BREAK",
+             "THE BIRCH CANOE SLID ON THE SMOOTH PLANKS"]
+# speaker id -> (espeak-ng voice, sex, the release's split)
+SPEAKERS = {"0036": ("en-us", "f", "train"), "0482": ("en-gb", "m", "train"), "1027": ("en-us+m3", "m", "train"),
+            "0120": ("en-gb+f2", "f", "test"), "0024": ("en-us+m1", "m", "test")}
+
+
+def speechocean_tree(root: Path, ext: str = ".WAV", scp: bool = True) -> Path:
+    """A tiny speechocean762 release: ``WAVE/SPEAKERnnnn/<utt><ext>`` and Kaldi tables for ``train/`` and
+    ``test/`` (``wav.scp`` optional: some copies lack it), four espeak-ng sentences per speaker at 16 kHz."""
+    tables: dict[str, dict[str, list[str]]] = {s: {n: [] for n in ("wav.scp", "text", "utt2spk", "spk2gender",
+                                                                   "spk2age")} for s in ("train", "test")}
+    for spk, (voice, sex, split) in SPEAKERS.items():
+        folder = root / "WAVE" / f"SPEAKER{spk}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(SENTENCES):
+            utt = f"{spk}{i:05d}"
+            tmp = folder / f"{utt}.tmp.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(tmp), text.lower()], check=True)
+            wave, sr = sf.read(tmp, dtype="float32")
+            tmp.unlink()
+            idx = np.round(np.arange(0, len(wave), sr / 16000)).astype(int).clip(0, len(wave) - 1)
+            sf.write(folder / f"{utt}{ext}", wave[idx], 16000, format="FLAC" if ext.lower() == ".flac" else "WAV")
+            t = tables[split]
+            t["wav.scp"].append(f"{utt}\tWAVE/SPEAKER{spk}/{utt}{ext}")
+            t["text"].append(f"{utt}\t{text}")
+            t["utt2spk"].append(f"{utt}\t{spk}")
+        tables[split]["spk2gender"].append(f"{spk}\t{sex}")
+        tables[split]["spk2age"].append(f"{spk}\t30")
+    for split, files in tables.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for name, lines in files.items():
+            if name != "wav.scp" or scp:
+                (root / split / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def speechocean(tmp_path_factory) -> Path:
+    return speechocean_tree(tmp_path_factory.mktemp("speechocean762"))
+
+
+def noise_folder(root: Path) -> Path:
+    """Three recorded-noise types as a noise folder: rain-like (bursty broadband), fan-like (hum + noise), a tap
+    (clicks); each a 3-s file at 16 kHz."""
+    rng = np.random.default_rng(0)
+    sr, n = 16000, 48000
+    t = np.arange(n) / sr
+    kinds = {"rain": rng.standard_normal(n) * (rng.random(n) < 0.3),
+             "fan": 0.3 * np.sin(2 * np.pi * 120 * t) + 0.2 * rng.standard_normal(n),
+             "tap": np.repeat(rng.random(n // 400) < 0.1, 400) * rng.standard_normal(n)}
+    for name, x in kinds.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        sf.write(root / name / f"{name}.flac", (0.3 * x / np.abs(x).max()).astype(np.float32), sr)
+    return root
+
+
+def test_speechocean_layout_keeps_the_speaker_split_sex_and_text(speechocean):
+    assert detect_layout(speechocean) == "speechocean762"
+    entries = discover(speechocean)
+    assert len(entries) == len(SPEAKERS) * len(SENTENCES)
+    by_speaker = {e.speaker: e for e in entries}
+    assert set(by_speaker) == {SPEECHOCEAN_PREFIX + s for s in SPEAKERS}
+    for spk, (_, sex, split) in SPEAKERS.items():
+        es = [e for e in entries if e.speaker == SPEECHOCEAN_PREFIX + spk]
+        assert {e.sex for e in es} == {sex}
+        splits = {e.split for e in es}
+        assert len(splits) == 1  # whole speakers: never one speaker in two splits
+        assert (splits == {"test"}) == (split == "test")
+        assert all(Path(e.path).is_file() and e.duration > 0.5 for e in es)
+    assert sum(e.speaker == SPEECHOCEAN_PREFIX + "0482" and e.text == "i could do with a break" for e in entries) == 1
+    valid = {e.speaker for e in entries if e.split == "valid"}
+    assert len(valid) == 1  # one of the three train speakers held out for validation, as a whole speaker
+
+
+def test_speechocean_layout_reads_flac_without_wav_scp(tmp_path, speechocean):
+    root = speechocean_tree(tmp_path / "flac", ext=".flac", scp=False)
+    a, b = discover(speechocean), discover(root)
+    assert [(e.speaker, e.split, e.text) for e in a] == [(e.speaker, e.split, e.text) for e in b]
+    assert all(e.path.endswith(".flac") for e in b)
+
+
+def test_speechocean_without_split_tables_is_a_clear_error(tmp_path):
+    (tmp_path / "WAVE" / "SPEAKER0001").mkdir(parents=True)
+    with pytest.raises(AudiovaeError, match="train/utt2spk"):
+        discover(tmp_path, layout="speechocean762")
+
+
+def test_recorded_noise_spans_never_overlap_between_splits():
+    x = np.arange(1000, dtype=np.float32)
+    spans = {split: recorded_span(x, span) for split, span in
+             (("train", (0.0, 0.75)), ("valid", (0.75, 0.85)), ("test", (0.85, 1.0)))}
+    assert [len(s) for s in spans.values()] == [750, 100, 150]
+    assert spans["train"].max() < spans["valid"].min() and spans["valid"].max() < spans["test"].min()
+
+
+def test_recorded_noise_folder_rejects_builtin_names(tmp_path):
+    noise_folder(tmp_path)
+    assert sorted(recorded_noises(tmp_path)) == ["fan", "rain", "tap"]
+    (tmp_path / "pink").mkdir()
+    sf.write(tmp_path / "pink" / "p.wav", np.zeros(1600, np.float32), 16000)
+    with pytest.raises(AudiovaeError, match="built-in"):
+        recorded_noises(tmp_path)
+
+
+def test_noisy_corpus_of_real_speakers_and_recorded_noise(tmp_path, speechocean):
+    """Test speakers and the test-only recorded type never reach training; clean mixtures are exact copies; the
+    recorded types train on their first 75 % only."""
+    noises = noise_folder(tmp_path / "noise")
+    cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(noises),
+                            test_only_recorded=("tap",), clean_fraction=0.3, snrs=(0.0, 10.0),
+                            train_noises=("pink", "babble"), test_only_noises=(), mixtures_per_file=3,
+                            test_files_per_speaker=3)
+    build_noisy_corpus(tmp_path / "c", cfg, progress=False)
+    entries = read_manifest(tmp_path / "c" / "manifest.jsonl")
+    train = [e for e in entries if e.split == "train"]
+    test = [e for e in entries if e.split == "test"]
+    test_speakers = {SPEECHOCEAN_PREFIX + s for s, v in SPEAKERS.items() if v[2] == "test"}
+    assert {e.speaker for e in test} == test_speakers and not test_speakers & {e.speaker for e in train}
+    assert "tap" in {e.noise for e in test} and "tap" not in {e.noise for e in entries if e.split != "test"}
+    assert {"rain", "fan", CLEAN} <= {e.noise for e in train}
+    assert CLEAN not in {e.noise for e in test}
+    for spk in test_speakers:
+        assert len({Path(e.clean).stem.rsplit("_", 1)[0] for e in test if e.speaker == spk}) == 3
+    for e in entries:
+        noisy, sr = sf.read(tmp_path / "c" / e.path, dtype="float32")
+        clean, _ = sf.read(tmp_path / "c" / e.clean, dtype="float32")
+        assert sr == SR and e.sex in ("f", "m")
+        if e.noise == CLEAN:
+            assert e.snr is None and np.array_equal(noisy, clean)
+        else:
+            assert np.abs(noisy - clean).max() > 1e-3
+
+
+def test_corpus_noisy_cli_takes_speechocean_and_a_noise_folder(tmp_path, speechocean):
+    noises = noise_folder(tmp_path / "noise")
+    r = run_cli("corpus", "noisy", tmp_path / "c", "--clean", speechocean, "--no-real-voice", "--noise-dir", noises,
+                "--test-only-noise", "tap", "--snrs", "5", "--test-files-per-speaker", "2")
+    assert r.returncode == 0, r.stderr
+    entries = read_manifest(tmp_path / "c" / "manifest.jsonl")
+    assert {e.noise for e in entries if e.split == "test"} >= {"tap"}
+    r = run_cli("corpus", "noisy", tmp_path / "d", "--clean", speechocean, "--noise-dir", noises,
+                "--test-only-noise", "drill")
+    assert r.returncode != 0 and "drill" in r.stderr and "Traceback" not in r.stderr
