@@ -2,18 +2,22 @@
 
 Clean speech comes from a speech corpus built by :mod:`audiovae.data.corpora.speech` or any dataset of a known layout
 (speechocean762's real speakers, VCTK, LibriTTS, a folder per speaker: :func:`audiovae.data.layouts.discover`, whose
-speaker splits are kept), or a small synthetic one built on the spot, plus *real* recordings of one Russian speaker shipped in Debian's ``festvox-ru`` (620 sentences, kept as
-speaker ``ru_nsh`` so it can be evaluated separately; the test split holds as many of them as of the synthetic
-voices, up to a fifth of them). Noise types: white, pink and brown noise, mains hum, babble (four utterances by
-other speakers of the same split reading other sentences), and room reverberation (pyroomacoustics image-source
-RIRs aligned to the direct sound, plus pink noise at the SNR); two types appear only in the test split, to measure
-generalisation: music (from a music corpus, or synthesised notes) and factory noise (engine harmonics, impacts and
-rumble). Recorded noise comes from a folder of ``<type>/<files>`` (``noise_dir``; ``audiovae corpus noise`` gathers the
-real recordings that Debian packages ship): each type named in ``test_only_recorded`` is heard only in the test split;
-every other type is cut in time, its first 75 % for training, the next 10 % for validation, the last 15 % for test,
-so a test mixture never holds a noise sample that training heard. Test walks a noise x SNR grid speaker by speaker, so every noise type meets every SNR equally often and
-every speaker with a dozen test mixtures meets every noise type and SNR. Clean files longer than ``max_seconds``
-(20 s: every festvox-ru recording fits) are cut at a pause and lose their transcript.
+speaker splits are kept), or a small synthetic one built on the spot, plus *real* recordings of one Russian speaker
+shipped in Debian's ``festvox-ru`` (620 sentences, kept as speaker ``ru_nsh`` so it can be evaluated separately; the
+test split holds as many of them as of the synthetic voices, up to a fifth of them).
+
+Noise types: white, pink and brown noise, mains hum, babble (four utterances by other speakers of the same split
+reading other sentences), and room reverberation (pyroomacoustics image-source RIRs aligned to the direct sound, plus
+pink noise at the SNR); two types appear only in the test split, to measure generalisation: music (from a music
+corpus, or synthesised notes) and factory noise (engine harmonics, impacts and rumble). Recorded noise comes from a
+folder of ``<type>/<files>`` (``noise_dir``; ``audiovae corpus noise`` gathers the real recordings that Debian
+packages ship): each type named in ``test_only_recorded`` is heard only in the test split; every other type is cut in
+time, its first 75 % for training, the next 10 % for validation, the last 15 % for test, so a test mixture never holds
+a noise sample that training heard.
+
+Test walks a noise x SNR grid speaker by speaker, so every noise type meets every SNR equally often and every speaker
+with a dozen test mixtures meets every noise type and SNR. Clean files longer than ``max_seconds`` (20 s: every
+festvox-ru recording fits) are cut at a pause and lose their transcript.
 
 Every mixture is a job with its own seed, so the corpus is byte-identical on a rerun and parallel across processes.
 The clean target is stored beside each mixture, scaled by the same factor, so ``noisy = clean + noise`` exactly.
