@@ -53,6 +53,10 @@ class ConvConfig(ModelConfig):
         speaker_encoder_weight: weight of the encoder's regression onto the (stop-gradient) table embedding.
         mask_loss: weight of the signal-approximation loss (:func:`~audiovae.losses.masked_magnitude`) beside the
             log-mel one, for models trained on noisy/clean pairs whose estimate becomes a gain (0 disables).
+        output: ``logmel``: the decoder's output is the estimate; ``log_gain``: it is a gain in ``(0, 1]`` per band
+            and frame, ``log sigmoid(out + GAIN_BIAS)``, added to the input's log-mel (:meth:`ConvAutoencoder.
+            estimate`). A denoiser's estimate then keeps the input's detail (harmonics the latent's rate cannot
+            carry), and a gain of one, leaving the input alone, is one the network can reach and starts near.
     """
 
     channels: tuple[int, ...] = (256, 256)
@@ -68,10 +72,13 @@ class ConvConfig(ModelConfig):
     speaker_encoder_mix: float = 0.5
     speaker_encoder_weight: float = 1.0
     mask_loss: float = 0.0
+    output: str = "logmel"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"{name}.output={self.output!r} must be one of {', '.join(OUTPUTS)}")
         self.channels, self.factors = tuple(self.channels), tuple(self.factors)
         if len(self.channels) != len(self.factors):
             raise ConfigError(f"{name}: channels {self.channels} and factors {self.factors} differ in length")
@@ -81,6 +88,10 @@ class ConvConfig(ModelConfig):
             raise ConfigError(f"{name}.recon={self.recon!r} must be 'l1', 'l2' or 'nll'")
         if not 0.0 <= self.speaker_encoder_mix <= 1.0:
             raise ConfigError(f"{name}.speaker_encoder_mix={self.speaker_encoder_mix} must be in [0, 1]")
+
+
+OUTPUTS = ("logmel", "log_gain")
+GAIN_BIAS = 3.0  # an untrained log_gain model's gain: sigmoid(3) = 0.95, nearly the input
 
 
 @dataclass
@@ -155,8 +166,22 @@ class ConvAutoencoder(LatentModel):
 
     def decode(self, z: torch.Tensor, speaker: torch.Tensor | None = None, film_offset: torch.Tensor | None = None
                ) -> torch.Tensor:
-        """``film_offset``: an adapted voice's offsets to the decoder's FiLM modulation (see :class:`ConvDecoder`)."""
-        return self.denormalize(self.decoder(z, self.condition(speaker), film_offset))
+        """``film_offset``: an adapted voice's offsets to the decoder's FiLM modulation (see :class:`ConvDecoder`).
+        With ``output="log_gain"`` this is the log-gain (nats, not yet limited), not a log-mel: see :meth:`estimate`."""
+        out = self.decoder(z, self.condition(speaker), film_offset)
+        return out if self.config.output == "log_gain" else self.denormalize(out)
+
+    def estimate(self, decoded: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """The log-mel estimate from the decoder's output for input ``mel`` (same frames): the decoded log-mel
+        itself, or with ``output="log_gain"`` the input under the gain ``sigmoid(decoded + GAIN_BIAS)``."""
+        if self.config.output != "log_gain":
+            return decoded
+        return mel + torch.nn.functional.logsigmoid(decoded.float() + GAIN_BIAS).to(mel.dtype)
+
+    def reconstruct(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode, take the posterior mode, decode, form the estimate; cropped to the input's length."""
+        decoded = self.decode(self.encode(mel, speaker).mode(), speaker)[..., : mel.shape[-1]]
+        return self.estimate(decoded, mel)
 
     def sample(self, n: int, frames: int, speaker: torch.Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -189,7 +214,7 @@ class ConvAutoencoder(LatentModel):
         speaker, extra = self.training_condition(batch, mask)
         posterior = self.encode(mel, speaker)
         z = posterior.sample()
-        estimate = self.decode(z, speaker)[..., :frames]
+        estimate = self.estimate(self.decode(z, speaker)[..., :frames], mel)
         recon = reconstruction(self.normalize(target), self.normalize(estimate), self.config.recon, self.logscale,
                                mask)
         reg = posterior.regulariser(latent_mask, step)
