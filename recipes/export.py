@@ -97,7 +97,7 @@ def main() -> None:
 
 # the rows a denoiser is judged by, best evidence first: real voices in recorded noise it never heard, then (for
 # models evaluated before real recordings) the synthetic voices
-HEADLINES_DENOISE = ("real voices, unseen recorded noise, 0-10 dB", "synthetic voices, 0-10 dB")
+HEADLINES_DENOISE = ("unheard real speakers, unheard recorded noise, 0-10 dB", "synthetic voices, 0-10 dB")
 
 
 class Headline(NamedTuple):

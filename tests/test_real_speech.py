@@ -122,16 +122,22 @@ def test_recorded_noise_folder_rejects_builtin_names(tmp_path):
         recorded_noises(tmp_path)
 
 
-def test_noisy_corpus_of_real_speakers_and_recorded_noise(tmp_path, speechocean):
-    """Test speakers and the test-only recorded type never reach training; clean mixtures are exact copies; the
-    recorded types train on their first 75 % only."""
-    noises = noise_folder(tmp_path / "noise")
-    cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(noises),
+@pytest.fixture(scope="module")
+def real_corpus(tmp_path_factory, speechocean) -> Path:
+    """Real speakers (a tiny speechocean762) in pink noise, babble and three recorded types, ``tap`` test-only."""
+    root = tmp_path_factory.mktemp("real_noisy")
+    cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(noise_folder(root / "noise")),
                             test_only_recorded=("tap",), clean_fraction=0.3, snrs=(0.0, 10.0),
                             train_noises=("pink", "babble"), test_only_noises=(), mixtures_per_file=3,
-                            test_files_per_speaker=3)
-    build_noisy_corpus(tmp_path / "c", cfg, progress=False)
-    entries = read_manifest(tmp_path / "c" / "manifest.jsonl")
+                            test_files_per_speaker=3, test_mixtures_per_file=4)
+    build_noisy_corpus(root / "c", cfg, progress=False)
+    return root / "c"
+
+
+def test_noisy_corpus_of_real_speakers_and_recorded_noise(real_corpus):
+    """Test speakers and the test-only recorded type never reach training; clean mixtures are exact copies; the
+    recorded types train on their first 75 % only."""
+    entries = read_manifest(real_corpus / "manifest.jsonl")
     train = [e for e in entries if e.split == "train"]
     test = [e for e in entries if e.split == "test"]
     test_speakers = {SPEECHOCEAN_PREFIX + s for s, v in SPEAKERS.items() if v[2] == "test"}
@@ -142,8 +148,8 @@ def test_noisy_corpus_of_real_speakers_and_recorded_noise(tmp_path, speechocean)
     for spk in test_speakers:
         assert len({Path(e.clean).stem.rsplit("_", 1)[0] for e in test if e.speaker == spk}) == 3
     for e in entries:
-        noisy, sr = sf.read(tmp_path / "c" / e.path, dtype="float32")
-        clean, _ = sf.read(tmp_path / "c" / e.clean, dtype="float32")
+        noisy, sr = sf.read(real_corpus / e.path, dtype="float32")
+        clean, _ = sf.read(real_corpus / e.clean, dtype="float32")
         assert sr == SR and e.sex in ("f", "m")
         if e.noise == CLEAN:
             assert e.snr is None and np.array_equal(noisy, clean)
@@ -161,3 +167,31 @@ def test_corpus_noisy_cli_takes_speechocean_and_a_noise_folder(tmp_path, speecho
     r = run_cli("corpus", "noisy", tmp_path / "d", "--clean", speechocean, "--noise-dir", noises,
                 "--test-only-noise", "drill")
     assert r.returncode != 0 and "drill" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_denoise_leads_with_unheard_speakers_in_unheard_noise(tmp_path, real_corpus):
+    """The headline row holds only test speakers in the test-only recorded type at 0-10 dB; the clean pass sends
+    each of their clean files through once, and a denoiser that changes nothing scores PESQ-wb 4.64 on it."""
+    pytest.importorskip("pesq")
+    import torch
+
+    from audiovae.checkpoint import Checkpoint
+    from audiovae.evaluation.denoise import HEADLINE, evaluate_denoise
+    from audiovae.features import MelConfig
+    from audiovae.models import build_model
+    from audiovae.pipelines.denoise import Denoiser
+
+    entries = discover(real_corpus)
+    test = [e for e in entries if e.split == "test"]
+    train_speakers = {e.speaker for e in entries if e.split == "train"}
+    torch.manual_seed(0)
+    model = build_model("vae", {"channels": (16, 16), "latent_dim": 4, "blocks": 1}).eval()
+    untouched = Denoiser(Checkpoint(model, MelConfig(), task="denoise"), strength=0.0)
+    report = evaluate_denoise(untouched, test, {e.noise for e in entries if e.split == "train"}, progress=False,
+                              clean_pass=True, train_speakers=train_speakers)
+    head = report.row(HEADLINE)
+    expected = [e for e in test if e.noise == "tap" and 0 <= e.snr <= 10]
+    assert head.n == len(expected) > 0 and report.unseen_noises == ["tap"]
+    assert head.output == pytest.approx(head.noisy, abs=1e-3)  # strength 0: the output is the input
+    assert report.clean_pass.n == len({e.clean for e in test}) and report.clean_pass.output["pesq"] > 4.6
+    assert "clean speech in" in report.table()

@@ -4,7 +4,8 @@ of the output, overall, per SNR, per noise type (types never seen in training ma
 Every file is denoised at its own rate, as ``audiovae denoise`` would; PESQ-wb is computed at 16 kHz (its only
 rate), STOI and SI-SDR at the file's rate. Mixtures of real recorded voices (speechocean762's speakers, festvox-ru's
 ``ru_nsh``, or any speaker listed in ``real_speakers``) get their own rows, and the headline row is theirs in the
-recorded noise types that training never heard, at 0-10 dB; the synthetic voices' rows follow.
+recorded noise types that training never heard, at 0-10 dB, for the real speakers that training never heard either
+(``train_speakers``); the synthetic voices' rows follow.
 
 ``clean_pass`` also sends each test mixture's *clean* reference through the denoiser and scores the output against
 its own input: a denoiser should leave clean speech alone (PESQ-wb of an unchanged file is 4.64).
@@ -33,7 +34,7 @@ METRICS = ("pesq", "stoi", "si_sdr")
 REAL_SPEAKERS = (REAL_SPEAKER,)  # the noisy corpus's recorded (not synthesised) voice
 REAL_PREFIXES = (SPEECHOCEAN_PREFIX,)  # speaker names of real-speech layouts
 SYNTHETIC_NOISES = (*TRAIN_NOISES, *TEST_ONLY_NOISES, CLEAN)  # every other noise type of a mixture was recorded
-HEADLINE = "real voices, unseen recorded noise, 0-10 dB"
+HEADLINE = "unheard real speakers, unheard recorded noise, 0-10 dB"
 
 
 def _metric_fns():  # noqa: ANN202
@@ -102,11 +103,14 @@ def _scores(pesq, stoi, reference: np.ndarray, y: np.ndarray, sr: int) -> dict[s
 
 def evaluate_denoise(denoiser: Denoiser | Callable, test: list[Entry], train_noises: set[str] | None = None,
                      real_speakers: tuple[str, ...] = REAL_SPEAKERS, limit: int = 0,
-                     progress: bool = True, clean_pass: bool = False) -> DenoiseReport:
+                     progress: bool = True, clean_pass: bool = False,
+                     train_speakers: set[str] | None = None) -> DenoiseReport:
     """Score ``denoiser`` on ``test`` entries (absolute ``path`` and ``clean`` set; ``snr``/``noise``/``speaker``
     used for grouping when present). ``limit`` > 0 takes an evenly spaced subset of that many files.
-    ``clean_pass`` also denoises the clean references of the real voices' mixtures (each file once) and scores the
-    output against them."""
+    ``clean_pass`` also denoises the clean references of the unheard real speakers' mixtures (each file once) and
+    scores the output against them. ``train_speakers``: the speakers training heard (their mixtures stay out of the
+    headline and the clean pass)."""
+    heard = train_speakers or set()
     pesq, stoi = _metric_fns()
     test = [e for e in test if e.clean]
     if not test:
@@ -128,7 +132,7 @@ def evaluate_denoise(denoiser: Denoiser | Callable, test: list[Entry], train_noi
         records.append((e, scores))
     passes = []
     if clean_pass:
-        refs = sorted({e.clean for e in test if is_real_speaker(e.speaker, real_speakers)})
+        refs = sorted({e.clean for e in test if is_real_speaker(e.speaker, real_speakers) and e.speaker not in heard})
         for path in tqdm(refs, desc="clean speech through", unit="file", disable=bar_off(progress)):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -153,10 +157,14 @@ def evaluate_denoise(denoiser: Denoiser | Callable, test: list[Entry], train_noi
         return bool(e.noise) and e.noise not in SYNTHETIC_NOISES
 
     unseen = sorted({e.noise for e, _ in records if e.noise} - train_noises) if train_noises else []
-    rows = [row(HEADLINE, [r for r in records if real(r[0]) and mid(r[0]) and recorded(r[0])
+    def unheard(e: Entry) -> bool:
+        return real(e) and e.speaker not in heard
+
+    rows = [row(HEADLINE, [r for r in records if unheard(r[0]) and mid(r[0]) and recorded(r[0])
                            and r[0].noise in unseen]),
-            row("real voices, recorded noise, 0-10 dB", [r for r in records if real(r[0]) and mid(r[0])
-                                                         and recorded(r[0])]),
+            row("unheard real speakers, recorded noise, 0-10 dB", [r for r in records if unheard(r[0]) and mid(r[0])
+                                                                   and recorded(r[0])]),
+            row("unheard real speakers, 0-10 dB", [r for r in records if unheard(r[0]) and mid(r[0])]),
             row("all", records),
             row("synthetic voices, 0-10 dB", [r for r in records if not real(r[0]) and mid(r[0])]),
             row("real voices, 0-10 dB", [r for r in records if real(r[0]) and mid(r[0])])]
