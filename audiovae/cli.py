@@ -781,6 +781,10 @@ def denoise(
                                         "log-mel with the vocoder; prior: no denoiser, a VAE of clean speech "
                                         "(--model, e.g. from `audiovae train speech_vae`) with a noise model fitted "
                                         "to each file (VAE-NMF; slow).")] = "mask",
+    keep_above: Annotated[float | None, typer.Option(min=0.01, max=1.0, help="--method mask: a gain at or above "
+                                                     "this becomes 1, so speech the model only slightly doubts "
+                                                     "passes untouched (1: every gain as estimated). Default: "
+                                                     "the denoiser's own, 1.")] = None,
     vocoder: VocoderOpt = None,
     stream: StreamOpt = False,
     block: BlockOpt = 0.5,
@@ -799,7 +803,8 @@ def denoise(
 
     if vocoder is not None and method != "vocoder":
         raise AudiovaeError(f"--vocoder applies to --method vocoder only (this is --method {method})")
-    denoiser = Denoiser(_load(model, device), strength, method, vocoder=vocoder)
+    chosen = {} if keep_above is None else {"keep_above": keep_above}
+    denoiser = Denoiser(_load(model, device), strength, method, vocoder=vocoder, **chosen)
 
     if stream:
         from .pipelines.denoise import stream_processor

@@ -243,3 +243,13 @@ def test_a_log_gain_denoiser_starts_near_the_input_and_learns_a_gain(speech):
     model.eval()
     with torch.no_grad():
         assert (clean - model.reconstruct(clean)).mean() < 0.05  # about 0.2 dB: clean speech left alone
+
+
+def test_keep_above_leaves_near_unity_gains_alone():
+    """A gain at or above ``keep_above`` becomes one; lower gains rise by the same factor; the floor holds."""
+    noisy = torch.zeros(1, 3, 1)
+    clean = torch.log(torch.tensor([0.95, 0.45, 1e-4])).reshape(1, 3, 1)
+    assert mel_gain(noisy, clean)[0, :, 0].tolist() == pytest.approx([0.95, 0.45, 0.01])
+    assert mel_gain(noisy, clean, keep_above=0.9)[0, :, 0].tolist() == pytest.approx([1.0, 0.5, 0.01])
+    with pytest.raises(ConfigError, match="keep-above"):
+        tiny_denoiser(keep_above=0.0)

@@ -4,6 +4,7 @@ types kept out of training, and the evaluation's real-speech rows."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -195,3 +196,36 @@ def test_evaluate_denoise_leads_with_unheard_speakers_in_unheard_noise(tmp_path,
     assert head.output == pytest.approx(head.noisy, abs=1e-3)  # strength 0: the output is the input
     assert report.clean_pass.n == len({e.clean for e in test}) and report.clean_pass.output["pesq"] > 4.6
     assert "clean speech in" in report.table()
+
+
+def test_corpus_noise_gathers_catalogued_recordings_by_type(tmp_path):
+    """A root holding one catalogued file of every package (made here: the packages are not needed) gives a noise
+    folder with a type per catalogue type found, mono at the rate asked, and sources.csv naming package and
+    licence; a root without them is a one-line error naming the packages and how to fetch them."""
+    import csv
+
+    from audiovae.data.corpora.noise import CATALOGUE, PACKAGES
+
+    rng = np.random.default_rng(0)
+    made = {}
+    for source in CATALOGUE:
+        if source.package in made:
+            continue
+        pattern = re.sub(r"\[(.)[^\]]*\]", r"\1", source.patterns[0]).replace("*", "x")  # a name the glob matches
+        path = tmp_path / "root" / source.base / pattern
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stereo = (0.1 * rng.standard_normal((2, 44100 // 2))).astype(np.float32)
+        sf.write(path.with_suffix(".wav") if path.suffix == ".wav" else path, stereo.T, 44100,
+                 format="OGG" if path.suffix == ".ogg" else "WAV", subtype="VORBIS" if path.suffix == ".ogg" else None)
+        made[source.package] = (source.noise, path)
+    assert set(made) == set(PACKAGES)
+    r = run_cli("corpus", "noise", tmp_path / "noise", "--root", tmp_path / "root", "--sample-rate", "16000")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "noise" / "sources.csv", encoding="utf-8")))
+    assert len(rows) == len(made) and {row["package"] for row in rows} == set(PACKAGES)
+    assert all(row["licence"] for row in rows)
+    for noise, _ in made.values():
+        files = list((tmp_path / "noise" / noise).glob("*.flac"))
+        assert files and all(sf.info(f).channels == 1 and sf.info(f).samplerate == 16000 for f in files)
+    r = run_cli("corpus", "noise", tmp_path / "none", "--root", tmp_path)
+    assert r.returncode != 0 and "fetch_noise.sh" in r.stderr and "Traceback" not in r.stderr

@@ -1,32 +1,36 @@
 #!/usr/bin/env bash
-# Speech denoising end to end on the offline noisy corpus: corpus -> cache -> train the denoising VAE -> evaluate ->
-# speed -> export; then the unsupervised route (a VAE of clean speech + NMF noise, `--method prior`) trained on the
-# clean speech corpus and evaluated on the same mixtures.
-# Usage: [STEPS=6000] bash recipes/denoise/run.sh [WORK_DIR] [extra key=value overrides for `audiovae train denoise_vae`]
-# Times and the numbers to expect: recipes/denoise/README.md. The export writes WORK_DIR/denoise.safetensors (fp16) and
-# installs it as the package's bundled denoiser (audiovae/assets/models/denoise.safetensors) only when there is none
-# yet or it denoises better (PESQ-wb gain up, SI-SDR gain no lower, on the held-out 0-10 dB synthetic-voice mixtures).
+# The bundled denoiser, from real recordings: real speakers (speechocean762) in real recorded noise (Debian packages'
+# field recordings) and the synthetic noise types -> cache -> train -> evaluate on unheard speakers in unheard noise
+# types -> speed -> the offline peers on the same mixtures -> export (installed only when it denoises better).
+# Usage: [STEPS=6000] [SPEECHOCEAN=DIR] bash recipes/denoise/run.sh [WORK_DIR] [key=value overrides for `audiovae train`]
+#   SPEECHOCEAN: speechocean762 as its authors release it (default ../shared/data/speechocean762-adults, the 141 adult
+#   speakers); the noise packages are fetched once into WORK_DIR/noise_debs (recipes/denoise/fetch_noise.sh, ~5 GB).
+# Times and the numbers to expect: recipes/denoise/README.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 work=${1:-work/denoise}; shift || true
 steps=${STEPS:-6000}
+speech=${SPEECHOCEAN:-$root/../shared/data/speechocean762-adults}
+[ -d "$speech/WAVE" ] || { echo "$speech: no speechocean762 here (set SPEECHOCEAN=DIR)" >&2; exit 2; }
 mkdir -p "$work"
-[ -f "$work/noisy/manifest.jsonl" ] || audiovae corpus noisy "$work/noisy"
+if [ ! -f "$work/noise/sources.csv" ]; then
+  noise_root=${NOISE_ROOT:-$work/noise_debs/root}
+  [ -d "$noise_root/usr/share/games" ] || bash "$here/fetch_noise.sh" "$work/noise_debs"
+  audiovae corpus noise "$work/noise" --root "$noise_root"
+fi
+# unheard noise types (vehicle, fire, machinery) and whole unheard speakers (the release's test split) in test only
+[ -f "$work/noisy/manifest.jsonl" ] || audiovae corpus noisy "$work/noisy" --clean "$speech" --no-real-voice \
+  --noise-dir "$work/noise" --test-only-noise vehicle --test-only-noise fire --test-only-noise machinery \
+  --clean-fraction 0.1 --test-files-per-speaker 4
 audiovae cache "$work/noisy" --cache-dir "$work/cache"
 resume=(); [ -f "$work/run/state.pt" ] && resume=(--resume)  # an interrupted (or finished) run continues
 audiovae train denoise_vae "data.train=$work/noisy" "data.cache_dir=$work/cache" "train.out_dir=$work/run" \
   "train.steps=$steps" "${resume[@]}" "$@"
 model="$work/run/model.safetensors"
 audiovae evaluate denoise --model "$model" --data "$work/noisy" --json "$work/evaluate_denoise.json"
-python "$root/bench/denoise.py" --model "$model" --data "$work/noisy" --hour
+python "$root/bench/denoise.py" --model "$model" --data "$work/noisy"
+python "$root/bench/denoise_peers.py" --model "$model" --data "$work/noisy" --limit 0 --clean-speech \
+  --json "$work/peers.json"
 python "$root/recipes/export.py" "$model" --evaluation "$work/evaluate_denoise.json" --recipe recipes/denoise/run.sh \
   -o "$work/denoise.safetensors" --install "$root/audiovae/assets/models/denoise.safetensors"
-# the unsupervised route: a speech VAE on clean speech only, the noise fitted per file, on the same mixtures
-[ -f "$work/speech/manifest.jsonl" ] || audiovae corpus speech "$work/speech"
-audiovae cache "$work/speech" --cache-dir "$work/cache"
-resume=(); [ -f "$work/prior/state.pt" ] && resume=(--resume)
-audiovae train speech_vae "data.train=$work/speech" "data.cache_dir=$work/cache" "train.out_dir=$work/prior" \
-  train.steps=6000 "${resume[@]}"
-audiovae evaluate denoise --model "$work/prior/model.safetensors" --method prior --data "$work/noisy" \
-  --json "$work/evaluate_denoise_prior.json"

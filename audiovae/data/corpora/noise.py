@@ -139,15 +139,15 @@ TEST_ONLY = ("vehicle", "fire", "machinery")
 
 
 def find_sources(root: str | os.PathLike[str]) -> list[tuple[NoiseSource, Path]]:
-    """Every catalogued file found under ``root``, in catalogue order; raises naming the packages with none."""
+    """Every catalogued file found under ``root``, in catalogue order; raises naming the packages with none (a
+    package whose release moved a few files still counts: ``sources.csv`` says what was used)."""
     root = Path(root)
-    found, missing = [], set()
+    found = []
     for source in CATALOGUE:
         base = root / source.base
         files = sorted({p for pattern in source.patterns for p in base.glob(pattern) if p.is_file()})
-        if not files:
-            missing.add(source.package)
         found += [(source, p) for p in files]
+    missing = set(PACKAGES) - {source.package for source, _ in found}
     if missing:
         raise AudiovaeError(f"{root}: no catalogued recordings of {', '.join(sorted(missing))}; unpack them with "
                             "`bash recipes/denoise/fetch_noise.sh DIR` (or apt-get install them and use --root /)")
