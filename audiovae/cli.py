@@ -1044,6 +1044,10 @@ def evaluate_denoise(
     clean_speech: Annotated[bool, typer.Option(help="Also denoise the real voices' clean references and score "
                                                "the output against its input (does it leave speech alone?).")]
     = True,
+    keep_above: Annotated[float | None, typer.Option(min=0.01, max=1.0, help="As `audiovae denoise "
+                                                     "--keep-above` (default: the denoiser's own).")] = None,
+    split: Annotated[str, typer.Option(help="The split to score: test, or valid to tune settings without "
+                                       "touching test.")] = "test",
     json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -1057,10 +1061,13 @@ def evaluate_denoise(
     from .evaluation.denoise import evaluate_denoise as run
     from .pipelines.denoise import Denoiser
 
-    denoiser = Denoiser(_load(model, device), method=method)
+    if split not in ("test", "valid"):
+        raise AudiovaeError(f"--split {split!r}: choose test or valid")
+    chosen = {} if keep_above is None else {"keep_above": keep_above}
+    denoiser = Denoiser(_load(model, device), method=method, **chosen)
     entries = discover(data)
     train_noises = {e.noise for e in entries if e.split == "train" and e.noise}
-    report = run(denoiser, [e for e in entries if e.split == "test"], train_noises, limit=limit,
+    report = run(denoiser, [e for e in entries if e.split == split], train_noises, limit=limit,
                  clean_pass=clean_speech, train_speakers={e.speaker for e in entries if e.split == "train"})
     _print_report(report, json_out)
 
