@@ -16,7 +16,7 @@ mkdir -p "$work"
 audiovae cache "$work/noisy" --cache-dir "$work/cache"
 resume=(); [ -f "$work/run/state.pt" ] && resume=(--resume)  # an interrupted (or finished) run continues
 audiovae train denoise_vae "data.train=$work/noisy" "data.cache_dir=$work/cache" "train.out_dir=$work/run" \
-  "train.steps=$steps" "${resume[@]}" "$@"
+  "train.steps=$steps" model.output=logmel "${resume[@]}" "$@"  # its numbers: the decoded-log-mel output
 model="$work/run/model.safetensors"
 audiovae evaluate denoise --model "$model" --data "$work/noisy" --json "$work/evaluate_denoise.json"
 python "$root/bench/denoise.py" --model "$model" --data "$work/noisy" --hour
