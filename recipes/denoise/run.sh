@@ -2,7 +2,7 @@
 # The bundled denoiser, from real recordings: real speakers (speechocean762) in real recorded noise (Debian packages'
 # field recordings) and the synthetic noise types -> cache -> train -> evaluate on unheard speakers in unheard noise
 # types -> speed -> the offline peers on the same mixtures -> export (installed only when it denoises better).
-# Usage: [STEPS=6000] [SPEECHOCEAN=DIR] bash recipes/denoise/run.sh [WORK_DIR] [key=value overrides for `audiovae train`]
+# Usage: [STEPS=12000] [SPEECHOCEAN=DIR] bash recipes/denoise/run.sh [WORK_DIR] [key=value overrides for `audiovae train`]
 #   SPEECHOCEAN: speechocean762 as its authors release it (default ../shared/data/speechocean762-adults, the 141 adult
 #   speakers); the noise packages are fetched once into WORK_DIR/noise_debs (recipes/denoise/fetch_noise.sh, ~5 GB).
 # Times and the numbers to expect: recipes/denoise/README.md.
@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 work=${1:-work/denoise}; shift || true
-steps=${STEPS:-6000}
+steps=${STEPS:-12000}
 speech=${SPEECHOCEAN:-$root/../shared/data/speechocean762-adults}
 [ -d "$speech/WAVE" ] || { echo "$speech: no speechocean762 here (set SPEECHOCEAN=DIR)" >&2; exit 2; }
 mkdir -p "$work"
