@@ -154,13 +154,19 @@ def main() -> None:
     ap.add_argument("--model", default="denoise")
     ap.add_argument("--limit", type=int, default=120, help="evenly spaced test files (0 = all)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--noise", nargs="+", metavar="TYPE",
+                    help="only the test mixtures of these noise types (e.g. the test-only ones: vehicle fire machinery)")
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="only the candidates whose name contains one of these words (e.g. audiovae RNNoise)")
     ap.add_argument("--clean-speech", action="store_true",
                     help="also pass the unheard real speakers' clean references through each denoiser")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     header("denoising beside the offline peers")
     entries = discover(args.data)
-    test = [e for e in entries if e.split == "test" and e.clean]
+    test = [e for e in entries if e.split == "test" and e.clean and (not args.noise or e.noise in args.noise)]
+    if not test:
+        sys.exit(f"{args.data}: no test mixtures" + (f" of noise {' '.join(args.noise)}" if args.noise else ""))
     train_noises = {e.noise for e in entries if e.split == "train" and e.noise}
     train_speakers = {e.speaker for e in entries if e.split == "train"}
     ckpt = load_checkpoint(resolve_model(args.model), "cpu")
@@ -170,6 +176,8 @@ def main() -> None:
             candidates[name] = make()
         except ImportError as e:
             print(f"skipped {name}: {e} (pip install 'audiovae[peers]')")
+    if args.only:
+        candidates = {k: v for k, v in candidates.items() if any(w.lower() in k.lower() for w in args.only)}
     results = {}
     for name, denoiser in candidates.items():
         timed = Timed(denoiser)
