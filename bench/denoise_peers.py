@@ -155,7 +155,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=120, help="evenly spaced test files (0 = all)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--noise", nargs="+", metavar="TYPE",
-                    help="only the test mixtures of these noise types (e.g. the test-only ones: vehicle fire machinery)")
+                    help="only the test mixtures of these noise types (e.g. test-only: vehicle fire machinery)")
     ap.add_argument("--only", nargs="+", metavar="NAME",
                     help="only the candidates whose name contains one of these words (e.g. audiovae RNNoise)")
     ap.add_argument("--clean-speech", action="store_true",
