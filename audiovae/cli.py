@@ -1327,6 +1327,8 @@ def noisy(
                                                   max=0.99)] = 0.0,
     test_files_per_speaker: Annotated[int, typer.Option(help="At most this many clean test files per speaker "
                                                         "(0 = all).", min=0)] = 0,
+    mixtures_per_file: Annotated[int, typer.Option(help="Training mixtures made of each clean file, each with its "
+                                                   "own noise, noise segment and SNR (test keeps 2).", min=1)] = 2,
     workers: WorkersOpt = 0,
     seed: SeedOpt = 0,
 ) -> None:
@@ -1348,7 +1350,8 @@ def noisy(
                             music=str(music) if music else None, snrs=snr_values, real_voice=real_voice,
                             noise_dir=str(noise_dir) if noise_dir else None,
                             test_only_recorded=tuple(test_only_noise or ()), clean_fraction=clean_fraction,
-                            test_files_per_speaker=test_files_per_speaker, workers=workers, seed=seed)
+                            test_files_per_speaker=test_files_per_speaker, mixtures_per_file=mixtures_per_file,
+                            workers=workers, seed=seed)
     typer.echo(str(build_noisy_corpus(out, cfg)))
     typer.echo("\n" + composition(read_manifest(out / "manifest.jsonl")))
 
