@@ -158,13 +158,31 @@ def test_noisy_corpus_of_real_speakers_and_recorded_noise(real_corpus):
             assert np.abs(noisy - clean).max() > 1e-3
 
 
+def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speechocean):
+    """The test split is drawn first: a corpus with more training mixtures per file scores on the same mixtures."""
+    noises = noise_folder(tmp_path / "noise")
+    tests = []
+    for per_file in (1, 4):
+        cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(noises), snrs=(0.0, 10.0),
+                                train_noises=("pink",), test_only_noises=(), mixtures_per_file=per_file)
+        build_noisy_corpus(tmp_path / f"c{per_file}", cfg, progress=False)
+        entries = read_manifest(tmp_path / f"c{per_file}" / "manifest.jsonl")
+        train = [e for e in entries if e.split == "train"]
+        assert len(train) == per_file * len({e.clean.rsplit("_", 1)[0] for e in train})
+        tests.append([(e.path, e.noise, e.snr, sf.read(tmp_path / f"c{per_file}" / e.path)[0].tobytes())
+                      for e in entries if e.split == "test"])
+    assert tests[0] == tests[1] and tests[0]
+
+
 def test_corpus_noisy_cli_takes_speechocean_and_a_noise_folder(tmp_path, speechocean):
     noises = noise_folder(tmp_path / "noise")
     r = run_cli("corpus", "noisy", tmp_path / "c", "--clean", speechocean, "--no-real-voice", "--noise-dir", noises,
-                "--test-only-noise", "tap", "--snrs", "5", "--test-files-per-speaker", "2")
+                "--test-only-noise", "tap", "--snrs", "5", "--test-files-per-speaker", "2", "--mixtures-per-file", "3")
     assert r.returncode == 0, r.stderr
     entries = read_manifest(tmp_path / "c" / "manifest.jsonl")
     assert {e.noise for e in entries if e.split == "test"} >= {"tap"}
+    train = [e for e in entries if e.split == "train"]
+    assert len(train) == 3 * len({e.clean.rsplit("_", 1)[0] for e in train})  # three mixtures of each clean file
     r = run_cli("corpus", "noisy", tmp_path / "d", "--clean", speechocean, "--noise-dir", noises,
                 "--test-only-noise", "drill")
     assert r.returncode != 0 and "drill" in r.stderr and "Traceback" not in r.stderr
