@@ -7,7 +7,9 @@ A model checkpoint exports four graphs, each a pure tensor function with a dynam
 * ``encoder``: log-mel -> posterior mean ``[B, latent_dim, frames / hop_factor]``;
 * ``decoder``: latents (and, for a speaker-conditioned model, a speaker vector ``[B, speaker_dim]``: a row of the
   table in ``export.json``, or a voice file's ``embedding``; and offsets to its FiLM modulations ``[B, film_width]``:
-  zeros, or an adapted voice file's ``film_offset``) -> log-mel;
+  zeros, or an adapted voice file's ``film_offset``) -> log-mel; for a model with ``output: log_gain`` (the denoiser)
+  -> a log-gain ``g``, the clean log-mel being ``input_logmel + log(sigmoid(g + 3))`` (``decoder_output`` in
+  ``export.json`` says which);
 * ``vocoder``: log-mel -> waveform ``[B, (frames - 1) * hop]``, when the model's vocoder is a network (the network's
   own waveform: the Griffin-Lim refinement a bundled vocoder may add at inference is not part of the graph).
 
@@ -45,6 +47,7 @@ from .checkpoint import Checkpoint, NoModelError, load_checkpoint, load_vocoder
 from .errors import AudiovaeError, ConfigError
 from .features import MelConfig, MelSpectrogram, hann_window
 from .fileio import _umask, write_failure
+from .models.vae import GAIN_BIAS
 from .pretrained import STREAM_VOCODER, resolve_model
 from .vocoders import Vocoder
 
@@ -55,6 +58,10 @@ SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 # nats / standardised units, waveforms in samples of full scale 1. The front end's is the loosest: in bands within a
 # few dB of the log floor (1e-5), float32 round-off of two different STFT algorithms is a visible fraction of the
 # magnitude (a chirp's quiet bands differ by up to 6e-3 nats; speech by 2e-4; the mean is 1e-4).
+DECODER_OUTPUTS = {
+    "logmel": "log-mel (nats)",
+    "log_gain": f"log-gain g per band and frame, not a log-mel: the clean log-mel is input_logmel + "
+                f"log(sigmoid(g + {GAIN_BIAS:g})), the gain on the input sigmoid(g + {GAIN_BIAS:g}) in (0, 1)"}
 TOLERANCE = {"frontend": 1e-2, "encoder": 1e-3, "decoder": 1e-3, "vocoder": 1e-4}
 
 
@@ -466,6 +473,7 @@ def _manifest(report: ExportReport, source: Path, mel: MelConfig, speakers: dict
         doc |= {"task": ckpt.task, "model": ckpt.model.model_type, "hop_factor": ckpt.model.hop_factor}
         doc["latent_frames"] = f"ceil(frames / {ckpt.model.hop_factor}); the decoder gives {ckpt.model.hop_factor} " \
                                "log-mel frames per latent frame (cut them to the input's)"
+        doc["decoder_output"] = DECODER_OUTPUTS[getattr(getattr(ckpt.model, "config", None), "output", "logmel")]
     if speakers:
         doc["speakers"] = speakers
     return doc
