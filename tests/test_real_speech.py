@@ -106,6 +106,20 @@ def test_speechocean_without_split_tables_is_a_clear_error(tmp_path):
         discover(tmp_path, layout="speechocean762")
 
 
+def test_a_noise_crop_is_never_a_silent_stretch_of_its_recording():
+    """A recording that is silent for 90 % of its length still gives crops that carry its noise (scaled to an SNR, a
+    silent crop would leave the "mixture" clean); one silent throughout is refused with a reason."""
+    from audiovae.data.mixing import audible_crop, rms
+
+    rng = np.random.default_rng(0)
+    recording = np.zeros(100_000, np.float32)
+    recording[40_000:50_000] = rng.standard_normal(10_000)
+    crops = [audible_crop(recording, 4_000, rng) for _ in range(50)]
+    assert all(rms(c) > 0.03 * rms(recording) for c in crops)
+    with pytest.raises(ValueError, match="silence"):
+        audible_crop(np.zeros(1000, np.float32), 100, rng)
+
+
 def test_recorded_noise_spans_never_overlap_between_splits():
     x = np.arange(1000, dtype=np.float32)
     spans = {split: recorded_span(x, span) for split, span in

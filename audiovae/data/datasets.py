@@ -21,7 +21,7 @@ from ..errors import AudiovaeError, ConfigError
 from ..features import MelConfig, MelSpectrogram
 from .cache import FeatureCache
 from .manifest import Entry
-from .mixing import coloured_noise, fit_length, mix_at_snr
+from .mixing import audible_crop, coloured_noise, mix_at_snr
 
 
 class DataWarning(UserWarning):
@@ -203,7 +203,7 @@ class MixedPairs(_Crops):
         start = int(rng.integers(0, max(1, len(speech) - n + 1)))
         speech = np.pad(speech[start: start + n], (0, max(0, n - len(speech[start:]))))
         if self.noise:
-            noise = fit_length(_read_wave(self.noise[int(rng.integers(len(self.noise)))].path, self.config).numpy(),
+            noise = audible_crop(_read_wave(self.noise[int(rng.integers(len(self.noise)))].path, self.config).numpy(),
                                n, rng)
         else:
             noise = coloured_noise(n, float(rng.uniform(0.0, 2.0)), rng)

@@ -64,6 +64,25 @@ def fit_length(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     return tiled[start: start + n]
 
 
+def audible_crop(noise: np.ndarray, n: int, rng: np.random.Generator, below_db: float = -30.0) -> np.ndarray:
+    """A crop of ``n`` samples (:func:`fit_length`) that is not a silent stretch of a recording: its RMS is within
+    ``below_db`` of the whole recording's. A silent crop scaled to an SNR adds no noise at all, so the "mixture" would
+    be the clean speech (one test mixture of the real corpus was, before this check). The first draw is
+    :func:`fit_length`'s; only when it is silent is the start drawn among the audible ones."""
+    crop = fit_length(noise, n, rng)
+    least = rms(noise) * 10.0 ** (below_db / 20.0)
+    if rms(crop) > least:
+        return crop
+    tiled = np.tile(noise, -(-n // noise.size) + 1).astype(np.float64)
+    energy = np.concatenate([[0.0], np.cumsum(tiled ** 2)])
+    starts = np.arange(0, noise.size, max(1, min(n, noise.size) // 8))
+    audible = starts[(energy[starts + n] - energy[starts]) / n > least ** 2]
+    if not audible.size:
+        raise ValueError(f"no audible stretch of {n} samples (the recording is silence)")
+    start = int(rng.choice(audible))
+    return tiled[start: start + n].astype(noise.dtype)
+
+
 def noise_gain(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
     """Factor for ``noise`` so that ``20 log10(rms(speech) / rms(gain * noise)) == snr_db``."""
     return rms(speech) / max(rms(noise), 1e-12) / (10.0 ** (snr_db / 20.0))

@@ -39,7 +39,17 @@ from ... import audio
 from ...errors import AudiovaeError
 from ..layouts import held_out_count, ranked_splits
 from ..manifest import CorpusSummary, Entry, read_manifest, resolve, write_manifest
-from ..mixing import NOISE_COLOURS, coloured_noise, factory_noise, fit_length, mains_hum, noise_gain, peak_scale, rms
+from ..mixing import (
+    NOISE_COLOURS,
+    audible_crop,
+    coloured_noise,
+    factory_noise,
+    fit_length,
+    mains_hum,
+    noise_gain,
+    peak_scale,
+    rms,
+)
 from . import render_in_processes
 
 FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
@@ -230,7 +240,7 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
         if job.noise == CLEAN:
             noise = np.zeros_like(clean)
         elif job.recording:
-            noise = fit_length(recorded_span(_load(job.recording, sr), job.span), n, rng)
+            noise = audible_crop(recorded_span(_load(job.recording, sr), job.span), n, rng)
         elif job.noise in NOISE_COLOURS:
             noise = coloured_noise(n, NOISE_COLOURS[job.noise], rng)
         elif job.noise == "hum":
@@ -241,7 +251,7 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
             speech = _reverberate(clean, sr, rng)
             noise = coloured_noise(n, 1.0, rng)
         elif job.noise == "music":
-            noise = fit_length(_load(job.music, sr), n, rng) if job.music else _synth_music(n, sr, rng)
+            noise = audible_crop(_load(job.music, sr), n, rng) if job.music else _synth_music(n, sr, rng)
         else:
             noise = factory_noise(n, sr, rng)
         # the SNR is set on the additive noise; for reverb the reverberant tail is part of the degradation and the
