@@ -203,8 +203,8 @@ class MixedPairs(_Crops):
         start = int(rng.integers(0, max(1, len(speech) - n + 1)))
         speech = np.pad(speech[start: start + n], (0, max(0, n - len(speech[start:]))))
         if self.noise:
-            noise = audible_crop(_read_wave(self.noise[int(rng.integers(len(self.noise)))].path, self.config).numpy(),
-                               n, rng)
+            recording = _read_wave(self.noise[int(rng.integers(len(self.noise)))].path, self.config).numpy()
+            noise = audible_crop(recording, n, rng)
         else:
             noise = coloured_noise(n, float(rng.uniform(0.0, 2.0)), rng)
         snr = float(rng.uniform(*self.snr_range))

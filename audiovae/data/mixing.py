@@ -58,10 +58,13 @@ def fit_length(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     """Loop or crop ``noise`` to ``n`` samples from a random offset."""
     if noise.size == 0:
         raise ValueError("fit_length: empty noise")
-    reps = -(-n // noise.size) + 1
-    tiled = np.tile(noise, reps)
     start = int(rng.integers(0, noise.size))
-    return tiled[start: start + n]
+    return _looped(noise, n)[start: start + n]
+
+
+def _looped(noise: np.ndarray, n: int) -> np.ndarray:
+    """``noise`` repeated so that a crop of ``n`` samples fits from any start within its first loop."""
+    return np.tile(noise, -(-n // noise.size) + 1)
 
 
 def audible_crop(noise: np.ndarray, n: int, rng: np.random.Generator, below_db: float = -30.0) -> np.ndarray:
@@ -73,14 +76,14 @@ def audible_crop(noise: np.ndarray, n: int, rng: np.random.Generator, below_db: 
     least = rms(noise) * 10.0 ** (below_db / 20.0)
     if rms(crop) > least:
         return crop
-    tiled = np.tile(noise, -(-n // noise.size) + 1).astype(np.float64)
-    energy = np.concatenate([[0.0], np.cumsum(tiled ** 2)])
+    tiled = _looped(noise, n)
+    energy = np.concatenate([[0.0], np.cumsum(np.square(tiled, dtype=np.float64))])
     starts = np.arange(0, noise.size, max(1, min(n, noise.size) // 8))
     audible = starts[(energy[starts + n] - energy[starts]) / n > least ** 2]
     if not audible.size:
         raise ValueError(f"no audible stretch of {n} samples (the recording is silence)")
     start = int(rng.choice(audible))
-    return tiled[start: start + n].astype(noise.dtype)
+    return tiled[start: start + n]
 
 
 def noise_gain(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
