@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import KLSchedule, masked_magnitude, reconstruction
+from ..losses import KLSchedule, envelope_correlation, masked_magnitude, reconstruction
 from ..trainable import ValidationResult
 from .base import LatentModel, LossOutput, ModelConfig
 from .bottlenecks import Bottleneck, GaussianBottleneck, Posterior
@@ -53,6 +53,8 @@ class ConvConfig(ModelConfig):
         speaker_encoder_weight: weight of the encoder's regression onto the (stop-gradient) table embedding.
         mask_loss: weight of the signal-approximation loss (:func:`~audiovae.losses.masked_magnitude`) beside the
             log-mel one, for models trained on noisy/clean pairs whose estimate becomes a gain (0 disables).
+        envelope_loss: weight of the envelope-correlation loss (:func:`~audiovae.losses.envelope_correlation`,
+            STOI's measure on mel bands) for such models (0 disables).
         output: ``logmel``: the decoder's output is the estimate; ``log_gain``: it is a gain in ``(0, 1]`` per band
             and frame, ``log sigmoid(out + GAIN_BIAS)``, added to the input's log-mel (:meth:`ConvAutoencoder.
             estimate`). A denoiser's estimate then keeps the input's detail (harmonics the latent's rate cannot
@@ -72,6 +74,7 @@ class ConvConfig(ModelConfig):
     speaker_encoder_mix: float = 0.5
     speaker_encoder_weight: float = 1.0
     mask_loss: float = 0.0
+    envelope_loss: float = 0.0
     output: str = "logmel"
 
     def __post_init__(self) -> None:
@@ -224,6 +227,9 @@ class ConvAutoencoder(LatentModel):
             logs = {"recon": recon.detach(), **reg.logs, "mel_l1": reconstruction(target, estimate, "l1", mask=mask)}
         if "clean" in batch and self.config.mask_loss > 0:
             extra["mask"] = self.config.mask_loss * self.config.n_mels * masked_magnitude(mel, target, estimate, mask)
+        if "clean" in batch and self.config.envelope_loss > 0:
+            extra["envelope"] = self.config.envelope_loss * self.config.n_mels * envelope_correlation(
+                mel, target, estimate, mask)
         extra.update(self.extra_losses(z, batch))
         for name, value in extra.items():
             total = total + value
