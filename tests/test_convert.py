@@ -254,3 +254,18 @@ def test_bundled_model_converts_the_example_offline(tmp_path, example_path):
     wave, sr = vc.convert(example_path, speaker="C")
     assert vc.speakers == list("ABCDEFGH") and sr == SR
     np.testing.assert_allclose(wave.numpy(), sf.read(tmp_path / "C.wav", dtype="float32")[0], atol=1e-4)
+
+
+def test_the_voice_fit_uses_bf16_only_where_it_is_native():
+    """``fast_float`` (the one-shot voice fit): bf16 autocast only on CUDA or a CPU with native bf16 (emulated bf16
+    is ~10x slower than fp32 on AVX2), and denormals flushed only for its span; the arithmetic inside is what the
+    autocast state says."""
+    from audiovae.device import cpu_has_bf16, fast_float
+
+    conv = torch.nn.Conv1d(4, 4, 3)
+    x = torch.randn(1, 4, 16)
+    with fast_float(torch.device("cpu")):
+        assert torch.is_autocast_enabled("cpu") == cpu_has_bf16()
+        out = conv(x)
+    assert out.dtype == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    assert not torch.is_autocast_enabled("cpu")

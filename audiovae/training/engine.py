@@ -35,7 +35,7 @@ from ..checkpoint import (
     save_vocoder,
 )
 from ..config import RunConfig, load_run_config
-from ..device import resolve_device
+from ..device import cpu_has_bf16, resolve_device
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import remove_temporaries, write_atomic
 from ..models import build_model, model_options
@@ -49,18 +49,6 @@ __all__ = ["Trainer", "train", "amp_enabled"]
 
 NORM_ITEMS = 512  # training crops a model may learn data statistics from on a fresh start (Trainable.prepare)
 MODEL_FILE, STATE_FILE, CONFIG_FILE, LOG_FILE = "model.safetensors", "state.pt", "config.yaml", "log.csv"
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there autocast pays; elsewhere it is emulated."""
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):  # torch.cpu's own probes (private)
-        fn = getattr(torch.cpu, probe, None)
-        try:
-            if fn is not None and fn():
-                return True
-        except Exception:  # noqa: BLE001, S112 - a probe that fails means "not known to be supported"
-            continue
-    return False
 
 
 def amp_enabled(setting: str | bool, device: torch.device) -> bool:
