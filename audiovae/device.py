@@ -43,8 +43,9 @@ def fast_float(device: torch.device) -> Iterator[None]:
     """bf16 autocast where it is native (CUDA, CPUs with :func:`cpu_has_bf16`), and on the CPU denormals flushed to
     zero, for the span of an optimisation over a trained model.
 
-    Elsewhere bf16 is emulated and slower than fp32 (one convolution's forward and backward, measured on a 2-core
-    AVX2 CPU: 0.44 s in bf16, 0.044 s in fp32), so those CPUs stay in fp32.
+    Elsewhere bf16 is emulated and slower than fp32, so those CPUs stay in fp32: on a 2-core AVX2 CPU one
+    convolution's forward and backward was reported at 0.44 s in bf16 against 0.044 s in fp32, and a one-shot test
+    of the voice fit took over 8 min in bf16, 58 s in fp32.
 
     Denormal floats (tiny activations and gradients) take a slow path on x86 CPUs: measured on the voice fit
     (:mod:`audiovae.pipelines.voices`), fp32 steps took 1.2 s and bf16 ones 1.3 s until flushed, then 0.11 s in bf16.
