@@ -1,15 +1,19 @@
 """The web page in a real browser: `audiovae ui` started as users start it, Debian's Chromium driven by Playwright.
 
-Each tab: upload a clip (or record one from Chromium's fake microphone), set the controls, click, wait for the
-output audio, fetch it and check that it is valid audio of the expected length. Bad uploads show their error on the
-page. A screenshot of each tab is saved (to $AUDIOVAE_UI_SCREENSHOTS when set; README's picture comes from there).
+Each tab: load its example (or upload, drop or record a clip from Chromium's fake microphone), set the controls,
+click, wait for the output audio, fetch it and check that it is valid audio of the expected length. A long job (the
+one-shot voice fit) shows its stage, steps and elapsed time, and its Cancel stops it on the server. Bad uploads show
+their error on the page. A screenshot of each tab is saved (to $AUDIOVAE_UI_SCREENSHOTS when set; README's picture
+comes from there).
 In CI (CI=true) a missing browser or Playwright is a failure, not a skip.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,7 +96,8 @@ def server(tmp_path_factory):
         proc.kill()
         pytest.fail("audiovae ui did not stop on Ctrl-C")
     assert "Traceback" not in err, err
-    assert list(tmp.iterdir()) == [], "the server left temporary files behind"
+    left = [f for f in tmp.iterdir() if not f.name.startswith("torchinductor_")]  # torch's cache (an Adam step)
+    assert left == [], "the server left temporary files behind"
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +148,40 @@ def run_tab(page, panel: str, timeout: float = 120_000) -> None:
     page.wait_for_selector(f"#{panel} .status:has-text('Done')", timeout=timeout)
 
 
-def test_convert_tab(page, example_path, shots):
-    page.set_input_files("#convert-file", str(example_path))
+def drop(page, zone: str, *files: tuple[str, bytes, str]) -> None:
+    """Files (name, bytes, MIME type) dropped on ``zone`` as from the desktop: a synthetic drag and drop."""
+    page.locator(zone).evaluate("""(zone, files) => {
+        const transfer = new DataTransfer();
+        for (const [name, b64, type] of files) {
+            transfer.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type }));
+        }
+        for (const type of ["dragenter", "dragover", "drop"]) {
+            zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }
+    }""", [[name, base64.b64encode(data).decode(), mime] for name, data, mime in files])
+
+
+def wav_bytes(wave: np.ndarray, sr: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wave, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def file_name(page, input_id: str) -> str | None:
+    return page.locator(f"#{input_id}").evaluate("i => i.files.length ? i.files[0].name : null")
+
+
+def test_convert_tab(page, shots):
+    page.click('#panel-convert button.example[data-for="convert-file"]')  # the bundled example clip
+    page.wait_for_selector('#panel-convert audio.preview[data-for="convert-file"]:not([hidden])')
+    assert file_name(page, "convert-file") == "example.wav"
     assert page.locator("#convert-speaker option").count() == 8
     page.select_option("#convert-speaker", "B")
     page.select_option("#convert-pitch", "model")
     page.select_option("#convert-vocoder", "griffin-lim")
     run_tab(page, "panel-convert")
     ((wave, sr),) = fetch_clips(page, "panel-convert")
-    assert sr == 22050 and wave.shape == (sf.info(example_path).frames,)
+    assert sr == 22050 and wave.shape == (110255,)  # the example's 5 s
     assert page.locator("#panel-convert img.spectrogram").evaluate("img => img.complete && img.naturalWidth > 0")
     assert page.locator("#panel-convert a.download").get_attribute("download") == "example_B.wav"
     page.screenshot(path=str(shots / "ui_convert.png"), full_page=True)
@@ -171,14 +201,23 @@ def test_convert_bad_uploads_show_errors(page, tmp_path):
     page.click("#panel-convert button.run")
     page.wait_for_selector("#panel-convert .error:has-text('over the 20 s limit')", timeout=30_000)
     assert "Traceback" not in page.content()
+    # dropped files the page itself refuses, in one line, keeping the input as it was
+    zone = '#panel-convert .drop[data-for="convert-file"]'
+    drop(page, zone, ("notes.txt", b"text\n", "text/plain"))
+    assert alert.inner_text() == ("notes.txt: not an audio file (text/plain); drop a recording (WAV, FLAC, MP3, OGG, "
+                                  "...).")
+    drop(page, zone, ("a.wav", long.read_bytes(), "audio/wav"), ("b.wav", long.read_bytes(), "audio/wav"))
+    assert alert.inner_text() == "Drop one file here (2 were dropped)."
+    assert file_name(page, "convert-file") == "long.wav"
 
 
 def test_convert_a_recording_from_the_microphone(page):
-    page.click("#panel-convert button.record")
-    page.wait_for_selector("#panel-convert button.record:has-text('Stop')")
+    record = '#panel-convert button.record[data-for="convert-file"]'
+    page.click(record)
+    page.wait_for_selector(f"{record}:has-text('Stop')")
     page.wait_for_timeout(1500)
-    page.click("#panel-convert button.record")
-    page.wait_for_selector("#panel-convert audio.preview:not([hidden])")
+    page.click(record)
+    page.wait_for_selector('#panel-convert audio.preview[data-for="convert-file"]:not([hidden])')
     assert page.locator("#convert-file").evaluate("i => i.files[0].name") == "recording.wav"
     page.select_option("#convert-speaker", "G")
     run_tab(page, "panel-convert")
@@ -187,12 +226,20 @@ def test_convert_a_recording_from_the_microphone(page):
 
 
 def test_denoise_tab(page, tmp_path, shots, speech):
+    page.click("#tab-denoise")
+    page.click("#panel-denoise button.example")  # the example in noise, made by the server
+    page.wait_for_selector("#panel-denoise audio.preview:not([hidden])")
+    assert file_name(page, "denoise-file") == "example_noisy.wav"
+    run_tab(page, "panel-denoise")
+    ((wave, sr),) = fetch_clips(page, "panel-denoise")
+    assert sr == 22050 and wave.shape == (110255,)
+    assert page.locator("#panel-denoise a.download").get_attribute("download") == "example_noisy_denoised.wav"
+
     rng = np.random.default_rng(1)
     clip = np.resize(speech, 3 * SR)
     noisy = np.stack([clip, clip]) + 0.03 * rng.standard_normal((2, clip.size))
     noisy16 = np.stack([np.interp(np.arange(0, clip.size, SR / 16000), np.arange(clip.size), c) for c in noisy])
     path = wav(tmp_path / "noisy.wav", noisy16.T.astype(np.float32), 16000)
-    page.click("#tab-denoise")
     page.set_input_files("#denoise-file", str(path))
     page.locator("#denoise-strength").evaluate("s => { s.value = '0.7'; s.dispatchEvent(new Event('input')); }")
     assert page.inner_text('output[for="denoise-strength"]') == "0.7"
@@ -206,14 +253,16 @@ def test_denoise_tab(page, tmp_path, shots, speech):
 
 def test_music_tab(page, shots, example_path):
     page.click("#tab-music")
+    page.check('#music-form input[value="walk"]')
     page.fill("#music-seed", "3")
-    page.fill("#music-seconds", "2")
-    page.fill("#music-temperature", "0.9")
-    page.fill("#music-count", "2")
+    page.click("#music-example")  # no input file here: example settings
+    assert page.is_checked('#music-form input[value="sample"]') and page.locator("#music-count").is_visible()
+    assert [page.input_value(f"#music-{k}") for k in ("seed", "seconds", "temperature", "count")] == [
+        "7", "4", "0.9", "2"]
     run_tab(page, "panel-music")
     clips = fetch_clips(page, "panel-music")
-    assert len(clips) == 2 and all(sr == 22050 and abs(w.size - 2 * sr) <= 256 for w, sr in clips)
-    assert page.locator("#panel-music a.download").first.get_attribute("download") == "sample_003.wav"
+    assert len(clips) == 2 and all(sr == 22050 and abs(w.size - 4 * sr) <= 256 for w, sr in clips)
+    assert page.locator("#panel-music a.download").first.get_attribute("download") == "sample_007.wav"
     page.screenshot(path=str(shots / "ui_music.png"), full_page=True)
 
     page.check('#music-form input[value="walk"]')
@@ -225,11 +274,62 @@ def test_music_tab(page, shots, example_path):
 
     page.check('#music-form input[value="interpolate"]')
     page.set_input_files("#music-a", str(example_path))
-    page.set_input_files("#music-b", str(example_path))
+    drop(page, '.drop[data-for="music-b"]', ("dropped.wav", example_path.read_bytes(), "audio/wav"))
+    assert file_name(page, "music-b") == "dropped.wav"
     page.fill("#music-steps", "3")
     run_tab(page, "panel-music")
     ((path, sr),) = fetch_clips(page, "panel-music")
     assert abs(path.size / sr - (3 * 5.0 + 2 * 0.3)) < 0.05
+
+
+def test_reference_from_the_microphone_progress_and_cancel(page, server):
+    """A dropped source, a reference voice recorded from the fake microphone, the one-shot fit's progress (stage,
+    steps, elapsed seconds), Cancel (the job stops on the server), then the page works on with a table voice."""
+    url, _ = server
+    drop(page, '#panel-convert .drop[data-for="convert-file"]',
+         ("dropped.wav", wav_bytes(sine(220, 2.0, 8000), 8000), "audio/wav"))
+    page.wait_for_selector('#panel-convert audio.preview[data-for="convert-file"]:not([hidden])')
+    assert file_name(page, "convert-file") == "dropped.wav"
+
+    record = page.locator('#panel-convert button.record[data-for="convert-reference"]')
+    record.click()
+    page.wait_for_selector('#panel-convert button.record[data-for="convert-reference"]:has-text("Stop")')
+    page.wait_for_timeout(3600)  # the fit needs 3 s
+    record.click()
+    page.wait_for_selector('#panel-convert audio.preview[data-for="convert-reference"]:not([hidden])')
+    assert file_name(page, "convert-reference") == "reference.wav"
+    assert page.locator("#convert-speaker").is_disabled()
+
+    page.click("#panel-convert button.run")  # the fit runs only when a reference arrives: the recording did
+    stage = page.locator("#panel-convert .progress .stage")
+    page.wait_for_function(r"""() => /^Fitting the reference voice: step ([2-9]|\d\d+) of 350$/.test(
+        document.querySelector('#panel-convert .progress .stage').textContent)""", timeout=60_000)
+    elapsed = page.locator("#panel-convert .progress .elapsed")
+    first = float(re.fullmatch(r"(\d+\.\d) s", elapsed.inner_text())[1])
+    assert first >= 1.0 and page.locator("#panel-convert .progress").is_visible()
+    page.wait_for_function(f"() => parseFloat(document.querySelector('#panel-convert .progress .elapsed')"
+                           f".textContent) > {first + 0.3}")  # the clock runs
+    assert stage.inner_text().startswith("Fitting")
+    page.click("#panel-convert .progress button.cancel")
+    page.wait_for_selector("#panel-convert .status:has-text('Cancelled after')", timeout=30_000)
+    assert "Server: cancelled while fitting the reference voice (step " in page.inner_text("#panel-convert .status")
+    assert page.locator("#panel-convert .progress").is_hidden() and page.locator("#panel-convert .error").is_hidden()
+    assert page.locator("#panel-convert figure.clip").count() == 0
+
+    job = page.locator("#panel-convert").get_attribute("data-job")  # the server's side: stopped, and stays stopped
+    state = page.request.get(f"{url}/api/jobs/{job}").json()
+    assert state["state"] == "cancelled" and state["stage"] == "fitting the reference voice"
+    assert 2 <= state["step"] < state["total"] == 350
+    page.wait_for_timeout(1000)
+    assert page.request.get(f"{url}/api/jobs/{job}").json()["step"] == state["step"]
+
+    page.click('#panel-convert button.clear[data-for="convert-reference"]')  # back to the table's voices
+    assert file_name(page, "convert-reference") is None and page.locator("#convert-speaker").is_enabled()
+    page.select_option("#convert-speaker", "C")
+    run_tab(page, "panel-convert")
+    ((wave, sr),) = fetch_clips(page, "panel-convert")
+    assert sr == 22050 and wave.size == 2 * sr
+    assert page.locator("#panel-convert a.download").get_attribute("download") == "dropped_C.wav"
 
 
 def test_models_tab(page, shots):

@@ -17,7 +17,7 @@ from conftest import SR, free_port, run_cli, sine, training_run
 from audiovae.errors import ConfigError
 from audiovae.pretrained import bundled_path
 from audiovae.ui import require_extra
-from audiovae.ui.studio import Limits, Studio, Upload, UploadError, discover
+from audiovae.ui.studio import Cancelled, Limits, Progress, Studio, Upload, UploadError, discover
 
 
 def wav_upload(name: str, wave: np.ndarray, sr: int = SR) -> Upload:
@@ -127,6 +127,64 @@ def test_music_modes(studio, example_path):
     path = studio.music(mode="interpolate", a=ex, b=ex, steps=3, path="slerp")
     assert path.clips[0].name == "example_to_example.wav"
     assert path.clips[0].seconds == pytest.approx(3 * 5.0 + 2 * 0.3, abs=0.05)
+
+
+def test_examples_are_the_bundled_clip_and_a_seeded_noisy_copy(studio, example_path):
+    assert studio.example("example.wav") == example_path.read_bytes()
+    clean, sr = read(example_path.read_bytes())
+    noisy, noisy_sr = read(studio.example("example_noisy.wav"))
+    assert noisy_sr == sr and noisy.shape == clean.shape and np.abs(noisy).max() <= 0.95 + 1 / 32768
+    scale = float(noisy @ clean / (clean @ clean))  # the clip is in it (scaled down so that the sum does not clip)
+    noise = noisy - scale * clean
+    assert 0.9 < scale < 1.01 and 10 * np.log10(np.sum((scale * clean) ** 2) / np.sum(noise ** 2)) == pytest.approx(
+        5.0, abs=0.1)
+    other = Studio(device="cpu")
+    try:
+        assert other.example("example_noisy.wav") == studio.example("example_noisy.wav")  # seeded
+    finally:
+        other.close()
+    with pytest.raises(ConfigError, match="no example named 'x.wav'"):
+        studio.example("x.wav")
+
+
+class CancelAt(Progress):
+    """Progress that cancels itself (as the page's button would) once ``stage`` reaches step ``at``."""
+
+    def __init__(self, stage: str, at: int) -> None:
+        super().__init__()
+        self.when, self.seen = (stage, at), []
+
+    def stage(self, name: str, total: int = 0) -> None:
+        self.seen.append(name)
+        super().stage(name, total)
+
+    def advance(self) -> None:
+        snap = self.snapshot()
+        if (snap["stage"], snap["step"] + 1) == self.when:
+            self.cancel()
+        super().advance()
+
+
+def test_progress_counts_steps_and_cancel_stops_the_work(studio, example_path):
+    from torch.optim.optimizer import _global_optimizer_post_hooks
+
+    p = CancelAt("sampling clips", 1)
+    with pytest.raises(Cancelled, match=r"^cancelled while sampling clips \(step 1 of 3\)$"):
+        studio.music(seconds=0.5, count=3, progress=p)
+    assert p.seen == ["loading the model", "sampling clips"]
+
+    clean, sr = read(example_path.read_bytes())
+    ex = wav_upload("short.wav", clean[: int(3.1 * sr)], sr)  # the fit needs 3 s; its set-up grows with them
+    p = CancelAt("fitting the reference voice", 2)  # the one-shot fit's optimiser steps, counted by a torch hook
+    with pytest.raises(Cancelled, match=r"^cancelled while fitting the reference voice \(step 2 of 350\)$"):
+        studio.convert(ex, references=[ex], progress=p)
+    assert p.seen == ["loading the model", "reading the input", "fitting the reference voice"]
+    assert len(_global_optimizer_post_hooks) == 0  # the hook went with the job
+    assert list(studio.scratch.iterdir()) == []
+    gone = Progress()
+    gone.cancel()  # cancelled before it started: nothing runs
+    with pytest.raises(Cancelled, match="^cancelled while waiting for the server$"):
+        studio.denoise(ex, progress=gone)
 
 
 def test_models_folder_curves_and_a_broken_checkpoint(tmp_path):
@@ -351,3 +409,73 @@ def test_loopback_and_ranges_and_the_result_store():
     assert store.get(keys[1], "x.wav") is not None and store.get(keys[2], "x.wav") is not None
     big = store.add({"y.wav": (b"\0" * 1000, "audio/wav")})
     assert store.get(big, "y.wav") is not None and store.get(keys[2], "x.wav") is None  # the newest always stays
+
+
+def test_jobs_report_progress_and_are_cancelled(client_for):
+    """A named job: polled while it waits and runs, cancelled running and cancelled waiting (the second never
+    reaches the studio), each request answering 409; ids checked; a client gone cancels its job."""
+    from audiovae.ui.server import _cancel_when_gone
+
+    studio = Studio(device="cpu")
+    c = client_for(studio)
+    started, release = threading.Event(), threading.Event()
+    original, calls = studio.music, []
+
+    def slow(progress, **kwargs):
+        calls.append(progress)
+        progress.stage("holding")
+        started.set()
+        release.wait(30)
+        return original(progress=progress, **kwargs)
+
+    studio.music = slow
+    answers: dict = {}
+
+    def post(job: str) -> threading.Thread:
+        t = threading.Thread(target=lambda: answers.setdefault(job, c.post(f"/api/music?job={job}",
+                                                                           data={"seconds": "0.5"})))
+        t.start()
+        return t
+
+    first = post("first-job")
+    assert started.wait(30)
+    second = post("second-job")
+    for _ in range(100):
+        if c.get("/api/jobs/second-job").status_code == 200:
+            break
+        threading.Event().wait(0.05)
+    state = c.get("/api/jobs/first-job").json()
+    assert state["state"] == "running" and state["stage"] == "holding" and state["elapsed_s"] > 0
+    assert c.get("/api/jobs/second-job").json()["state"] == "queued"
+    assert c.post("/api/jobs/second-job/cancel").status_code == 200
+    assert c.post("/api/jobs/first-job/cancel").json()["state"] == "running"  # until its next check
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert answers["first-job"].status_code == 409
+    assert answers["first-job"].json()["error"] == "cancelled while holding"
+    assert answers["second-job"].status_code == 409 and len(calls) == 1  # it never started
+    for job in ("first-job", "second-job"):
+        state = c.get(f"/api/jobs/{job}").json()
+        assert state["state"] == "cancelled" and state["error"].startswith("cancelled while")
+
+    studio.music = original
+    r = c.post("/api/music?job=third-job", data={"seconds": "0.5"})
+    assert r.status_code == 200 and c.get("/api/jobs/third-job").json()["state"] == "done"
+    assert c.post("/api/jobs/third-job/cancel").json()["state"] == "done"  # ended: left as it ended
+    r = c.post("/api/music?job=third-job", data={"seconds": "0.5"})
+    assert r.status_code == 400 and r.json()["error"] == "job id 'third-job' is already in use"
+    r = c.post("/api/music?job=x y", data={"seconds": "0.5"})
+    assert r.status_code == 400 and r.json()["error"] == "job id 'x y': give 8 to 64 letters, digits, - or _"
+    assert c.get("/api/jobs/nosuchjob").status_code == c.post("/api/jobs/nosuchjob/cancel").status_code == 404
+    assert c.get("/api/examples/example.wav").headers["content-type"] == "audio/wav"
+    assert c.get("/api/examples/x.wav").status_code == 404
+
+    messages = iter([{"type": "http.request", "body": b""}, {"type": "http.disconnect"}])
+
+    async def receive() -> dict:
+        return next(messages)
+
+    gone = Progress()
+    asyncio.run(_cancel_when_gone(receive, gone))
+    assert gone.cancelled

@@ -1,9 +1,15 @@
 """HTTP for :class:`~audiovae.ui.studio.Studio`: one HTML page, a few JSON endpoints, results served from memory.
 
-Starlette (what FastAPI is built on) is enough for one page and five endpoints. Requests run one at a time on a
+Starlette (what FastAPI is built on) is enough for one page and a few endpoints. Requests run one at a time on a
 single worker thread (models are shared and torch already uses every core), and at most ``max_queue`` wait or run
 at once: one more gets "busy" (HTTP 503) at once instead of piling up. Results (WAV and PNG) live in a small
 in-memory store, so nothing the page produces is left on disk.
+
+A request may name a job (``POST /api/convert?job=ID``, an id the page makes up): while it waits and runs,
+``GET /api/jobs/ID`` says its stage, step and elapsed seconds, and ``POST /api/jobs/ID/cancel`` stops it at its next
+check (see :class:`~audiovae.ui.studio.Progress`); the request then answers 409 "cancelled ...". Any job, named or
+not, is also cancelled when its client goes away (the tab closed or reloaded) and when the server is stopped (Ctrl-C),
+so neither waits for work nobody will see.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import socket
 import time
 import traceback
@@ -34,7 +41,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import AudiovaeError, ConfigError
-from .studio import Result, Studio, Upload, options
+from .studio import EXAMPLES, Cancelled, Progress, Result, Studio, Upload, options
 
 log = logging.getLogger("audiovae.ui")
 
@@ -106,6 +113,73 @@ class ResultStore:
 
     def get(self, key: str, name: str) -> tuple[bytes, str] | None:
         return self._items.get(key, {}).get(name)
+
+
+class Job:
+    """A request's work: its progress (shared with the worker thread, which sets ``state`` running) and how it
+    ended."""
+
+    def __init__(self) -> None:
+        self.progress = Progress()
+        self.state = "queued"  # queued, running, done, cancelled, failed
+        self.error: str | None = None
+        self.elapsed_s: float | None = None  # once it ended
+
+    def snapshot(self, key: str) -> dict:
+        snap = self.progress.snapshot()
+        if self.elapsed_s is not None:
+            snap["elapsed_s"] = self.elapsed_s
+        return {"job": key, "state": self.state, "error": self.error} | snap
+
+
+class Jobs:
+    """Every request's job while it waits or runs (to cancel them all on the way out), and by id the named ones:
+    those waiting or running and the last ``keep`` that ended (a late poll still reads how a job ended). Used from
+    the event loop, but for :meth:`cancel_all`, which only sets flags."""
+
+    ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+    def __init__(self, keep: int = 64) -> None:
+        self.keep = keep
+        self._named: OrderedDict[str, Job] = OrderedDict()
+        self._active: set[Job] = set()
+
+    def start(self, key: str | None) -> Job:
+        """A new job under ``key`` (``None``: an unnamed one, not listed)."""
+        job = Job()
+        if key is not None:
+            if not self.ID.fullmatch(key):
+                raise ConfigError(f"job id {key[:80]!r}: give 8 to 64 letters, digits, - or _")
+            if key in self._named:
+                raise ConfigError(f"job id {key!r} is already in use")
+            self._named[key] = job
+            ended = [k for k, j in self._named.items() if j.elapsed_s is not None]
+            for k in ended[:max(0, len(ended) - self.keep)]:
+                del self._named[k]
+        self._active.add(job)
+        return job
+
+    def end(self, job: Job, state: str, error: str | None) -> None:
+        job.state, job.error = state, error
+        job.elapsed_s = round(time.perf_counter() - job.progress.started, 3)
+        self._active.discard(job)
+
+    def get(self, key: str) -> Job | None:
+        return self._named.get(key)
+
+    def cancel_all(self) -> None:
+        for job in list(self._active):
+            job.progress.cancel()
+
+
+async def _cancel_when_gone(receive: Any, progress: Progress) -> None:
+    """Once the request's body is read, the next ASGI message is the client going away (the page closed or
+    reloaded; no one will read the answer): the job is cancelled."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            progress.cancel()
+            return
 
 
 def is_loopback(host: str) -> bool:
@@ -198,7 +272,7 @@ async def _uploads(form: FormData, key: str) -> list[Upload]:
 
 def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Starlette:
     """The web app over ``studio``; ``loopback``: it listens on this computer only (see :class:`LocalOnly`)."""
-    queue, store = WorkQueue(max_queue), ResultStore()
+    queue, store, jobs = WorkQueue(max_queue), ResultStore(), Jobs()
     static = resources.files("audiovae.ui") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
     body_limit = int(studio.limits.max_request_mb * 1e6)
@@ -212,29 +286,60 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
                 "images": {title: f"/files/{key}/{title}.png" for title in result.images},
                 "notes": result.notes, "elapsed_s": round(time.perf_counter() - started, 3)}
 
+    def running(job: Job, fn: Callable[..., Result], args: dict) -> Result:
+        """On the worker thread: a job cancelled while it waited stops before it starts."""
+        job.state = "running"
+        job.progress.check()
+        return fn(**args, progress=job.progress)
+
+    async def attempt(request: Request, job: Job, parse: Callable[[FormData], Any]) -> tuple[Response, str | None]:
+        """The request's answer, and the error it reports (``None`` for a result)."""
+        size = request.headers.get("content-length", "")
+        receive = request.receive
+        request = Request(request.scope, _limited(receive, body_limit))  # a length it did not state
+        try:
+            if size.isdigit() and int(size) > body_limit:  # refused before a byte of the body is read
+                raise TooLarge
+            async with request.form(max_files=8, max_fields=32) as form:
+                fn, args = await parse(form)
+                watcher = asyncio.ensure_future(_cancel_when_gone(receive, job.progress))
+                try:
+                    result = await queue.run(running, job, fn, args)
+                finally:
+                    watcher.cancel()
+            job.progress.check()  # cancelled just as it finished: the page asked not to wait for it
+        except Cancelled as e:
+            status, message = 409, str(e)
+        except Busy as e:
+            status, message = 503, str(e)
+        except TooLarge:
+            status, message = 413, f"the upload is over the {studio.limits.max_request_mb:g} MB limit of one request"
+        except AudiovaeError as e:
+            status, message = 400, str(e)
+        except HTTPException as e:  # the form itself: malformed, too many files or fields
+            status, message = e.status_code, f"the request was refused: {e.detail}"
+        except Exception as e:  # noqa: BLE001 - the page gets one line, the terminal the traceback
+            log.error("%s failed:\n%s", request.url.path, traceback.format_exc())
+            status, message = 500, (f"internal error ({type(e).__name__}: {e}); the server's terminal has the "
+                                    "details")
+        else:
+            return JSONResponse(publish(result, job.progress.started)), None
+        return _error(message, status), message
+
     def task(parse: Callable[[FormData], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            started = time.perf_counter()
-            size = request.headers.get("content-length", "")
-            request = Request(request.scope, _limited(request.receive, body_limit))  # a length it did not state
             try:
-                if size.isdigit() and int(size) > body_limit:  # refused before a byte of the body is read
-                    raise TooLarge
-                async with request.form(max_files=8, max_fields=32) as form:
-                    fn, args = await parse(form)
-                    result = await queue.run(fn, **args)
-            except Busy as e:
-                return _error(str(e), 503)
-            except TooLarge:
-                return _error(f"the upload is over the {studio.limits.max_request_mb:g} MB limit of one request", 413)
+                job = jobs.start(request.query_params.get("job"))
             except AudiovaeError as e:
                 return _error(str(e))
-            except HTTPException as e:  # the form itself: malformed, too many files or fields
-                return _error(f"the request was refused: {e.detail}", e.status_code)
-            except Exception as e:  # noqa: BLE001 - the page gets one line, the terminal the traceback
-                log.error("%s failed:\n%s", request.url.path, traceback.format_exc())
-                return _error(f"internal error ({type(e).__name__}: {e}); the server's terminal has the details", 500)
-            return JSONResponse(publish(result, started))
+            try:
+                response, error = await attempt(request, job, parse)
+            except BaseException:  # the request's task itself cancelled: its job too
+                job.progress.cancel()
+                jobs.end(job, "cancelled", "the request was dropped")
+                raise
+            jobs.end(job, "done" if error is None else "cancelled" if response.status_code == 409 else "failed", error)
+            return response
 
         return endpoint
 
@@ -269,7 +374,31 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
     async def index(request: Request) -> Response:
         return HTMLResponse(page)
 
-    catalogue = {"models": studio.catalogue(), "options": options(),
+    async def job_state(request: Request) -> Response:
+        key = request.path_params["key"]
+        job = jobs.get(key)
+        return _error("no such job (it ended long ago, or never started)", 404) if job is None else JSONResponse(
+            job.snapshot(key))
+
+    async def job_cancel(request: Request) -> Response:
+        """Ask a job to stop; it does at its next check (between stages, after a step), and its request then
+        answers 409. A job that already ended is left as it ended."""
+        key = request.path_params["key"]
+        job = jobs.get(key)
+        if job is None:
+            return _error("no such job (it ended long ago, or never started)", 404)
+        if job.elapsed_s is None:
+            job.progress.cancel()
+        return JSONResponse(job.snapshot(key))
+
+    async def example(request: Request) -> Response:
+        try:
+            data = studio.example(request.path_params["name"])
+        except AudiovaeError as e:
+            return _error(str(e), 404)
+        return Response(data, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+
+    catalogue = {"models": studio.catalogue(), "options": options(), "examples": EXAMPLES,
                  "limits": asdict(studio.limits) | {"max_request_mb": studio.limits.max_request_mb}}
 
     async def models(request: Request) -> Response:  # built once, so the page loads even while work is queued
@@ -302,16 +431,21 @@ def create_app(studio: Studio, max_queue: int = 4, loopback: bool = True) -> Sta
         finally:
             queue.close()  # the app's own; the studio is its creator's to close
 
-    return Starlette(lifespan=lifespan, middleware=[Middleware(LocalOnly, loopback=loopback)], routes=[
+    app = Starlette(lifespan=lifespan, middleware=[Middleware(LocalOnly, loopback=loopback)], routes=[
         Route("/", index),
         Route("/api/models", models),
         Route("/api/models/{name:path}/curve.png", curve),
         Route("/api/convert", task(parse_convert), methods=["POST"]),
         Route("/api/denoise", task(parse_denoise), methods=["POST"]),
         Route("/api/music", task(parse_music), methods=["POST"]),
+        Route("/api/jobs/{key}", job_state),
+        Route("/api/jobs/{key}/cancel", job_cancel, methods=["POST"]),
+        Route("/api/examples/{name}", example),
         Route("/files/{key}/{name}", files),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ])
+    app.state.jobs = jobs  # for serve(): Ctrl-C cancels them
+    return app
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, models_dir: str | None = None, device: str = "auto",
@@ -326,9 +460,28 @@ def serve(host: str = "127.0.0.1", port: int = 7860, models_dir: str | None = No
         app = create_app(studio, max_queue, loopback=is_loopback(host))
         if on_ready:
             on_ready(f"http://{'[' + host + ']' if ':' in host else host}:{port}")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        server = _uvicorn_server()(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        server.jobs = app.state.jobs
+        server.run()
     finally:
         studio.close()
+
+
+def _uvicorn_server() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, which on Ctrl-C first cancels the running jobs: it waits for open requests to be
+        answered, and a cancelled job answers at its next check instead of at its end."""
+
+        jobs: Jobs | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.jobs is not None:
+                self.jobs.cancel_all()
+            super().handle_exit(sig, frame)
+
+    return Server
 
 
 def _check_port(host: str, port: int) -> None:

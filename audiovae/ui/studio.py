@@ -6,6 +6,11 @@ knows about HTTP (that is :mod:`audiovae.ui.server`), so all of it is testable w
 
 Uploads are written to a private scratch folder only while a request needs them (``soundfile`` reads paths, and
 error messages then name the uploaded file, not the scratch path); the folder is removed by :meth:`Studio.close`.
+
+Each tab's method reports what it is doing to a :class:`Progress` (its stage, and its step where a loop can count
+them: the one-shot voice fit's optimiser steps, the music clips) and stops with :class:`Cancelled` when that progress
+is cancelled: checked between stages and after every step (cooperative; a stage that is one call into the API runs
+to its end, and none of them takes more than a few seconds on a CPU).
 """
 
 from __future__ import annotations
@@ -13,20 +18,26 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
+from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import api, audio
 from ..errors import AudiovaeError, ConfigError
 from ..pipelines.batch import output_name
+from ..pipelines.convert import Voice
 from ..pipelines.denoise import METHODS
 from ..pipelines.latent import logmel
+from ..pipelines.voices import steps_of
 from ..plots import curves_png, logmels_png
 from ..pretrained import BUNDLED, bundled_path
 from ..vocoders import VOCODERS
@@ -34,10 +45,77 @@ from ..vocoders import VOCODERS
 DENOISE_METHODS = tuple(m for m in METHODS if m != "prior")  # prior: a clean-speech VAE, minutes per file: CLI only
 MUSIC_MODES = ("sample", "walk", "interpolate")
 MAX_REFERENCES = 3
+REFERENCE_METHOD = "adapt"  # the one-shot fit the page runs (the API's default)
+# The example inputs the page's "Example" buttons load: the bundled clip (``audiovae example`` writes the same file),
+# and for the Denoise tab that clip in noise, made here (the package ships no noisy recording).
+EXAMPLES = {"example.wav": "the bundled example: 5 s of synthetic speech at 22.05 kHz",
+            "example_noisy.wav": "the bundled example in white noise at 5 dB SNR (seed 0: the same file every time)"}
+NOISY_SNR_DB = 5.0
 
 
 class UploadError(AudiovaeError):
     """An upload the page cannot use (empty, too big, too long, not audio); the message is shown on the page."""
+
+
+class Cancelled(AudiovaeError):
+    """The job was cancelled (from the page's Cancel button) and stopped at its next check."""
+
+
+class Progress:
+    """A job's progress, read by another thread (the page polls it), and its cancellation, requested from another
+    thread and acted on by the job itself at :meth:`check` (between stages, after every counted step)."""
+
+    def __init__(self) -> None:
+        self._state: tuple[str, int, int] = ("waiting for the server", 0, 0)  # one tuple: read and written whole
+        self._cancel = threading.Event()
+        self.started = time.perf_counter()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def check(self) -> None:
+        if self._cancel.is_set():
+            stage, step, total = self._state
+            raise Cancelled(f"cancelled while {stage}" + (f" (step {step} of {total})" if total else ""))
+
+    def stage(self, name: str, total: int = 0) -> None:
+        """A new stage (``total``: its steps, 0 where they are not counted); a cancelled job stops here."""
+        self.check()
+        self._state = (name, 0, total)
+
+    def advance(self) -> None:
+        """One step of the stage done; a cancelled job stops here."""
+        name, step, total = self._state
+        self._state = (name, step + 1, total)
+        self.check()
+
+    def snapshot(self) -> dict:
+        stage, step, total = self._state
+        return {"stage": stage, "step": step, "total": total,
+                "elapsed_s": round(time.perf_counter() - self.started, 2)}
+
+
+@contextmanager
+def counting_steps(progress: Progress) -> Iterator[None]:
+    """Every optimiser step taken on this thread while the block runs (the one-shot voice fit's Adam steps) advances
+    ``progress``, and stops a cancelled job: a global torch hook, so the fit's code needs no callback of its own."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    owner = threading.get_ident()
+
+    def hook(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        if threading.get_ident() == owner:  # another thread's optimiser is none of this job's business
+            progress.advance()
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @dataclass(frozen=True)
@@ -150,6 +228,7 @@ class Studio:
         self.entries = {e.name: e for e in discover(models_dir)}
         self.scratch = Path(tempfile.mkdtemp(prefix="audiovae-ui-"))
         self._models: dict[str, api.Model] = {}
+        self._examples: dict[str, bytes] = {}
 
     # --- models ---------------------------------------------------------------------------------------------------
     def model(self, name: str) -> api.Model:
@@ -202,6 +281,25 @@ class Studio:
         log = self._log_path(self.entries[name])
         return None if log is None else curves_png(read_log(log), title=name)
 
+    # --- examples -------------------------------------------------------------------------------------------------
+    def example(self, name: str) -> bytes:
+        """An example input as WAV bytes (:data:`EXAMPLES`): the bundled clip, or that clip in white noise at
+        :data:`NOISY_SNR_DB` (seeded, so the same file every time; scaled down together if the sum would clip)."""
+        if name not in EXAMPLES:
+            raise ConfigError(f"no example named {name!r} (available: {', '.join(EXAMPLES)})")
+        if name not in self._examples:
+            with resources.as_file(resources.files("audiovae") / "assets" / "example.wav") as path:
+                data = path.read_bytes()
+                if name == "example_noisy.wav":
+                    tensor, rate = audio.load(path)
+                    wave = tensor.numpy()
+                    noise = np.random.default_rng(0).standard_normal(wave.shape).astype(np.float32)
+                    noise *= np.sqrt(np.mean(wave ** 2) / np.mean(noise ** 2)) * 10 ** (-NOISY_SNR_DB / 20)
+                    noisy = wave + noise
+                    data = audio.wav_bytes(noisy * min(1.0, 0.95 / float(np.abs(noisy).max())), rate)
+            self._examples[name] = data
+        return self._examples[name]
+
     # --- uploads --------------------------------------------------------------------------------------------------
     @contextmanager
     def staged(self, upload: Upload) -> Iterator[Path]:
@@ -252,8 +350,12 @@ class Studio:
 
     # --- the tabs -------------------------------------------------------------------------------------------------
     def convert(self, source: Upload, model: str = "voice_conversion", speaker: str | None = None,
-                references: Sequence[Upload] = (), pitch: str = "model", vocoder: str | None = None) -> Result:
-        """Convert ``source`` into ``speaker`` of ``model`` or into the voice of ``references`` (one-shot)."""
+                references: Sequence[Upload] = (), pitch: str = "model", vocoder: str | None = None,
+                progress: Progress | None = None) -> Result:
+        """Convert ``source`` into ``speaker`` of ``model`` or into the voice of ``references`` (one-shot: the
+        voice is fitted first, its optimiser steps counted in ``progress``)."""
+        p = progress or Progress()
+        p.stage("loading the model")
         m = self._typed(model, "convert")
         if len(references) > MAX_REFERENCES:
             raise UploadError(f"give at most {MAX_REFERENCES} reference recordings (got {len(references)})")
@@ -264,18 +366,27 @@ class Studio:
         with ExitStack() as stack:
             src = stack.enter_context(self.staged(source))
             refs = [stack.enter_context(self.staged(r)) for r in references]
-            names = {src: source.filename} | {p: r.filename for p, r in zip(refs, references, strict=True)}
+            names = {src: source.filename} | {path: r.filename for path, r in zip(refs, references, strict=True)}
             with self._reading(names, notes):
+                p.stage("reading the input")
                 wave = vc.load_audio(src)
-                out, rate = vc.convert(wave, speaker or None, reference=refs or None, pitch=pitch,
-                                       sample_rate=vc.sample_rate)
+                voice: str | Voice | None = speaker or None
+                if refs:
+                    p.stage("fitting the reference voice", steps_of(REFERENCE_METHOD))
+                    with counting_steps(p):
+                        voice = vc.voice(refs, method=REFERENCE_METHOD)
+                p.stage("converting")
+                out, rate = vc.convert(wave, voice, pitch=pitch, sample_rate=vc.sample_rate)
+        p.stage("drawing the spectrogram")
         target = str(speaker) if not refs else Path(references[0].filename).stem or "reference"
         png = self._spectrogram(vc, [(f"input: {source.filename}", wave), (f"converted to {target}", out)])
         return Result([self._clip(_output(source.filename, target), out, rate)], {"spectrogram": png}, notes)
 
-    def denoise(self, source: Upload, model: str = "denoise", strength: float = 1.0, method: str = "mask"
-                ) -> Result:
+    def denoise(self, source: Upload, model: str = "denoise", strength: float = 1.0, method: str = "mask",
+                progress: Progress | None = None) -> Result:
         """Denoise ``source`` at its own rate and channel count."""
+        p = progress or Progress()
+        p.stage("loading the model")
         m = self._typed(model, "denoise")
         if method not in DENOISE_METHODS:
             raise ConfigError(f"method {method!r}: choose {' or '.join(DENOISE_METHODS)}")
@@ -283,8 +394,11 @@ class Studio:
             raise ConfigError(f"strength {strength}: give a value from 0 to 1")
         notes: list[str] = []
         with self.staged(source) as src, self._reading({src: source.filename}, notes):
+            p.stage("reading the input")
             noisy, rate = audio.load(src, mono=False)
+            p.stage("denoising")
             clean, _ = m.denoise(noisy, strength=strength, sample_rate=rate, method=method)
+        p.stage("drawing the spectrogram")
         sr = m.sample_rate
         mono = [torch.from_numpy(audio.resample(w.mean(dim=0).numpy(), rate, sr)) for w in (noisy, clean)]
         png = self._spectrogram(m, [(f"input: {source.filename}", mono[0]), (f"denoised (strength {strength:g})",
@@ -293,9 +407,11 @@ class Studio:
 
     def music(self, model: str = "music", mode: str = "sample", seed: int = 0, seconds: float = 10.0,
               temperature: float = 1.0, count: int = 1, a: Upload | None = None, b: Upload | None = None,
-              steps: int = 5, path: str = "linear") -> Result:
+              steps: int = 5, path: str = "linear", progress: Progress | None = None) -> Result:
         """Prior samples (``count`` clips, seeds ``seed + i``), a latent random walk, or an interpolation from
         upload ``a`` to upload ``b``."""
+        p = progress or Progress()
+        p.stage("loading the model")
         m = self._typed(model, "music") if mode != "interpolate" else self.model(model)
         lim = self.limits
         if mode not in MUSIC_MODES:
@@ -307,7 +423,9 @@ class Studio:
                 raise ConfigError(f"steps {steps}: give 2 to 16")
             notes: list[str] = []
             with self.staged(a) as pa, self.staged(b) as pb, self._reading({pa: a.filename, pb: b.filename}, notes):
+                p.stage("interpolating")
                 wave, rate = m.interpolate(pa, pb, steps, path)
+            p.stage("drawing the spectrogram")
             name = _output(a.filename, f"to_{Path(b.filename).stem}")
             return Result([self._clip(name, wave, rate)],
                           {"spectrogram": self._spectrogram(m, [(f"{steps} steps, {path}", wave)])}, notes)
@@ -316,13 +434,17 @@ class Studio:
         if not 1 <= count <= lim.max_count:
             raise ConfigError(f"count {count}: give 1 to {lim.max_count}")
         if mode == "walk":
+            p.stage("walking the latent space")
             wave, rate = m.walk(seconds, temperature, seed)
             clips = [(f"walk_{seed:03d}.wav", wave)]
         else:
             clips = []
+            p.stage("sampling clips", count)
             for i in range(count):  # one at a time, as the CLI: memory does not grow with the count
                 waves, rate = m.sample(1, seconds, temperature, seed + i)
                 clips.append((f"sample_{seed + i:03d}.wav", waves[0]))
+                p.advance()
+        p.stage("drawing the spectrogram")
         png = self._spectrogram(m, clips[:4])  # a picture of the first few: enough to see what came out
         return Result([self._clip(name, w, rate) for name, w in clips], {"spectrogram": png})
 

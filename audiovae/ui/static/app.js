@@ -1,4 +1,5 @@
-// audiovae ui: tabs, forms posted to the JSON endpoints, results rendered, microphone recording as WAV.
+// audiovae ui: tabs, forms posted to the JSON endpoints (each request a job whose progress is polled and which can
+// be cancelled), results rendered, inputs from a file, a drop, the microphone (recorded as WAV) or the bundled example.
 // No framework, no build step: the server serves this file as it is.
 "use strict";
 
@@ -23,6 +24,71 @@ function showError(panel, text) {
   box.hidden = false;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// --- inputs: a file input's files set from a recording, an example or a drop ------------------------------------
+function setFiles(input, files) {
+  const transfer = new DataTransfer();
+  for (const f of files) transfer.items.add(f);
+  input.files = transfer.files;
+  input.dispatchEvent(new Event("change"));
+}
+
+function dropped(input, files) {
+  const panel = input.closest('[role="tabpanel"]');
+  $(".error", panel).hidden = true;
+  const list = Array.from(files);
+  if (!list.length) return;  // text or a link dragged in: nothing to use
+  if (!input.multiple && list.length > 1) {
+    showError(panel, `Drop one file here (${list.length} were dropped).`);
+    return;
+  }
+  const odd = list.find((f) => f.type && !/^(audio|video)\//.test(f.type));  // an unknown type: the server decides
+  if (odd) {
+    showError(panel, `${odd.name}: not an audio file (${odd.type}); drop a recording (WAV, FLAC, MP3, OGG, ...).`);
+    return;
+  }
+  setFiles(input, list);
+}
+
+function dropZone(zone) {
+  const input = document.getElementById(zone.dataset.for);
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();  // allows the drop
+    e.dataTransfer.dropEffect = "copy";
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", (e) => { if (!zone.contains(e.relatedTarget)) zone.classList.remove("over"); });
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    dropped(input, e.dataTransfer.files);
+  });
+}
+
+async function loadExample(button) {
+  const input = document.getElementById(button.dataset.for);
+  const panel = button.closest('[role="tabpanel"]');
+  $(".error", panel).hidden = true;
+  button.disabled = true;
+  try {
+    const response = await fetch(`/api/examples/${button.dataset.example}`);
+    if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error || response.statusText);
+    setFiles(input, [new File([await response.blob()], button.dataset.example, { type: "audio/wav" })]);
+  } catch (err) {
+    showError(panel, `Could not load the example: ${err.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function musicExample() {  // the Music tab has no input file: settings that give a quick first result
+  $('#music-form input[value="sample"]').checked = true;
+  musicMode();
+  const values = { seed: 7, seconds: 4, temperature: 0.9, count: 2 };
+  for (const [name, value] of Object.entries(values)) $(`#music-${name}`).value = String(value);
+}
+
 // --- tabs -------------------------------------------------------------------------------------------------------
 function showTab(tab) {
   for (const t of $$('[role="tab"]')) {
@@ -45,9 +111,8 @@ function fillSpeakers() {
       .filter(Boolean).join(" · ")));
   const oneShot = Boolean(model && model.one_shot);
   $(".one-shot").hidden = !oneShot;
-  if (!oneShot) {  // a reference chosen for another model must not travel with this one
-    $("#convert-reference").value = "";
-    $("#convert-speaker").disabled = false;
+  if (!oneShot && $("#convert-reference").files.length) {  // one chosen for another model must not travel with this
+    setFiles($("#convert-reference"), []);  // (its change event frees the speaker menu)
   }
 }
 
@@ -113,6 +178,7 @@ async function loadModels() {
     ["default (the model's own, else mel-griffin-lim)", ...state.options.vocoders]);
   fillSpeakers();
   renderModels();
+  for (const b of $$("button.example[data-example]")) b.title = `Load ${state.examples[b.dataset.example]}`;
   const l = state.limits;
   $("#limits").textContent = `Uploads: any common audio format, up to ${l.max_upload_mb} MB and ${l.max_seconds} s ` +
     `per clip. Music: up to ${l.max_music_seconds} s and ${l.max_count} clips per run.`;
@@ -136,6 +202,54 @@ function renderResult(panel, body) {
     results.append(el("img", { class: "spectrogram", src: url, alt: `${title}: before and after` }));
   }
   for (const note of body.notes) results.append(el("p", { class: "note", text: note }));
+}
+
+function newJobId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function describe(job) {  // "fitting the reference voice: step 57 of 350"
+  const stage = job.stage.charAt(0).toUpperCase() + job.stage.slice(1);
+  return job.total ? `${stage}: step ${job.step} of ${job.total}` : `${stage}…`;
+}
+
+// The progress row of a running job: elapsed seconds from the page's clock, stage and steps polled from the server.
+function watch(panel, job) {
+  const row = $(".progress", panel), bar = $("progress", row), stage = $(".stage", row);
+  const elapsed = $(".elapsed", row), cancel = $("button.cancel", row);
+  const started = performance.now();
+  let active = true;
+  stage.textContent = "Sending…";
+  bar.removeAttribute("value");  // indeterminate until a stage counts its steps
+  cancel.disabled = false;
+  cancel.textContent = "Cancel";
+  const shown = setTimeout(() => {  // a quick job never shows it
+    row.hidden = false;
+    $(".status", panel).textContent = "";
+  }, 1000);
+  const clock = setInterval(() => {
+    elapsed.textContent = `${((performance.now() - started) / 1000).toFixed(1)} s`;
+  }, 100);
+  (async () => {
+    while (active) {
+      await sleep(400);
+      if (!active) break;
+      try {
+        const response = await fetch(`/api/jobs/${job}`);
+        if (!response.ok || !active) continue;
+        const body = await response.json();
+        stage.textContent = body.state === "queued" ? "Waiting for another request to finish…" : describe(body);
+        if (body.total) { bar.max = body.total; bar.value = body.step; } else bar.removeAttribute("value");
+      } catch { /* a missed poll: the next one says */ }
+    }
+  })();
+  return () => {
+    active = false;
+    clearTimeout(shown);
+    clearInterval(clock);
+    row.hidden = true;
+    return (performance.now() - started) / 1000;
+  };
 }
 
 function tooBig(form) {
@@ -162,27 +276,55 @@ async function submit(form, event) {
   $(".results", panel).replaceChildren();
   button.disabled = true;
   status.textContent = "Working…";
-  const started = performance.now();
+  const job = newJobId(), controller = new AbortController();
+  panel.dataset.job = job;
+  let cancelled = false;
+  const cancel = $(".progress button.cancel", panel);
+  cancel.onclick = async () => {  // the server stops the job at its next check and the request answers 409
+    cancelled = true;
+    cancel.disabled = true;
+    cancel.textContent = "Cancelling…";
+    try {
+      const response = await fetch(`/api/jobs/${job}/cancel`, { method: "POST" });
+      if (!response.ok) throw new Error(response.statusText);
+    } catch {
+      controller.abort();  // no word from the server: at least the page is free again
+    }
+    setTimeout(() => controller.abort(), 15000);  // nor a stop within 15 s
+  };
+  const stop = watch(panel, job);
   try {
-    const response = await fetch(form.dataset.endpoint, { method: "POST", body: new FormData(form) });
+    const response = await fetch(`${form.dataset.endpoint}?job=${job}`,
+      { method: "POST", body: new FormData(form), signal: controller.signal });
     let body;
     try { body = await response.json(); } catch { body = { error: `${response.status} ${response.statusText}` }; }
+    const seconds = stop();
+    if (cancelled && response.status === 409) {
+      status.textContent = `Cancelled after ${seconds.toFixed(1)} s. Server: ${body.error}.`;
+      return;
+    }
     if (!response.ok) throw new Error(body.error || response.statusText);
     renderResult(panel, body);
-    status.textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`;
+    status.textContent = `Done in ${seconds.toFixed(1)} s.`;
   } catch (err) {
+    stop();
     status.textContent = "";
+    if (cancelled && err.name === "AbortError") {
+      status.textContent = "Cancelled; the server had not confirmed that it stopped.";
+      return;
+    }
     showError(panel, err instanceof TypeError  // fetch itself failed: no answer came back
       ? `No answer from the server (${err.message}): is audiovae ui still running? A request over ` +
         `${state.limits.max_request_mb} MB in all is also cut off this way.`
       : err.message);
   } finally {
     button.disabled = false;
+    cancel.onclick = null;
   }
 }
 
 // --- microphone -------------------------------------------------------------------------------------------------
-function wavFile(chunks, rate) {
+function wavFile(chunks, rate, name = "recording.wav") {
   const n = chunks.reduce((a, c) => a + c.length, 0);
   const buffer = new ArrayBuffer(44 + 2 * n), view = new DataView(buffer);
   const text = (offset, s) => { for (let i = 0; i < s.length; i++) view.setUint8(offset + i, s.charCodeAt(i)); };
@@ -194,7 +336,7 @@ function wavFile(chunks, rate) {
   for (const c of chunks) {
     for (const x of c) { view.setInt16(offset, Math.max(-1, Math.min(1, x)) * 0x7fff, true); offset += 2; }
   }
-  return new File([buffer], "recording.wav", { type: "audio/wav" });
+  return new File([buffer], name, { type: "audio/wav" });
 }
 
 async function toggleRecording(button) {
@@ -228,11 +370,9 @@ async function toggleRecording(button) {
     stop() {
       processor.disconnect(); source.disconnect();
       stream.getTracks().forEach((t) => t.stop());
-      const transfer = new DataTransfer();
-      transfer.items.add(wavFile(chunks, ctx.sampleRate));
+      const file = wavFile(chunks, ctx.sampleRate, button.dataset.name);
       ctx.close();
-      input.files = transfer.files;
-      input.dispatchEvent(new Event("change"));
+      setFiles(input, [file]);
       button.recording = null;
       button.textContent = "Record";
       button.classList.remove("on");
@@ -250,6 +390,21 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const tab of $$('[role="tab"]')) tab.addEventListener("click", () => showTab(tab));
   for (const form of $$("form[data-endpoint]")) form.addEventListener("submit", (e) => submit(form, e));
   for (const button of $$("button.record")) button.addEventListener("click", () => toggleRecording(button));
+  for (const button of $$("button.example[data-for]")) button.addEventListener("click", () => loadExample(button));
+  $("#music-example").addEventListener("click", musicExample);
+  for (const zone of $$(".drop[data-for]")) dropZone(zone);
+  for (const type of ["dragover", "drop"]) {  // a file dropped beside a zone must not replace the page
+    document.addEventListener(type, (e) => {
+      if (e.defaultPrevented) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = "none";
+    });
+  }
+  for (const button of $$("button.clear")) {
+    const input = document.getElementById(button.dataset.for);
+    button.addEventListener("click", () => setFiles(input, []));
+    input.addEventListener("change", () => { button.hidden = !input.files.length; });
+  }
   for (const input of $$('input[type="file"]')) {
     input.addEventListener("change", () => {
       const preview = $(`audio.preview[data-for="${input.id}"]`);
