@@ -26,6 +26,7 @@ from .errors import ConfigError
 from .pipelines import attributes, latent, music, voices
 from .pipelines import convert as vc
 from .pipelines.denoise import Denoiser
+from .pipelines.vocoder_choice import vocoder_for
 from .pretrained import resolve_model
 
 Audio = str | os.PathLike[str] | torch.Tensor | np.ndarray
@@ -36,7 +37,7 @@ class Model:
 
     def __init__(self, checkpoint: Checkpoint, vocoder: str | None = None) -> None:
         self.checkpoint = checkpoint
-        self.vocoder = latent.vocoder_for(checkpoint, vocoder)
+        self.vocoder = vocoder_for(checkpoint, vocoder)
 
     @property
     def sample_rate(self) -> int:

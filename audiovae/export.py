@@ -300,8 +300,7 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     PyTorch, and write ``export.json``. ``parts`` defaults to all the file has; ``vocoder`` is ``--vocoder``
     (default: the model's own). The folder appears whole or not at all; an existing one is replaced only with
     ``force``."""
-    from .pipelines.latent import vocoder_for
-    from .vocoders.neural import NeuralVocoder
+    from .pipelines.vocoder_choice import vocoder_for
 
     _check_available(fmt)
     out = Path(out_dir)
@@ -364,11 +363,11 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     if "vocoder" in wanted:
         pghi = ("its vocoder's phase comes from PGHI or unrolled Griffin-Lim iterations, which no graph holds; "
                 "pass --vocoder with a network that predicts its phase")
-        if isinstance(voc, NeuralVocoder) and not voc.exportable:
+        if voc.network and not voc.exportable:
             if parts or ckpt is None:
                 raise ExportError(f"{path}: {pghi}")
             report.notes.append(f"vocoder: not exported ({pghi})")
-        elif isinstance(voc, NeuralVocoder):
+        elif voc.network:  # exportable: it has polar() and generate() (Vocoder.exportable)
             graphs["vocoder"] = Graph(VocoderGraph(_plain(voc)), voc.float().eval().generate, (logmel,), ["logmel"],
                                       {"logmel": {0: "batch", 2: "frames"}}, ["batch", "samples"])
         elif parts:

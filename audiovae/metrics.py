@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from .features import MelConfig, hann_window, stft
+
+MAX_FPR = 0.1  # the partial AUC's false-positive range, as DCASE Task 2 reports it
 
 
 def spectral_convergence(wave: torch.Tensor, target_magnitude: torch.Tensor, config: MelConfig) -> torch.Tensor:
@@ -65,3 +68,17 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     target = (est @ ref) / max(ref @ ref, 1e-12) * ref
     noise = est - target
     return float(10 * np.log10(max(target @ target, 1e-12) / max(noise @ noise, 1e-12)))
+
+
+def auc_pair(labels: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
+    """(AUC, pAUC at ``MAX_FPR``) of ``scores`` for binary ``labels`` (1 = anomalous); NaN without both classes.
+
+    The partial AUC is scikit-learn's ``roc_auc_score(max_fpr=...)``, McClish-standardised (0.5 is chance, 1
+    perfect), the form the DCASE baseline code reports."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels)
+    if len(set(y.tolist())) < 2:
+        return float("nan"), float("nan")
+    s = np.asarray(scores, dtype=np.float64)
+    return float(roc_auc_score(y, s)), float(roc_auc_score(y, s, max_fpr=MAX_FPR))

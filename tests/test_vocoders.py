@@ -25,7 +25,7 @@ from audiovae.checkpoint import (
     save_checkpoint,
     save_vocoder,
 )
-from audiovae.cli import _checkpoint_info
+from audiovae.commands.basics import _checkpoint_info
 from audiovae.errors import ConfigError
 from audiovae.features import MelConfig, MelSpectrogram
 from audiovae.losses import multi_resolution_stft

@@ -19,24 +19,11 @@ from tqdm.auto import tqdm
 
 from ..data.manifest import Entry
 from ..errors import AudiovaeError, ConfigError
+from ..metrics import MAX_FPR, auc_pair
 from ..pipelines.anomaly import Detector
 from ..progress import bar_off
 
 __all__ = ["AnomalyReport", "evaluate_anomaly", "auc_pair"]
-
-MAX_FPR = 0.1
-
-
-def auc_pair(labels: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
-    """(AUC, pAUC at ``MAX_FPR``) of ``scores`` for binary ``labels`` (1 = anomalous); NaN without both classes."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(labels)
-    if len(set(y.tolist())) < 2:
-        return float("nan"), float("nan")
-    s = np.asarray(scores, dtype=np.float64)
-    return float(roc_auc_score(y, s)), float(roc_auc_score(y, s, max_fpr=MAX_FPR))
-
 
 @dataclass
 class Scored:

@@ -28,7 +28,8 @@ from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..features import MelSpectrogram
 from ..losses import multi_resolution_stft
-from ..pipelines import latent, music
+from ..pipelines import music
+from ..pipelines.vocoder_choice import vocoder_for
 from .reconstruction import reconstruct_and_score
 
 FEATURE_HOP = 512
@@ -128,7 +129,7 @@ def evaluate_music(ckpt: Checkpoint, held_out: Sequence[Entry], train: Sequence[
     real = clips(held_out, sr, seconds, count)
     if len(real) < 2:
         raise AudiovaeError(f"the held-out files hold {len(real)} clip(s) of {seconds:g} s; need at least 2")
-    synth = latent.vocoder_for(ckpt, vocoder)  # `--vocoder`; the model's default when None
+    synth = vocoder_for(ckpt, vocoder)  # `--vocoder`; the model's default when None
     device = ckpt.model.mel_mean.device
     mel = MelSpectrogram(ckpt.mel).to(device)
     recon: dict[str, list[float]] = {k: [] for k in ("model_mel_l1", "model_audio_mel_l1", "model_mrstft",

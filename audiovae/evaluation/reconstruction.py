@@ -22,6 +22,7 @@ from ..errors import AudiovaeError
 from ..features import MelSpectrogram
 from ..metrics import mel_l1
 from ..pipelines import latent
+from ..pipelines.vocoder_choice import vocoder_for
 
 ROWS = ("model log-mel", "reconstruct (model + vocoder)", "resynth (vocoder only)")
 
@@ -82,7 +83,7 @@ def evaluate_reconstruction(ckpt: Checkpoint, entries: Sequence[Entry], files: i
         raise AudiovaeError("evaluate reconstruction: no test files")
     chosen = entries[:: max(1, len(entries) // files)][:files]
     mel = MelSpectrogram(ckpt.mel).to(ckpt.model.mel_mean.device)
-    vocoder = vocoder or latent.vocoder_for(ckpt)
+    vocoder = vocoder or vocoder_for(ckpt)
     scores: dict[str, list[float]] = {row: [] for row in ROWS}
     for e in chosen:
         with warnings.catch_warnings():

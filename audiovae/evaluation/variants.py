@@ -40,7 +40,7 @@ from ..features import MelSpectrogram
 from ..losses import active_units, multi_resolution_stft
 from ..metrics import mel_l1
 from ..models.quantize import perplexity
-from ..pipelines import latent
+from ..pipelines.vocoder_choice import vocoder_for
 from .music import clips, frame_features, frechet_distance
 
 COLUMNS = {  # key -> (header, format)
@@ -224,7 +224,7 @@ def evaluate_variants(models: Sequence[tuple[str, Checkpoint]], held_out: Sequen
         return frechet_distance((reference - mu) / sd, (features - mu) / sd)
 
     floor = distance([w.numpy() for w in clips(train, sr, seconds, len(real))]) if train else None
-    synth = latent.vocoder_for(first, vocoder)
+    synth = vocoder_for(first, vocoder)
     with torch.inference_mode():  # the vocoder alone on the true log-mel: the floor of every model's MR-STFT
         resynth = statistics.mean(float(multi_resolution_stft(synth(m[None], length=w.numel())[0].cpu(), w))
                                   for w, m in zip(real, mels, strict=True))

@@ -39,7 +39,7 @@ from ..errors import AudiovaeError
 from ..features import MelSpectrogram
 from ..metrics import mel_cepstral_distortion
 from ..pipelines.convert import Voice, convert, table_voice
-from ..pipelines.latent import vocoder_for
+from ..pipelines.vocoder_choice import vocoder_for
 from ..pipelines.voices import reference_seconds, reference_voice
 from ..pitch import register, track_f0
 from ..progress import bar_off

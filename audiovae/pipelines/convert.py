@@ -31,8 +31,9 @@ from ..errors import ConfigError
 from ..features import MelSpectrogram
 from ..metrics import mel_l1
 from ..pitch import Register, register, track_f0, warp_frequency, warp_ratios
-from .latent import logmel, speaker_id, vocoder_for
+from .latent import logmel, speaker_id
 from .stream import Process, StreamConfig
+from .vocoder_choice import vocoder_for
 
 PITCH_MODES = ("model", "shift")
 

@@ -28,9 +28,9 @@ from ..errors import ConfigError
 from ..features import MelConfig, MelSpectrogram, hann_window, hz_to_mel, istft, mel_to_hz, stft
 from ..fileio import atomic_path, write_errors
 from ..vocoders import Vocoder
-from .latent import vocoder_for
 from .stream import Process, StreamConfig
 from .vae_nmf import VAENMFConfig, vae_nmf
+from .vocoder_choice import vocoder_for
 
 METHODS = ("mask", "vocoder", "prior")
 

@@ -5,6 +5,8 @@ returns waveforms or latents; file handling stays with the caller (:mod:`.batch`
 Latents are posterior means ``[D, T']`` (float32); on disk they are ``.npz`` files
 (:func:`save_latents`, :func:`load_latents`) with one array per level (``z0``, ``z1``, ... so hierarchical models
 fit) beside scalar metadata (hop factor, sample rate); the single ``.npy`` arrays of earlier versions still load.
+Which vocoder renders the log-mels is :mod:`.vocoder_choice`'s business (re-exported here: :func:`vocoder_for`,
+:func:`choose_vocoder`, :func:`choose_vocoders`).
 """
 
 from __future__ import annotations
@@ -13,20 +15,19 @@ import math
 import os
 import re
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..checkpoint import Checkpoint, mel_difference
+from ..checkpoint import Checkpoint
 from ..data.datasets import SpeakerMap
 from ..errors import AudiovaeError, ConfigError
-from ..features import MelConfig, MelSpectrogram
+from ..features import MelSpectrogram
 from ..fileio import atomic_path, check_output_path
-from ..vocoders import DEFAULT_SYNTHESIS, VOCODERS, Vocoder, build_vocoder
-from ..vocoders.neural import NeuralVocoder
+from ..vocoders import Vocoder
+from .vocoder_choice import choose_vocoder, choose_vocoders, vocoder_for  # noqa: F401 - re-exported
 
 
 def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | None:
@@ -43,82 +44,6 @@ def speaker_id(ckpt: Checkpoint, speaker: str | int | None) -> torch.Tensor | No
         speaker = aliases.index(speaker)
     index = SpeakerMap(tuple(ckpt.speakers)).lookup(speaker)
     return torch.tensor([index], device=ckpt.model.mel_mean.device)
-
-
-def choose_vocoder(spec: str | None, mel: MelConfig, carried: Vocoder | None = None, stored: dict | None = None,
-                   **overrides) -> Vocoder:
-    """The vocoder ``--vocoder SPEC`` names, for log-mels of front end ``mel`` (on the CPU; move it after).
-
-    ``spec`` is a registered name (``mel-griffin-lim``, ``griffin-lim``), ``neural`` (the trained vocoder a
-    checkpoint carries, else the bundled one), or the path of a vocoder file (``audiovae train vocoder``'s
-    ``model.safetensors``, or a model checkpoint that carries one). ``None`` picks the default: ``carried`` (the
-    trained vocoder a checkpoint carries), else mel-constrained Griffin-Lim (:data:`DEFAULT_SYNTHESIS`: no training,
-    any front end, and ahead of the bundled neural vocoder on the quality and CPU speed the README reports).
-    ``stored`` (a checkpoint's vocoder settings) applies to the vocoder of its name. ``overrides`` are settings of a
-    vocoder built by name (``n_iter`` of Griffin-Lim); a trained vocoder takes none.
-    """
-    from ..checkpoint import DEFAULT_VOCODER, load_vocoder
-    from ..pretrained import bundled_vocoder
-
-    stored = stored or dict(DEFAULT_VOCODER)
-    trained: Vocoder | None = None
-    if carried is not None and spec in (None, NeuralVocoder.vocoder_type, carried.vocoder_type):
-        trained = carried
-    elif spec == NeuralVocoder.vocoder_type:
-        trained = bundled_vocoder(mel, required=True)
-    elif spec is not None and spec not in VOCODERS:
-        path = Path(spec)
-        if not path.is_file():
-            what = "no such file" if path.suffix else "not a file"
-            raise ConfigError(f"--vocoder {spec}: neither a vocoder ({', '.join(sorted(VOCODERS))}) nor a file "
-                              f"({what})")
-        trained = load_vocoder(path)
-        if trained.config.fingerprint() != mel.fingerprint():
-            raise ConfigError(f"--vocoder {spec}: made for other features than the model's "
-                              f"({mel_difference(mel, trained.config)})")
-    if trained is not None:
-        if overrides:
-            raise ConfigError(f"the trained {trained.vocoder_type} vocoder takes no settings "
-                              f"({', '.join(overrides)}); ask for another vocoder by name to change them")
-        return trained
-    name = spec or DEFAULT_SYNTHESIS
-    settings = {k: v for k, v in stored.items() if k not in ("name", "path")} if name == stored.get("name") else {}
-    return build_vocoder(name, mel, **(settings | overrides))
-
-
-def choose_vocoders(specs: Sequence[str]) -> dict[str, Vocoder]:
-    """Several ``--vocoder`` specs to compare (on the CPU): files are loaded with their own features, and names are
-    built for the first file's features (the default front end when there is no file)."""
-    from ..checkpoint import load_vocoder
-
-    loaded = {spec: load_vocoder(spec) for spec in specs if Path(spec).is_file()}
-    front = next(iter(loaded.values())).config if loaded else MelConfig()
-    return {spec: loaded[spec] if spec in loaded else choose_vocoder(spec, front) for spec in specs}
-
-
-def vocoder_for(ckpt: Checkpoint, name: str | None = None, *, prefer_trained: bool = False, **overrides) -> Vocoder:
-    """The vocoder to use with ``ckpt`` (:func:`choose_vocoder`: ``name`` is ``--vocoder``), on the model's device.
-
-    ``prefer_trained``: the default, and ``neural``, mean a network that predicts its own phase (the model's own
-    trained vocoder, else the bundled :data:`~audiovae.pretrained.STREAM_VOCODER` where it fits the features).
-    Audio made window by window and crossfaded (``--stream``, long files in chunks) needs it: a network's phase
-    follows the signal, so overlapping windows agree, while Griffin-Lim's, and the PGHI start of the bundled
-    ``neural`` vocoder, are fixed only up to a constant per window (PGHI anchors it at the window's loudest bin), so
-    two windows can come out in opposite phase and cancel in the crossfade (overlapping 2.55-s windows of the example
-    clip correlated at 0.02 to 0.93 over their overlap through mel-griffin-lim, the network's at 0.985 to 1.0).
-    Export wants it too: a network is what it exports. A model's own trained vocoder whose phase starts from PGHI
-    gives way to the streaming network there too (when it fits the features; else it is kept).
-    """
-    from ..pretrained import bundled_vocoder
-
-    carried = ckpt.trained_vocoder
-    if prefer_trained and name in (None, NeuralVocoder.vocoder_type) and not overrides and (
-            carried is None or (isinstance(carried, NeuralVocoder) and not carried.exportable)):
-        network = bundled_vocoder(ckpt.mel, streaming=True)
-        if network is not None:
-            return network.to(ckpt.model.mel_mean.device)
-    vocoder = choose_vocoder(name, ckpt.mel, carried, ckpt.vocoder, **overrides)
-    return vocoder.to(ckpt.model.mel_mean.device)
 
 
 def logmel(wave: torch.Tensor, ckpt: Checkpoint) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from ..checkpoint import Checkpoint
 from ..errors import ConfigError
 from ..vocoders import Vocoder
-from .latent import vocoder_for
+from .vocoder_choice import vocoder_for
 
 SOURCES = ("prior", "normal")  # the learned prior, or the model's own per-frame prior (N(0, I) for a VAE: the baseline)
 MAX_SECONDS = 600.0

@@ -19,18 +19,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import load_run_config
 from ..data.datasets import DataWarning
 from ..data.layouts import discover, held_out_count, ranked_splits
 from ..data.manifest import Entry, write_manifest
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
-from ..evaluation.anomaly import auc_pair
 from ..fileio import check_output_path
-from ..models import MODELS
+from ..metrics import auc_pair
 from ..pipelines.anomaly import Detector, DetectorSettings, threshold_at
 from ..progress import bar_off
+from .config import load_run_config
 from .engine import train
+from .registry import TRAINABLES
 
 MIN_HELD_OUT = 4
 
@@ -134,7 +134,7 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
 def _score_kind(config: str, overrides: Sequence[str], score: str | None) -> str:
     """The frame score a detector of ``config`` uses: ``score``, else its model's first kind; checked up front."""
     model_type = load_run_config(config, overrides).model["type"]
-    kinds = getattr(MODELS[model_type], "anomaly_scores", ())
+    kinds = getattr(TRAINABLES[model_type], "anomaly_scores", ())
     if not kinds:
         raise ConfigError(f"{config}: a {model_type} model cannot score frames, so it cannot detect anomalies")
     if score is not None and score not in kinds:

@@ -16,13 +16,13 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from ..config import RunConfig
 from ..data.cache import FeatureCache
 from ..data.datasets import MelSegments, MixedPairs, SpeakerMap, WaveSegments, select
 from ..data.layouts import discover
 from ..data.manifest import Entry
 from ..errors import ConfigError
 from ..pitch import speaker_registers
+from .config import RunConfig
 
 __all__ = ["TrainData", "DATASETS", "build_data"]
 
@@ -145,7 +145,7 @@ DATASETS: dict[str, Callable[[_Sources, RunConfig, bool, int, bool], tuple[Datas
 
 
 def build_data(config: RunConfig, is_main: bool = True, world: int = 1, progress: bool = True) -> TrainData:
-    """The training and validation sets of ``config.data`` (see :class:`~audiovae.config.DataConfig`)."""
+    """The training and validation sets of ``config.data`` (see :class:`~audiovae.training.config.DataConfig`)."""
     src = _sources(config, is_main)
     train, valid = DATASETS[config.data.dataset](src, config, is_main, world, progress)
     data = TrainData(train, valid, src.speakers)

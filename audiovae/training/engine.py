@@ -1,6 +1,6 @@
 """The training loop: one :class:`Trainer` for everything trainable, on CPU, one GPU or many (``torchrun``).
 
-A run is described by one YAML file (:class:`~audiovae.config.RunConfig`: ``model``, ``mel``, ``data``, ``train``).
+A run is described by one YAML file (:class:`~.config.RunConfig`: ``model``, ``mel``, ``data``, ``train``).
 The Trainer knows only the :class:`~audiovae.trainable.Trainable` protocol: it steps one AdamW optimiser per parameter
 group the model names (each group's loss reaches only its own parameters, each group may have its own settings under
 ``train.optim.<group>``, so adversarial variants need no special path), keeps an EMA of the weights (what the
@@ -34,15 +34,15 @@ from ..checkpoint import (
     save_torch_state,
     save_vocoder,
 )
-from ..config import RunConfig, load_run_config
 from ..device import cpu_has_bf16, resolve_device
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import remove_temporaries, write_atomic
-from ..models import build_model, model_options
 from ..plots import plot_logmels
 from ..trainable import LossOutput, Trainable
+from .config import RunConfig, load_run_config
 from .data import build_data
 from .logging import Progress, RunLog
+from .registry import build_trainable, trainable_options
 from .state import check_resumable, epoch_order, load_state, lr_factor, rng_state, set_rng_state
 
 __all__ = ["Trainer", "train", "amp_enabled"]
@@ -122,7 +122,7 @@ class Trainer:
         self.data = build_data(config, self.is_main, self.world, progress)
         self.train_set, self.valid_set, self.speakers = self.data.train, self.data.valid, self.data.speakers
         torch.manual_seed(tc.seed)  # the same initial weights on every process
-        self.model: Trainable = build_model(config.model["type"], self._model_options()).to(self.device)
+        self.model: Trainable = build_trainable(config.model["type"], self._model_options()).to(self.device)
         self.model.check_features(config.mel)  # a frozen part (a prior's VAE) must see its own front end
         self.groups = self.model.param_groups()
         self.settings = self._group_settings()
@@ -174,7 +174,7 @@ class Trainer:
     def _model_options(self) -> dict:
         options = {k: v for k, v in self.config.model.items() if k != "type"}
         options.update(self.data.model_options)
-        if "mel" in model_options(self.config.model["type"]):  # a model that asks for it (a vocoder synthesises
+        if "mel" in trainable_options(self.config.model["type"]):  # a model that asks for it (a vocoder synthesises
             options["mel"] = self.config.mel.to_dict()          # the run's own STFT) is given the run's front end
         return options
 

@@ -37,6 +37,8 @@ class Vocoder(nn.Module):
     """
 
     vocoder_type: ClassVar[str]
+    network: ClassVar[bool] = False
+    """A trained network (its weights are what it is, saved with it), not an algorithm built from settings alone."""
     config: MelConfig
 
     def forward(self, logmel: torch.Tensor, length: int | None = None, *, progress: bool = False) -> torch.Tensor:
@@ -50,6 +52,14 @@ class Vocoder(nn.Module):
         """Where the vocoder computes: its first parameter's or buffer's device; CPU for a vocoder with neither."""
         first = next(chain(self.parameters(), self.buffers()), None)
         return first.device if first is not None else torch.device("cpu")
+
+    @property
+    def exportable(self) -> bool:
+        """Whether the waveform is a network's alone, so that an exported graph (``audiovae export``) can hold it; an
+        algorithm, or a network whose phase comes from a sequential loop, is not. A vocoder that says so has
+        ``polar(logmel)`` (STFT magnitude and phase) and ``generate(logmel, length)`` (their waveform), which export
+        traces and checks against."""
+        return False
 
     def settings(self) -> dict:
         """Constructor keyword arguments other than ``config``, JSON-serialisable, to rebuild this vocoder."""

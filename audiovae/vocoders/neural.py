@@ -75,6 +75,7 @@ class NeuralVocoder(Vocoder):
     """
 
     vocoder_type = "neural"
+    network = True
 
     def __init__(self, config: MelConfig | None = None, dim: int = 256, intermediate: int = 768, layers: int = 8,
                  kernel: int = 7, residual: bool = False, inverse_iter: int = 32, refine: int = 0,
