@@ -177,7 +177,9 @@ def test_the_listed_choices_are_the_librarys():
 
     assert voice.METHODS == voices.METHODS and denoise.METHODS == denoising.METHODS
     assert data.LAYOUTS == ("auto", *LAYOUTS) and _shared.DEVICES == DEVICE_CHOICES and export.FORMATS == FORMATS
-    assert set(anomaly.SCORES) == {"nelbo", "recon"} and set(_shared.VOCODER_NAMES) == set(VOCODERS)
+    # the package's own vocoders: collecting tests/test_vocoders.py registers a test vocoder in the same registry
+    own = {name for name, cls in VOCODERS.items() if cls.__module__.startswith("audiovae.")}
+    assert set(anomaly.SCORES) == {"nelbo", "recon"} and set(_shared.VOCODER_NAMES) == own
 
 
 def test_shell_completion_offers_the_choices():
