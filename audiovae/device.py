@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -26,8 +27,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise ConfigError(f"--device {name!r}: choose one of {', '.join(DEVICE_CHOICES)}")
 
 
+CPU_BF16_ENV = "AUDIOVAE_CPU_BF16"
+
+
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there autocast pays; elsewhere it is emulated."""
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there autocast pays; elsewhere it is emulated.
+
+    ``AUDIOVAE_CPU_BF16=0`` answers no on any CPU (``1`` answers yes): the fp32 paths that CPUs without native bf16
+    take, run on one that has it, e.g. to time or test them as on an AVX2-only laptop.
+    """
+    forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if forced in ("0", "1", "false", "true", "no", "yes"):
+        return forced in ("1", "true", "yes")
+    if forced and forced != "auto":
+        raise ConfigError(f"{CPU_BF16_ENV}={forced!r}: give 0, 1 or auto")
     for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):  # torch.cpu's own probes (private)
         fn = getattr(torch.cpu, probe, None)
         try:

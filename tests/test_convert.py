@@ -269,3 +269,21 @@ def test_the_voice_fit_uses_bf16_only_where_it_is_native():
         out = conv(x)
     assert out.dtype == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
     assert not torch.is_autocast_enabled("cpu")
+
+
+def test_the_fp32_paths_can_be_forced_on_a_cpu_with_native_bf16(monkeypatch):
+    """``AUDIOVAE_CPU_BF16=0`` takes the path of a CPU without native bf16 on any CPU (how the test suite and the
+    benches stand in for an AVX2 laptop); a value that means nothing is a one-line error, not a silent default."""
+    from audiovae.device import CPU_BF16_ENV, cpu_has_bf16, fast_float
+    from audiovae.errors import ConfigError
+    from audiovae.training.engine import amp_enabled
+
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    with fast_float(torch.device("cpu")):
+        assert torch.nn.Conv1d(2, 2, 3)(torch.randn(1, 2, 8)).dtype == torch.float32
+    assert not cpu_has_bf16() and not amp_enabled("auto", torch.device("cpu"))
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert cpu_has_bf16() and amp_enabled("auto", torch.device("cpu"))
+    monkeypatch.setenv(CPU_BF16_ENV, "maybe")
+    with pytest.raises(ConfigError, match="AUDIOVAE_CPU_BF16='maybe': give 0, 1 or auto"):
+        cpu_has_bf16()

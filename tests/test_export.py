@@ -114,7 +114,6 @@ def test_export_errors_are_one_line(tmp_path, tiny_cvae):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     cases = [
-        (["--format", "tflite"], "--format tflite: give torchscript or onnx"),
         (["--parts", "encoder,mixer"], "--parts mixer: unknown"),
         (["-o", tmp_path / "full"], "exists and is not empty (use --force to replace it)"),
         (["-o", tmp_path / "no" / "such"], "output folder"),
@@ -125,6 +124,12 @@ def test_export_errors_are_one_line(tmp_path, tiny_cvae):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1 and len(lines) == 1 and message in lines[0], (extra, r.stderr)
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and not (tmp_path / "x").exists()
+    from audiovae.errors import ConfigError
+    from audiovae.export import export
+
+    with pytest.raises(ConfigError, match="--format tflite: give torchscript or onnx"):  # the CLI checks it at parse
+        export(tiny_cvae, tmp_path / "x", "tflite")
+    assert not (tmp_path / "x").exists()
     r = run_cli("export", "music", "--parts", "vocoder", "--vocoder", "griffin-lim", "-o", tmp_path / "x")
     assert r.returncode == 1 and "griffin-lim, not a network" in r.stderr
     from audiovae.checkpoint import save_vocoder

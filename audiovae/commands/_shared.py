@@ -147,18 +147,16 @@ def names_or_files(names: Callable[[], Sequence[str]]) -> Callable[[str], list[s
     return lambda incomplete: [n for n in names() if n.startswith(incomplete)]
 
 
-def choice(*values: str, checked: bool = True) -> dict[str, Any]:
+def choice(*values: str) -> dict[str, Any]:
     """``typer.Option`` settings for an option with a fixed set of values: listed in the help, checked when the
-    command line is parsed (a usage error, exit code 2, naming the valid values; ``checked=False`` leaves the check
-    to the command) and offered by shell completion."""
+    command line is parsed (a usage error, exit code 2, naming the valid values) and offered by shell completion."""
 
     def parse(value: str) -> str:
         if value not in values:
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}")
         return value
 
-    return {"metavar": f"[{'|'.join(values)}]", "autocompletion": names_or_files(lambda: values)
-            } | ({"parser": parse} if checked else {})
+    return {"metavar": f"[{'|'.join(values)}]", "autocompletion": names_or_files(lambda: values), "parser": parse}
 
 
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
@@ -182,7 +180,16 @@ ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.safe
                                         "or a bundled model's name.", dir_okay=False)]
 VCModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Checkpoint (.safetensors) of a speaker-conditioned "
                                           "model, or a bundled model's name.", dir_okay=False)]
-VOCODER_NAMES = ("mel-griffin-lim", "griffin-lim", "neural")
+
+
+def vocoder_names() -> list[str]:
+    """The registered vocoders' names, for completion: read from the registry when asked, so that importing the CLI
+    (and ``--help``) does not import torch, and a vocoder added with ``register_vocoder`` is offered too."""
+    from ..vocoders import VOCODERS
+
+    return list(VOCODERS)
+
+
 VocoderOpt = Annotated[str | None, typer.Option("--vocoder", help="What turns log-mels into audio: "
                                                "mel-griffin-lim (Griffin-Lim held to the log-mel, no training), "
                                                "griffin-lim (classic), neural (the bundled neural vocoder) or a "
@@ -190,7 +197,7 @@ VocoderOpt = Annotated[str | None, typer.Option("--vocoder", help="What turns lo
                                                "trained vocoder, else mel-griffin-lim. Streamed and chunked output "
                                                "use the bundled streaming network for the default and for neural "
                                                "(its phase lets windows crossfade).",
-                                               autocompletion=names_or_files(lambda: VOCODER_NAMES))]
+                                               autocompletion=names_or_files(vocoder_names))]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.", dir_okay=False)]
 SpeakerOpt = Annotated[str | None, typer.Option("--speaker", "-s", help="Speaker name or index (conditioned models; "
                                                 "see `audiovae info CKPT`).")]

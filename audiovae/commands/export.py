@@ -20,7 +20,7 @@ def export(
                                          "or be empty, unless --force).", file_okay=False)],
     fmt: Annotated[str, typer.Option("--format", "-f", help="torchscript (.pt, torch.jit.load in C++ or Python) "
                                      "or onnx (.onnx, needs the export extra: pip install 'audiovae[export]').",
-                                     **choice(*FORMATS, checked=False))
+                                     **choice(*FORMATS))
                    ] = "onnx",
     parts: Annotated[str | None, typer.Option(help="Comma-separated: frontend, encoder, decoder, vocoder "
                                               "(default: all the file has).")] = None,
