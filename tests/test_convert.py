@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SR, chirp, run_cli, write
+from conftest import SR, TEST_SEED, chirp, run_cli, write
 from safetensors import safe_open
 
 from audiovae.checkpoint import Checkpoint, save_checkpoint
@@ -31,7 +31,7 @@ from audiovae.vocoders import GriffinLim
 NAMES = ["anna", "ben", "cleo"]
 
 
-def tiny_cvae(seed: int = 0, **options) -> Checkpoint:
+def tiny_cvae(seed: int = TEST_SEED, **options) -> Checkpoint:
     """A CVAE whose speakers decode very differently (large random FiLM embeddings), as a trained one would."""
     torch.manual_seed(seed)
     model = build_model("cvae", {"n_speakers": 3, "channels": (32, 32), "latent_dim": 8, "blocks": 1,

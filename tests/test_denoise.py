@@ -214,7 +214,6 @@ def test_a_log_gain_denoiser_starts_near_the_input_and_learns_a_gain(speech):
     """``output: log_gain``: the estimate is the input under a gain in (0, 1] (never above the input); untrained,
     it is nearly the input (gain sigmoid(3)); a few steps on one 0 dB mixture bring it closer to the clean log-mel
     than the noisy input is, and a few on clean speech (target = input) bring the gain back to nearly one."""
-    torch.manual_seed(0)
     model = build_model("vae", {"channels": (32, 32), "latent_dim": 8, "blocks": 1, "output": "log_gain",
                                 "mask_loss": 1.0, "beta": 0.01, "kl_warmup": 0})
     mel = MelSpectrogram()
@@ -226,20 +225,20 @@ def test_a_log_gain_denoiser_starts_near_the_input_and_learns_a_gain(speech):
     assert (noisy - est).mean() < 0.2  # nearly the input (log sigmoid(3) = -0.049 with an untrained decoder's 0)
 
     def fit(inp: torch.Tensor, target: torch.Tensor, steps: int) -> None:
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         for step in range(steps):
             loss = model.loss({"mel": inp, "clean": target}, step).losses["model"].mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
 
-    fit(noisy, clean, 60)
+    fit(noisy, clean, 120)
     model.eval()
     with torch.no_grad():
         est = model.reconstruct(noisy)
-    assert (est - clean).abs().mean() < 0.75 * (noisy - clean).abs().mean()
+    assert (est - clean).abs().mean() < 0.75 * (noisy - clean).abs().mean()  # 0.44-0.50 measured, seeds 0-5
     model.train()
-    fit(clean, clean, 60)
+    fit(clean, clean, 120)
     model.eval()
     with torch.no_grad():
         assert (clean - model.reconstruct(clean)).mean() < 0.05  # about 0.2 dB: clean speech left alone

@@ -50,7 +50,8 @@ def test_fitted_voice_reproduces_the_references_better_than_any_known_voice():
     fitted = fit_embedding(refs, ckpt, steps=60)
     assert fitted.shape == (1, 64)
     error = float(decoding_error(ckpt, refs, fitted))
-    assert error < 0.95 * min(float(table.min()), float(encoder)), (error, table, encoder)
+    # measured 0.90-0.93 of the best known voice's error over seeds 0-5
+    assert error < 0.97 * min(float(table.min()), float(encoder)), (error, table, encoder)
     torch.testing.assert_close(fit_embedding(refs, ckpt, steps=60), fitted)  # deterministic
     other = decoding_error(ckpt, [chirp_wave(3.5)], fitted)  # fitted to these references, not to anything
     assert float(other) > error
@@ -60,8 +61,8 @@ def test_fitted_voice_reproduces_the_references_better_than_any_known_voice():
     assert voice.film_offset.shape == (1, sum(ckpt.model.decoder.film_sizes)) and voice.film_offset.abs().max() > 0
     adapted = float(decoding_error(ckpt, refs, voice.condition, voice.film_offset))
     vector_only = float(decoding_error(ckpt, refs, voice.condition))
-    # the offsets go further than the vector can (a little, on an untrained decoder; 0.026 measured)
-    assert adapted < vector_only - 0.01, (adapted, vector_only)
+    # the offsets go further than the vector can (a little, on an untrained decoder; 0.015-0.033 over seeds 0-5)
+    assert adapted < vector_only - 0.005, (adapted, vector_only)
     assert float(decoding_error(ckpt, [chirp_wave(3.5)], voice.condition, voice.film_offset)) > adapted
     assert reference_voice(ckpt, refs, method="fit", steps=5).film_offset is None
     assert all(p.grad is None for p in ckpt.model.parameters())  # the model is left as it was

@@ -118,7 +118,6 @@ def test_both_posteriors_honour_the_protocol():
 
 
 def test_a_plain_autoencoder_from_the_same_parts_trains():
-    torch.manual_seed(0)
     config = ConvConfig(**TINY)
     model = ConvAutoencoder(config, bottleneck=DeterministicBottleneck(TINY["channels"][-1], TINY["latent_dim"]))
     t = torch.linspace(0, 1, 48)
