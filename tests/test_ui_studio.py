@@ -445,7 +445,9 @@ def test_jobs_report_progress_and_are_cancelled(client_for):
             break
         threading.Event().wait(0.05)
     state = c.get("/api/jobs/first-job").json()
-    assert state["state"] == "running" and state["stage"] == "holding" and state["elapsed_s"] > 0
+    assert state["state"] == "running" and state["stage"] == "holding" and state["elapsed_s"] >= 0
+    threading.Event().wait(0.05)  # the clock runs while the job does (to 10 ms: it may read 0.0 at first)
+    assert c.get("/api/jobs/first-job").json()["elapsed_s"] >= state["elapsed_s"] + 0.04
     assert c.get("/api/jobs/second-job").json()["state"] == "queued"
     assert c.post("/api/jobs/second-job/cancel").status_code == 200
     assert c.post("/api/jobs/first-job/cancel").json()["state"] == "running"  # until its next check
