@@ -126,8 +126,8 @@ def test_a_plain_autoencoder_trains_through_the_engine(clips, tmp_path, families
 
 
 def test_a_toy_vocoder_trains_on_waveform_crops(clips, tmp_path, families):
-    cfg = toy_run(tmp_path, "toy_vocoder", f"data.train={clips}", "data.dataset=waveform", "train.steps=30",
-                  "train.lr=1e-2", "train.valid_every=30")
+    cfg = toy_run(tmp_path, "toy_vocoder", f"data.train={clips}", "data.dataset=waveform", "train.steps=60",
+                  "train.lr=1e-2", "train.valid_every=60")
     trainer = Trainer(cfg, "cpu", progress=False)
     assert isinstance(trainer.train_set, WaveSegments)
     item = trainer.train_set[0]
@@ -135,7 +135,7 @@ def test_a_toy_vocoder_trains_on_waveform_crops(clips, tmp_path, families):
     assert float(item["wave"].abs().max()) > 0.1  # a real crop of the chirp, not padding
     path = trainer.fit()
     log = log_rows(tmp_path / "run")
-    assert float(log[-1]["stft"]) < 0.8 * float(log[0]["stft"])
+    assert float(log[-1]["stft"]) < 0.8 * float(log[0]["stft"])  # 0.68 measured (30 steps: 0.79-0.81, too near)
     ckpt = load_checkpoint(path)
     assert ckpt.task == "vocode"
     with torch.no_grad():
