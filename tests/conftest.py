@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # `pytest -n 2` (pytest-xdist) runs two workers: each gets its share of the cores, for its own torch and BLAS and for
-# the commands it starts, or four threads fight over two cores and every test runs slower than with one worker.
+# the commands it starts, or four threads fight over two cores and every test runs slower than with one worker. Set
+# before torch is imported, OMP_NUM_THREADS is what torch sizes its pool by.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -22,9 +23,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
-
-if _WORKERS > 1:
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SR = 22050
 
