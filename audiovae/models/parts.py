@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .layers import Stage, conv1d
+from .layers import ResBlock, Stage, conv1d
 
 
 class ConvEncoder(nn.Module):
@@ -82,3 +82,29 @@ class ConvDecoder(nn.Module):
         for stage in self.stages:
             h = stage(h, cond, None if offsets is None else [next(offsets) for _ in stage.blocks])
         return self.out(F.silu(h))
+
+
+class GainRefiner(nn.Module):
+    """A frame-rate correction to a decoded log-gain from the input it applies to: ``[gain | input]`` ``[B, 2M, T]``
+    -> ``gain + delta``. The decoder reaches the gain only through latents at 1/``hop_factor`` of the frame rate; this
+    head sees the noisy log-mel itself, frame by frame, so the gain can follow the input's onsets and gaps (what STOI's
+    band envelopes measure). Its output layer starts at zero: an untrained refiner leaves the decoded gain as it is."""
+
+    def __init__(self, n_mels: int, channels: int, blocks: int) -> None:
+        super().__init__()
+        self.inp = conv1d(2 * n_mels, channels, 3)
+        self.blocks = nn.ModuleList(ResBlock(channels, 3 ** (i % 3)) for i in range(blocks))
+        self.out = nn.Conv1d(channels, n_mels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @property
+    def context(self) -> int:
+        """Frames each side that one output frame sees."""
+        return 2 + sum(3 ** (i % 3) + 1 for i in range(len(self.blocks)))
+
+    def forward(self, gain: torch.Tensor, normalized_input: torch.Tensor) -> torch.Tensor:
+        h = self.inp(torch.cat([gain, normalized_input], dim=1))
+        for block in self.blocks:
+            h = block(h)
+        return gain + self.out(F.silu(h))

@@ -30,7 +30,7 @@ from ..trainable import ValidationResult
 from .base import LatentModel, LossOutput, ModelConfig
 from .bottlenecks import Bottleneck, GaussianBottleneck, Posterior
 from .layers import GradientReversal, SpeakerEncoder, conv1d
-from .parts import ConvDecoder, ConvEncoder
+from .parts import ConvDecoder, ConvEncoder, GainRefiner
 
 
 @dataclass
@@ -59,6 +59,9 @@ class ConvConfig(ModelConfig):
             and frame, ``log sigmoid(out + GAIN_BIAS)``, added to the input's log-mel (:meth:`ConvAutoencoder.
             estimate`). A denoiser's estimate then keeps the input's detail (harmonics the latent's rate cannot
             carry), and a gain of one, leaving the input alone, is one the network can reach and starts near.
+        refine_channels: with ``output="log_gain"``, the width of a :class:`~audiovae.models.parts.GainRefiner`
+            that corrects the decoded gain frame by frame from the input (0: none; the gain is the decoder's alone).
+        refine_blocks: its residual blocks (dilations 1, 3, 9, ...).
     """
 
     channels: tuple[int, ...] = (256, 256)
@@ -76,6 +79,8 @@ class ConvConfig(ModelConfig):
     mask_loss: float = 0.0
     envelope_loss: float = 0.0
     output: str = "logmel"
+    refine_channels: int = 0
+    refine_blocks: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,6 +94,12 @@ class ConvConfig(ModelConfig):
             raise ConfigError(f"{name}.factors={self.factors}: each must be 1 or even")
         if self.recon not in ("l1", "l2", "nll"):
             raise ConfigError(f"{name}.recon={self.recon!r} must be 'l1', 'l2' or 'nll'")
+        if self.refine_channels < 0 or self.refine_blocks < 0:
+            raise ConfigError(f"{name}.refine_channels={self.refine_channels} and refine_blocks="
+                              f"{self.refine_blocks} must be >= 0")
+        if self.refine_channels and self.output != "log_gain":
+            raise ConfigError(f"{name}.refine_channels={self.refine_channels}: a refiner corrects a gain; it needs "
+                              "output: log_gain")
         if not 0.0 <= self.speaker_encoder_mix <= 1.0:
             raise ConfigError(f"{name}.speaker_encoder_mix={self.speaker_encoder_mix} must be in [0, 1]")
 
@@ -130,6 +141,7 @@ class ConvAutoencoder(LatentModel):
     """
 
     config_class = ConvConfig
+    identity_parts = ("refiner",)  # starts as the identity: a warm start (train.init) may come from a model without
 
     def __init__(self, config: ConvConfig, bottleneck: Bottleneck | None = None) -> None:
         super().__init__(config)
@@ -144,6 +156,7 @@ class ConvAutoencoder(LatentModel):
                               f"latent_dim={c.latent_dim}")
         self.decoder = ConvDecoder(c.latent_dim, c.n_mels, c.channels, c.factors, c.blocks, cond)
         self.logscale = nn.Parameter(torch.zeros(c.n_mels, 1)) if c.recon == "nll" else None
+        self.refiner = GainRefiner(c.n_mels, c.refine_channels, c.refine_blocks) if c.refine_channels else None
 
     def make_bottleneck(self, in_channels: int) -> Bottleneck:
         """The bottleneck over ``in_channels`` encoder features (each model type its own)."""
@@ -176,9 +189,12 @@ class ConvAutoencoder(LatentModel):
 
     def estimate(self, decoded: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """The log-mel estimate from the decoder's output for input ``mel`` (same frames): the decoded log-mel
-        itself, or with ``output="log_gain"`` the input under the gain ``sigmoid(decoded + GAIN_BIAS)``."""
+        itself, or with ``output="log_gain"`` the input under the gain ``sigmoid(decoded + GAIN_BIAS)`` (the decoded
+        log-gain first corrected by the refiner, when the model has one)."""
         if self.config.output != "log_gain":
             return decoded
+        if self.refiner is not None:
+            decoded = self.refiner(decoded, self.normalize(mel).to(decoded.dtype))
         return mel + torch.nn.functional.logsigmoid(decoded.float() + GAIN_BIAS).to(mel.dtype)
 
     def reconstruct(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:

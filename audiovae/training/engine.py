@@ -239,6 +239,10 @@ class Trainer:
             if mel.fingerprint() != self.config.mel.fingerprint():
                 raise ConfigError(f"train.init={path}: made for other features than the run "
                                   f"({mel_difference(mel, self.config.mel)})")
+            # parts that start as the identity (a denoiser's gain refiner) may be new to the run: they start fresh
+            fresh = tuple(f"{part}." for part in getattr(module, "identity_parts", ()))
+            have = module.state_dict()
+            weights = {**{k: v for k, v in have.items() if k.startswith(fresh) and k not in weights}, **weights}
             try:
                 module.load_state_dict(weights)
             except RuntimeError as e:
