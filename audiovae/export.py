@@ -9,7 +9,7 @@ A model checkpoint exports four graphs, each a pure tensor function with a dynam
   table in ``export.json``, or a voice file's ``embedding``; and offsets to its FiLM modulations ``[B, film_width]``:
   zeros, or an adapted voice file's ``film_offset``) -> log-mel; for a model with ``output: log_gain`` (the denoiser)
   -> a log-gain ``g``, the clean log-mel being ``input_logmel + log(sigmoid(g + 3))`` (``decoder_output`` in
-  ``export.json`` says which);
+  ``export.json`` says which); a denoiser with a gain refiner also takes that ``input_logmel`` (``logmel``);
 * ``vocoder``: log-mel -> waveform ``[B, (frames - 1) * hop]``, when the model's vocoder is a network (the network's
   own waveform: the Griffin-Lim refinement a bundled vocoder may add at inference is not part of the graph).
 
@@ -153,6 +153,19 @@ class DecoderGraph(nn.Module):
     def forward(self, z: torch.Tensor, speaker: torch.Tensor | None = None, film_offset: torch.Tensor | None = None
                 ) -> torch.Tensor:
         return self.model.decode(z, speaker, film_offset)
+
+
+class RefinedDecoderGraph(nn.Module):
+    """Latents and the input log-mel -> the log-gain of a denoiser with a gain refiner (the decoder's gain corrected
+    frame by frame from the input it applies to)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor, logmel: torch.Tensor) -> torch.Tensor:
+        gain = self.model.decode(z)[..., : logmel.shape[-1]]
+        return self.model.refiner(gain, self.model.normalize(logmel[..., : gain.shape[-1]]))
 
 
 class VocoderGraph(nn.Module):
@@ -356,7 +369,11 @@ def export(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                 offset = 0.8 * torch.randn(2, model.decoder.film_width, generator=seed)
                 args, names = (z, table[:2].clone(), offset), ["z", "speaker", "film_offset"]
                 dynamic |= {"speaker": {0: "batch"}, "film_offset": {0: "batch"}}
-            graphs["decoder"] = Graph(DecoderGraph(model), DecoderGraph(original), args, names,
+            decoder: type[nn.Module] = DecoderGraph
+            if getattr(model, "refiner", None) is not None:  # its gain also reads the input log-mel
+                decoder, args, names = RefinedDecoderGraph, (z, logmel), ["z", "logmel"]
+                dynamic |= {"logmel": {0: "batch", 2: "frames"}}
+            graphs["decoder"] = Graph(decoder(model), decoder(original), args, names,
                                       dynamic, ["batch", str(mel.n_mels), "frames"])
     elif any(p in wanted for p in ("encoder", "decoder")) and parts:
         raise ExportError(f"{path}: a vocoder file has no encoder or decoder")
@@ -473,6 +490,8 @@ def _manifest(report: ExportReport, source: Path, mel: MelConfig, speakers: dict
         doc["latent_frames"] = f"ceil(frames / {ckpt.model.hop_factor}); the decoder gives {ckpt.model.hop_factor} " \
                                "log-mel frames per latent frame (cut them to the input's)"
         doc["decoder_output"] = DECODER_OUTPUTS[getattr(getattr(ckpt.model, "config", None), "output", "logmel")]
+        if getattr(ckpt.model, "refiner", None) is not None:
+            doc["decoder_output"] += "; the decoder also reads input_logmel (its input `logmel`: a gain refiner)"
     if speakers:
         doc["speakers"] = speakers
     return doc

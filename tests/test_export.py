@@ -157,16 +157,20 @@ def test_force_replaces_earlier_exports_but_never_what_is_exported(tmp_path, tin
     assert tiny_cvae.is_file()
 
 
-def test_a_denoisers_decoder_exports_its_log_gain_and_says_so(tmp_path):
+@pytest.mark.parametrize("refine", [0, 16])
+def test_a_denoisers_decoder_exports_its_log_gain_and_says_so(tmp_path, refine):
     """A ``log_gain`` decoder's graph gives the log-gain, and export.json tells how it becomes the clean log-mel:
-    following that recipe from the graphs alone gives what the library's denoiser estimates."""
+    following that recipe from the graphs alone gives what the library's denoiser estimates. With a gain refiner
+    the decoder's graph also takes the input log-mel (the refiner reads it)."""
     from audiovae.checkpoint import Checkpoint, save_checkpoint
     from audiovae.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("vae", {"channels": (32, 32), "latent_dim": 8, "blocks": 1, "output": "log_gain"}).eval()
+    model = build_model("vae", {"channels": (32, 32), "latent_dim": 8, "blocks": 1, "output": "log_gain",
+                                "refine_channels": refine}).eval()
     with torch.no_grad():
-        for p in model.decoder.parameters():
+        for p in model.decoder.parameters() if not refine else [*model.decoder.parameters(),
+                                                                 *model.refiner.parameters()]:
             p.add_(0.3 * torch.randn_like(p))  # a gain far from its start, not the same everywhere
     ckpt = save_checkpoint(tmp_path / "den.safetensors", Checkpoint(model, MelConfig(), task="denoise"))
     r = run_cli("export", ckpt, "--format", "torchscript", "-o", tmp_path / "ts")
@@ -176,7 +180,7 @@ def test_a_denoisers_decoder_exports_its_log_gain_and_says_so(tmp_path):
     encoder, decoder = (torch.jit.load(str(tmp_path / "ts" / f"{p}.pt")) for p in ("encoder", "decoder"))
     logmel = MelSpectrogram(MelConfig())(torch.from_numpy(chirp(0.9))[None])
     with torch.no_grad():
-        g = decoder(encoder(logmel))[..., : logmel.shape[-1]]
+        g = decoder(encoder(logmel), *([logmel] if refine else []))[..., : logmel.shape[-1]]
         estimate = logmel + torch.nn.functional.logsigmoid(g + 3.0)
         assert float((estimate - model.reconstruct(logmel)).abs().max()) < 1e-3
         assert float((estimate - logmel).abs().max()) > 0.1  # it is a gain, and not a trivial one

@@ -173,19 +173,51 @@ def test_noisy_corpus_of_real_speakers_and_recorded_noise(real_corpus):
 
 
 def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speechocean):
-    """The test split is drawn first: a corpus with more training mixtures per file scores on the same mixtures."""
+    """The test split is drawn first: a corpus with more training mixtures per file, or with its recorded training
+    noises varied, scores on the same mixtures. Varying changes the recorded-noise training mixtures and only them."""
     noises = noise_folder(tmp_path / "noise")
-    tests = []
-    for per_file in (1, 4):
+    tests, trains = [], []
+    for per_file, vary in ((1, 0.0), (4, 0.0), (1, 1.0)):
         cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(noises), snrs=(0.0, 10.0),
-                                train_noises=("pink",), test_only_noises=(), mixtures_per_file=per_file)
-        build_noisy_corpus(tmp_path / f"c{per_file}", cfg, progress=False)
-        entries = read_manifest(tmp_path / f"c{per_file}" / "manifest.jsonl")
+                                train_noises=("pink",), test_only_noises=(), mixtures_per_file=per_file,
+                                vary_recorded=vary)
+        out = tmp_path / f"c{per_file}_{vary}"
+        build_noisy_corpus(out, cfg, progress=False)
+        entries = read_manifest(out / "manifest.jsonl")
         train = [e for e in entries if e.split == "train"]
         assert len(train) == per_file * len({e.clean.rsplit("_", 1)[0] for e in train})
-        tests.append([(e.path, e.noise, e.snr, sf.read(tmp_path / f"c{per_file}" / e.path)[0].tobytes())
+        tests.append([(e.path, e.noise, e.snr, sf.read(out / e.path)[0].tobytes())
                       for e in entries if e.split == "test"])
-    assert tests[0] == tests[1] and tests[0]
+        trains.append({e.path: (e.noise, sf.read(out / e.path)[0].tobytes()) for e in train})
+    assert tests[0] == tests[1] == tests[2] and tests[0]
+    plain, varied = trains[0], trains[2]
+    assert plain.keys() == varied.keys()
+    same = {path: plain[path] == varied[path] for path in plain}
+    assert all(same[p] for p, (noise, _) in plain.items() if noise in ("pink", CLEAN))
+    assert not any(same[p] for p, (noise, _) in plain.items() if noise in ("rain", "fan", "tap"))
+
+
+def test_a_varied_noise_is_the_recording_faster_or_slower_under_a_tilt():
+    """``vary_noise``: a 1 kHz tone played at speed f comes out at f kHz and 1/f as long; the tilt moves energy
+    between low and high frequencies by the drawn slope, never creates any."""
+    from audiovae.data.mixing import vary_noise
+
+    sr = 16000
+    tone = np.sin(2 * np.pi * 1000 * np.arange(sr) / sr).astype(np.float32)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        factor = float(np.exp(np.random.default_rng(seed).uniform(np.log(0.5), np.log(2.0))))
+        out = vary_noise(tone, sr, rng)
+        assert abs(out.size - sr / factor) <= 1
+        peak = np.argmax(np.abs(np.fft.rfft(out))) * sr / out.size
+        assert abs(peak - 1000 * factor) < 5, (peak, factor)
+    flat = np.random.default_rng(0).standard_normal(sr).astype(np.float32)
+    tilts = []
+    for seed in range(20):
+        spec = np.abs(np.fft.rfft(vary_noise(flat, sr, np.random.default_rng(seed), speed=(1.0, 1.0)))) ** 2
+        f = np.fft.rfftfreq(sr, 1 / sr)
+        tilts.append(10 * np.log10(spec[(f > 2000) & (f < 4000)].mean() / spec[(f > 250) & (f < 500)].mean()))
+    assert max(tilts) > 6 and min(tilts) < -6 and max(np.abs(tilts)) < 3 * 4 + 1  # 3 octaves of at most 4 dB each
 
 
 def test_corpus_noisy_cli_takes_speechocean_and_a_noise_folder(tmp_path, speechocean):

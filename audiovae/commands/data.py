@@ -112,6 +112,10 @@ def noisy(
     clean_fraction: Annotated[float, typer.Option(help="Share of training mixtures with no noise at all, so the "
                                                   "model learns to leave clean speech alone.", min=0.0,
                                                   max=0.99)] = 0.0,
+    vary_recorded: Annotated[float, typer.Option(help="Share of training and validation mixtures of recorded noise "
+                                                 "whose noise is played at a random speed (0.5-2x) under a random "
+                                                 "spectral tilt: more kinds of machine, engine and weather than the "
+                                                 "recordings hold (never in test).", min=0.0, max=1.0)] = 0.0,
     test_files_per_speaker: Annotated[int, typer.Option(help="At most this many clean test files per speaker "
                                                         "(0 = all).", min=0)] = 0,
     mixtures_per_file: Annotated[int, typer.Option(help="Training mixtures made of each clean file, each with its "
@@ -137,6 +141,7 @@ def noisy(
                             music=str(music) if music else None, snrs=snr_values, real_voice=real_voice,
                             noise_dir=str(noise_dir) if noise_dir else None,
                             test_only_recorded=tuple(test_only_noise or ()), clean_fraction=clean_fraction,
+                            vary_recorded=vary_recorded,
                             test_files_per_speaker=test_files_per_speaker, mixtures_per_file=mixtures_per_file,
                             workers=workers, seed=seed)
     typer.echo(str(build_noisy_corpus(out, cfg)))

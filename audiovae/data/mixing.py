@@ -86,6 +86,20 @@ def audible_crop(noise: np.ndarray, n: int, rng: np.random.Generator, below_db: 
     return tiled[start: start + n]
 
 
+def vary_noise(noise: np.ndarray, sample_rate: int, rng: np.random.Generator,
+               speed: tuple[float, float] = (0.5, 2.0), tilt_db: float = 4.0) -> np.ndarray:
+    """Another noise of the same kind from a recording: played at a random speed (log-uniform in ``speed``: its
+    spectrum and its rhythm scaled together, as a larger or a faster machine, engine or stream would sound) under a
+    random spectral tilt (uniform within ``±tilt_db`` per octave about 1 kHz; the level is set by the SNR later). Domain randomisation for a denoiser that must meet noise types it never heard."""
+    factor = float(np.exp(rng.uniform(np.log(speed[0]), np.log(speed[1]))))
+    n = max(2, int(round(noise.size / factor)))
+    played = np.interp(np.arange(n) * (noise.size - 1) / max(n - 1, 1), np.arange(noise.size), noise)
+    spectrum = np.fft.rfft(played)
+    octaves = np.log2(np.maximum(np.fft.rfftfreq(n, 1.0 / sample_rate), 50.0) / 1000.0)
+    spectrum *= 10.0 ** (rng.uniform(-tilt_db, tilt_db) * octaves / 20.0)
+    return np.fft.irfft(spectrum, n).astype(np.float32)
+
+
 def noise_gain(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
     """Factor for ``noise`` so that ``20 log10(rms(speech) / rms(gain * noise)) == snr_db``."""
     return rms(speech) / max(rms(noise), 1e-12) / (10.0 ** (snr_db / 20.0))

@@ -186,7 +186,11 @@ def stream_processor(denoiser: Denoiser, sample_rate: int, block: float = 0.5) -
     def process(x: np.ndarray) -> np.ndarray:
         return denoiser(torch.from_numpy(x), sample_rate).numpy()
 
-    return process, StreamConfig.seconds(sample_rate, block, STREAM_CONTEXT, 0.0 if align > 1 else 0.01, align)
+    context = STREAM_CONTEXT
+    refiner = getattr(denoiser.ckpt.model, "refiner", None)
+    if refiner is not None:  # a gain refiner sees that many frames more each way
+        context += refiner.context * cfg.hop_length / cfg.sample_rate
+    return process, StreamConfig.seconds(sample_rate, block, context, 0.0 if align > 1 else 0.01, align)
 
 
 @dataclass

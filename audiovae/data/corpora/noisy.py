@@ -49,6 +49,7 @@ from ..mixing import (
     noise_gain,
     peak_scale,
     rms,
+    vary_noise,
 )
 from . import render_in_processes
 
@@ -79,6 +80,7 @@ class NoisyCorpusConfig:
     noise_dir: str | None = None  # recorded noises, one folder per type: <noise_dir>/<type>/*.wav|flac|ogg
     test_only_recorded: tuple[str, ...] = ()  # recorded types kept out of training and validation
     clean_fraction: float = 0.0  # share of train/valid mixtures with no noise at all (the target is the input)
+    vary_recorded: float = 0.0  # share of train/valid recorded-noise mixtures whose noise is varied (vary_noise)
     test_files_per_speaker: int = 0  # > 0: at most this many clean test files per speaker (a seeded choice)
     sample_rate: int = 22050
     seed: int = 0
@@ -95,6 +97,8 @@ class NoisyCorpusConfig:
             raise AudiovaeError("NoisyCorpusConfig.train_noises: give at least one noise type")
         if not 0.0 <= self.clean_fraction < 1.0:
             raise AudiovaeError(f"NoisyCorpusConfig.clean_fraction must be in [0, 1), got {self.clean_fraction}")
+        if not 0.0 <= self.vary_recorded <= 1.0:
+            raise AudiovaeError(f"NoisyCorpusConfig.vary_recorded must be in [0, 1], got {self.vary_recorded}")
         if self.test_only_recorded and not self.noise_dir:
             raise AudiovaeError("NoisyCorpusConfig.test_only_recorded names recorded noise types but no noise_dir "
                                 "is given")
@@ -240,7 +244,12 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
         if job.noise == CLEAN:
             noise = np.zeros_like(clean)
         elif job.recording:
-            noise = audible_crop(recorded_span(_load(job.recording, sr), job.span), n, rng)
+            noise = recorded_span(_load(job.recording, sr), job.span)
+            # a generator of its own, so that a corpus without variation draws exactly what it drew before
+            vary = np.random.default_rng([job.seed, 1])
+            if job.split != "test" and vary.random() < cfg.vary_recorded:
+                noise = vary_noise(noise, sr, vary)
+            noise = audible_crop(noise, n, rng)
         elif job.noise in NOISE_COLOURS:
             noise = coloured_noise(n, NOISE_COLOURS[job.noise], rng)
         elif job.noise == "hum":
