@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The bundled denoiser, from real recordings: real speakers (speechocean762) in real recorded noise (Debian packages'
-# field recordings) and the synthetic noise types -> cache -> train -> evaluate on unheard speakers in unheard noise
+# field recordings) and the synthetic noise types -> cache -> train -> stage 2: a gain refiner fine-tuned on the same
+# mixtures with varied recorded noise -> evaluate on unheard speakers in unheard noise
 # types -> speed -> the offline peers on the same mixtures -> export (installed only when it denoises better).
-# Usage: [STEPS=12000] [SPEECHOCEAN=DIR] bash recipes/denoise/run.sh [WORK_DIR] [key=value overrides for `audiovae train`]
+# Usage: [STEPS=12000] [REFINE_STEPS=3000] [SPEECHOCEAN=DIR] bash recipes/denoise/run.sh [WORK_DIR] [key=value overrides
+#   for both `audiovae train` stages]
 #   SPEECHOCEAN: speechocean762 as its authors release it (default ../shared/data/speechocean762-adults, the 141 adult
 #   speakers); the noise packages are fetched once into WORK_DIR/noise_debs (recipes/denoise/fetch_noise.sh, ~5 GB).
 # Times and the numbers to expect: recipes/denoise/README.md.
@@ -27,7 +29,18 @@ audiovae cache "$work/noisy" --cache-dir "$work/cache"
 resume=(); [ -f "$work/run/state.pt" ] && resume=(--resume)  # an interrupted (or finished) run continues
 audiovae train denoise_vae "data.train=$work/noisy" "data.cache_dir=$work/cache" "train.out_dir=$work/run" \
   "train.steps=$steps" "${resume[@]}" "$@"
-model="$work/run/model.safetensors"
+# stage 2: a gain refiner added (it starts as the identity) and 3,000 steps more on the same mixtures remade with
+# half the recorded training noise varied (speed, tilt); the test split comes out byte for byte the same
+[ -f "$work/noisy_varied/manifest.jsonl" ] || audiovae corpus noisy "$work/noisy_varied" --clean "$speech" \
+  --no-real-voice --noise-dir "$work/noise" --test-only-noise vehicle --test-only-noise fire \
+  --test-only-noise machinery --clean-fraction 0.1 --test-files-per-speaker 4 --mixtures-per-file 8 \
+  --vary-recorded 0.5
+audiovae cache "$work/noisy_varied" --cache-dir "$work/cache"
+resume=(); [ -f "$work/refine/state.pt" ] && resume=(--resume)
+audiovae train denoise_vae "data.train=$work/noisy_varied" "data.cache_dir=$work/cache" "train.out_dir=$work/refine" \
+  "train.init=$work/run/model.safetensors" model.refine_channels=128 model.refine_blocks=3 \
+  "train.steps=${REFINE_STEPS:-3000}" train.lr=5e-4 train.warmup_steps=100 "${resume[@]}" "$@"
+model="$work/refine/model.safetensors"
 audiovae evaluate denoise --model "$model" --data "$work/noisy" --json "$work/evaluate_denoise.json"
 python "$root/bench/denoise.py" --model "$model" --data "$work/noisy"
 # the peers on the headline's mixtures (the test-only recorded types at every SNR: 98 files, 8 min on 1 thread)
