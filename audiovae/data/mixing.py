@@ -90,7 +90,9 @@ def vary_noise(noise: np.ndarray, sample_rate: int, rng: np.random.Generator,
                speed: tuple[float, float] = (0.5, 2.0), tilt_db: float = 4.0) -> np.ndarray:
     """Another noise of the same kind from a recording: played at a random speed (log-uniform in ``speed``: its
     spectrum and its rhythm scaled together, as a larger or a faster machine, engine or stream would sound) under a
-    random spectral tilt (uniform within ``±tilt_db`` per octave about 1 kHz; the level is set by the SNR later). Domain randomisation for a denoiser that must meet noise types it never heard."""
+    random spectral tilt (uniform within ``±tilt_db`` per octave about 1 kHz; the level is set by the SNR later).
+    Domain randomisation for a denoiser that must meet noise types it never heard. The speed change is a linear
+    interpolation, not a band-limited resampling: sped up, the top octave aliases, which noise tolerates."""
     factor = float(np.exp(rng.uniform(np.log(speed[0]), np.log(speed[1]))))
     n = max(2, int(round(noise.size / factor)))
     played = np.interp(np.arange(n) * (noise.size - 1) / max(n - 1, 1), np.arange(noise.size), noise)

@@ -241,8 +241,8 @@ class Trainer:
                                   f"({mel_difference(mel, self.config.mel)})")
             # parts that start as the identity (a denoiser's gain refiner) may be new to the run: they start fresh
             fresh = tuple(f"{part}." for part in getattr(module, "identity_parts", ()))
-            have = module.state_dict()
-            weights = {**{k: v for k, v in have.items() if k.startswith(fresh) and k not in weights}, **weights}
+            if fresh:
+                weights = {**{k: v for k, v in module.state_dict().items() if k.startswith(fresh)}, **weights}
             try:
                 module.load_state_dict(weights)
             except RuntimeError as e:
