@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import AudiovaeError
 from ._shared import DATA, DeviceOpt, WorkersOpt, _config_names, choice, command, group, names_or_files
 
 LAYOUTS = ("auto", "manifest", "speakers", "vctk", "libritts", "voicebank", "speechocean762", "mimii", "dcase",
@@ -89,6 +90,33 @@ def speech(
     cfg = SpeechCorpusConfig(sentences=sentences, speakers=names, holdout_speaker=holdout_speaker, workers=workers,
                              seed=seed)
     typer.echo(str(build_speech_corpus(out, cfg)))
+
+
+@command("Split a recorded multi-speaker dataset for voice conversion.", on=corpus_app)
+def voices(
+    out: Annotated[Path, typer.Argument(help="Output folder (a manifest; no audio is copied).", file_okay=False)],
+    source: Annotated[Path, typer.Option("--source", help="Recorded speech with speaker labels: speechocean762 as "
+                                         "released, a folder per speaker, VCTK, LibriTTS or a manifest.")],
+    unheard_per_sex: Annotated[int, typer.Option(help="Whole speakers per sex left out of training for one-shot "
+                                                 "evaluation (from the dataset's test speakers where it has "
+                                                 "them).", min=0)] = 10,
+    test_per_speaker: Annotated[int, typer.Option(help="Utterances of each table speaker held out for scoring.",
+                                                  min=1)] = 3,
+    valid_per_speaker: Annotated[int, typer.Option(help="Utterances of each table speaker for validation.",
+                                                   min=0)] = 1,
+    seed: SeedOpt = 0,
+) -> None:
+    """Split real recordings for voice conversion: the table speakers' utterances into train/valid/test (a few of each
+    speaker held out), and whole unheard speakers, balanced by sex, into test for one-shot conversion.
+
+    Example: audiovae corpus voices corpora/voices --source speechocean762
+    """
+    from ..data.corpora.voices import VoiceCorpusConfig, build_voice_corpus
+
+    if not source.exists():
+        raise AudiovaeError(f"{source}: no such file or folder")
+    cfg = VoiceCorpusConfig(str(source), unheard_per_sex, test_per_speaker, valid_per_speaker, seed=seed)
+    typer.echo(str(build_voice_corpus(out, cfg)))
 
 
 @command("Mix clean speech with noises at several SNRs.", on=corpus_app)
