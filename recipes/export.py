@@ -24,22 +24,50 @@ import torch
 
 from audiovae.checkpoint import DEFAULT_VOCODER, Checkpoint, load_checkpoint, save_checkpoint
 from audiovae.data.corpora.speech import VOICES
-from audiovae.data.layouts import discover
+from audiovae.data.layouts import SPEECHOCEAN_PREFIX, discover
 from audiovae.fileio import atomic_path
 from audiovae.pitch import Register, speaker_registers
 
 LIMIT_MB = 15.0
 
 
-def describe(name: str, pitch: list[float] | None) -> dict[str, object]:
-    """What ``audiovae speakers`` prints for one voice of the bundled model."""
+def describe(name: str, pitch: list[float] | None, sex: str = "") -> dict[str, object]:
+    """What ``audiovae speakers`` prints for one voice of the bundled model: the voice's name, the corpus it comes
+    from and its speaker id there, sex, how a synthetic voice was made, median F0."""
     voice = VOICES.get(name)
     out: dict[str, object] = {"voice": name}
     if voice is not None:
-        out |= {"sex": voice.sex, "made_by": f"{voice.engine} {voice.name}", "about": voice.about}
+        out |= {"corpus": "audiovae corpus speech", "speaker_id": name, "sex": voice.sex,
+                "made_by": f"{voice.engine} {voice.name}", "about": voice.about}
+    elif name.startswith(SPEECHOCEAN_PREFIX):
+        out |= {"corpus": "speechocean762", "speaker_id": name.removeprefix(SPEECHOCEAN_PREFIX),
+                "sex": {"f": "female", "m": "male"}.get(sex, sex)}
+    elif sex:
+        out["sex"] = {"f": "female", "m": "male"}.get(sex, sex)
     if pitch:
         out["median_f0_hz"] = round(Register.from_list(pitch).median_hz, 1)
     return out
+
+
+def featured(speakers: list[str], sex: dict[str, str], pitch: dict[str, list[float]], n: int) -> list[str]:
+    """``n`` voices to letter, spread over the register: half (rounded up) of the sex with more speakers, the rest
+    of the other, each evenly spaced in median F0 (lowest to highest); men first, then women."""
+    groups: dict[str, list[str]] = {}
+    for name in speakers:
+        groups.setdefault(sex.get(name, ""), []).append(name)
+    order = sorted(groups, key=lambda k: (k != "m", k))
+    counts, left = dict.fromkeys(order, 0), n
+    by_size = sorted(order, key=lambda k: -len(groups[k]))
+    for i, k in enumerate(by_size):  # an even share of what is left, rounded up, to the larger groups first
+        counts[k] = min(-(-left // (len(by_size) - i)), len(groups[k]))
+        left -= counts[k]
+    chosen = []
+    for k in order:
+        ranked = sorted(groups[k], key=lambda s: Register.from_list(pitch[s]).median_hz if s in pitch else 0.0)
+        m = counts[k]
+        mid = len(ranked) // 2  # one voice: the middle of the register
+        chosen += [ranked[round(i * (len(ranked) - 1) / (m - 1))] for i in range(m)] if m > 1 else ranked[mid:mid + m]
+    return chosen
 
 
 def main() -> None:
@@ -47,6 +75,8 @@ def main() -> None:
     ap.add_argument("model", type=Path, help="model.safetensors of a training run")
     ap.add_argument("-o", "--output", type=Path, required=True, help="e.g. audiovae/assets/models/NAME.safetensors")
     ap.add_argument("--letters", action="store_true", help="rename the speakers A, B, C, ... (voice conversion)")
+    ap.add_argument("--featured", type=int, default=0, help="with --letters: letter only this many voices, spread "
+                    "over sex and register (needs --data); the others keep their corpus names")
     ap.add_argument("--evaluation", type=Path, help="evaluation JSON of the same model, recorded in its info")
     ap.add_argument("--recipe", default="", help="the recipe that reproduces the file, recorded in its info")
     ap.add_argument("--data", type=Path, help="the training corpus: measure each speaker's pitch register again")
@@ -58,17 +88,19 @@ def main() -> None:
 
     ckpt = load_checkpoint(args.model)
     speakers, info = list(ckpt.speakers), dict(ckpt.info, recipe=args.recipe)
+    sex: dict[str, str] = {}
     if args.data:
         train = [e for e in discover(args.data) if e.split == "train" and e.speaker in speakers]
         info["pitch"] = {name: r.to_list() for name, r in speaker_registers(train, ckpt.mel).items()}
+        sex = {e.speaker: e.sex for e in train if e.sex}
     if args.letters:
-        if len(speakers) > len(string.ascii_uppercase):
-            raise SystemExit(f"{args.model}: {len(speakers)} speakers; letters run out at 26")
-        letters = list(string.ascii_uppercase[: len(speakers)])
-        info["voices"] = {letter: describe(name, info.get("pitch", {}).get(name))
-                          for letter, name in zip(letters, speakers, strict=True)}
-        info["trained_speakers"], speakers = speakers, letters
-        rename = dict(zip(info["trained_speakers"], letters, strict=True))
+        lettered = featured(speakers, sex, info.get("pitch", {}), args.featured) if args.featured else speakers
+        if len(lettered) > len(string.ascii_uppercase):
+            raise SystemExit(f"{args.model}: {len(speakers)} speakers; letters run out at 26 (--featured N)")
+        rename = {name: name for name in speakers} | dict(zip(lettered, string.ascii_uppercase, strict=False))
+        info["voices"] = {rename[name]: describe(name, info.get("pitch", {}).get(name), sex.get(name, ""))
+                          for name in speakers}
+        info["trained_speakers"], speakers = speakers, [rename[name] for name in speakers]
         info["pitch"] = {rename[name]: stats for name, stats in info.get("pitch", {}).items()}
     if args.evaluation:
         report = json.loads(args.evaluation.read_text())
@@ -132,6 +164,10 @@ def headline(task: str, evaluation: dict) -> Headline | None:
     converted = evaluation.get("converted")
     if converted is None:
         return None
+    if converted.get("mcd_db") is None:  # real speakers without parallel text (closer evidence than synthetic)
+        return Headline(f"{100 * converted['closer_to_target']:.0f} % closer to the target, speaker ID "
+                        f"{100 * converted['speaker_id_accuracy']:.0f} % among {evaluation.get('table_size')} "
+                        "real voices", converted["closer_to_target"], converted["speaker_id_accuracy"], 1)
     return Headline(f"MCD {converted['mcd_db']:.2f} dB, {100 * converted['closer_to_target']:.0f} % closer to the "
                     "target", -converted["mcd_db"], converted["closer_to_target"])
 

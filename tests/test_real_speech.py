@@ -21,19 +21,20 @@ from audiovae.errors import AudiovaeError
 SENTENCES = ["IT'S JUST SO HARD TO PICTURE", "WE SPEAK OUT WHEN WE FEEL WE SHOULD", "I COULD DO WITH A BREAK",
              "THE BIRCH CANOE SLID ON THE SMOOTH PLANKS"]
 # speaker id -> (espeak-ng voice, sex, the release's split)
-SPEAKERS = {"0036": ("en-us", "f", "train"), "0482": ("en-gb", "m", "train"), "1027": ("en-us+m3", "m", "train"),
+SPEAKERS = {"0036": ("en-us+f3", "f", "train"), "0482": ("en-gb", "m", "train"), "1027": ("en-us+m3", "m", "train"),
             "0120": ("en-gb+f2", "f", "test"), "0024": ("en-us+m1", "m", "test")}
 
 
-def speechocean_tree(root: Path, ext: str = ".WAV", scp: bool = True) -> Path:
+def speechocean_tree(root: Path, ext: str = ".WAV", scp: bool = True, sentences: list[str] = SENTENCES) -> Path:
     """A tiny speechocean762 release: ``WAVE/SPEAKERnnnn/<utt><ext>`` and Kaldi tables for ``train/`` and
-    ``test/`` (``wav.scp`` optional: some copies lack it), four espeak-ng sentences per speaker at 16 kHz."""
+    ``test/`` (``wav.scp`` optional: some copies lack it), ``sentences`` (four) read by espeak-ng per speaker at
+    16 kHz."""
     tables: dict[str, dict[str, list[str]]] = {s: {n: [] for n in ("wav.scp", "text", "utt2spk", "spk2gender",
                                                                    "spk2age")} for s in ("train", "test")}
     for spk, (voice, sex, split) in SPEAKERS.items():
         folder = root / "WAVE" / f"SPEAKER{spk}"
         folder.mkdir(parents=True, exist_ok=True)
-        for i, text in enumerate(SENTENCES):
+        for i, text in enumerate(sentences):
             utt = f"{spk}{i:05d}"
             tmp = folder / f"{utt}.tmp.wav"
             subprocess.run(["espeak-ng", "-v", voice, "-w", str(tmp), text.lower()], check=True)

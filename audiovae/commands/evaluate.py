@@ -54,6 +54,16 @@ def evaluate_vc(
                                               "--references recordings).", file_okay=False)] = None,
     files: Annotated[int, typer.Option(help="With --real: recordings to convert (the next 8 make the source's "
                                        "reference).", min=1)] = 5,
+    voices: Annotated[int, typer.Option(help="On real speakers without parallel text (`audiovae corpus voices`): "
+                                        "table voices converted into each other (evenly spaced in the table).",
+                                        min=2)] = 12,
+    reference_seconds: Annotated[float, typer.Option(help="On real speakers with --one-shot: seconds of each "
+                                                     "unheard speaker's recordings its voice is made from.",
+                                                     min=1.0)] = 10.0,
+    sources: Annotated[int, typer.Option(help="On real speakers with --one-shot: table voices converted into each "
+                                         "unheard speaker.", min=1)] = 6,
+    dnsmos: Annotated[bool, typer.Option("--dnsmos/--no-dnsmos", help="Also score naturalness with DNSMOS (OVRL, "
+                                         "P.808) beside the recordings' own (the floor row).")] = True,
     vocoder: VocoderOpt = None,
     json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
@@ -62,13 +72,17 @@ def evaluate_vc(
     resemblyzer similarity to target and source, speaker-ID accuracy; with the ceiling (target resynthesised) and
     the floor (source unconverted). --one-shot scores conversion to voices left out of training; --real
     scores conversion of real recordings of a speaker outside the corpus (no MCD: there is no parallel reading);
-    --one-shot --real scores conversion of the model's speakers into that real speaker's voice.
+    --one-shot --real scores conversion of the model's speakers into that real speaker's voice. A corpus of real
+    speakers without parallel text (`audiovae corpus voices`) is scored without MCD: held-out utterances of --voices
+    table voices into each other, or with --one-shot into its unheard speakers (--reference-seconds each).
 
-    Example: audiovae evaluate vc --data corpora/speech --json vc.json   (the bundled model)
+    Examples: audiovae evaluate vc --data corpora/speech --json vc.json   (the bundled model);
+    audiovae evaluate vc --data corpora/voices --one-shot
     """
     from ..data.layouts import AUDIO_EXTENSIONS, discover
     from ..evaluation.vc import evaluate_one_shot, evaluate_one_shot_real, evaluate_vc_real
     from ..evaluation.vc import evaluate_vc as run
+    from ..evaluation.vc_unpaired import evaluate_one_shot_unpaired, evaluate_vc_unpaired, is_parallel
     from ..pipelines.convert import check_pitch
     from ..pipelines.voices import METHODS
 
@@ -79,21 +93,29 @@ def evaluate_vc(
     if skip and (real is not None or not one_shot):
         raise AudiovaeError("--skip applies to --one-shot on the corpus's voices (not with --real)")
     ckpt = _load(model, device, "a voice-conversion model")
-    test = [e for e in discover(data) if e.split == "test"]
-    if real is not None:
+    entries = discover(data)
+    test = [e for e in entries if e.split == "test"]
+    options = {"pitch": check_pitch(pitch), "vocoder": vocoder, "naturalness": dnsmos}
+    if real is None and not is_parallel(entries):
+        if skip:
+            raise AudiovaeError("--skip applies to a parallel test set; this corpus has no text every speaker reads")
+        if one_shot:
+            report = evaluate_one_shot_unpaired(ckpt, entries, reference_seconds, sources, sentences, methods,
+                                                **options)
+        else:
+            report = evaluate_vc_unpaired(ckpt, entries, voices, sentences, **options)
+    elif real is not None:
         if not real.is_dir():
             raise AudiovaeError(f"{real}: no such folder")
         recordings = sorted(p for p in real.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         if one_shot:
-            report = evaluate_one_shot_real(ckpt, test, recordings, sentences, references, methods,
-                                            pitch=check_pitch(pitch), vocoder=vocoder)
+            report = evaluate_one_shot_real(ckpt, test, recordings, sentences, references, methods, **options)
         else:
-            report = evaluate_vc_real(ckpt, test, recordings, files, pitch=check_pitch(pitch), vocoder=vocoder)
+            report = evaluate_vc_real(ckpt, test, recordings, files, **options)
     elif one_shot:
-        report = evaluate_one_shot(ckpt, test, sentences, references, methods, pitch=check_pitch(pitch), skip=skip,
-                                   vocoder=vocoder)
+        report = evaluate_one_shot(ckpt, test, sentences, references, methods, skip=skip, **options)
     else:
-        report = run(ckpt, test, sentences, pitch=check_pitch(pitch), vocoder=vocoder)
+        report = run(ckpt, test, sentences, **options)
     _print_report(report, json_out)
 
 

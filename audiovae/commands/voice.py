@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -28,25 +29,36 @@ METHODS = ("adapt", "fit", "blend", "encoder")  # pipelines.voices.METHODS (it i
 
 
 @command("List a voice-conversion model's speakers (voice, sex, F0).", VOICE)
-def speakers(model: VCModelOpt = Path("voice_conversion")) -> None:
-    """List the speakers of a voice-conversion model: index and name (either works for --speaker) and, where the
-    model records them, the voice each comes from, its sex and its median F0 on the training data.
+def speakers(
+    model: VCModelOpt = Path("voice_conversion"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON: one object per speaker (index, "
+                                          "name, voice, corpus, speaker_id, sex, median_f0_hz, ...).")] = False,
+) -> None:
+    """List the speakers of a voice-conversion model: index and name (either works for --speaker, and so does the
+    voice's name) and, where the model records them, the voice each comes from (corpus and speaker id there), its sex
+    and its median F0 on the training data.
 
-    Example: audiovae speakers   (the bundled model: voices A-H and where they come from)
+    Example: audiovae speakers   (the bundled model: where each voice comes from)
     """
     from ..pipelines.convert import speaker_rows
 
     ckpt = _load(model, "cpu", VOICE_MODEL)
     rows = speaker_rows(ckpt)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1, ensure_ascii=False))
+        return
     width = max((len(str(r["name"])) for r in rows), default=0)
+    voice_width = max((len(str(r.get("voice", ""))) for r in rows), default=0)
     for r in rows:
         line = f"{r['index']:3d}  {r['name']:<{width}}"
         if "voice" in r:
-            line += f"  {r['voice']:<7} {r.get('sex', ''):<7}"
+            line += f"  {r['voice']:<{voice_width}} {r.get('sex', ''):<7}"
         if "median_f0_hz" in r:
             line += f"  F0 {r['median_f0_hz']:3.0f} Hz"
         if "made_by" in r or "about" in r:
             line += "  " + ": ".join(str(r[k]) for k in ("made_by", "about") if k in r)
+        elif "corpus" in r:
+            line += f"  {r['corpus']} speaker {r.get('speaker_id', '?')}"
         typer.echo(line.rstrip())
     typer.echo("any other voice: --speaker-ref REF.wav (one-shot, 3 s or more; `audiovae voice` saves it)")
 

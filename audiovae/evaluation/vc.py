@@ -58,17 +58,24 @@ class Scores:
     closer_to_target: float
     speaker_id_accuracy: float
     f0_off: float = 0.0
+    dnsmos_ovrl: float | None = None  # DNSMOS (non-intrusive naturalness), where the evaluation measured it
+    dnsmos_p808: float | None = None
 
 
 def _scores_table(title: str, rows: list[tuple[str, Scores]], *, mcd: bool) -> str:
-    """The plain-text table both reports print; ``mcd=False`` drops the MCD column (undefined without a reference)."""
+    """The plain-text table every report prints; ``mcd=False`` drops the MCD column (undefined without a reference);
+    DNSMOS columns appear when any row has them."""
+    mos = any(s.dnsmos_ovrl is not None for _, s in rows)
     head = (f"{'':10s} " + (f"{'MCD dB':>8s} " if mcd else "") + f"{'F0 err st':>9s} {'F0 off>15%':>10s} "
-            f"{'sim→target':>11s} {'sim→source':>11s} {'closer→tgt':>11s} {'spk-ID acc':>11s}")
+            f"{'sim→target':>11s} {'sim→source':>11s} {'closer→tgt':>11s} {'spk-ID acc':>11s}"
+            + (f" {'DNSMOS OVRL':>11s} {'P.808':>6s}" if mos else ""))
     lines = [title, head]
     for name, s in rows:
         lines.append(f"{name:10s} " + (f"{s.mcd_db:8.2f} " if mcd else "") + f"{s.f0_error_st:9.2f} "
                      f"{100 * s.f0_off:9.0f}% {s.sim_target:11.3f} {s.sim_source:11.3f} "
-                     f"{100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%")
+                     f"{100 * s.closer_to_target:10.0f}% {100 * s.speaker_id_accuracy:10.0f}%"
+                     + (f" {s.dnsmos_ovrl or float('nan'):11.2f} {s.dnsmos_p808 or float('nan'):6.2f}" if mos
+                        else ""))
     return "\n".join(lines)
 
 
@@ -102,6 +109,7 @@ def _speaker_encoder():  # noqa: ANN202
 
 
 F0_OFF_ST = 12 * math.log2(1.15)  # a register more than 15 % off
+DNSMOS_RATE = 16000
 
 
 class _Judge:
@@ -112,6 +120,7 @@ class _Judge:
         self.ckpt, self.encoder = ckpt, _speaker_encoder()
         self.mel = MelSpectrogram(ckpt.mel)
         self.vocoder = vocoder_for(ckpt, vocoder)  # `--vocoder`; the model's default when None
+        self._mos: dict[str, dict[str, float]] = {}
 
     def load(self, path: str | Path) -> torch.Tensor:
         with warnings.catch_warnings():
@@ -127,6 +136,22 @@ class _Judge:
     def reference(self, paths: list[str] | list[Path]) -> np.ndarray:
         ref = np.mean([self.embed(self.load(p)) for p in paths], axis=0)
         return ref / np.linalg.norm(ref)
+
+    def naturalness(self, wave: torch.Tensor, key: str | None = None) -> dict[str, float]:
+        """DNSMOS OVRL and P.808 of ``wave`` (Reddy et al. 2022; speechmos ships the ONNX models: works offline);
+        ``key`` (a recording's path) remembers the result: an unconverted recording is scored once, not per pair."""
+        if key is not None and key in self._mos:
+            return self._mos[key]
+        try:
+            from speechmos import dnsmos
+        except ImportError:
+            raise AudiovaeError("DNSMOS needs speechmos and onnxruntime: pip install 'audiovae[eval]'") from None
+        x = audio.resample(wave.float().numpy(), self.ckpt.mel.sample_rate, DNSMOS_RATE)
+        mos = dnsmos.run(np.clip(x, -1.0, 1.0).astype(np.float32), DNSMOS_RATE)
+        out = {"ovrl": float(mos["ovrl_mos"]), "p808": float(mos["p808_mos"])}
+        if key is not None:
+            self._mos[key] = out
+        return out
 
     def log_f0(self, wave: torch.Tensor) -> float:
         f0, voiced = track_f0(wave, self.ckpt.mel)
@@ -145,11 +170,13 @@ def _scores(records: list[dict]) -> Scores:
         pair_f0 = [np.nanmean([r["f0_error"] for r in rs]) for rs in by_pair.values()]
         f0_error = float(np.nanmean([r["f0_error"] for r in records]))
     mcds = [r["mcd"] for r in records if not math.isnan(r["mcd"])]
+    mos = {k: [r[k] for r in records if r.get(k) is not None] for k in ("ovrl", "p808")}
     return Scores(float(np.mean(mcds)) if mcds else None, f0_error,
                   float(np.mean([r["sim_target"] for r in records])),
                   float(np.mean([r["sim_source"] for r in records])), float(np.mean(closer)),
                   float(np.mean([r["predicted"] == r["target"] for r in records])),
-                  float(np.mean([e > F0_OFF_ST for e in pair_f0])))
+                  float(np.mean([e > F0_OFF_ST for e in pair_f0])),
+                  *(float(np.mean(v)) if v else None for v in mos.values()))
 
 
 def _parallel(entries: list[Entry], speakers: list[str]) -> dict[str, dict[str, str]]:
@@ -169,17 +196,18 @@ class _Scorer:
     """One record per converted utterance: MCD against the target's real reading, the pitch register error,
     resemblyzer similarity to the target's and source's references and the nearest reference (speaker ID)."""
 
-    def __init__(self, judge: _Judge, refs: dict[str, np.ndarray]) -> None:
-        self.judge, self.refs = judge, refs
+    def __init__(self, judge: _Judge, refs: dict[str, np.ndarray], naturalness: bool = False) -> None:
+        self.judge, self.refs, self.naturalness = judge, refs, naturalness
         self.names, self.matrix = list(refs), np.stack(list(refs.values()))
 
     def __call__(self, wave: torch.Tensor, real_target: torch.Tensor | None, target_f0: float, source: str,
-                 target: str) -> dict:
-        """``real_target``: the target's reading of the same text, for MCD (``None``: no parallel reading, NaN)."""
-        return self.for_sources(wave, real_target, target_f0, [source], target)[0]
+                 target: str, key: str | None = None) -> dict:
+        """``real_target``: the target's reading of the same text, for MCD (``None``: no parallel reading, NaN);
+        ``key``: a recording's path when ``wave`` is that recording unconverted (its DNSMOS is measured once)."""
+        return self.for_sources(wave, real_target, target_f0, [source], target, key)[0]
 
     def for_sources(self, wave: torch.Tensor, real_target: torch.Tensor | None, target_f0: float,
-                    sources: Sequence[str], target: str) -> list[dict]:
+                    sources: Sequence[str], target: str, key: str | None = None) -> list[dict]:
         """One record per source for the same audio (a ceiling: the target resynthesised), measured once."""
         e = self.judge.embed(wave)
         mcd = float("nan")
@@ -187,7 +215,8 @@ class _Scorer:
             with torch.inference_mode():
                 mcd = mel_cepstral_distortion(self.judge.mel(wave), self.judge.mel(real_target))
         f0 = self.judge.log_f0(wave)
-        return [self._record(e, mcd, f0, target_f0, s, target) for s in sources]
+        mos = self.judge.naturalness(wave, key) if self.naturalness else {}
+        return [self._record(e, mcd, f0, target_f0, s, target) | mos for s in sources]
 
     def _record(self, e: np.ndarray, mcd: float, f0: float, target_f0: float, source: str, target: str) -> dict:
         return {"source": source, "target": target, "mcd": mcd,
@@ -197,14 +226,14 @@ class _Scorer:
 
 
 def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, progress: bool = True,
-                pitch: str | float = "model", vocoder: str | None = None) -> VCReport:
+                pitch: str | float = "model", vocoder: str | None = None, naturalness: bool = False) -> VCReport:
     """Evaluate ``ckpt`` on ``entries`` (a parallel test set: speaker, text and absolute path set)."""
     speakers = list(ckpt.speakers)
     by_text = _parallel(entries, speakers)
     parallel = list(by_text)
     chosen, others = parallel[:sentences], parallel[sentences:] or parallel
     judge = _Judge(ckpt, vocoder)
-    score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others[:8]]) for s in speakers})
+    score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others[:8]]) for s in speakers}, naturalness)
     targets = {s: table_voice(ckpt, s) for s in speakers}
     converted, ceiling, floor = [], [], []
     pairs = list(itertools.permutations(speakers, 2))
@@ -216,7 +245,7 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
         for src, tgt in pairs:
             out, _ = convert(waves[src], ckpt, targets[tgt], src, judge.vocoder, pitch)
             converted.append(score(out, waves[tgt], f0[tgt], src, tgt))
-            floor.append(score(waves[src], waves[tgt], f0[tgt], src, tgt))
+            floor.append(score(waves[src], waves[tgt], f0[tgt], src, tgt, key=by_text[text][src]))
         for tgt in speakers:
             ceiling += score.for_sources(resynth[tgt], waves[tgt], f0[tgt], [s for s in speakers if s != tgt], tgt)
     per_pair = {}
@@ -308,7 +337,8 @@ def _fit_voices(ckpt: Checkpoint, judge: _Judge, score: _Scorer, references: dic
 
 def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3, references: int = 3,
                       methods: Sequence[str] = ("adapt",), progress: bool = True, pitch: str | float = "model",
-                      in_table_targets: int = 6, skip: int = 0, vocoder: str | None = None) -> OneShotReport:
+                      in_table_targets: int = 6, skip: int = 0, vocoder: str | None = None,
+                      naturalness: bool = False) -> OneShotReport:
     """Convert the table's voices in ``entries`` (a parallel test set) to its voices outside the table.
 
     Per target: ``references`` held-out sentences (never scored, never in the judge's references, which are made
@@ -336,7 +366,7 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
                             f"least {sentences + references + 1} (scored, the voices' references, the judge's "
                             "references)")
     judge = _Judge(ckpt, vocoder)
-    score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others]) for s in present})
+    score = _Scorer(judge, {s: judge.reference([by_text[t][s] for t in others]) for s in present}, naturalness)
     fitted = _fit_voices(ckpt, judge, score, {t: [judge.load(by_text[text][t]) for text in given] for t in targets},
                          methods, sources)
     voices, nearest = fitted.voices, fitted.nearest
@@ -356,7 +386,7 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
                     rows[m].append(score(out, waves[tgt], f0[tgt], src, tgt))
                 out, _ = convert(waves[src], ckpt, known[nearest[tgt]], src, judge.vocoder, pitch)
                 rows["nearest"].append(score(out, waves[tgt], f0[tgt], src, tgt))
-                rows["floor"].append(score(waves[src], waves[tgt], f0[tgt], src, tgt))
+                rows["floor"].append(score(waves[src], waves[tgt], f0[tgt], src, tgt, key=by_text[text][src]))
         for src, tgt in in_table_pairs:
             out, _ = convert(waves[src], ckpt, known[tgt], src, judge.vocoder, pitch)
             rows["in_table"].append(score(out, waves[tgt], f0[tgt], src, tgt))
@@ -408,7 +438,8 @@ def _test_paths(entries: list[Entry], speakers: list[str]) -> dict[str, list[str
 
 def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Path], sentences: int = 3,
                            references: int = 3, methods: Sequence[str] = ("adapt",), progress: bool = True,
-                           pitch: str | float = "model", vocoder: str | None = None) -> OneShotReport:
+                           pitch: str | float = "model", vocoder: str | None = None,
+                           naturalness: bool = False) -> OneShotReport:
     """One-shot conversion into a real speaker: the voice of ``recordings`` (one speaker, outside any corpus) is made
     from the first ``references`` of them and judged against up to 8 others; the first ``sentences`` test
     recordings of each of the model's voices in ``entries`` are converted into it.
@@ -433,7 +464,7 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
     judge = _Judge(ckpt, vocoder)
     held_out = recordings[references + sentences: references + sentences + 8]
     refs = {s: judge.reference(paths[s][sentences: sentences + 8]) for s in sources}
-    score = _Scorer(judge, refs | {target: judge.reference(held_out)})
+    score = _Scorer(judge, refs | {target: judge.reference(held_out)}, naturalness)
     target_f0 = float(np.nanmean([judge.log_f0(judge.load(p)) for p in held_out]))
     fitted = _fit_voices(ckpt, judge, score, {target: [judge.load(p) for p in recordings[:references]]}, methods,
                          sources)
@@ -447,7 +478,7 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
                 rows[m].append(score(out, None, target_f0, src, target))
             out, _ = convert(wave, ckpt, known, src, judge.vocoder, pitch)
             rows["nearest"].append(score(out, None, target_f0, src, target))
-            rows["floor"].append(score(wave, None, target_f0, src, target))
+            rows["floor"].append(score(wave, None, target_f0, src, target, key=str(path)))
     for path in recordings[references: references + sentences]:
         wave = judge.load(path)
         with torch.inference_mode():
@@ -460,7 +491,8 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
 
 
 def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Path], files: int = 5,
-                     progress: bool = True, pitch: str | float = "model", vocoder: str | None = None) -> RealReport:
+                     progress: bool = True, pitch: str | float = "model", vocoder: str | None = None,
+                     naturalness: bool = False) -> RealReport:
     """Convert the first ``files`` of ``recordings`` (one real speaker) to every speaker of the model.
 
     Speaker similarity (resemblyzer) is to each target's reference, made from 8 of its held-out sentences in
@@ -478,12 +510,12 @@ def evaluate_vc_real(ckpt: Checkpoint, entries: list[Entry], recordings: list[Pa
     refs = {s: judge.reference(paths[s][:8]) for s in speakers}
     refs[source] = judge.reference(recordings[files: files + 8])
     target_f0 = {s: float(np.nanmean([judge.log_f0(judge.load(p)) for p in paths[s][:8]])) for s in speakers}
-    score = _Scorer(judge, refs)
+    score = _Scorer(judge, refs, naturalness)
     converted, floor = [], []
     for path in tqdm(recordings[:files], desc="evaluate vc (real)", unit="file", disable=bar_off(progress)):
         wave = judge.load(path)
         for target in speakers:
             out, _ = convert(wave, ckpt, table_voice(ckpt, target), vocoder=judge.vocoder, pitch=pitch)
             converted.append(score(out, None, target_f0[target], source, target))
-            floor.append(score(wave, None, target_f0[target], source, target))
+            floor.append(score(wave, None, target_f0[target], source, target, key=str(path)))
     return RealReport(_scores(converted), _scores(floor), source, speakers, files, pitch)

@@ -69,8 +69,9 @@ def voice_entries(cfg: VoiceCorpusConfig) -> list[Entry]:
             continue
         if len(es) < cfg.test_per_speaker + cfg.valid_per_speaker + cfg.min_train:
             continue  # too few recordings to learn the voice and score it
-        split = ranked_splits([e.path for e in es], cfg.test_per_speaker, cfg.valid_per_speaker, cfg.seed)
-        out += [replace(e, split=split[e.path]) for e in es]
+        keys = {e.path: f"{speaker}/{Path(e.path).name}" for e in es}  # not the path: the same wherever it lies
+        split = ranked_splits(sorted(keys.values()), cfg.test_per_speaker, cfg.valid_per_speaker, cfg.seed)
+        out += [replace(e, split=split[keys[e.path]]) for e in es]
     if len({e.speaker for e in out if e.split == "train"}) < 2:
         raise ConfigError(f"{cfg.source}: fewer than two speakers with enough recordings for a voice table (each "
                           f"needs {cfg.test_per_speaker + cfg.valid_per_speaker + cfg.min_train})")
