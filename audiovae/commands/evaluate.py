@@ -34,7 +34,9 @@ def evaluate_vc(
     data: Annotated[Path, typer.Option("--data", help="A parallel test set: a speech corpus folder or manifest "
                                                       "(its test split is used).")],
     model: VCModelOpt = Path("voice_conversion"),
-    sentences: Annotated[int, typer.Option(help="Held-out sentences per ordered speaker pair.", min=1)] = 4,
+    sentences: Annotated[int | None, typer.Option(help="Held-out sentences per ordered speaker pair (default 4; "
+                                                 "on real speakers without parallel text, 2 per source voice).",
+                                                 min=1, show_default=False)] = None,
     one_shot: Annotated[bool, typer.Option("--one-shot", help="Instead: convert the model's voices to the test "
                                            "set's voices it never heard (left out of training), each fitted from "
                                            "--references held-out sentences; beside the nearest-known-speaker "
@@ -96,7 +98,9 @@ def evaluate_vc(
     entries = discover(data)
     test = [e for e in entries if e.split == "test"]
     options = {"pitch": check_pitch(pitch), "vocoder": vocoder, "naturalness": dnsmos}
-    if real is None and not is_parallel(entries):
+    parallel = real is not None or is_parallel(entries)
+    sentences = sentences or (4 if parallel else 2)
+    if not parallel:
         if skip:
             raise AudiovaeError("--skip applies to a parallel test set; this corpus has no text every speaker reads")
         if one_shot:
