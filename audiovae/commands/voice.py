@@ -47,6 +47,8 @@ def speakers(
     if as_json:
         typer.echo(json.dumps(rows, indent=1, ensure_ascii=False))
         return
+    # a bundled model's lettered voices first (a table of 100+ real speakers otherwise hides them); indices unchanged
+    rows = sorted(rows, key=lambda r: (len(str(r["name"])) != 1 or not str(r["name"]).isupper(), r["index"]))
     width = max((len(str(r["name"])) for r in rows), default=0)
     voice_width = max((len(str(r.get("voice", ""))) for r in rows), default=0)
     for r in rows:
