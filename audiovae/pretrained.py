@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
 BUNDLED: dict[str, str] = {
     "voice_conversion": "CVAE over 8 synthetic voices named A-H, with a speaker encoder; "
-                        "recipes/voice_conversion/run.sh",
+                        "recipes/voice_conversion/synthetic.sh",
     "denoise": "denoising VAE (noisy log-mel in, clean log-mel out, used as a gain on the noisy STFT), trained on "
                "the offline noisy corpus; recipes/denoise/run.sh",
     "music": "music VAE (21.5 latent frames/s) with a GRU prior over its latent sequences, trained on the offline "

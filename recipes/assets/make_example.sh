@@ -4,7 +4,7 @@
 # BSD-style licence), joined by 0.3 s of silence. It is in-domain for the bundled voice-conversion model (its voice is
 # speaker G of the model) but its sentences were never seen in training.
 # Usage: bash recipes/assets/make_example.sh [SPEECH_CORPUS]   (default work/voice_conversion/speech, which
-# recipes/voice_conversion/run.sh builds; `audiovae corpus speech DIR` makes it in ~2.5 min on 2 cores)
+# recipes/voice_conversion/synthetic.sh builds; `audiovae corpus speech DIR` makes it in ~2.5 min on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 corpus=${1:-work/voice_conversion/speech}

@@ -7,8 +7,7 @@
 #   their corpus names).
 # Usage: [STEPS=12000] [SPEECHOCEAN=DIR] bash recipes/voice_conversion/run.sh [WORK_DIR] [overrides for `audiovae train`]
 # SPEECHOCEAN: speechocean762 as its authors release it, or the adult subset in ../shared/data/ (the default).
-# Times and the numbers to expect: recipes/voice_conversion/README.md. The export installs the model as the package's
-# bundled one only when there is none yet or its evaluation is better (synthetic.sh: the former, synthetic one).
+# Times and the numbers to expect: recipes/voice_conversion/README.md. The export writes WORK_DIR/voice_conversion.safetensors.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -32,4 +31,7 @@ vc=(audiovae evaluate vc --model "$model" --data "$work/voices")
 python "$root/bench/convert.py" --model "$model" --data "$work/voices"
 python "$root/recipes/export.py" "$model" --letters --featured 8 --data "$work/voices" \
   --evaluation "$work/evaluate_vc.json" --recipe recipes/voice_conversion/run.sh \
-  -o "$work/voice_conversion.safetensors" --install "$root/audiovae/assets/models/voice_conversion.safetensors"
+  -o "$work/voice_conversion.safetensors"
+# not installed over the bundled (synthetic) model yet: on 2026-12-06 this run converted real voices in only half the
+# pairs (recipes/voice_conversion/README.md); add --install "$root/audiovae/assets/models/voice_conversion.safetensors"
+# once it passes
