@@ -137,6 +137,11 @@ class _Judge:
         ref = np.mean([self.embed(self.load(p)) for p in paths], axis=0)
         return ref / np.linalg.norm(ref)
 
+    @torch.inference_mode()
+    def resynth(self, wave: torch.Tensor) -> torch.Tensor:
+        """``wave`` through the vocoder (a ceiling: what perfect conversion would sound like)."""
+        return self.vocoder(self.mel(wave)[None], length=wave.numel())[0]
+
     def naturalness(self, wave: torch.Tensor, key: str | None = None) -> dict[str, float]:
         """DNSMOS OVRL and P.808 of ``wave`` (Reddy et al. 2022; speechmos ships the ONNX models: works offline);
         ``key`` (a recording's path) remembers the result: an unconverted recording is scored once, not per pair."""
@@ -240,8 +245,7 @@ def evaluate_vc(ckpt: Checkpoint, entries: list[Entry], sentences: int = 4, prog
     for text in tqdm(chosen, desc="evaluate vc", unit="sentence", disable=bar_off(progress)):
         waves = {s: judge.load(by_text[text][s]) for s in speakers}
         f0 = {s: judge.log_f0(w) for s, w in waves.items()}
-        with torch.inference_mode():
-            resynth = {s: judge.vocoder(judge.mel(w)[None], length=w.numel())[0] for s, w in waves.items()}
+        resynth = {s: judge.resynth(w) for s, w in waves.items()}
         for src, tgt in pairs:
             out, _ = convert(waves[src], ckpt, targets[tgt], src, judge.vocoder, pitch)
             converted.append(score(out, waves[tgt], f0[tgt], src, tgt))
@@ -377,8 +381,7 @@ def evaluate_one_shot(ckpt: Checkpoint, entries: list[Entry], sentences: int = 3
         waves = {s: judge.load(by_text[text][s]) for s in present}
         f0 = {s: judge.log_f0(w) for s, w in waves.items()}
         for tgt in targets:
-            with torch.inference_mode():
-                resynth = judge.vocoder(judge.mel(waves[tgt])[None], length=waves[tgt].numel())[0]
+            resynth = judge.resynth(waves[tgt])
             rows["ceiling"] += score.for_sources(resynth, waves[tgt], f0[tgt], sources, tgt)
             for src in sources:
                 for m in methods:
@@ -480,9 +483,7 @@ def evaluate_one_shot_real(ckpt: Checkpoint, entries: list[Entry], recordings: l
             rows["nearest"].append(score(out, None, target_f0, src, target))
             rows["floor"].append(score(wave, None, target_f0, src, target, key=str(path)))
     for path in recordings[references: references + sentences]:
-        wave = judge.load(path)
-        with torch.inference_mode():
-            resynth = judge.vocoder(judge.mel(wave)[None], length=wave.numel())[0]
+        resynth = judge.resynth(judge.load(path))
         rows["ceiling"] += score.for_sources(resynth, None, target_f0, sources, target)
     per_target = {target: {name: _scores(rows[name]).sim_target for name in (*methods, "nearest")}}
     return OneShotReport({m: _scores(rows[m]) for m in methods}, _scores(rows["nearest"]), None,

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import Checkpoint
+from ..data.corpora.voices import unheard_speakers
 from ..data.manifest import Entry
 from ..errors import AudiovaeError
 from ..pipelines.convert import convert, table_voice
@@ -114,18 +115,38 @@ def _table(ckpt: Checkpoint, files: dict[str, dict[str, list[str]]], sentences: 
     return table
 
 
+@dataclass
+class _Setup:
+    """What both evaluations start from: corpus names, files by speaker and split, the scorable table, the voices
+    chosen from it, the judge and every table voice's reference."""
+
+    names: dict[str, str]
+    files: dict[str, dict[str, list[str]]]
+    table: list[str]
+    chosen: list[str]
+    judge: _Judge
+    refs: _Voices
+
+
+def _setup(ckpt: Checkpoint, entries: Sequence[Entry], sentences: int, n: int, vocoder: str | None,
+           progress: bool) -> _Setup:
+    names, files = corpus_names(ckpt), _files(entries)
+    table = _table(ckpt, files, sentences)
+    judge = _Judge(ckpt, vocoder)
+    refs = _Voices(judge)
+    for s in tqdm(table, desc="judge references", unit="voice", disable=bar_off(progress)):
+        refs.add(s, files[names[s]]["train"])
+    return _Setup(names, files, table, _spread(table, n), judge, refs)
+
+
 def evaluate_vc_unpaired(ckpt: Checkpoint, entries: Sequence[Entry], voices: int = 12, sentences: int = 2,
                          progress: bool = True, pitch: str | float = "model", vocoder: str | None = None,
                          naturalness: bool = True) -> UnpairedReport:
     """Convert ``sentences`` held-out utterances of each of ``voices`` table speakers (evenly spaced in the table's
     order) into every other; score as the module says. ``entries``: the whole corpus (train and test splits)."""
-    names, files = corpus_names(ckpt), _files(entries)
-    table = _table(ckpt, files, sentences)
-    chosen = _spread(table, voices)
-    judge = _Judge(ckpt, vocoder)
-    refs = _Voices(judge)
-    for s in tqdm(table, desc="judge references", unit="voice", disable=bar_off(progress)):
-        refs.add(s, files[names[s]]["train"])
+    setup = _setup(ckpt, entries, sentences, voices, vocoder, progress)
+    names, files, table, chosen, judge, refs = (setup.names, setup.files, setup.table, setup.chosen, setup.judge,
+                                                setup.refs)
     score = _Scorer(judge, refs.refs, naturalness)
     targets = {s: table_voice(ckpt, s) for s in chosen}
     rows: dict[str, list[dict]] = defaultdict(list)
@@ -141,9 +162,7 @@ def evaluate_vc_unpaired(ckpt: Checkpoint, entries: Sequence[Entry], voices: int
                 rows["converted"].append(score(out, None, refs.f0[tgt], src, tgt))
                 rows["floor"].append(score(wave, None, refs.f0[tgt], src, tgt, key=path))
         if len(held_out) > sentences:  # the voice itself through the vocoder, on an utterance not converted
-            wave = judge.load(held_out[sentences])
-            with torch.inference_mode():
-                resynth = judge.vocoder(judge.mel(wave)[None], length=wave.numel())[0]
+            resynth = judge.resynth(judge.load(held_out[sentences]))
             rows["ceiling"] += score.for_sources(resynth, None, refs.f0[src], [s for s in chosen if s != src], src)
     if not rows["ceiling"]:
         raise AudiovaeError(f"no table voice has more than {sentences} held-out recordings for the ceiling")
@@ -170,18 +189,14 @@ def evaluate_one_shot_unpaired(ckpt: Checkpoint, entries: Sequence[Entry], refer
     ``entries`` (speakers with recordings only in test, none in the model's table), each made by each of ``methods``
     from its first recordings lasting ``reference_seconds``; beside the nearest table voice (of the whole table),
     the floor and the ceiling (two further recordings of the target through the vocoder)."""
-    names, files = corpus_names(ckpt), _files(entries)
-    known = set(names.values())
-    targets = sorted(s for s, by_split in files.items() if s not in known and set(by_split) == {"test"})
+    known = set(corpus_names(ckpt).values())
+    targets = [s for s in unheard_speakers(list(entries)) if s not in known]
     if not targets:
         raise AudiovaeError("evaluate vc --one-shot: no unheard speakers in the corpus (speakers with test "
                             "recordings only; `audiovae corpus voices --unheard-per-sex N` leaves them out)")
-    table = _table(ckpt, files, sentences)
-    chosen = _spread(table, sources)
-    judge = _Judge(ckpt, vocoder)
-    refs = _Voices(judge)
-    for s in tqdm(table, desc="judge references", unit="voice", disable=bar_off(progress)):
-        refs.add(s, files[names[s]]["train"])
+    setup = _setup(ckpt, entries, sentences, sources, vocoder, progress)
+    names, files, table, chosen, judge, refs = (setup.names, setup.files, setup.table, setup.chosen, setup.judge,
+                                                setup.refs)
     given, ceiling_files = {}, {}
     for t in targets:
         waves, n = _references(judge, files[t]["test"], reference_seconds)
@@ -206,10 +221,7 @@ def evaluate_one_shot_unpaired(ckpt: Checkpoint, entries: Sequence[Entry], refer
                 rows["nearest"].append(score(out, None, refs.f0[tgt], src, tgt))
                 rows["floor"].append(score(wave, None, refs.f0[tgt], src, tgt, key=path))
         for path in ceiling_files[tgt]:
-            wave = judge.load(path)
-            with torch.inference_mode():
-                resynth = judge.vocoder(judge.mel(wave)[None], length=wave.numel())[0]
-            rows["ceiling"] += score.for_sources(resynth, None, refs.f0[tgt], chosen, tgt)
+            rows["ceiling"] += score.for_sources(judge.resynth(judge.load(path)), None, refs.f0[tgt], chosen, tgt)
     per_target = {t: {name: _scores([r for r in rows[name] if r["target"] == t]).sim_target
                       for name in (*methods, "nearest")} for t in targets}
     return OneShotReport({m: _scores(rows[m]) for m in methods}, _scores(rows["nearest"]), None,
