@@ -28,9 +28,13 @@ def anomaly_fit(
                                                      "conv VAE; anomaly_vae_fine at twice its time resolution) or "
                                                      "anomaly_dense_ae (the DCASE baseline); any model type can "
                                                      "detect. Repeat it to fit each and keep the one with the "
-                                                     "highest AUC on the valid split (needs anomalous valid "
-                                                     "clips).", autocompletion=names_or_files(_config_names))
-                                    ] = None,
+                                                     "highest AUC: on the valid split's anomalous clips where there "
+                                                     "are some, else on faults injected into the held-out normal "
+                                                     "clips. Default: anomaly_vae and anomaly_vae_fine.",
+                                                     autocompletion=names_or_files(_config_names))] = None,
+    clips: Annotated[int, typer.Option(help="Use only this many normal clips (spread over units and noise "
+                                       "levels), split afresh and chosen among without anomalous clips, as a user "
+                                       "with a few recordings would be; 0: all.", min=0)] = 0,
     machine: Annotated[str, typer.Option(help="The machine type to fit (needed when NORMAL holds several).")] = "",
     percentile: Annotated[float, typer.Option(help="Threshold: this percentile of the scores of held-out normal "
                                               "clips (about 100 - P % of normal clips are flagged).",
@@ -50,13 +54,16 @@ def anomaly_fit(
 
     Example: audiovae anomaly fit corpora/machines --machine fan -o fan.safetensors
     """
-    from ..training.anomaly import fit_detector
+    from ..training.anomaly import DEFAULT_CONFIGS, fit_detector
 
-    path, s = fit_detector(normal, output, config or ["anomaly_vae"], overrides or [], machine, percentile, pooling,
-                           score, work, device, resume)
+    path, s = fit_detector(normal, output, config or DEFAULT_CONFIGS, overrides or [], machine, percentile, pooling,
+                           score, work, device, resume, clips=clips)
     for name, r in s.selection.items():
-        typer.echo(f"{name}: valid AUC {r['auc']:.3f}, pAUC {r['pauc']:.3f} ({r['normal']} normal, "
-                   f"{r['anomalous']} anomalous clips)" + ("  <- kept" if name == s.config else ""))
+        figures = (f"injected-fault AUC {r['auc']:.3f} (" + ", ".join(f"{k} {v:.2f}" for k, v in r["faults"].items())
+                   + f"; {r['normal']} normal clips, {r['anomalous']} faulted copies)" if "faults" in r else
+                   f"valid AUC {r['auc']:.3f}, pAUC {r['pauc']:.3f} ({r['normal']} normal, {r['anomalous']} "
+                   "anomalous clips)")
+        typer.echo(f"{name}: {figures}" + ("  <- kept" if name == s.config else ""))
     typer.echo(f"wrote {path}: {s.config}, {s.score} score, {s.pooling} over frames, threshold {s.threshold:.4g} "
                f"(the {s.percentile:g}th percentile of {s.normal['clips']} held-out normal clips)"
                + (f", machine type {s.machine}" if s.machine else ""))

@@ -79,7 +79,9 @@ class DetectorSettings:
             model's receptive field see past the clip), when the clip has more than four times as many.
         normal: summary of the held-out normal scores (count, mean, std) the threshold came from.
         config: the name of the run config the model was trained from.
-        selection: when ``fit`` chose among several configs, each one's AUC and pAUC on the valid split.
+        selection: when ``fit`` chose among several configs, each one's AUC (and pAUC) on the valid split's
+            anomalous clips, or on faults injected into the held-out normal clips (then per kind of fault too).
+        chosen: which config ``fit`` kept and why, in one line.
     """
 
     score: str = "recon"
@@ -91,6 +93,7 @@ class DetectorSettings:
     normal: dict = field(default_factory=dict)
     config: str = ""
     selection: dict = field(default_factory=dict)
+    chosen: str = ""
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:

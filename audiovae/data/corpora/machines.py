@@ -9,9 +9,14 @@ balance and resonances differ slightly, as real units of one model do; within a 
 
 Anomalies are faults with a severity drawn per clip: ``drift`` (the speed drifts 3-8 % over the clip), ``click``
 (a few impacts), ``imbalance`` (amplitude modulation at the rotation rate, a stronger 1x component), ``rub``
-(friction noise bursts once per turn during a stretch of the clip) and ``leak`` (a steady high hiss). ``rub`` and
-``leak`` appear only in the test split (:data:`TEST_ONLY_ANOMALIES`); the valid split has a few of the others,
-for tuning. Normal training clips never hold an anomaly.
+(friction noise bursts once per turn during a stretch of the clip) and ``leak`` (a steady high hiss), and two faults
+as vibration analysts meet them, low in level against the factory noise: ``looseness`` (weak lines at half orders
+and low harmonics of the rotation frequency, 0.5x, 1.5x, 2x-6x, and a faint rattle once per turn) and ``wear``
+(a worn bearing race: faint impacts at the inner-race defect rate, about 1.5 times the ball-pass rate, ringing a high
+resonance and strongest once per turn, where the race passes the load). ``rub``, ``leak``, ``looseness`` and ``wear``
+appear only in the test split (:data:`TEST_ONLY_ANOMALIES`); the valid split has a few of the others, for tuning.
+Normal training clips never hold an anomaly. The last two were added later with seeds of their own, so every clip
+of the earlier corpus is rendered byte for byte as before.
 
 Each clip is mixed with factory noise (an engine, impacts, rumble) at every SNR of the config (-6, 0 and 6 dB, as
 MIMII has), the same clip and the same noise at each, so one clip's SNR folders differ only in the noise level.
@@ -35,7 +40,9 @@ from . import render_in_processes
 
 MACHINES = ("fan", "pump", "bearing", "slider")
 SEEN_ANOMALIES = ("drift", "click", "imbalance")
-TEST_ONLY_ANOMALIES = ("rub", "leak")
+FIRST_TEST_ONLY = ("rub", "leak")
+ROTATION_FAULTS = ("looseness", "wear")  # added later: seeded apart, so the earlier clips stay as they were
+TEST_ONLY_ANOMALIES = FIRST_TEST_ONLY + ROTATION_FAULTS
 ANOMALIES = SEEN_ANOMALIES + TEST_ONLY_ANOMALIES
 LEVEL = 0.1  # RMS of a mixture; the same for every clip of an SNR, so loudness says nothing about the label
 
@@ -168,6 +175,19 @@ def machine_sound(machine: str, unit: dict, n: int, sr: int, rng: np.random.Gene
         y = y + (0.4 + 0.4 * severity) * _bandpass(rng.standard_normal(n), sr, 1500, 3500) * bursts
     elif anomaly == "leak":
         y = y + (0.15 + 0.2 * severity) * _bandpass(rng.standard_normal(n), sr, 4000, 7500)
+    elif anomaly == "looseness":  # half orders and low harmonics of the rotation, each 20-26 dB below the machine
+        orders = (0.5, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0)
+        y = y + sum((0.05 + 0.05 * severity) * rng.uniform(0.6, 1.4) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+                    for k in orders)
+        turns = np.flatnonzero(np.diff(np.floor(phase / (2 * np.pi))) > 0) / sr
+        y = y + _ring(n, sr, turns, rng.uniform(300, 900), 0.004, (0.1 + 0.1 * severity) * rng.uniform(0.5, 1.5,
+                                                                                                         turns.size))
+    elif anomaly == "wear":  # inner-race defect: impacts at ~1.5x the ball-pass rate, loudest once per turn
+        rate = 1.5 * unit["ball_ratio"] * rng.uniform(0.95, 1.05)
+        hits = np.flatnonzero(np.diff(np.floor(rate * phase / (2 * np.pi))) > 0)
+        load = 0.5 * (1 + np.cos(phase[hits]))
+        amps = (0.25 + 0.25 * severity) * (0.2 + 0.8 * load) * rng.uniform(0.7, 1.3, hits.size)
+        y = y + _ring(n, sr, hits / sr, unit["resonance"] * rng.uniform(0.9, 1.1), 0.002, amps)
     elif anomaly not in ("", "drift"):
         raise AudiovaeError(f"unknown anomaly {anomaly!r}; known: {', '.join(ANOMALIES)}")
     return y
@@ -204,10 +224,17 @@ def _plan(cfg: MachineCorpusConfig) -> list[_Clip]:
             kinds = ([("train", "")] * cfg.train + [("valid", "")] * cfg.valid_normal
                      + [("valid", a) for a in SEEN_ANOMALIES for _ in range(cfg.valid_per_anomaly)]
                      + [("test", "")] * cfg.test_normal
-                     + [("test", a) for a in ANOMALIES for _ in range(cfg.test_per_anomaly)])
+                     + [("test", a) for a in SEEN_ANOMALIES + FIRST_TEST_ONLY for _ in range(cfg.test_per_anomaly)])
             for i, (split, anomaly) in enumerate(kinds):
                 clips.append(_Clip(machine, unit, split, anomaly, i, seed=cfg.seed * 1_000_003 + len(clips)))
-    return clips
+    later = []
+    for machine in cfg.machines:
+        for unit in range(cfg.units):
+            first = sum(c.machine == machine and c.unit == unit for c in clips)
+            for i, anomaly in enumerate(a for a in ROTATION_FAULTS for _ in range(cfg.test_per_anomaly)):
+                later.append(_Clip(machine, unit, "test", anomaly, first + i,
+                                   seed=cfg.seed * 1_000_003 + 500_000 + len(later)))
+    return clips + later
 
 
 def build_machine_corpus(out_dir: str | os.PathLike[str], config: MachineCorpusConfig = MachineCorpusConfig(),

@@ -1,0 +1,134 @@
+"""The few-clip regime of anomaly detection: the corpus's rotation faults, the injected faults that choose a detector
+without anomalous recordings, the training budget that follows the data, and `anomaly fit --clips` end to end on a
+tiny corpus built here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from audiovae.data.corpora.machines import MachineCorpusConfig, _unit, build_machine_corpus, machine_sound
+from audiovae.data.manifest import Entry, read_manifest
+from audiovae.training.config import load_run_config
+from audiovae.training.faults import FAULTS, inject, strongest_line
+
+SR = 16000
+
+
+def _power_at(y: np.ndarray, freq: float, width: float = 1.0) -> float:
+    """Power within ``width`` Hz of ``freq``, at 0.25 Hz resolution."""
+    n = 4 * y.size
+    spec = np.abs(np.fft.rfft(y * np.hanning(y.size), n)) ** 2
+    f = np.fft.rfftfreq(n, 1 / SR)
+    return float(spec[np.abs(f - freq) <= width].sum())
+
+
+def test_looseness_adds_half_orders_and_harmonics_of_the_rotation():
+    u = _unit("pump", 0, 0)
+    n = 4 * SR
+    calm = machine_sound("pump", u, n, SR, np.random.default_rng(5))
+    loose = machine_sound("pump", u, n, SR, np.random.default_rng(5), "looseness")
+    added = loose - calm
+    assert np.sqrt(np.mean(added ** 2)) < 0.5  # faint: well below the machine's own unit RMS
+    f_rot = u["f_rot"]
+    for order in (0.5, 1.5):  # no line of a healthy pump sits at a half order
+        assert _power_at(loose, order * f_rot) > 10 * _power_at(calm, order * f_rot), order
+
+
+def test_wear_adds_impacts_at_the_bearing_resonance_loudest_once_per_turn():
+    u = _unit("bearing", 1, 0)
+    n = 4 * SR
+    calm = machine_sound("bearing", u, n, SR, np.random.default_rng(6))
+    worn = machine_sound("bearing", u, n, SR, np.random.default_rng(6), "wear")
+    added = worn - calm
+    spec = np.abs(np.fft.rfft(added))
+    f = np.fft.rfftfreq(n, 1 / SR)
+    assert abs(f[np.argmax(spec)] / u["resonance"] - 1) < 0.15  # rings the bearing's own resonance
+    envelope = np.abs(added)  # impacts at ~1.5x the ball-pass rate, modulated at the rotation rate
+    env_spec = np.abs(np.fft.rfft(envelope - envelope.mean()))
+    rate = 1.5 * u["ball_ratio"] * u["f_rot"]
+    band = (f > 0.8 * rate) & (f < 1.2 * rate)
+    assert env_spec[band].max() > 5 * np.median(env_spec[(f > 5) & (f < 2 * rate)])
+
+
+def test_earlier_clips_are_rendered_as_before_and_rotation_faults_are_test_only(tmp_path):
+    cfg = MachineCorpusConfig(machines=("fan",), units=1, seconds=1.0, snrs=(6.0,), train=3, valid_normal=1,
+                              valid_per_anomaly=1, test_normal=1, test_per_anomaly=1, workers=1)
+    build_machine_corpus(tmp_path, cfg, progress=False)
+    entries = read_manifest(tmp_path / "manifest.jsonl")
+    later = [e for e in entries if e.anomaly in ("looseness", "wear")]
+    assert len(later) == 2 and all(e.split == "test" for e in later)
+    # the earlier plan's clips keep their names, indices and seeds: the last is still index 12 (3+1+3+1+5 clips)
+    assert max(int(e.path[-8:-4]) for e in entries if e not in later) == 12
+    assert sorted(int(e.path[-8:-4]) for e in later) == [13, 14]
+
+
+@pytest.mark.parametrize("kind", FAULTS)
+def test_injected_faults_are_faint_and_change_what_they_say(kind):
+    u = _unit("fan", 0, 0)
+    x = (0.1 * machine_sound("fan", u, 2 * SR, SR, np.random.default_rng(1))).astype(np.float32)
+    rng = np.random.default_rng(0)
+    y = inject(x, SR, kind, rng)
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+    if kind == "speed":  # faster and shorter by the same factor
+        assert 0.93 < y.size / x.size < 0.99
+        assert abs(strongest_line(y, SR) / strongest_line(x, SR) * y.size / x.size - 1) < 0.01
+        return
+    assert y.size == x.size and not np.allclose(x, y)
+    change = np.sqrt(np.mean((y - x) ** 2)) / np.sqrt(np.mean(x ** 2))
+    assert change < (3.0 if kind == "impacts" else 0.3), change  # never louder than the clip (impacts: brief)
+    if kind == "tone":
+        line = strongest_line(x, SR)
+        added = [_power_at(y - x, k * line) for k in (0.5, 1.5, 2.5)]  # two of the three half orders, nothing else
+        assert sorted(added)[-2] > 0.9 * float(np.sum(np.abs(np.fft.rfft((y - x) * np.hanning(x.size), 4 * x.size))
+                                                      ** 2)) / 2
+    with pytest.raises(Exception, match="unknown injected fault"):
+        inject(x, SR, "meteor", rng)
+
+
+def test_budget_follows_the_data():
+    from audiovae.training.anomaly import MIN_STEPS, budget_steps
+
+    cfg = load_run_config("anomaly_vae", [])
+    assert budget_steps(cfg, 13 * 4.0) == MIN_STEPS
+    assert budget_steps(cfg, 50 * 10.0) == round(100 * 500 / (32 * 2.048))
+    assert budget_steps(cfg, 480 * 4.0) == 2930  # the recipe's 480 clips: about its former 3,000 steps
+    assert budget_steps(cfg, 10_000 * 4.0) == cfg.train.steps
+
+
+def test_few_clips_span_units_and_noise_levels():
+    from audiovae.training.anomaly import few_clips
+
+    entries = [Entry(path=f"{u}_{snr}_{i}.wav", duration=4.0, unit=u, snr=snr)
+               for u in ("id_00", "id_02", "id_04") for snr in (-6.0, 6.0) for i in range(10)]
+    picked = few_clips(entries, 13)
+    assert len(picked) == len({e.path for e in picked}) == 13
+    counts = [sum(e.unit == u and e.snr == s for e in picked) for u in ("id_00", "id_02", "id_04") for s in (-6, 6)]
+    assert min(counts) == 2 and max(counts) == 3
+    assert [e.path for e in few_clips(entries, 13)] == [e.path for e in picked]  # seeded
+
+
+def test_fit_on_a_few_clips_chooses_on_injected_faults(tmp_path):
+    from audiovae.checkpoint import load_checkpoint
+    from audiovae.pipelines.anomaly import DetectorSettings
+
+    cfg = MachineCorpusConfig(machines=("fan",), units=2, seconds=2.0, snrs=(6.0,), train=6, valid_normal=2,
+                              valid_per_anomaly=1, test_normal=0, test_per_anomaly=0, workers=1)
+    build_machine_corpus(tmp_path / "c", cfg, progress=False)
+    out = tmp_path / "fan.safetensors"
+    r = run_cli("anomaly", "fit", tmp_path / "c", "--clips", "9", "-o", out, "train.steps=20",
+                "data.segment_frames=16", "data.cache_dir=null", "--device", "cpu", timeout=900)
+    assert r.returncode == 0, r.stderr
+    s = DetectorSettings.of(load_checkpoint(out))
+    assert set(s.selection) == {"anomaly_vae", "anomaly_vae_fine"} and r.stdout.count("<- kept") == 1
+    for figures in s.selection.values():  # no anomalous clip of the corpus was used: only injected faults
+        assert set(figures["faults"]) == set(FAULTS) and 0 <= figures["auc"] <= 1
+        assert figures["normal"] == 4 and figures["anomalous"] == 4 * 2 * len(FAULTS)
+    assert s.config == max(s.selection, key=lambda n: s.selection[n]["auc"])
+    assert s.chosen.startswith(s.config) and "injected" in s.chosen
+    trained = read_manifest(tmp_path / "fan_run" / "normal.jsonl")
+    assert len(trained) == 9 and {e.unit for e in trained} == {"id_00", "id_02"}
+    assert all(e.label == "" and "valid_" not in e.path for e in trained)  # training clips only, unlabelled
+    r = run_cli("anomaly", "fit", tmp_path / "c", "--clips", "3", "-o", tmp_path / "few.safetensors")
+    assert r.returncode == 1 and "--clips 3" in r.stderr and "at least 5" in r.stderr
