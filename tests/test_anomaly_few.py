@@ -130,5 +130,9 @@ def test_fit_on_a_few_clips_chooses_on_injected_faults(tmp_path):
     trained = read_manifest(tmp_path / "fan_run" / "normal.jsonl")
     assert len(trained) == 9 and {e.unit for e in trained} == {"id_00", "id_02"}
     assert all(e.label == "" and "valid_" not in e.path for e in trained)  # training clips only, unlabelled
+    assert s.normal["refit_clips"] == 9 and s.normal["clips"] == 4  # kept config trained again on all 9
+    refit = read_manifest(tmp_path / "fan_run" / "refit.jsonl")
+    assert sorted(e.path for e in refit) == sorted(e.path for e in trained) and {e.split for e in refit} == {"train"}
+    assert (tmp_path / "fan_run" / "refit" / "model.safetensors").is_file()
     r = run_cli("anomaly", "fit", tmp_path / "c", "--clips", "3", "-o", tmp_path / "few.safetensors")
     assert r.returncode == 1 and "--clips 3" in r.stderr and "at least 5" in r.stderr

@@ -17,12 +17,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data.datasets import DataWarning
 from ..data.layouts import discover, held_out_count, ranked_splits
 from ..data.manifest import Entry, write_manifest
@@ -42,6 +43,7 @@ DEFAULT_CONFIGS = ("anomaly_vae", "anomaly_vae_fine")  # DCASE's 64-ms frames, a
 PASSES = 100  # the recipe's 3,000 steps of 32 crops of 2 s over 480 clips of 4 s: 100 passes over the data
 MIN_STEPS = 200
 FAULTS_PER_CLIP = 2  # injected copies of each held-out clip, per kind of fault
+REFIT_BELOW = 100  # fewer normal clips than this, split afresh: the kept config is trained again on all of them
 
 
 def budget_steps(cfg: RunConfig, train_seconds: float) -> int:
@@ -120,7 +122,8 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     against copies of the held-out clips with injected faults (:mod:`~audiovae.training.faults`, the mean over the
     kinds). The test split is never looked at. ``clips``: use only that many normal clips (:func:`few_clips`),
     held out and split afresh as for a folder of recordings, and no anomalous clip: what a user with a few
-    recordings of one healthy machine has. The runs (checkpoints, log, the manifest they trained on) are kept in
+    recordings of one healthy machine has. Fewer than :data:`REFIT_BELOW` clips held out afresh: the kept config is
+    then trained again on all of them (:func:`_refit`). The runs (checkpoints, log, the manifests) are kept in
     ``work_dir`` (default: ``output``'s name with ``_run``; one sub-folder per config when there are several), so
     ``resume=True`` continues them."""
     out = Path(output)
@@ -136,6 +139,7 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
         entries = _subset(source, entries, machine, clips)
     train_set, held, machine = normal_clips(source, machine, entries=entries)
     anomalous = [e for e in entries if e.label == "anomaly" and e.split == "valid" and e.machine == machine]
+    fresh = not all(e.label and e.split == "valid" for e in held)  # held out here, not by the corpus
     run = Path(work_dir) if work_dir is not None else out.with_name(out.stem + "_run")
     run.mkdir(parents=True, exist_ok=True)
     manifest = run / "normal.jsonl"
@@ -147,8 +151,7 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     best, selection = None, {}
     for config_name, name, kind in zip(configs, names, scores, strict=True):
         out_dir = run if len(configs) == 1 else run / name
-        budget = [] if any(o.startswith("train.steps=") for o in overrides) else _budget(config_name, overrides,
-                                                                                         seconds)
+        budget = _budget(config_name, overrides, seconds)
         path = train(config_name, [*overrides, *budget, f"data.train={manifest}", f"train.out_dir={out_dir}"],
                      device=device, resume=resume)
         ckpt = load_checkpoint(path, resolve_device(device))
@@ -171,6 +174,9 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
         if best is None or key > best[0]:
             best = (key, ckpt, settings)
     _, ckpt, settings = best
+    if fresh and len(train_set) + len(held) < REFIT_BELOW:
+        ckpt = _refit(configs[names.index(settings.config)], overrides, train_set, held, run, device, resume)
+        settings.normal["refit_clips"] = len(train_set) + len(held)
     settings.selection = selection
     if selection:
         how = ("the valid split's anomalous clips" if anomalous else
@@ -181,6 +187,22 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     ckpt.info["anomaly"] = settings.to_dict()
     ckpt.task = "anomaly"
     return save_checkpoint(out, ckpt), settings
+
+
+def _refit(config: str, overrides: Sequence[str], train_set: list[Entry], held: list[Entry], run: Path,
+           device: str, resume: bool) -> Checkpoint:
+    """The kept config trained again on every clip, the held-out ones included (``run/refit``), with the budget of
+    that much data. With a few clips each one counts: on the machine corpus's fan, 9 training clips scored AUC 0.73
+    and 13 clips 0.85, 4 clips held out or not. The threshold stays the one set on the held-out clips by a model that
+    had not heard them; the refitted model has, and scores normal sound a little lower, so it flags somewhat fewer
+    normal clips than the percentile says rather than more."""
+    everything, valid = run / "refit.jsonl", run / "refit_valid.jsonl"
+    write_manifest(everything, [replace(e, split="train") for e in train_set + held])
+    write_manifest(valid, held)
+    seconds = sum(e.duration for e in train_set + held)
+    path = train(config, [*overrides, *_budget(config, overrides, seconds), f"data.train={everything}",
+                          f"data.valid={valid}", f"train.out_dir={run / 'refit'}"], device=device, resume=resume)
+    return load_checkpoint(path, resolve_device(device))
 
 
 def _subset(source: str | os.PathLike[str], entries: list[Entry], machine: str, clips: int) -> list[Entry]:
@@ -196,7 +218,9 @@ def _subset(source: str | os.PathLike[str], entries: list[Entry], machine: str, 
 
 
 def _budget(config: str, overrides: Sequence[str], seconds: float) -> list[str]:
-    """``train.steps`` (and a warm-up that fits in it) from :func:`budget_steps`."""
+    """``train.steps`` (and a warm-up that fits in it) from :func:`budget_steps`, unless the overrides set it."""
+    if any(o.startswith("train.steps=") for o in overrides):
+        return []
     cfg = load_run_config(config, overrides)
     steps = budget_steps(cfg, seconds)
     return [f"train.steps={steps}", f"train.warmup_steps={min(cfg.train.warmup_steps, steps // 5)}"]

@@ -6,7 +6,8 @@
 # the same clips, budget and choice of front ends, the DCASE Task 2 baseline (the dense autoencoder over 5 stacked
 # frames); then both are scored on the same test split in one table per size. The training budget follows the data
 # (about 100 passes: 200 steps for 13 clips, 3,000 for 480). Each detector is fitted at two time resolutions
-# (64-ms hop: anomaly_vae / anomaly_dense_ae; 16-ms hop: the *_fine configs).
+# (64-ms hop: anomaly_vae / anomaly_dense_ae; 16-ms hop: the *_fine configs). Last, the clip-statistics detectors
+# (recipes/anomaly/clip_statistics.py) on the same clips at the same sizes.
 # Usage: bash recipes/anomaly/run.sh [WORK_DIR] [extra key=value overrides for every fit]
 # SIZES="13 50 480" by default; 480 is the corpus's whole training split.
 # On the 2-core CPU: corpus 35 s; 13 and 50 clips: under a minute per machine type and system; 480 clips: 3-5 min
@@ -35,3 +36,6 @@ for size in $sizes; do
   audiovae evaluate anomaly "${models[@]}" --data "$work/machines" --json "$dir/evaluation.json" \
     --roc "$dir/roc.png" | tee "$dir/evaluation.txt"
 done
+# the clip-statistics detectors (band z-score, kNN of clip statistics) on the same clips, at the same sizes
+python "$(dirname "$0")/clip_statistics.py" "$work/machines" --sizes $sizes --json "$work/clip_statistics.json" \
+  | tee "$work/clip_statistics.txt"
