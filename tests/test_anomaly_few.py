@@ -4,6 +4,9 @@ tiny corpus built here."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import run_cli
@@ -109,15 +112,22 @@ def test_few_clips_span_units_and_noise_levels():
     assert [e.path for e in few_clips(entries, 13)] == [e.path for e in picked]  # seeded
 
 
-def test_fit_on_a_few_clips_chooses_on_injected_faults(tmp_path):
+@pytest.fixture(scope="module")
+def few_corpus(tmp_path_factory) -> Path:
+    """Fans, two units, 2-s clips at one SNR: 6 normal training clips per unit, a few anomalies in valid and test."""
+    out = tmp_path_factory.mktemp("few")
+    cfg = MachineCorpusConfig(machines=("fan",), units=2, seconds=2.0, snrs=(6.0,), train=6, valid_normal=2,
+                              valid_per_anomaly=1, test_normal=4, test_per_anomaly=1, workers=1)
+    build_machine_corpus(out, cfg, progress=False)
+    return out
+
+
+def test_fit_on_a_few_clips_chooses_on_injected_faults(few_corpus, tmp_path):
     from audiovae.checkpoint import load_checkpoint
     from audiovae.pipelines.anomaly import DetectorSettings
 
-    cfg = MachineCorpusConfig(machines=("fan",), units=2, seconds=2.0, snrs=(6.0,), train=6, valid_normal=2,
-                              valid_per_anomaly=1, test_normal=0, test_per_anomaly=0, workers=1)
-    build_machine_corpus(tmp_path / "c", cfg, progress=False)
     out = tmp_path / "fan.safetensors"
-    r = run_cli("anomaly", "fit", tmp_path / "c", "--clips", "9", "-o", out, "train.steps=20",
+    r = run_cli("anomaly", "fit", few_corpus, "--clips", "9", "-o", out, "train.steps=20",
                 "data.segment_frames=16", "data.cache_dir=null", "--device", "cpu", timeout=900)
     assert r.returncode == 0, r.stderr
     s = DetectorSettings.of(load_checkpoint(out))
@@ -134,5 +144,32 @@ def test_fit_on_a_few_clips_chooses_on_injected_faults(tmp_path):
     refit = read_manifest(tmp_path / "fan_run" / "refit.jsonl")
     assert sorted(e.path for e in refit) == sorted(e.path for e in trained) and {e.split for e in refit} == {"train"}
     assert (tmp_path / "fan_run" / "refit" / "model.safetensors").is_file()
-    r = run_cli("anomaly", "fit", tmp_path / "c", "--clips", "3", "-o", tmp_path / "few.safetensors")
+    r = run_cli("anomaly", "fit", few_corpus, "--clips", "3", "-o", tmp_path / "few.safetensors")
     assert r.returncode == 1 and "--clips 3" in r.stderr and "at least 5" in r.stderr
+
+
+def test_one_detector_per_unit_scores_its_own_clips(few_corpus, tmp_path):
+    """`--unit`: a detector per machine; evaluation scores each unit's clips with its own and averages the units."""
+    from audiovae.checkpoint import load_checkpoint
+    from audiovae.pipelines.anomaly import DetectorSettings
+
+    models = []
+    for unit in ("id_00", "id_02"):
+        out = tmp_path / f"fan_{unit}.safetensors"
+        r = run_cli("anomaly", "fit", few_corpus, "--unit", unit, "--clips", "6", "--config", "anomaly_vae", "-o",
+                    out, "train.steps=20", "data.segment_frames=16", "data.cache_dir=null", "--device", "cpu",
+                    timeout=900)
+        assert r.returncode == 0, r.stderr
+        assert f"unit {unit}" in r.stdout
+        assert DetectorSettings.of(load_checkpoint(out)).unit == unit
+        trained = read_manifest(tmp_path / f"fan_{unit}_run" / "normal.jsonl")
+        assert len(trained) == 6 and {e.unit for e in trained} == {unit}
+        models += ["--model", out]
+    report = tmp_path / "eval.json"
+    r = run_cli("evaluate", "anomaly", *models, "--data", few_corpus, "--json", report, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    rows = {row["group"]: row["vae"]["auc"] for row in json.loads(report.read_text())["rows"]
+            if row["machine"] == "fan"}
+    assert rows["mean of units"] == pytest.approx((rows["id_00"] + rows["id_02"]) / 2)
+    r = run_cli("anomaly", "fit", few_corpus, "--unit", "id_09", "-o", tmp_path / "x.safetensors")
+    assert r.returncode == 1 and "id_09" in r.stderr and "Traceback" not in r.stderr

@@ -36,6 +36,8 @@ def anomaly_fit(
                                        "levels), split afresh and chosen among without anomalous clips, as a user "
                                        "with a few recordings would be; 0: all.", min=0)] = 0,
     machine: Annotated[str, typer.Option(help="The machine type to fit (needed when NORMAL holds several).")] = "",
+    unit: Annotated[str, typer.Option(help="Only this machine of the type (a unit id such as id_00): one detector "
+                                      "per machine, as the MIMII baseline trains them.")] = "",
     percentile: Annotated[float, typer.Option(help="Threshold: this percentile of the scores of held-out normal "
                                               "clips (about 100 - P % of normal clips are flagged).",
                                               min=0.1, max=99.9)] = 90.0,
@@ -57,7 +59,7 @@ def anomaly_fit(
     from ..training.anomaly import DEFAULT_CONFIGS, fit_detector
 
     path, s = fit_detector(normal, output, config or DEFAULT_CONFIGS, overrides or [], machine, percentile, pooling,
-                           score, work, device, resume, clips=clips)
+                           score, work, device, resume, clips=clips, unit=unit)
     for name, r in s.selection.items():
         figures = (f"injected-fault AUC {r['auc']:.3f} (" + ", ".join(f"{k} {v:.2f}" for k, v in r["faults"].items())
                    + f"; {r['normal']} normal clips, {r['anomalous']} faulted copies)" if "faults" in r else
@@ -66,7 +68,7 @@ def anomaly_fit(
         typer.echo(f"{name}: {figures}" + ("  <- kept" if name == s.config else ""))
     typer.echo(f"wrote {path}: {s.config}, {s.score} score, {s.pooling} over frames, threshold {s.threshold:.4g} "
                f"(the {s.percentile:g}th percentile of {s.normal['clips']} held-out normal clips)"
-               + (f", machine type {s.machine}" if s.machine else ""))
+               + (f", machine type {s.machine}" if s.machine else "") + (f", unit {s.unit}" if s.unit else ""))
 
 
 @command("Score clips with a detector: a line per file, CSV, plots.", on=anomaly_app, name="score")

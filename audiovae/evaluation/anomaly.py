@@ -145,14 +145,17 @@ def evaluate_anomaly(systems: dict[str, list[Detector]], entries: Sequence[Entry
     notes: list[str] = []
     audio_seconds = 0.0
     for name, detectors in systems.items():
-        by_machine: dict[str, Detector] = {}
+        by_machine: dict[tuple[str, str], Detector] = {}
         for d in detectors:
-            if d.settings.machine in by_machine:
-                raise ConfigError(f"system {name}: two detectors for machine type {d.settings.machine or '(any)'}")
-            by_machine[d.settings.machine] = d
+            key = (d.settings.machine, d.settings.unit)
+            if key in by_machine:
+                raise ConfigError(f"system {name}: two detectors for machine type {key[0] or '(any)'}"
+                                  + (f", unit {key[1]}" if key[1] else ""))
+            by_machine[key] = d
         scored, spent, seconds, skipped = [], 0.0, 0.0, defaultdict(int)
         for e in tqdm(test, desc=f"scoring ({name})", unit="clip", disable=bar_off(progress)):
-            detector = by_machine.get(e.machine) or by_machine.get("")
+            detector = (by_machine.get((e.machine, e.unit)) or by_machine.get((e.machine, ""))
+                        or by_machine.get(("", "")))
             if detector is None:
                 skipped[e.machine or "(none)"] += 1
                 continue
@@ -187,6 +190,14 @@ def evaluate_anomaly(systems: dict[str, list[Detector]], entries: Sequence[Entry
             auc, pauc = auc_pair([int(c.label == "anomaly") for c in mine], [c.score for c in mine])
             row[name] = {"auc": auc, "pauc": pauc}
         rows.append(row)
+    units = {c.unit for c in common[names[0]] if c.unit}
+    for machine in sorted({r["machine"] for r in rows}):  # DCASE 2020's figure: the mean over the machines (units)
+        mine = [r for r in rows if r["machine"] == machine and r["group"] in units]
+        if len(mine) > 1:
+            rows.insert(rows.index(next(r for r in rows if r["machine"] == machine and r["group"] == "all")) + 1,
+                        {"machine": machine, "group": "mean of units", "normal": sum(r["normal"] for r in mine),
+                         "anomalous": sum(r["anomalous"] for r in mine),
+                         **{n: {k: float(np.mean([r[n][k] for r in mine])) for k in ("auc", "pauc")} for n in names}})
     alls = [r for r in rows if r["group"] == "all"]
     if len(alls) > 1:  # DCASE's summary: the mean over machine types
         rows.append({"machine": "mean", "group": "all", "normal": sum(r["normal"] for r in alls),
@@ -196,10 +207,12 @@ def evaluate_anomaly(systems: dict[str, list[Detector]], entries: Sequence[Entry
     for name in names:
         for machine in sorted({c.machine for c in common[name]}):
             mine = [c for c in common[name] if c.machine == machine]
-            detector = next((d for d in systems[name] if d.settings.machine in (machine, "")), None)
-            if detector is None or detector.settings.threshold is None:
+            thresholds = {d.settings.threshold for d in systems[name] if d.settings.machine in (machine, "")}
+            if not thresholds or None in thresholds:
                 continue
-            decisions.append({"system": name, "machine": machine, "threshold": detector.settings.threshold,
+            # one detector per unit: each clip was decided at its own unit's threshold (shown as nan here)
+            decisions.append({"system": name, "machine": machine,
+                              "threshold": thresholds.pop() if len(thresholds) == 1 else float("nan"),
                               **_decision(mine)})
     device = ", ".join(sorted({str(d.ckpt.model.mel_mean.device) for ds in systems.values() for d in ds}))
     return AnomalyReport(names, rows, decisions, common, audio_seconds, busy, device, notes, split)

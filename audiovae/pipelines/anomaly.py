@@ -75,6 +75,8 @@ class DetectorSettings:
         threshold: clip score above which a clip is anomalous (``None`` until set).
         percentile: the percentile of held-out normal scores the threshold was set at.
         machine: the machine type it was trained on (``""``: any); evaluation scores that type's clips with it.
+        unit: the one machine of that type it was trained on (``""``: every unit); evaluation scores that unit's
+            clips with it, before any detector of the whole type.
         edge_frames: frames left out of the pooling at each end of a clip (where the STFT's padding and the
             model's receptive field see past the clip), when the clip has more than four times as many.
         normal: summary of the held-out normal scores (count, mean, std) the threshold came from.
@@ -89,6 +91,7 @@ class DetectorSettings:
     threshold: float | None = None
     percentile: float = 90.0
     machine: str = ""
+    unit: str = ""
     edge_frames: int = 2
     normal: dict = field(default_factory=dict)
     config: str = ""

@@ -112,7 +112,7 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
                  config: str | Sequence[str] = DEFAULT_CONFIGS, overrides: Sequence[str] = (), machine: str = "",
                  percentile: float = 90.0, pooling: str = "mean", score: str | None = None,
                  work_dir: str | os.PathLike[str] | None = None, device: str = "auto", resume: bool = False,
-                 progress: bool = True, clips: int = 0) -> tuple[Path, DetectorSettings]:
+                 progress: bool = True, clips: int = 0, unit: str = "") -> tuple[Path, DetectorSettings]:
     """Train ``config`` on the normal clips of ``source`` and write the detector to ``output``; returns its path and
     settings. ``score`` defaults to the model's own first kind (``nelbo`` for a VAE, ``recon`` for the dense AE).
 
@@ -120,7 +120,9 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     candidate's figures in ``settings.selection`` and the reason in ``settings.chosen``: the AUC of the held-out
     normal clips against the valid split's anomalous ones where a labelled corpus has them (pAUC breaks ties), else
     against copies of the held-out clips with injected faults (:mod:`~audiovae.training.faults`, the mean over the
-    kinds). The test split is never looked at. ``clips``: use only that many normal clips (:func:`few_clips`),
+    kinds). The test split is never looked at. ``unit``: only that machine of the type (``id_00``), one detector per
+    machine as the MIMII baseline trains them (a corpus's other units are left out, anomalous clips included).
+    ``clips``: use only that many normal clips (:func:`few_clips`),
     held out and split afresh as for a folder of recordings, and no anomalous clip: what a user with a few
     recordings of one healthy machine has. Fewer than :data:`REFIT_BELOW` clips held out afresh: the kept config is
     then trained again on all of them (:func:`_refit`). The runs (checkpoints, log, the manifests) are kept in
@@ -135,6 +137,11 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     scores = [_score_kind(c, overrides, score) for c in configs]
     DetectorSettings(score=scores[0], pooling=pooling, percentile=percentile)  # fail before an hour of training
     entries = discover(source)
+    if unit:
+        entries = [e for e in entries if e.unit == unit and (not machine or e.machine == machine)]
+        if not entries:
+            raise ConfigError(f"{source}: no clips of unit {unit!r}"
+                              + (f" of machine type {machine}" if machine else ""))
     if clips:
         entries = _subset(source, entries, machine, clips)
     train_set, held, machine = normal_clips(source, machine, entries=entries)
@@ -158,7 +165,7 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
         detector = Detector(ckpt, score=kind, pooling=pooling, threshold=None)
         normal = _clip_scores(detector, held, f"threshold ({name})", progress)
         settings = DetectorSettings(score=kind, pooling=pooling, threshold=threshold_at(normal, percentile),
-                                    percentile=percentile, machine=machine, config=name,
+                                    percentile=percentile, machine=machine, unit=unit, config=name,
                                     normal={"clips": int(normal.size), "mean": float(normal.mean()),
                                             "std": float(normal.std())})
         if anomalous and len(configs) > 1:
