@@ -232,8 +232,8 @@ def machines(
     seed: SeedOpt = 0,
 ) -> None:
     """Synthesise machine sounds for anomaly detection (fan, pump, bearing, slide rail) in the MIMII layout:
-    normal training clips; valid and test clips with anomalies (drift, click, imbalance; rub and leak in test only),
-    in factory noise at each SNR.
+    normal training clips; valid and test clips with anomalies (drift, click, imbalance; rub, leak, looseness and
+    bearing wear in test only), in factory noise at each SNR.
 
     Example: audiovae corpus machines corpora/machines
     """
