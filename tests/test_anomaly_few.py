@@ -13,6 +13,7 @@ from conftest import run_cli
 
 from audiovae.data.corpora.machines import MachineCorpusConfig, _unit, build_machine_corpus, machine_sound
 from audiovae.data.manifest import Entry, read_manifest
+from audiovae.errors import ConfigError
 from audiovae.training.config import load_run_config
 from audiovae.training.faults import FAULTS, inject, strongest_line
 
@@ -62,6 +63,13 @@ def test_earlier_clips_are_rendered_as_before_and_rotation_faults_are_test_only(
     entries = read_manifest(tmp_path / "manifest.jsonl")
     later = [e for e in entries if e.anomaly in ("looseness", "wear")]
     assert len(later) == 2 and all(e.split == "test" for e in later)
+    from audiovae.data.corpora.machines import SEEN_ANOMALIES, _plan
+
+    plan = _plan(cfg)  # the earlier plan's clips, in the earlier formula: its order, kinds and seeds
+    earlier = (["" for _ in range(3)] + [""] + list(SEEN_ANOMALIES) + [""]
+               + ["drift", "click", "imbalance", "rub", "leak"])
+    assert [c.anomaly for c in plan[:len(earlier)]] == earlier
+    assert [c.seed for c in plan[:len(earlier)]] == list(range(len(earlier)))  # seed 0 * 1_000_003 + position
     # the earlier plan's clips keep their names, indices and seeds: the last is still index 12 (3+1+3+1+5 clips)
     assert max(int(e.path[-8:-4]) for e in entries if e not in later) == 12
     assert sorted(int(e.path[-8:-4]) for e in later) == [13, 14]
@@ -86,7 +94,7 @@ def test_injected_faults_are_faint_and_change_what_they_say(kind):
         added = [_power_at(y - x, k * line) for k in (0.5, 1.5, 2.5)]  # two of the three half orders, nothing else
         assert sorted(added)[-2] > 0.9 * float(np.sum(np.abs(np.fft.rfft((y - x) * np.hanning(x.size), 4 * x.size))
                                                       ** 2)) / 2
-    with pytest.raises(Exception, match="unknown injected fault"):
+    with pytest.raises(ConfigError, match="unknown injected fault"):
         inject(x, SR, "meteor", rng)
 
 
@@ -110,6 +118,11 @@ def test_few_clips_span_units_and_noise_levels():
     counts = [sum(e.unit == u and e.snr == s for e in picked) for u in ("id_00", "id_02", "id_04") for s in (-6, 6)]
     assert min(counts) == 2 and max(counts) == 3
     assert [e.path for e in few_clips(entries, 13)] == [e.path for e in picked]  # seeded
+    copies = [Entry(path=f"{snr:g}dB/fan/id_00/normal/train_{i:04d}.wav", duration=4.0, machine="fan", unit="id_00",
+                    snr=snr) for snr in (-6.0, 0.0, 6.0) for i in range(5)]  # 5 recordings, each at 3 SNRs
+    picked = few_clips(copies, 5)
+    assert sorted(e.path[-8:] for e in picked) == [f"{i:04d}.wav" for i in range(5)]  # never a copy twice
+    assert len({e.snr for e in picked}) == 3 and len(few_clips(copies, 9)) == 5
 
 
 @pytest.fixture(scope="module")

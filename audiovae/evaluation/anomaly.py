@@ -197,7 +197,8 @@ def evaluate_anomaly(systems: dict[str, list[Detector]], entries: Sequence[Entry
             rows.insert(rows.index(next(r for r in rows if r["machine"] == machine and r["group"] == "all")) + 1,
                         {"machine": machine, "group": "mean of units", "normal": sum(r["normal"] for r in mine),
                          "anomalous": sum(r["anomalous"] for r in mine),
-                         **{n: {k: float(np.mean([r[n][k] for r in mine])) for k in ("auc", "pauc")} for n in names}})
+                         **{n: {k: float(np.nanmean([r[n][k] for r in mine])) for k in ("auc", "pauc")}
+                            for n in names}})
     alls = [r for r in rows if r["group"] == "all"]
     if len(alls) > 1:  # DCASE's summary: the mean over machine types
         rows.append({"machine": "mean", "group": "all", "normal": sum(r["normal"] for r in alls),

@@ -43,6 +43,7 @@ DEFAULT_CONFIGS = ("anomaly_vae", "anomaly_vae_fine")  # DCASE's 64-ms frames, a
 PASSES = 100  # the recipe's 3,000 steps of 32 crops of 2 s over 480 clips of 4 s: 100 passes over the data
 MIN_STEPS = 200
 FAULTS_PER_CLIP = 2  # injected copies of each held-out clip, per kind of fault
+MAX_FAULTED = 32  # held-out clips that get faulted copies (the copies are kept in memory while candidates score)
 REFIT_BELOW = 100  # fewer normal clips than this, split afresh: the kept config is trained again on all of them
 
 
@@ -55,9 +56,15 @@ def budget_steps(cfg: RunConfig, train_seconds: float) -> int:
     return int(min(cfg.train.steps, max(MIN_STEPS, steps)))
 
 
+def recording(e: Entry) -> tuple[str, ...]:
+    """What identifies a recording apart from its noise level: a corpus renders one clip at each SNR, in folders
+    that differ only in the SNR (``-6dB/fan/id_00/normal/train_0003.wav``), and those copies are one recording."""
+    return (e.machine, e.unit, Path(e.path).name) if e.snr is not None else (e.path,)
+
+
 def few_clips(entries: Sequence[Entry], n: int, seed: int = 0) -> list[Entry]:
-    """``n`` of ``entries``, drawn in turn from each (unit, SNR) group in a seeded order, so a few clips still
-    span the units and noise levels the full set has."""
+    """``n`` of ``entries``, distinct recordings (never one clip at two SNRs), drawn in turn from each (unit, SNR)
+    group in a seeded order, so a few clips still span the units and noise levels the full set has."""
     rng = np.random.default_rng(seed)
     groups: dict[tuple, list[Entry]] = {}
     for e in sorted(entries, key=lambda e: e.path):
@@ -67,10 +74,15 @@ def few_clips(entries: Sequence[Entry], n: int, seed: int = 0) -> list[Entry]:
     for key in order:
         rng.shuffle(groups[key])
     picked: list[Entry] = []
-    while len(picked) < min(n, len(entries)):
+    seen: set[tuple[str, ...]] = set()
+    while len(picked) < n and any(groups.values()):
         for key in order:
-            if groups[key] and len(picked) < n:
-                picked.append(groups[key].pop())
+            while groups[key] and len(picked) < n:
+                e = groups[key].pop()
+                if recording(e) not in seen:
+                    seen.add(recording(e))
+                    picked.append(e)
+                    break
     return picked
 
 
@@ -160,7 +172,7 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
         out_dir = run if len(configs) == 1 else run / name
         budget = _budget(config_name, overrides, seconds)
         path = train(config_name, [*overrides, *budget, f"data.train={manifest}", f"train.out_dir={out_dir}"],
-                     device=device, resume=resume)
+                     device=device, resume=_resumable(out_dir, resume))
         ckpt = load_checkpoint(path, resolve_device(device))
         detector = Detector(ckpt, score=kind, pooling=pooling, threshold=None)
         normal = _clip_scores(detector, held, f"threshold ({name})", progress)
@@ -208,7 +220,8 @@ def _refit(config: str, overrides: Sequence[str], train_set: list[Entry], held: 
     write_manifest(valid, held)
     seconds = sum(e.duration for e in train_set + held)
     path = train(config, [*overrides, *_budget(config, overrides, seconds), f"data.train={everything}",
-                          f"data.valid={valid}", f"train.out_dir={run / 'refit'}"], device=device, resume=resume)
+                          f"data.valid={valid}", f"train.out_dir={run / 'refit'}"], device=device,
+                 resume=_resumable(run / "refit", resume))
     return load_checkpoint(path, resolve_device(device))
 
 
@@ -216,12 +229,23 @@ def _subset(source: str | os.PathLike[str], entries: list[Entry], machine: str, 
     """``clips`` normal clips of ``machine`` (from the training split, when the source has one), unlabelled: they
     are then split afresh, as a folder of recordings is, and no anomalous clip is left to choose with."""
     normal = [e for e in entries if e.label != "anomaly" and (not machine or e.machine == machine)]
-    pool = [e for e in normal if e.split == "train"] or normal
-    if clips < MIN_HELD_OUT + 1 or len(pool) < clips:
+    labelled = any(e.label for e in normal)  # a corpus's own train split; a plain folder's every file
+    pool = [e for e in normal if e.split == "train"] if labelled else normal
+    distinct = len({recording(e) for e in pool})
+    if clips < MIN_HELD_OUT + 1 or distinct < clips:
         raise ConfigError(f"{source}: --clips {clips}: give at least {MIN_HELD_OUT + 1} and at most the "
-                          f"{len(pool)} normal training clips{f' of {machine}' if machine else ''} it holds")
+                          f"{distinct} normal recordings{f' of {machine}' if machine else ''} it holds"
+                          + (" in its training split" if labelled else ""))
     picked = few_clips(pool, clips)
     return [Entry(path=e.path, duration=e.duration, machine=e.machine, unit=e.unit, snr=e.snr) for e in picked]
+
+
+def _resumable(out_dir: Path, resume: bool) -> bool:
+    """Resume a stage of the fit (a config, the refit) only where it saved training state: a fit stopped in its
+    first stage has none for the later ones, which then start afresh."""
+    from .engine import STATE_FILE
+
+    return resume and (out_dir / STATE_FILE).exists()
 
 
 def _budget(config: str, overrides: Sequence[str], seconds: float) -> list[str]:
@@ -230,16 +254,22 @@ def _budget(config: str, overrides: Sequence[str], seconds: float) -> list[str]:
         return []
     cfg = load_run_config(config, overrides)
     steps = budget_steps(cfg, seconds)
-    return [f"train.steps={steps}", f"train.warmup_steps={min(cfg.train.warmup_steps, steps // 5)}"]
+    return [f"train.steps={steps}", f"train.warmup_steps={min(cfg.train.warmup_steps, steps // 5)}",
+            f"train.checkpoint_every={min(cfg.train.checkpoint_every, max(steps // 4, 1))}"]
 
 
 def _faulted(held: Sequence[Entry], progress: bool) -> dict[str, list[tuple[np.ndarray, int]]]:
-    """Copies of the held-out clips with each kind of injected fault (seeded by the clip's place in the list)."""
+    """Copies of the held-out clips (the first :data:`MAX_FAULTED`) with each kind of injected fault, seeded by the
+    clip's place in the list."""
     from .. import audio
 
     out: dict[str, list[tuple[np.ndarray, int]]] = {k: [] for k in FAULTS}
-    for i, e in enumerate(tqdm(held, desc="injecting faults", unit="clip", disable=bar_off(progress))):
-        wave, sr = audio.load(e.path)
+    for i, e in enumerate(tqdm(held[:MAX_FAULTED], desc="injecting faults", unit="clip", disable=bar_off(progress))):
+        try:
+            wave, sr = audio.load(e.path)
+        except AudiovaeError as err:
+            warnings.warn(f"injecting faults: skipping {err}", DataWarning, stacklevel=2)
+            continue
         x = wave.numpy()
         for j, kind in enumerate(FAULTS):
             for c in range(FAULTS_PER_CLIP):

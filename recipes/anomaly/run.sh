@@ -13,7 +13,8 @@
 # 2. One machine, a few recordings (the user's case; ONE_MACHINE=0 skips it): a corpus of 10-s clips, and one
 #    detector per unit from 13 of its clips (`--unit U --clips 13`), as the MIMII baseline trains one per machine.
 #
-# Usage: bash recipes/anomaly/run.sh [WORK_DIR] [extra key=value overrides for every fit]; SIZES="13 50 480".
+# Usage: bash recipes/anomaly/run.sh [WORK_DIR] [extra key=value overrides for every fit]; SIZES="13 50 480" (SIZES=""
+# with ONE_MACHINE=1: regime 2 alone).
 # On the 2-core CPU: corpora 35 s and 1.5 min; 13 and 50 clips: under a minute per machine type and system; 480
 # clips: 3-5 min per machine type and system; regime 2: about 30 s per unit and system; evaluations 20 s each.
 set -euo pipefail
@@ -26,8 +27,10 @@ fit() {  # fit NAME_PREFIX OUT_DIR CACHE [fit options...]: the VAE and the DCASE
   for config in anomaly_vae anomaly_dense_ae; do
     local name=${config#anomaly_}_$prefix start
     start=$(date +%s)
+    rm -rf "$dir/${name}_run"  # a rerun starts afresh (anomaly fit --resume continues an interrupted one)
     audiovae anomaly fit --config "$config" --config "${config}_fine" -o "$dir/$name.safetensors" \
-      "$@" "data.cache_dir=$cache" "${extra[@]}" > "$dir/$name.log" 2>&1
+      "$@" "data.cache_dir=$cache" ${extra[@]+"${extra[@]}"} > "$dir/$name.log" 2>&1 \
+      || { tail -5 "$dir/$name.log"; exit 1; }
     echo "$name: fitted in $(( $(date +%s) - start )) s"
     grep -E "AUC|^wrote" "$dir/$name.log"
     models+=(--model "$dir/$name.safetensors")
@@ -41,13 +44,15 @@ for size in $sizes; do
   clips=(); [ "$size" = 480 ] || clips=(--clips "$size")
   models=()
   for m in $machines; do
-    fit "$m" "$dir" "$work/cache" "$work/machines" --machine "$m" "${clips[@]}"
+    fit "$m" "$dir" "$work/cache" "$work/machines" --machine "$m" ${clips[@]+"${clips[@]}"}
   done
   audiovae evaluate anomaly "${models[@]}" --data "$work/machines" --json "$dir/evaluation.json" \
     --roc "$dir/roc.png" | tee "$dir/evaluation.txt"
 done
-python "$(dirname "$0")/clip_statistics.py" "$work/machines" --sizes $sizes --json "$work/clip_statistics.json" \
-  | tee "$work/clip_statistics.txt"
+if [ -n "${sizes// }" ]; then
+  python "$(dirname "$0")/clip_statistics.py" "$work/machines" --sizes $sizes --json "$work/clip_statistics.json" \
+    | tee "$work/clip_statistics.txt"
+fi
 if [ "${ONE_MACHINE:-1}" = 1 ]; then
   [ -f "$work/machines_10s/manifest.jsonl" ] || audiovae corpus machines "$work/machines_10s" --seconds 10 --train 13
   dir="$work/one_machine_13"
