@@ -213,8 +213,8 @@ def _refit(config: str, overrides: Sequence[str], train_set: list[Entry], held: 
     """The kept config trained again on every clip, the held-out ones included (``run/refit``), with the budget of
     that much data. With a few clips each one counts: on the machine corpus's fan, 9 training clips scored AUC 0.73
     and 13 clips 0.85, 4 clips held out or not. The threshold stays the one set on the held-out clips by a model that
-    had not heard them; the refitted model has, and scores normal sound a little lower, so it flags somewhat fewer
-    normal clips than the percentile says rather than more."""
+    had not heard them, not recalibrated for the refitted one (recipes/anomaly/README.md measures how many normal
+    clips it then flags)."""
     everything, valid = run / "refit.jsonl", run / "refit_valid.jsonl"
     write_manifest(everything, [replace(e, split="train") for e in train_set + held])
     write_manifest(valid, held)

@@ -175,7 +175,7 @@ def machine_sound(machine: str, unit: dict, n: int, sr: int, rng: np.random.Gene
         y = y + (0.4 + 0.4 * severity) * _bandpass(rng.standard_normal(n), sr, 1500, 3500) * bursts
     elif anomaly == "leak":
         y = y + (0.15 + 0.2 * severity) * _bandpass(rng.standard_normal(n), sr, 4000, 7500)
-    elif anomaly == "looseness":  # half orders and low harmonics of the rotation, each 20-26 dB below the machine
+    elif anomaly == "looseness":  # half orders and low harmonics of the rotation, each 20-33 dB below the machine (RMS)
         orders = (0.5, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0)
         y = y + sum((0.05 + 0.05 * severity) * rng.uniform(0.6, 1.4) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
                     for k in orders)
