@@ -28,11 +28,15 @@ def _power_at(y: np.ndarray, freq: float, width: float = 1.0) -> float:
     return float(spec[np.abs(f - freq) <= width].sum())
 
 
+def _with_and_without(machine: str, unit: dict, anomaly: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same 4-s clip of ``machine`` healthy and with ``anomaly`` (one seed: only the fault differs)."""
+    calm = machine_sound(machine, unit, 4 * SR, SR, np.random.default_rng(seed))
+    return calm, machine_sound(machine, unit, 4 * SR, SR, np.random.default_rng(seed), anomaly)
+
+
 def test_looseness_adds_half_orders_and_harmonics_of_the_rotation():
     u = _unit("pump", 0, 0)
-    n = 4 * SR
-    calm = machine_sound("pump", u, n, SR, np.random.default_rng(5))
-    loose = machine_sound("pump", u, n, SR, np.random.default_rng(5), "looseness")
+    calm, loose = _with_and_without("pump", u, "looseness", 5)
     added = loose - calm
     assert np.sqrt(np.mean(added ** 2)) < 0.5  # faint: well below the machine's own unit RMS
     f_rot = u["f_rot"]
@@ -43,8 +47,7 @@ def test_looseness_adds_half_orders_and_harmonics_of_the_rotation():
 def test_wear_adds_impacts_at_the_bearing_resonance_loudest_once_per_turn():
     u = _unit("bearing", 1, 0)
     n = 4 * SR
-    calm = machine_sound("bearing", u, n, SR, np.random.default_rng(6))
-    worn = machine_sound("bearing", u, n, SR, np.random.default_rng(6), "wear")
+    calm, worn = _with_and_without("bearing", u, "wear", 6)
     added = worn - calm
     spec = np.abs(np.fft.rfft(added))
     f = np.fft.rfftfreq(n, 1 / SR)

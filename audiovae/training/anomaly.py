@@ -105,8 +105,7 @@ def normal_clips(source: str | os.PathLike[str], machine: str = "", held_out: fl
         raise ConfigError(f"{source} holds {len(types)} machine types ({', '.join(types)}): fit one detector per "
                           "type with --machine")
     machine = machine or (types[0] if types else "")
-    labelled = any(e.label for e in normal)
-    train_set = [e for e in normal if e.split == "train"] if labelled else normal
+    labelled, train_set = _training_pool(normal)
     held = [e for e in normal if e.split == "valid"] if labelled else []
     if len(held) < MIN_HELD_OUT:
         pool = train_set + held
@@ -118,6 +117,13 @@ def normal_clips(source: str | os.PathLike[str], machine: str = "", held_out: fl
         train_set = [e for e in pool if split[e.path] == "train"]
         held = [e for e in pool if split[e.path] == "valid"]
     return train_set, held, machine
+
+
+def _training_pool(normal: list[Entry]) -> tuple[bool, list[Entry]]:
+    """Whether ``normal`` is labelled (a corpus), and the clips that may train: a corpus's ``train`` split, or
+    every clip of a plain folder (whose layout's own split means nothing for a detector)."""
+    labelled = any(e.label for e in normal)
+    return labelled, [e for e in normal if e.split == "train"] if labelled else normal
 
 
 def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
@@ -228,9 +234,8 @@ def _refit(config: str, overrides: Sequence[str], train_set: list[Entry], held: 
 def _subset(source: str | os.PathLike[str], entries: list[Entry], machine: str, clips: int) -> list[Entry]:
     """``clips`` normal clips of ``machine`` (from the training split, when the source has one), unlabelled: they
     are then split afresh, as a folder of recordings is, and no anomalous clip is left to choose with."""
-    normal = [e for e in entries if e.label != "anomaly" and (not machine or e.machine == machine)]
-    labelled = any(e.label for e in normal)  # a corpus's own train split; a plain folder's every file
-    pool = [e for e in normal if e.split == "train"] if labelled else normal
+    labelled, pool = _training_pool([e for e in entries if e.label != "anomaly"
+                                     and (not machine or e.machine == machine)])
     distinct = len({recording(e) for e in pool})
     if clips < MIN_HELD_OUT + 1 or distinct < clips:
         raise ConfigError(f"{source}: --clips {clips}: give at least {MIN_HELD_OUT + 1} and at most the "

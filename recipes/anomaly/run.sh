@@ -15,7 +15,7 @@
 #
 # Usage: bash recipes/anomaly/run.sh [WORK_DIR] [extra key=value overrides for every fit]; SIZES="13 50 480" (SIZES=""
 # with ONE_MACHINE=1: regime 2 alone).
-# On the 2-core CPU: corpora 35 s and 1.5 min; 13 and 50 clips: under a minute per machine type and system; 480
+# On the 2-core CPU: corpora 35 s and about 2 min; 13 and 50 clips: under a minute per machine type and system; 480
 # clips: 3-5 min per machine type and system; regime 2: about 30 s per unit and system; evaluations 20 s each.
 set -euo pipefail
 work=${1:-work/anomaly}; shift || true
