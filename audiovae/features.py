@@ -16,9 +16,12 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .threads import bound_blas_threads
 
 __all__ = ["MelConfig", "MelSpectrogram", "stft", "istft", "mel_filterbank", "mel_to_linear", "refit_to_mel",
            "used_bins", "n_frames", "hz_to_mel", "mel_to_hz"]
+
+bound_blas_threads()  # torch's work starts here: numpy's BLAS keeps to one thread (see audiovae.threads)
 
 
 @dataclass(frozen=True)

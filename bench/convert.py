@@ -25,10 +25,11 @@ from _common import header  # noqa: E402
 from audiovae import audio  # noqa: E402
 from audiovae.checkpoint import load_checkpoint  # noqa: E402
 from audiovae.data.layouts import discover  # noqa: E402
-from audiovae.device import resolve_device  # noqa: E402
-from audiovae.pipelines.convert import convert, reference_voice  # noqa: E402
+from audiovae.device import cpu_has_bf16, resolve_device  # noqa: E402
+from audiovae.pipelines.convert import convert  # noqa: E402
 from audiovae.pipelines.latent import vocoder_for  # noqa: E402
 from audiovae.pipelines.resynth import resynthesize  # noqa: E402
+from audiovae.pipelines.voices import reference_voice  # noqa: E402
 
 
 def main() -> None:
@@ -43,9 +44,12 @@ def main() -> None:
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.model, device)
     vocoder = vocoder_for(ckpt)
-    files = [e for e in discover(args.data) if e.split == "test" and e.speaker in ckpt.speakers][: args.files]
+    names = list(ckpt.info.get("trained_speakers") or ckpt.speakers)  # a bundled model's letters stand for these
+    files = [e for e in discover(args.data) if e.split == "test" and e.speaker in names][: args.files]
+    if not files:
+        sys.exit(f"{args.data}: no test-split file of the model's speakers ({', '.join(names)})")
     sr = ckpt.mel.sample_rate
-    target = {s: ckpt.speakers[(i + 1) % len(ckpt.speakers)] for i, s in enumerate(ckpt.speakers)}
+    target = {s: names[(i + 1) % len(names)] for i, s in enumerate(names)}
     convert(audio.load(files[0].path, sr)[0], ckpt, target[files[0].speaker], files[0].speaker, vocoder)  # warm-up
 
     def run(process) -> tuple[float, float]:  # noqa: ANN001
@@ -63,13 +67,20 @@ def main() -> None:
     print(f"{device.type:5s} convert, batch of files     {audio_s / t_conv:7.1f}x realtime ({len(files)} files, "
           f"{audio_s:.0f} s; --pitch model)")
     print(f"{device.type:5s} the same, --pitch shift     {audio_s / t_shift:7.1f}x realtime")
-    if getattr(ckpt.model, "speaker_encoder", None) is not None:
-        t0 = time.perf_counter()
-        voice = reference_voice(ckpt, [audio.load(files[-1].path, sr)[0]])
-        t_embed = time.perf_counter() - t0
-        _, t_one_shot = run(lambda w, e: convert(w, ckpt, voice, None, vocoder)[0])
-        print(f"{device.type:5s} convert, one-shot reference {audio_s / t_one_shot:7.1f}x realtime "
-              f"(embedding the reference: {1000 * t_embed:.0f} ms)")
+    # one-shot: a voice from ~10 s of another speaker's training recordings (the default method, ``adapt``)
+    ref_speaker = names[-1]
+    refs, ref_s = [], 0.0
+    for e in discover(args.data):
+        if e.split == "train" and e.speaker == ref_speaker and ref_s < 10.0:
+            refs.append(audio.load(e.path, sr)[0])
+            ref_s += refs[-1].numel() / sr
+    t0 = time.perf_counter()
+    voice = reference_voice(ckpt, refs)
+    t_fit = time.perf_counter() - t0
+    _, t_one_shot = run(lambda w, e: convert(w, ckpt, voice, None, vocoder)[0])
+    print(f"{device.type:5s} one-shot voice fit          {t_fit:7.1f} s for {ref_s:.1f} s of reference "
+          f"(bf16 autocast: {'on' if device.type == 'cuda' or cpu_has_bf16() else 'off'})")
+    print(f"{device.type:5s} convert, one-shot voice     {audio_s / t_one_shot:7.1f}x realtime")
     print(f"{device.type:5s} resynth (GL32 only)         {audio_s / t_resynth:7.1f}x realtime")
     print(f"{device.type:5s} ratio convert / resynth     {t_resynth / t_conv:7.2f}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,13 +1,20 @@
 """Log-mel front end: audiovae.MelSpectrogram vs librosa.feature.melspectrogram on the same 60 s signal.
 
 Run: ``python bench/frontend.py [--seconds 60] [--batch 64]``. Prints x-realtime for both, their ratio, and the max
-log-domain difference; on CUDA (when present) also a batched run.
+log-domain difference; on CUDA (when present) also a batched run. Then thread contention (audiovae.threads): the
+front end alone and right after a matrix product in numpy (whose OpenBLAS workers keep spinning for a while), in a
+fresh process each with numpy's BLAS bounded (the default) and as numpy left it (``AUDIOVAE_BLAS_THREADS=keep``),
+median of 15 calls on 60 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import librosa
@@ -28,12 +35,49 @@ def librosa_logmel(y: np.ndarray, cfg: MelConfig) -> np.ndarray:
     return np.log(np.maximum(mel, cfg.log_floor))
 
 
+def contention_probe(seconds: float, reps: int = 15) -> dict[str, float]:
+    """Median x-realtime of the front end alone and right after a numpy matrix product, in this process."""
+    cfg = MelConfig()
+    rng = np.random.default_rng(0)
+    y = torch.from_numpy(rng.standard_normal(int(seconds * cfg.sample_rate)).astype(np.float32))
+    a = rng.standard_normal((1024, 400))
+    mel = MelSpectrogram(cfg)
+    out = {}
+    with torch.inference_mode():
+        for label, blas in (("alone", False), ("after_blas", True), ("alone_again", False)):
+            times = []
+            for _ in range(reps):
+                if blas:
+                    a @ a.T
+                t0 = time.perf_counter()
+                mel(y)
+                times.append(time.perf_counter() - t0)
+            out[label] = seconds / sorted(times)[reps // 2]
+    return out
+
+
+def contention(seconds: float) -> None:
+    for setting in ("1", "keep"):
+        env = dict(os.environ, AUDIOVAE_BLAS_THREADS=setting)
+        res = subprocess.run([sys.executable, __file__, "--probe", "--seconds", str(seconds)], env=env,
+                             capture_output=True, text=True, check=True)
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        alone = max(r["alone"], r["alone_again"])
+        label = "bounded (default)" if setting == "1" else "keep (numpy's own)"
+        print(f"cpu    BLAS {label:18s} alone {alone:7.0f}x  after numpy BLAS {r['after_blas']:7.0f}x  "
+              f"ratio {r['after_blas'] / alone:5.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--batch", type=int, default=64, help="batch size for the CUDA run")
     ap.add_argument("--repeat", type=int, default=10)
     args = ap.parse_args()
+    if args.probe:
+        print(json.dumps(contention_probe(args.seconds)))
+        return
     cfg = MelConfig()
     header("log-mel front end")
     rng = np.random.default_rng(0)
@@ -61,6 +105,7 @@ def main() -> None:
         print(f"cuda   ours    {total / t_gpu:10.0f}x realtime (batch {args.batch} x {args.seconds:g} s)")
         print(f"cuda   bf16-ac {total / t_amp:10.0f}x realtime (inside bf16 autocast)")
         print(f"cuda   ratio   {t_ref / t_gpu * args.batch:10.1f}x vs librosa on CPU")
+    contention(args.seconds)
 
 
 if __name__ == "__main__":
