@@ -254,3 +254,33 @@ def test_evaluate_one_shot_into_a_real_speaker(tmp_path):
     r = run_cli("evaluate", "vc", "--model", model, "--data", corpus, "--one-shot", "--real", real, "--references",
                 "3", "--sentences", "2")
     assert r.returncode == 1 and "5 recording(s): need 3 for the voice, 2 for the ceiling" in r.stderr
+
+
+def test_fit_windows_cover_the_references_within_their_bounds() -> None:
+    """A fit step decodes one window of at most FIT_CROP_SECONDS (voices._Crops): drawn in proportion to each
+    reference's length, inside it, the same on every run, and the whole content when it fits one window."""
+    from types import SimpleNamespace
+
+    from audiovae.pipelines.voices import _Crops
+
+    hop, rate = 4, 86.0  # the bundled model's latent hop and the front end's frame rate
+    model = SimpleNamespace(hop_factor=hop)
+    zs = [torch.arange(n, dtype=torch.float32).expand(1, 2, n).clone() for n in (30, 200)]
+    mels = [torch.arange(n * hop, dtype=torch.float32).expand(1, 3, n * hop).clone() for n in (30, 200)]
+    crops = _Crops(model, (mels, zs), 4.0, rate)
+    assert crops.width == round(4.0 * rate / hop) and not crops.whole()
+    first = [crops.draw() for _ in range(200)]
+    picked_long = 0
+    for z, mel, margin in first:
+        (z,), (mel,) = z, mel
+        start = int(z[0, 0, 0])
+        assert z.shape[-1] <= crops.width and margin == hop
+        assert torch.equal(z[0, 0], torch.arange(start, start + z.shape[-1], dtype=torch.float32))
+        assert torch.equal(mel[0, 0], torch.arange(start * hop, (start + z.shape[-1]) * hop, dtype=torch.float32))
+        picked_long += z.shape[-1] == crops.width
+    assert 150 < picked_long < 200  # the long reference, 200 of 230 frames, drawn about 87 % of the time
+    again = _Crops(model, (mels, zs), 4.0, rate)
+    assert all(torch.equal(a[0][0], again.draw()[0][0]) for a in first[:20])
+    whole = _Crops(model, (mels[:1], zs[:1]), 4.0, rate)
+    assert whole.whole() and whole.draw() == (zs[:1], mels[:1], 0)
+    assert _Crops(model, (mels, zs), None, rate).draw()[2] == 0

@@ -86,6 +86,7 @@ def test_config_file_round_trips(tmp_path):
 @pytest.mark.parametrize("override, key", [("train.stpes=3", "train.stpes"), ("model.latnet_dim=4", "model.latnet_dim"),
                                            ("data.foo=1", "data.foo"), ("optim.lr=1", "optim"),
                                            ("train.steps=many", "train.steps"), ("train.amp=maybe", "train.amp"),
+                                           ("train.compile=maybe", "train.compile"),
                                            ("steps", "steps")])
 def test_bad_keys_and_values_are_one_line_errors_naming_the_key(override, key):
     with pytest.raises(ConfigError) as err:

@@ -156,6 +156,8 @@ class Trainer:
         self._manual_sync = False
         if self.world > 1:
             self._wrap_ddp()  # also broadcasts rank 0's weights and data statistics to every process
+        if tc.compile:
+            self._compile_parts()
         if tc.ema_decay > 0:
             self.ema = copy.deepcopy(self.model).eval()
             if saved is not None and saved.get("ema"):
@@ -211,6 +213,14 @@ class Trainer:
         idx = np.random.default_rng((self.config.train.seed, 2)).permutation(n)[:NORM_ITEMS].tolist()
         batches = [idx[i: i + 64] for i in range(0, len(idx), 64)]
         return iter(self._loader(self.train_set, batches, 0))
+
+    def _compile_parts(self) -> None:
+        """``train.compile``: each trained part (the model's direct children that hold parameters) runs through
+        ``torch.compile``; the loss around them, which branches on the step (annealing, warm-ups), stays eager, and
+        ``Module.compile`` compiles in place, so parameter names and checkpoints are unchanged."""
+        for part in self.model.children():
+            if any(p.requires_grad for p in part.parameters()):
+                part.compile()
 
     def _wrap_ddp(self) -> None:
         """DDP for one optimiser group; with several groups (several backward passes per forward) the gradients are
