@@ -26,7 +26,7 @@ def blas_threads_setting() -> int | None:
     value = os.environ.get(BLAS_THREADS_ENV, "1").strip().lower()
     if value == "keep":
         return None
-    if value.isdigit() and int(value) > 0:
+    if value.isdecimal() and int(value) > 0:
         return int(value)
     warnings.warn(f"{BLAS_THREADS_ENV}={value!r} ignored (give a number of threads, 1 or more, or keep); using 1",
                   stacklevel=2)
@@ -34,15 +34,23 @@ def blas_threads_setting() -> int | None:
 
 
 def bound_blas_threads() -> int | None:
-    """Bound the BLAS libraries loaded so far (OpenBLAS, MKL, BLIS) to :func:`blas_threads_setting` threads; torch's own
-    pool is left alone. Returns the bound applied, or ``None`` when ``keep`` or threadpoolctl is not installed."""
+    """Bound the BLAS libraries loaded so far (numpy's and scipy's OpenBLAS, MKL, BLIS) to
+    :func:`blas_threads_setting` threads; torch's own pools (OpenMP, and a BLAS shipped inside torch) are left alone,
+    and a BLAS library loaded later is not bounded. Returns the bound applied, or ``None`` when ``keep`` or
+    threadpoolctl is not installed."""
     global _limiter
     threads = blas_threads_setting()
     if threads is None:
         return None
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:  # scikit-learn brings it; without it the pools stay as they are
         return None
-    _limiter = threadpool_limits(limits=threads, user_api="blas")
+    import torch
+
+    own = os.path.realpath(os.path.dirname(torch.__file__))  # torch's own BLAS (aarch64 wheels: OpenBLAS) is kept
+    prefixes = {info["prefix"] for info in threadpool_info()
+                if info["user_api"] == "blas" and not os.path.realpath(info["filepath"]).startswith(own)}
+    if prefixes:
+        _limiter = threadpool_limits(limits=dict.fromkeys(prefixes, threads))
     return threads

@@ -1,8 +1,9 @@
 """Every path of audiovae on one device, each checked against the CPU, and training speed: one table, one JSON file.
 
 Run: ``python bench/gpu.py [--device cuda] [--json gpu.json] [--batch 64] [--seconds 10]``. Made for one run on a
-lent GPU (about 8 minutes on an H100-class card); ``--device cpu --quick`` runs the same code at tiny sizes, which is
-how CI keeps it from rotting (tests/test_bench_gpu.py).
+lent GPU, sized to end within 8 minutes on an H100-class card (not yet run on one: no GPU has been lent since it was
+written; ``--skip-training`` or ``--train-steps`` shorten it); ``--device cpu --quick`` runs the same code at tiny
+sizes, which is how CI keeps it from rotting (tests/test_bench_gpu.py).
 
 Paths (speech is the bundled example clip, looped to ``--seconds``): the log-mel front end; Griffin-Lim (classic, 32
 iterations) and mel-constrained Griffin-Lim (the default vocoder); the two bundled neural vocoders; voice conversion
@@ -10,13 +11,16 @@ with the bundled model (log-mel, encoder, decoder, vocoder); denoising with the 
 gain on the STFT); music sampling with the bundled music model (the prior's latents, then decoder and vocoder);
 anomaly scoring (frame scores of an untrained ``anomaly_vae``; speed does not depend on the weights). Each is timed
 at batch 1 and at ``--batch`` (best of a few runs, synchronised), as x-realtime (seconds of audio per second), with
-its peak GPU memory; its output at batch 1 is compared with the same path on the CPU (max absolute difference, and
-for audio the log-mel L1 between the two outputs, which phase differences of Griffin-Lim do not inflate).
+its peak GPU memory; its output at batch 1 is compared with the same path built on the CPU (max absolute difference,
+and for audio the log-mel L1 between the two outputs, which phase differences of Griffin-Lim do not inflate; the
+prior's latents are drawn from each device's own generator, so they are not compared). Then the one-shot voice fit
+(``adapt``) on 10 s of the clip (3 s with ``--quick``), in seconds.
 
 Training: steps/s and seconds of audio per second of ``speech_cvae``, ``denoise_vae`` and ``vocoder`` at their
-configs' batch sizes, bf16 autocast and fp32, ``train.compile`` off and on, on a small corpus written here (the
-example clip at four speeds as four speakers, and with white noise at 5 dB as their noisy copies): the first log
-interval (start-up, compilation) is dropped and the median of the rest kept.
+configs' batch sizes, bf16 autocast and fp32 (bf16 only where it is native), ``train.compile`` off and on (on for
+``speech_cvae`` only unless ``--compile-all``: each compilation takes a minute or more), on a small corpus written
+here (the example clip at four speeds as four speakers, and with white noise at 5 dB as their noisy copies): the
+first log interval (start-up, compilation) is dropped and the median of the rest kept.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class Path_:
     inputs: Callable[[int], torch.Tensor]
     seconds: float
     audio_out: int | None = None  # the sample rate of an audio output (compared on its log-mel), else None
+    comparable: bool = True  # False: the device draws its own random numbers, so its output is not the CPU's
 
 
 def example_speech(seconds: float, sample_rate: int) -> torch.Tensor:
@@ -132,7 +137,8 @@ def speech_paths(seconds: float) -> list[Path_]:
 
     def music(device: torch.device) -> Run:
         ckpt = _bundled("music", device)
-        return lambda z: render(ckpt, z.to(device), seconds)[1].float().cpu()
+        voc = vocoder_for(ckpt)
+        return lambda z: render(ckpt, z.to(device), seconds, voc)[1].float().cpu()
 
     def music_prior(device: torch.device) -> Run:
         ckpt = _bundled("music", device)
@@ -151,7 +157,7 @@ def speech_paths(seconds: float) -> list[Path_]:
     latents = sample_latents(music_cpu, 1, seconds)
     noisy_speech = speech_batch(sr)
     return [
-        Path_("front end (log-mel)", lambda d: front_end(d), noisy_speech, seconds),
+        Path_("front end (log-mel)", front_end, noisy_speech, seconds),
         Path_("griffin-lim 32", vocoder_path(lambda: choose_vocoder("griffin-lim", mel_cfg)), noisy_speech, seconds,
               sr),
         Path_("mel-griffin-lim", vocoder_path(lambda: choose_vocoder("mel-griffin-lim", mel_cfg)), noisy_speech,
@@ -163,7 +169,7 @@ def speech_paths(seconds: float) -> list[Path_]:
               noisy_speech, seconds, sr),
         Path_("conversion", conversion, noisy_speech, seconds, sr),
         Path_("denoising", denoising, noisy_speech, seconds, sr),
-        Path_("music: prior", music_prior, lambda b: latents.expand(b, -1, -1).clone(), seconds),
+        Path_("music: prior", music_prior, lambda b: latents.expand(b, -1, -1).clone(), seconds, comparable=False),
         Path_("music: decode + vocoder", music, lambda b: latents.expand(b, -1, -1).clone(), seconds,
               music_cpu.mel.sample_rate),
         Path_("anomaly scoring", anomaly, speech_batch(anomaly_cfg.mel.sample_rate), seconds),
@@ -193,13 +199,27 @@ def measure_path(path: Path_, device: torch.device, batch: int, repeat: int) -> 
                 row[f"peak_mb_batch{'1' if b == 1 else 'N'}"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
         x = path.inputs(1)
         out = run(x)
-        ref = out if device.type == "cpu" else path.build(torch.device("cpu"))(x)
-        n = min(out.shape[-1], ref.shape[-1])
-        row["max_abs_diff"] = float((out[..., :n] - ref[..., :n]).abs().max())
-        if path.audio_out:
-            row["logmel_l1_vs_cpu"] = round(_logmel_l1(out, ref, path.audio_out), 5)
         row["finite"] = bool(torch.isfinite(out).all())
+        if path.comparable or device.type == "cpu":  # on the CPU: built again, the same path must give the same
+            ref = path.build(torch.device("cpu"))(x)
+            n = min(out.shape[-1], ref.shape[-1])
+            row["max_abs_diff"] = float((out[..., :n] - ref[..., :n]).abs().max())
+            if path.audio_out:
+                row["logmel_l1_vs_cpu"] = round(_logmel_l1(out, ref, path.audio_out), 5)
     return row
+
+
+def one_shot_fit(device: torch.device, seconds: float) -> dict:
+    """Seconds of the default one-shot fit (``adapt``) on ``seconds`` of the example clip."""
+    from audiovae.pipelines.voices import reference_voice
+
+    ckpt = _bundled("voice_conversion", device)
+    reference = example_speech(seconds, ckpt.mel.sample_rate)
+    t0 = time.perf_counter()
+    voice = reference_voice(ckpt, [reference])
+    _sync(device)
+    return {"reference_s": seconds, "fit_s": round(time.perf_counter() - t0, 2),
+            "finite": bool(torch.isfinite(voice.condition).all())}
 
 
 def training_corpus(root: Path, seconds: float, files: int) -> tuple[Path, Path]:
@@ -230,16 +250,17 @@ def training_corpus(root: Path, seconds: float, files: int) -> tuple[Path, Path]
     return root / "speech", root / "noisy"
 
 
-def measure_training(device: torch.device, steps: int, quick: bool, tmp: Path) -> dict:
+def measure_training(device: torch.device, steps: int, quick: bool, tmp: Path, compile_all: bool = False) -> dict:
     speech, noisy = training_corpus(tmp / "corpus", 2.0 if quick else 4.0, 3 if quick else 12)
     amps = ["bf16", "fp32"] if device.type == "cuda" or cpu_has_bf16() else ["fp32"]
-    compiles = [False] if quick else [False, True]
     results: dict = {}
     for config in TRAIN_CONFIGS:
         data = noisy if config == "denoise_vae" else speech
         extra = ["train.batch_size=4", "data.segment_frames=32"] if quick else []
+        compiles = [False] if quick else [False, True] if compile_all or config == "speech_cvae" else [False]
         for amp in amps:
             for compiled in compiles:
+                torch._dynamo.reset()  # each variant compiles afresh, within dynamo's recompile limits
                 key = f"{amp}{', compile' if compiled else ''}"
                 out = tmp / f"run_{config}_{amp}_{compiled}"
                 try:
@@ -269,6 +290,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None, help="seconds per item (default 10; 2 with --quick)")
     ap.add_argument("--train-steps", type=int, default=None, help="steps per training variant (default 60)")
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--compile-all", action="store_true", help="train.compile=true for every config, not only "
+                    "speech_cvae")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -286,13 +309,16 @@ def main() -> None:
     for path in speech_paths(seconds):
         row = measure_path(path, device, batch, repeat)
         result["paths"][path.name] = row
-        l1 = row.get("logmel_l1_vs_cpu")
+        l1, diff = row.get("logmel_l1_vs_cpu"), row.get("max_abs_diff")
         print(f"{path.name:26s} {row['x_realtime_batch1']:14.1f} {row['x_realtime_batchN']:15.1f} "
-              f"{row.get('peak_mb_batchN', 0):8d} {row['max_abs_diff']:11.2e} "
+              f"{row.get('peak_mb_batchN', 0):8d} {'not compared' if diff is None else f'{diff:.2e}':>11s} "
               f"{'' if l1 is None else f'{l1:.4f}':>11s}", flush=True)
+    result["one_shot"] = one_shot_fit(device, 3.0 if args.quick else 10.0)
+    print(f"one-shot voice fit (adapt), {result['one_shot']['reference_s']:g} s of reference: "
+          f"{result['one_shot']['fit_s']:.1f} s", flush=True)
     if not args.skip_training:
         with tempfile.TemporaryDirectory() as tmp:
-            result["training"] = measure_training(device, steps, args.quick, Path(tmp))
+            result["training"] = measure_training(device, steps, args.quick, Path(tmp), args.compile_all)
         print(f"\n{'training':14s} {'variant':14s} {'steps/s':>8s} {'audio s/s':>10s} {'batch':>6s}")
         for config, variants in result["training"].items():
             for key, r in variants.items():

@@ -27,8 +27,9 @@ def test_gpu_bench_quick_on_cpu(tmp_path: Path) -> None:
             "music: decode + vocoder"} <= set(paths)
     for name, row in paths.items():
         assert row["finite"], name
-        assert row["max_abs_diff"] == 0.0, name  # the CPU against itself: the comparison is wired to the same path
+        assert row["max_abs_diff"] < 1e-4, name  # built again on the CPU, the same path gives the same output
         assert row["x_realtime_batch1"] > 0 and row["x_realtime_batchN"] > 0, name
+    assert result["one_shot"]["finite"] and result["one_shot"]["fit_s"] > 0
     assert set(result["training"]) == {"speech_cvae", "denoise_vae", "vocoder"}
     for config, variants in result["training"].items():
         for key, r in variants.items():

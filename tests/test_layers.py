@@ -27,8 +27,8 @@ SIZE_EXEMPT = ("cli.py", "commands/")
 # Lowest first. A unit (a top-level module, or a subpackage as a whole) imports units of its own layer only where the
 # layer is "shared", else only its own modules and lower layers. A new top-level module or subpackage must be placed.
 LAYERS: tuple[tuple[str, bool, frozenset[str]], ...] = (
-    ("foundations", True, frozenset({"errors", "fileio", "features", "losses", "progress", "device", "trainable",
-                                     "audio", "metrics", "plots", "data", "pitch"})),
+    ("foundations", True, frozenset({"errors", "fileio", "features", "losses", "progress", "device", "threads",
+                                     "trainable", "audio", "metrics", "plots", "data", "pitch"})),
     ("models and vocoders (neither imports the other)", False, frozenset({"models", "vocoders"})),
     ("checkpoints", False, frozenset({"checkpoint"})),
     ("bundled files", False, frozenset({"pretrained"})),

@@ -257,17 +257,17 @@ def test_evaluate_one_shot_into_a_real_speaker(tmp_path):
 
 
 def test_fit_windows_cover_the_references_within_their_bounds() -> None:
-    """A fit step decodes one window of at most FIT_CROP_SECONDS (voices._Crops): drawn in proportion to each
+    """A fit step decodes one window of at most FIT_CROP_SECONDS (voices._FitWindows): drawn in proportion to each
     reference's length, inside it, the same on every run, and the whole content when it fits one window."""
     from types import SimpleNamespace
 
-    from audiovae.pipelines.voices import _Crops
+    from audiovae.pipelines.voices import _FitWindows
 
     hop, rate = 4, 86.0  # the bundled model's latent hop and the front end's frame rate
     model = SimpleNamespace(hop_factor=hop)
     zs = [torch.arange(n, dtype=torch.float32).expand(1, 2, n).clone() for n in (30, 200)]
     mels = [torch.arange(n * hop, dtype=torch.float32).expand(1, 3, n * hop).clone() for n in (30, 200)]
-    crops = _Crops(model, (mels, zs), 4.0, rate)
+    crops = _FitWindows(model, (mels, zs), 4.0, rate)
     assert crops.width == round(4.0 * rate / hop) and not crops.whole()
     first = [crops.draw() for _ in range(200)]
     picked_long = 0
@@ -279,8 +279,26 @@ def test_fit_windows_cover_the_references_within_their_bounds() -> None:
         assert torch.equal(mel[0, 0], torch.arange(start * hop, (start + z.shape[-1]) * hop, dtype=torch.float32))
         picked_long += z.shape[-1] == crops.width
     assert 150 < picked_long < 200  # the long reference, 200 of 230 frames, drawn about 87 % of the time
-    again = _Crops(model, (mels, zs), 4.0, rate)
+    again = _FitWindows(model, (mels, zs), 4.0, rate)
     assert all(torch.equal(a[0][0], again.draw()[0][0]) for a in first[:20])
-    whole = _Crops(model, (mels[:1], zs[:1]), 4.0, rate)
+    whole = _FitWindows(model, (mels[:1], zs[:1]), 4.0, rate)
     assert whole.whole() and whole.draw() == (zs[:1], mels[:1], 0)
-    assert _Crops(model, (mels, zs), None, rate).draw()[2] == 0
+    assert _FitWindows(model, (mels, zs), None, rate).draw()[2] == 0
+
+
+def test_fit_window_error_scores_only_inside_the_margin() -> None:
+    """The loss of a window leaves its margin out: a decoding wrong only there scores zero, and a window too short
+    for a margin is scored whole."""
+    from types import SimpleNamespace
+
+    from audiovae.pipelines.voices import _reconstruction_error
+
+    hop = 4
+    model = SimpleNamespace(decode=lambda z, voice, offset: z.repeat_interleave(hop, dim=-1)[:, :1])
+    z = torch.ones(1, 1, 10)
+    mel = torch.ones(1, 1, 40)
+    mel[..., :hop] = 5.0  # differs from the decoding in the first latent frame's log-mel frames only
+    mel[..., -hop:] = -3.0
+    voice = torch.zeros(1, 2)
+    assert float(_reconstruction_error(model, [z], [mel], voice, None, margin=hop)) == 0.0
+    assert float(_reconstruction_error(model, [z], [mel], voice, None, margin=0)) == pytest.approx((4 * 4 + 4 * 4) / 40)

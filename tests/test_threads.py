@@ -33,11 +33,13 @@ def _pools(value: str | None) -> dict[str, list[int]]:
 
 def test_blas_bounded_to_one_thread_by_default_and_kept_on_request() -> None:
     default = _pools(None)
-    assert default["before"], "numpy has no BLAS pool that threadpoolctl sees"
+    if not default["before"]:
+        pytest.skip("numpy's BLAS here is not one threadpoolctl sees (e.g. Accelerate)")
     assert default["after"] and all(n == 1 for n in default["after"])
     kept = _pools("keep")
     assert kept["after"] == kept["before"]
-    assert all(n == 2 for n in _pools("2")["after"])
+    if (os.cpu_count() or 1) >= 2:  # OpenBLAS caps a pool at the cores there are
+        assert all(n == 2 for n in _pools("2")["after"])
 
 
 def test_unreadable_setting_warns_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:

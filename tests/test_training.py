@@ -328,3 +328,27 @@ def test_two_process_torchrun_matches_one_process(speakers_dir, tmp_path):
     assert float(two[-1]["valid_loss"]) == pytest.approx(float(one[-1]["valid_loss"]), rel=0.02)  # measured < 0.5 %
     assert math.isfinite(float(two[-1]["audio_s_per_s"]))
 
+
+
+def test_compile_runs_each_trained_part_through_dynamo_and_changes_nothing_saved(speakers_dir, tmp_path, monkeypatch):
+    """``train.compile``: every child of the model that trains is compiled in place (dynamo's eager backend here, so
+    the test needs no C++ compiler and no minutes of Inductor), the weights train to what eager training gives, and
+    the checkpoint's names and loading are unchanged."""
+    compiled = []
+    original = torch.nn.Module.compile
+
+    def eager_backend(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        compiled.append(type(self).__name__)
+        return original(self, *args, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_backend)
+    torch._dynamo.reset()
+    runs = {}
+    for flag in ("false", "true"):
+        trainer = Trainer(tiny(speakers_dir, tmp_path / flag, "train.steps=4", "train.ema_decay=0",
+                               f"train.compile={flag}"), "cpu", progress=False)
+        runs[flag] = load_checkpoint(trainer.fit()).model.state_dict()
+    assert {"ConvEncoder", "ConvDecoder"} <= set(compiled), compiled
+    assert runs["true"].keys() == runs["false"].keys()
+    for k, v in runs["false"].items():
+        torch.testing.assert_close(runs["true"][k], v, atol=1e-5, rtol=1e-4, msg=k)

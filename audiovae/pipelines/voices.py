@@ -56,9 +56,9 @@ ADAPT_VECTOR_STEPS = 150
 ADAPT_STEPS = 200
 ADAPT_LR = 0.01
 FIT_LR = 0.05
-# Seconds of the references' content that one step of a fit decodes (None: all of it; see _Crops). Measured with the
-# bundled model into 6 unheard real speakers (13-17 s of reference, 2-core AVX2, fp32): adapt took 9.2 s instead of
-# 28.7 s, resemblyzer similarity 0.689 against 0.690 (README, "One-shot").
+# Seconds of the references' content that one step of a fit decodes (None: all of it; see _FitWindows). Measured
+# with the bundled model into 6 unheard real speakers (13-17 s of reference, 2-core AVX2, fp32): adapt took 9.2 s
+# instead of 28.7 s, resemblyzer similarity 0.689 against 0.690 (README, "One-shot").
 FIT_CROP_SECONDS: float | None = 4.0
 MIN_REFERENCE_SECONDS = 3.0
 VOICE_FORMAT = "audiovae-voice"
@@ -112,12 +112,15 @@ def _reconstruction_error(model: torch.nn.Module, zs: list[torch.Tensor], mels: 
     return torch.stack(errors).mean(dim=0)
 
 
-class _Crops:
+class _FitWindows:
     """Each optimisation step sees one window of at most :data:`FIT_CROP_SECONDS` of the references' content (a
     reference drawn in proportion to its length, the window at random in it, all of it when shorter; seeded, so a
     fit is repeatable), not all of it: a step costs what its frames cost, and the steps together still see every
-    reference. Each latent frame decodes to ``hop_factor`` log-mel frames; those of the window's first and last
-    latent frames, which see the window's edge instead of their neighbours, stay out of the loss."""
+    reference. Each latent frame decodes to ``hop_factor`` log-mel frames. The decoder's convolutions see past a
+    window's edges (zero padding there instead of the neighbouring content), so the frames near them decode a little
+    differently from a decoding of the whole reference; the first and last latent frame's log-mel frames stay out of
+    the loss, the rest are scored as decoded. Measured against whole references, the fitted voices convert as well
+    (see :data:`FIT_CROP_SECONDS`)."""
 
     def __init__(self, model: torch.nn.Module, content: Content, seconds: float | None, frame_rate: float) -> None:
         self.mels, self.zs = content
@@ -208,7 +211,7 @@ def _fit(model: torch.nn.Module, content: Content, steps: int, lr: float, blend:
     def voice_of(p: torch.Tensor) -> torch.Tensor:
         return p.softmax(dim=-1) @ table if blend else p
 
-    crops = _Crops(model, content, FIT_CROP_SECONDS, frame_rate)
+    crops = _FitWindows(model, content, FIT_CROP_SECONDS, frame_rate)
     param = _optimise(start, lambda p: crops.error(model, voice_of(p)), steps, lr)
     return voice_of(param)
 
@@ -217,7 +220,7 @@ def _adapt(model: torch.nn.Module, content: Content, embedding: torch.Tensor, st
            frame_rate: float) -> torch.Tensor:
     embedding = embedding.float()
     start = torch.zeros(1, model.decoder.film_width, device=embedding.device)
-    crops = _Crops(model, content, FIT_CROP_SECONDS, frame_rate)
+    crops = _FitWindows(model, content, FIT_CROP_SECONDS, frame_rate)
     return _optimise(start, lambda p: crops.error(model, embedding, p), steps, lr)
 
 

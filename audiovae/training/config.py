@@ -109,8 +109,9 @@ class TrainConfig:
         init: warm start (fine-tuning): a model checkpoint or vocoder file whose weights the parts the run saves
             start from (its model, or its vocoder); the rest (discriminators) and the optimisers start fresh, and the
             data statistics come with the weights. A resumed run ignores it: its state has the weights.
-        compile: run the loss's forward through ``torch.compile`` (TorchInductor kernels: the first steps compile,
-            later ones run faster on a GPU; on a CPU it needs a C++ compiler). Weights and checkpoints are the same.
+        compile: run each trained part of the model (its direct children that hold trained parameters: encoder,
+            decoder, ...) through ``torch.compile`` (TorchInductor; the first steps compile; on a CPU it needs a C++
+            compiler); the loss around them stays eager. Parameter names and checkpoints are the same.
     """
 
     steps: int = 3000
