@@ -17,7 +17,6 @@ import os
 import warnings
 
 BLAS_THREADS_ENV = "AUDIOVAE_BLAS_THREADS"
-_limiter: object | None = None  # threadpoolctl's limiter, kept so that its limits stay applied
 
 
 def blas_threads_setting() -> int | None:
@@ -38,19 +37,17 @@ def bound_blas_threads() -> int | None:
     :func:`blas_threads_setting` threads; torch's own pools (OpenMP, and a BLAS shipped inside torch) are left alone,
     and a BLAS library loaded later is not bounded. Returns the bound applied, or ``None`` when ``keep`` or
     threadpoolctl is not installed."""
-    global _limiter
     threads = blas_threads_setting()
     if threads is None:
         return None
     try:
-        from threadpoolctl import threadpool_info, threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # scikit-learn brings it; without it the pools stay as they are
         return None
     import torch
 
     own = os.path.realpath(os.path.dirname(torch.__file__))  # torch's own BLAS (aarch64 wheels: OpenBLAS) is kept
-    prefixes = {info["prefix"] for info in threadpool_info()
-                if info["user_api"] == "blas" and not os.path.realpath(info["filepath"]).startswith(own)}
-    if prefixes:
-        _limiter = threadpool_limits(limits=dict.fromkeys(prefixes, threads))
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.user_api == "blas" and not os.path.realpath(lib.filepath).startswith(own):
+            lib.set_num_threads(threads)
     return threads

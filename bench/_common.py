@@ -40,6 +40,13 @@ def race(fns: dict[str, Callable[[], object]], repeat: int = 7, rounds: int = 3,
     return best
 
 
+def example_path() -> Path:
+    """The bundled example clip (5 s of speech at 22.05 kHz)."""
+    import audiovae
+
+    return Path(audiovae.__file__).parent / "assets" / "example.wav"
+
+
 def header(title: str) -> None:
     print(f"# {title}  (torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           f"{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''})")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
+from _common import example_path, header  # noqa: E402
 
 from audiovae import audio  # noqa: E402
 from audiovae.checkpoint import load_checkpoint  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> None:
               "a voice needs 3 s)")
     print(f"{device.type:5s} resynth (vocoder only)      {audio_s / t_resynth:7.1f}x realtime")
     print(f"{device.type:5s} ratio convert / resynth     {t_resynth / t_conv:7.2f}")
-    example = Path(audio.__file__).parent / "assets" / "example.wav"
+    example = example_path()
     cli_speaker = ckpt.speakers[1 % len(ckpt.speakers)]  # B for the bundled model, as in README's first command
     with tempfile.TemporaryDirectory() as tmp:
         def wall(*cmd: str) -> float:

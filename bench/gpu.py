@@ -35,21 +35,21 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, header, short_run  # noqa: E402
+from _common import best_of, example_path, header, short_run  # noqa: E402
 
 from audiovae import audio  # noqa: E402
 from audiovae.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 from audiovae.config import load_run_config  # noqa: E402
 from audiovae.data.manifest import Entry, write_manifest  # noqa: E402
 from audiovae.device import cpu_has_bf16, resolve_device  # noqa: E402
-from audiovae.features import MelSpectrogram  # noqa: E402
+from audiovae.features import MelConfig, MelSpectrogram  # noqa: E402
+from audiovae.metrics import mel_l1  # noqa: E402
 from audiovae.models import build_model  # noqa: E402
 from audiovae.pipelines.denoise import apply_mel_gain, mel_gain  # noqa: E402
 from audiovae.pipelines.music import render, sample_latents  # noqa: E402
@@ -63,7 +63,7 @@ Run = Callable[[torch.Tensor], torch.Tensor]  # input batch (on the CPU) -> outp
 
 @dataclass
 class Path_:
-    """One path: ``build(device)`` gives its function; ``inputs(batch)`` its input; ``rate`` the audio rate."""
+    """One path: ``build(device)`` gives its function, ``inputs(batch)`` its input of ``seconds`` per item."""
 
     name: str
     build: Callable[[torch.device], Run]
@@ -75,8 +75,7 @@ class Path_:
 
 def example_speech(seconds: float, sample_rate: int) -> torch.Tensor:
     """The bundled example clip at ``sample_rate``, looped to ``seconds``."""
-    with resources.as_file(resources.files("audiovae") / "assets" / "example.wav") as path:
-        wave, _ = audio.load(path, sample_rate)
+    wave, _ = audio.load(example_path(), sample_rate)
     n = round(seconds * sample_rate)
     return wave.repeat(math.ceil(n / wave.numel()))[:n]
 
@@ -155,20 +154,20 @@ def speech_paths(seconds: float) -> list[Path_]:
         return lambda w: model.frame_scores(front(w.to(device)), kind).float().cpu()
 
     latents = sample_latents(music_cpu, 1, seconds)
-    noisy_speech = speech_batch(sr)
+    speech = speech_batch(sr)
     return [
-        Path_("front end (log-mel)", front_end, noisy_speech, seconds),
-        Path_("griffin-lim 32", vocoder_path(lambda: choose_vocoder("griffin-lim", mel_cfg)), noisy_speech, seconds,
+        Path_("front end (log-mel)", front_end, speech, seconds),
+        Path_("griffin-lim 32", vocoder_path(lambda: choose_vocoder("griffin-lim", mel_cfg)), speech, seconds,
               sr),
-        Path_("mel-griffin-lim", vocoder_path(lambda: choose_vocoder("mel-griffin-lim", mel_cfg)), noisy_speech,
+        Path_("mel-griffin-lim", vocoder_path(lambda: choose_vocoder("mel-griffin-lim", mel_cfg)), speech,
               seconds, sr),
-        Path_("neural vocoder", vocoder_path(lambda: bundled_vocoder(mel_cfg, required=True)), noisy_speech, seconds,
+        Path_("neural vocoder", vocoder_path(lambda: bundled_vocoder(mel_cfg, required=True)), speech, seconds,
               sr),
         Path_("neural vocoder (stream)", vocoder_path(lambda: bundled_vocoder(mel_cfg, required=True,
                                                                                 streaming=True)),
-              noisy_speech, seconds, sr),
-        Path_("conversion", conversion, noisy_speech, seconds, sr),
-        Path_("denoising", denoising, noisy_speech, seconds, sr),
+              speech, seconds, sr),
+        Path_("conversion", conversion, speech, seconds, sr),
+        Path_("denoising", denoising, speech, seconds, sr),
         Path_("music: prior", music_prior, lambda b: latents.expand(b, -1, -1).clone(), seconds, comparable=False),
         Path_("music: decode + vocoder", music, lambda b: latents.expand(b, -1, -1).clone(), seconds,
               music_cpu.mel.sample_rate),
@@ -177,11 +176,8 @@ def speech_paths(seconds: float) -> list[Path_]:
 
 
 def _logmel_l1(a: torch.Tensor, b: torch.Tensor, sample_rate: int) -> float:
-    from audiovae.features import MelConfig
-
     front = MelSpectrogram(MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2)))
-    n = min(a.shape[-1], b.shape[-1])
-    return float((front(a[..., :n].reshape(1, -1)) - front(b[..., :n].reshape(1, -1))).abs().mean())
+    return float(mel_l1(front(a.reshape(1, -1)), front(b.reshape(1, -1)))[0])
 
 
 def measure_path(path: Path_, device: torch.device, batch: int, repeat: int) -> dict:

@@ -46,6 +46,18 @@ def log_rows(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def fan_corpus(out: Path, train: int, valid_normal: int, test_normal: int, test_per_anomaly: int,
+               workers: int = 1) -> Path:
+    """A tiny machine corpus: fans, two units, 2-s clips at 6 dB, one valid clip per anomaly kind."""
+    from audiovae.data.corpora.machines import MachineCorpusConfig, build_machine_corpus
+
+    cfg = MachineCorpusConfig(machines=("fan",), units=2, seconds=2.0, snrs=(6.0,), train=train,
+                              valid_normal=valid_normal, valid_per_anomaly=1, test_normal=test_normal,
+                              test_per_anomaly=test_per_anomaly, workers=workers)
+    build_machine_corpus(out, cfg, progress=False)
+    return out
+
+
 def train_clips(root: Path, prefix: str, waves: list[np.ndarray], sr: int = SR) -> Path:
     """``waves`` as one speaker's files (``root/solo/``), named ``<prefix><i>`` with the first ``i`` that the
     deterministic split (``layouts.split_of``) puts in train, so that every clip trains."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import run_cli, sine
+from conftest import fan_corpus, run_cli, sine
 
 from audiovae.data.corpora.machines import (
     ANOMALIES,
@@ -43,11 +43,8 @@ def band_energy(y: np.ndarray, lo: float, hi: float, sr: int = SR) -> float:
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory) -> Path:
     """Fans only, two units, 2-s clips at one SNR: 12 normal training clips per unit, anomalies in valid/test."""
-    out = tmp_path_factory.mktemp("machines")
-    cfg = MachineCorpusConfig(machines=("fan",), units=2, seconds=2.0, snrs=(6.0,), train=12, valid_normal=4,
-                              valid_per_anomaly=1, test_normal=8, test_per_anomaly=2, workers=1)
-    build_machine_corpus(out, cfg, progress=False)
-    return out
+    return fan_corpus(tmp_path_factory.mktemp("machines"), train=12, valid_normal=4, test_normal=8,
+                      test_per_anomaly=2)
 
 
 def test_corpus_layout_labels_and_splits(tiny_corpus):
@@ -68,9 +65,7 @@ def test_corpus_layout_labels_and_splits(tiny_corpus):
 
 
 def test_corpus_is_deterministic(tiny_corpus, tmp_path):
-    cfg = MachineCorpusConfig(machines=("fan",), units=2, seconds=2.0, snrs=(6.0,), train=12, valid_normal=4,
-                              valid_per_anomaly=1, test_normal=8, test_per_anomaly=2, workers=2)
-    build_machine_corpus(tmp_path, cfg, progress=False)
+    fan_corpus(tmp_path, train=12, valid_normal=4, test_normal=8, test_per_anomaly=2, workers=2)
     assert (tmp_path / "manifest.jsonl").read_bytes() == (tiny_corpus / "manifest.jsonl").read_bytes()
     for name in ("6dB/fan/id_02/abnormal/test_leak_0035.wav", "6dB/fan/id_00/normal/train_0003.wav"):
         assert (tmp_path / name).read_bytes() == (tiny_corpus / name).read_bytes()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import fan_corpus, run_cli
 
 from audiovae.data.corpora.machines import MachineCorpusConfig, _unit, build_machine_corpus, machine_sound
 from audiovae.data.manifest import Entry, read_manifest
@@ -131,11 +131,7 @@ def test_few_clips_span_units_and_noise_levels():
 @pytest.fixture(scope="module")
 def few_corpus(tmp_path_factory) -> Path:
     """Fans, two units, 2-s clips at one SNR: 6 normal training clips per unit, a few anomalies in valid and test."""
-    out = tmp_path_factory.mktemp("few")
-    cfg = MachineCorpusConfig(machines=("fan",), units=2, seconds=2.0, snrs=(6.0,), train=6, valid_normal=2,
-                              valid_per_anomaly=1, test_normal=4, test_per_anomaly=1, workers=1)
-    build_machine_corpus(out, cfg, progress=False)
-    return out
+    return fan_corpus(tmp_path_factory.mktemp("few"), train=6, valid_normal=2, test_normal=4, test_per_anomaly=1)
 
 
 def test_fit_on_a_few_clips_chooses_on_injected_faults(few_corpus, tmp_path):

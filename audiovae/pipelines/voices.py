@@ -125,14 +125,15 @@ class _FitWindows:
     def __init__(self, model: torch.nn.Module, content: Content, seconds: float | None, frame_rate: float) -> None:
         self.mels, self.zs = content
         self.hop = model.hop_factor
-        self.width = None if seconds is None else max(4, round(seconds * frame_rate / self.hop))  # latent frames
         lengths = torch.tensor([float(z.shape[-1]) for z in self.zs])
+        width = None if seconds is None else max(4, round(seconds * frame_rate / self.hop))  # latent frames
+        self.width = None if width is None or lengths.sum() <= width else width  # None: every step sees it all
         self.weights = lengths / lengths.sum()
         self.generator = torch.Generator().manual_seed(0)
 
     def whole(self) -> bool:
         """All the content fits one step's window (or windows are off)."""
-        return self.width is None or sum(z.shape[-1] for z in self.zs) <= self.width
+        return self.width is None
 
     def draw(self) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
         """``(zs, mels, margin)`` of this step: the content, its log-mel and the log-mel frames at each end to leave
