@@ -174,15 +174,16 @@ def test_noisy_corpus_of_real_speakers_and_recorded_noise(real_corpus):
 
 
 def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speechocean):
-    """The test split is drawn first: a corpus with more training mixtures per file, or with its recorded training
-    noises varied, scores on the same mixtures. Varying changes the recorded-noise training mixtures and only them."""
+    """The test split is drawn first: a corpus with more training mixtures per file, with its recorded training
+    noises varied, or with a training-only noise type, scores on the same mixtures. Varying changes the recorded-noise
+    training mixtures and only them; a training-only type is heard in training and never in test."""
     noises = noise_folder(tmp_path / "noise")
     tests, trains = [], []
-    for per_file, vary in ((1, 0.0), (4, 0.0), (1, 1.0)):
+    for per_file, vary, extra in ((1, 0.0, ()), (4, 0.0, ()), (1, 1.0, ()), (2, 0.0, ("engine",))):
         cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(noises), snrs=(0.0, 10.0),
                                 train_noises=("pink",), test_only_noises=(), mixtures_per_file=per_file,
-                                vary_recorded=vary)
-        out = tmp_path / f"c{per_file}_{vary}"
+                                vary_recorded=vary, train_only_noises=extra)
+        out = tmp_path / f"c{per_file}_{vary}_{len(extra)}"
         build_noisy_corpus(out, cfg, progress=False)
         entries = read_manifest(out / "manifest.jsonl")
         train = [e for e in entries if e.split == "train"]
@@ -190,7 +191,9 @@ def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speecho
         tests.append([(e.path, e.noise, e.snr, sf.read(out / e.path)[0].tobytes())
                       for e in entries if e.split == "test"])
         trains.append({e.path: (e.noise, sf.read(out / e.path)[0].tobytes()) for e in train})
-    assert tests[0] == tests[1] == tests[2] and tests[0]
+    assert tests[0] == tests[1] == tests[2] == tests[3] and tests[0]
+    assert "engine" in {noise for noise, _ in trains[3].values()}
+    assert "engine" not in {noise for _, noise, _, _ in tests[3]}
     plain, varied = trains[0], trains[2]
     assert plain.keys() == varied.keys()
     same = {path: plain[path] == varied[path] for path in plain}
@@ -221,10 +224,39 @@ def test_a_varied_noise_is_the_recording_faster_or_slower_under_a_tilt():
     assert max(tilts) > 6 and min(tilts) < -6 and max(np.abs(tilts)) < 3 * 4 + 1  # 3 octaves of at most 4 dB each
 
 
+def _comb_contrast(second: np.ndarray) -> tuple[float, float]:
+    """The fundamental (15-170 Hz) whose first 6 harmonics hold the most log-energy in one second of audio at 16
+    kHz, and the mean magnitude at those harmonics over the mean half-way between them."""
+    spec = np.abs(np.fft.rfft(second * np.hanning(second.size)))  # 1 Hz bins
+    cands = np.arange(15.0, 170.0, 0.25)
+    k = np.arange(1, 7)
+    f0 = cands[int(np.argmax([np.log(spec[(k * c).round().astype(int)] + 1e-9).sum() for c in cands]))]
+    return f0, spec[(k * f0).round().astype(int)].mean() / spec[((k + 0.5) * f0).round().astype(int)].mean()
+
+
+def test_engine_noise_is_harmonics_of_a_rotation_that_wanders():
+    """``engine_noise``: unit RMS; its low spectrum is a harmonic series (a comb: peaks at multiples of one
+    fundamental, well above the troughs between them, which pink noise never shows); its rotation drifts."""
+    from audiovae.data.mixing import coloured_noise, engine_noise
+
+    sr, drifts, combs = 16000, [], 0
+    for seed in range(8):
+        y = engine_noise(4 * sr, sr, np.random.default_rng(seed))
+        assert y.dtype == np.float32 and np.isfinite(y).all() and abs(np.sqrt(np.mean(y ** 2)) - 1) < 1e-3
+        (first, a), (last, b) = _comb_contrast(y[:sr]), _comb_contrast(y[-sr:])
+        combs += int(a > 3) + int(b > 3)
+        drifts.append(abs(np.log(last / first)))
+        pink = coloured_noise(4 * sr, 1.0, np.random.default_rng(seed))
+        assert _comb_contrast(pink[:sr])[1] < 3 and _comb_contrast(pink[-sr:])[1] < 3
+    assert combs >= 10  # of 16 seconds (a loud broadband part hides the comb of a few)
+    assert max(drifts) > 0.05  # the rotation moves (by up to 30 %) within a clip
+
+
 def test_corpus_noisy_cli_takes_speechocean_and_a_noise_folder(tmp_path, speechocean):
     noises = noise_folder(tmp_path / "noise")
     r = run_cli("corpus", "noisy", tmp_path / "c", "--clean", speechocean, "--no-real-voice", "--noise-dir", noises,
-                "--test-only-noise", "tap", "--snrs", "5", "--test-files-per-speaker", "2", "--mixtures-per-file", "3")
+                "--test-only-noise", "tap", "--snrs", "5", "--test-files-per-speaker", "2", "--mixtures-per-file", "3",
+                "--train-only-noise", "engine")
     assert r.returncode == 0, r.stderr
     entries = read_manifest(tmp_path / "c" / "manifest.jsonl")
     assert {e.noise for e in entries if e.split == "test"} >= {"tap"}
@@ -233,6 +265,8 @@ def test_corpus_noisy_cli_takes_speechocean_and_a_noise_folder(tmp_path, speecho
     r = run_cli("corpus", "noisy", tmp_path / "d", "--clean", speechocean, "--noise-dir", noises,
                 "--test-only-noise", "drill")
     assert r.returncode != 0 and "drill" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("corpus", "noisy", tmp_path / "e", "--clean", speechocean, "--train-only-noise", "jet")
+    assert r.returncode != 0 and "jet" in r.stderr and "engine" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_evaluate_denoise_leads_with_unheard_speakers_in_unheard_noise(tmp_path, real_corpus):

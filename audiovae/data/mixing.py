@@ -54,6 +54,46 @@ def factory_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     return (y / max(rms(y), 1e-12)).astype(np.float32)
 
 
+def engine_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """An engine or rotating machine: harmonics of a rotation that wanders (15-160 Hz, log-uniform, drifting up to
+    ±30 % over the clip), shaped by a random spectral slope and a few resonances, over broadband noise of random
+    colour and level (air, tyres, exhaust), sometimes with a whine (a blade-pass line at 8-40x the rotation). Unit RMS.
+
+    A family rather than one machine: a denoiser that must meet engines, fans, vehicles and appliances it never heard
+    learns harmonic noise whose pitch moves, which no stationary hum teaches. The harmonic part is read from one
+    period's wavetable along the rotation's phase, so its cost does not grow with the number of harmonics."""
+    f0 = float(np.exp(rng.uniform(np.log(15.0), np.log(160.0))))
+    knots = max(2, int(n / sr * rng.uniform(0.5, 2.0)) + 2)  # a new rotation speed every 0.5-2 s, smoothly joined
+    drift = np.cumsum(rng.normal(0.0, 0.12, knots))
+    drift = np.clip(drift - drift.mean(), -0.3, 0.3)
+    freq = f0 * np.exp(np.interp(np.arange(n), np.linspace(0, n - 1, knots), drift))
+    phase = np.cumsum(freq) / sr  # in periods
+    table_size = 4096
+    k = np.arange(1, max(2, int(0.45 * sr / freq.max())) + 1)
+    hz = k * f0
+    amp = k ** -rng.uniform(0.3, 1.5)
+    for centre in np.exp(rng.uniform(np.log(80.0), np.log(4000.0), int(rng.integers(1, 4)))):
+        amp *= 1.0 + rng.uniform(1.0, 8.0) * np.exp(-0.5 * (np.log(hz / centre) / 0.25) ** 2)
+    amp[hz > 0.45 * sr] = 0.0
+    spectrum = np.zeros(table_size // 2 + 1, complex)
+    top = min(k.size, spectrum.size - 1)
+    spectrum[1: top + 1] = amp[:top] * np.exp(2j * np.pi * rng.random(top))
+    table = np.fft.irfft(spectrum, table_size)
+    pos = (phase % 1.0) * table_size
+    i = pos.astype(np.int64)
+    frac = pos - i
+    harmonic = table[i] * (1 - frac) + table[(i + 1) % table_size] * frac
+    harmonic *= 1.0 + rng.uniform(0.0, 0.4) * np.sin(2 * np.pi * phase * rng.choice([0.5, 1.0, 2.0]))
+    y = harmonic / max(rms(harmonic), 1e-12)
+    if rng.random() < 0.3:
+        whine = np.sin(2 * np.pi * phase * int(rng.integers(8, 41)))
+        y += 10.0 ** (rng.uniform(-20.0, -6.0) / 20.0) * np.sqrt(2.0) * whine * (freq.max() * 40 < 0.45 * sr)
+    loudness = (freq / f0) ** rng.uniform(0.0, 2.0)  # louder as it revs
+    y += 10.0 ** (rng.uniform(-15.0, 5.0) / 20.0) * coloured_noise(n, rng.uniform(0.5, 2.5), rng)
+    y *= loudness
+    return (y / max(rms(y), 1e-12)).astype(np.float32)
+
+
 def fit_length(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Loop or crop ``noise`` to ``n`` samples from a random offset."""
     if noise.size == 0:

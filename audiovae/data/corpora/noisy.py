@@ -43,6 +43,7 @@ from ..mixing import (
     NOISE_COLOURS,
     audible_crop,
     coloured_noise,
+    engine_noise,
     factory_noise,
     fit_length,
     mains_hum,
@@ -57,6 +58,8 @@ FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
 REAL_SPEAKER = "ru_nsh"
 TRAIN_NOISES = ("white", "pink", "brown", "hum", "babble", "reverb")
 TEST_ONLY_NOISES = ("music", "factory")
+# synthetic families that may join training and validation only (never test, which keeps its grid byte for byte)
+TRAIN_ONLY_NOISES = ("engine",)
 CLEAN = "clean"  # the "noise type" of a mixture with no noise (noisy == clean): teaches the model to leave speech be
 # where each split's share of a recorded training noise starts and ends, as fractions of each file's length
 RECORDED_SPANS = {"train": (0.0, 0.75), "valid": (0.75, 0.85), "test": (0.85, 1.0)}
@@ -81,6 +84,7 @@ class NoisyCorpusConfig:
     test_only_recorded: tuple[str, ...] = ()  # recorded types kept out of training and validation
     clean_fraction: float = 0.0  # share of train/valid mixtures with no noise at all (the target is the input)
     vary_recorded: float = 0.0  # share of train/valid recorded-noise mixtures whose noise is varied (vary_noise)
+    train_only_noises: tuple[str, ...] = ()  # of TRAIN_ONLY_NOISES: types drawn in train/valid only
     test_files_per_speaker: int = 0  # > 0: at most this many clean test files per speaker (a seeded choice)
     sample_rate: int = 22050
     seed: int = 0
@@ -91,6 +95,10 @@ class NoisyCorpusConfig:
         if unknown:
             raise AudiovaeError(f"unknown noise type(s) {sorted(unknown)}; known: "
                                 f"{', '.join(TRAIN_NOISES + TEST_ONLY_NOISES)}")
+        unknown = set(self.train_only_noises) - set(TRAIN_ONLY_NOISES)
+        if unknown:
+            raise AudiovaeError(f"unknown training-only noise type(s) {sorted(unknown)}; known: "
+                                f"{', '.join(TRAIN_ONLY_NOISES)}")
         if not self.snrs:
             raise AudiovaeError("NoisyCorpusConfig.snrs: give at least one SNR")
         if not self.train_noises:
@@ -254,6 +262,8 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
             noise = coloured_noise(n, NOISE_COLOURS[job.noise], rng)
         elif job.noise == "hum":
             noise = mains_hum(n, sr, rng)
+        elif job.noise == "engine":
+            noise = engine_noise(n, sr, rng)
         elif job.noise == "babble":
             noise = sum(fit_length(_load(p, sr), n, rng) for p in job.babble)
         elif job.noise == "reverb":
@@ -399,7 +409,8 @@ def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str],
     (a dozen are enough for the default 8 noise types x 6 SNRs) meets every noise type and every SNR: no speaker's
     score is tied to an SNR, no noise type's to an SNR mix. Babble is other speakers reading other sentences; a file
     with nobody else in its split to babble gets the next cell (test) or another noise type (train). Recorded types
-    (``recorded``: type -> files) join the built-in ones; those in ``cfg.test_only_recorded`` only in test. A share
+    (``recorded``: type -> files) join the built-in ones; those in ``cfg.test_only_recorded`` only in test, those in
+    ``cfg.train_only_noises`` only in train and valid (test is planned first, so they leave it unchanged). A share
     ``cfg.clean_fraction`` of train and valid mixtures carries no noise.
     """
     recorded = recorded or {}
@@ -416,7 +427,7 @@ def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str],
     jobs: list[_Job] = []
     for split, items in sorted(by_split.items()):
         all_noises = cfg.train_noises + recorded_train + (
-            cfg.test_only_noises + tuple(cfg.test_only_recorded) if split == "test" else ())
+            cfg.test_only_noises + tuple(cfg.test_only_recorded) if split == "test" else cfg.train_only_noises)
         per_file = {"train": cfg.mixtures_per_file, "test": cfg.test_mixtures_per_file}.get(split, 1)
         pools = _BabblePools(items)
         grid, k = noise_snr_grid(all_noises, cfg.snrs, rng), 0
