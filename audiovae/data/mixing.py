@@ -57,16 +57,19 @@ def factory_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
 def engine_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     """An engine or rotating machine: harmonics of a rotation that wanders (15-160 Hz, log-uniform, drifting up to
     ±30 % over the clip), shaped by a random spectral slope and a few resonances, over broadband noise of random
-    colour and level (air, tyres, exhaust), sometimes with a whine (a blade-pass line at 8-40x the rotation). Unit RMS.
+    colour and level (air, tyres, exhaust), sometimes with a whine (a blade-pass line at 8-40x the rotation), and in
+    half the clips firing pulses: short bursts of coloured noise at 3-40 per second that follow the same drift (an
+    engine at low revs, a locomotive's chuffs, a press). Unit RMS.
 
     A family rather than one machine: a denoiser that must meet engines, fans, vehicles and appliances it never heard
-    learns harmonic noise whose pitch moves, which no stationary hum teaches. The harmonic part is read from one
-    period's wavetable along the rotation's phase, so its cost does not grow with the number of harmonics."""
+    learns harmonic noise whose pitch moves and broadband pulses that repeat, which no stationary hum or random rain
+    teaches. The harmonic part is read from one period's wavetable along the rotation's phase, so its cost does not
+    grow with the number of harmonics."""
     f0 = float(np.exp(rng.uniform(np.log(15.0), np.log(160.0))))
     knots = max(2, int(n / sr * rng.uniform(0.5, 2.0)) + 2)  # a new rotation speed every 0.5-2 s, smoothly joined
     drift = np.cumsum(rng.normal(0.0, 0.12, knots))
-    drift = np.clip(drift - drift.mean(), -0.3, 0.3)
-    freq = f0 * np.exp(np.interp(np.arange(n), np.linspace(0, n - 1, knots), drift))
+    drift = np.exp(np.interp(np.arange(n), np.linspace(0, n - 1, knots), np.clip(drift - drift.mean(), -0.3, 0.3)))
+    freq = f0 * drift
     phase = np.cumsum(freq) / sr  # in periods
     table_size = 4096
     k = np.arange(1, max(2, int(0.45 * sr / freq.max())) + 1)
@@ -88,10 +91,28 @@ def engine_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.3:
         whine = np.sin(2 * np.pi * phase * int(rng.integers(8, 41)))
         y += 10.0 ** (rng.uniform(-20.0, -6.0) / 20.0) * np.sqrt(2.0) * whine * (freq.max() * 40 < 0.45 * sr)
-    loudness = (freq / f0) ** rng.uniform(0.0, 2.0)  # louder as it revs
+    if rng.random() < 0.5:
+        pulses = firing_pulses(n, sr, float(np.exp(rng.uniform(np.log(3.0), np.log(40.0)))) * drift, rng)
+        y += 10.0 ** (rng.uniform(-10.0, 15.0) / 20.0) * pulses
+    loudness = drift ** rng.uniform(0.0, 2.0)  # louder as it revs
     y += 10.0 ** (rng.uniform(-15.0, 5.0) / 20.0) * coloured_noise(n, rng.uniform(0.5, 2.5), rng)
     y *= loudness
     return (y / max(rms(y), 1e-12)).astype(np.float32)
+
+
+def firing_pulses(n: int, sr: int, rate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bursts of coloured noise (3-40 ms decay) at ``rate`` per second (per sample, so it may drift), each a little
+    louder or softer than the last (±3 dB) and a little early or late (±5 % of a period); unit RMS."""
+    beats = np.flatnonzero(np.diff(np.floor(np.cumsum(rate) / sr + rng.random())) > 0)
+    jitter = (rng.uniform(-0.05, 0.05, beats.size) * sr / rate[beats]).astype(np.int64)
+    train = np.zeros(n)
+    np.add.at(train, np.clip(beats + jitter, 0, n - 1), 10.0 ** (rng.uniform(-3.0, 3.0, beats.size) / 20.0))
+    length = int(0.2 * sr)
+    decay = np.exp(-np.arange(length) / (rng.uniform(0.003, 0.04) * sr))
+    burst = coloured_noise(length, rng.uniform(0.0, 2.0), rng) * decay
+    size = 1 << int(np.ceil(np.log2(n + length)))
+    y = np.fft.irfft(np.fft.rfft(train, size) * np.fft.rfft(burst, size), size)[:n]
+    return y / max(rms(y), 1e-12)
 
 
 def fit_length(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
