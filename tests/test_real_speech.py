@@ -132,10 +132,13 @@ def test_recorded_noise_spans_never_overlap_between_splits():
 def test_recorded_noise_folder_rejects_builtin_names(tmp_path):
     noise_folder(tmp_path)
     assert sorted(recorded_noises(tmp_path)) == ["fan", "rain", "tap"]
-    (tmp_path / "pink").mkdir()
-    sf.write(tmp_path / "pink" / "p.wav", np.zeros(1600, np.float32), 16000)
-    with pytest.raises(AudiovaeError, match="built-in"):
-        recorded_noises(tmp_path)
+    for name in ("pink", "engine"):  # a built-in type, a training-only synthetic one
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "p.wav", np.zeros(1600, np.float32), 16000)
+        with pytest.raises(AudiovaeError, match="built-in"):
+            recorded_noises(tmp_path)
+        (tmp_path / name / "p.wav").unlink()
+        (tmp_path / name).rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -245,11 +248,13 @@ def test_engine_noise_is_harmonics_of_a_rotation_that_wanders():
         assert y.dtype == np.float32 and np.isfinite(y).all() and abs(np.sqrt(np.mean(y ** 2)) - 1) < 1e-3
         (first, a), (last, b) = _comb_contrast(y[:sr]), _comb_contrast(y[-sr:])
         combs += int(a > 3) + int(b > 3)
-        drifts.append(abs(np.log(last / first)))
+        if a > 3 and b > 3:  # both seconds show the comb: their fundamentals measure the drift
+            drifts.append(abs(np.log(last / first)))
         pink = coloured_noise(4 * sr, 1.0, np.random.default_rng(seed))
         assert _comb_contrast(pink[:sr])[1] < 3 and _comb_contrast(pink[-sr:])[1] < 3
     assert combs >= 6  # of 16 seconds (a loud broadband part or firing pulses hide the comb of some; pink: none)
-    assert max(drifts) > 0.05  # the rotation moves (by up to 30 %) within a clip
+    assert max(drifts) > 0.05  # the rotation moves within a clip...
+    assert sorted(drifts)[len(drifts) // 2] < np.log(1.9)  # ...by at most -26...+35 % (an octave error would read 0.69)
 
 
 def test_firing_pulses_repeat_at_their_rate():
@@ -266,7 +271,7 @@ def test_firing_pulses_repeat_at_their_rate():
         ac = np.correlate(env, env, mode="full")[env.size - 1:]
         lag = int(np.argmax(ac[int(0.6 * period * 200): int(1.4 * period * 200)])) + int(0.6 * period * 200)
         assert abs(lag / 200 - period) <= 0.01, (rate, lag / 200)
-        assert ac[lag] > 0.3 * ac[0] and ac[lag] > 2 * ac[lag // 2]  # a shifted copy of itself by one period
+        assert ac[lag] > 0.3 * ac[0]  # a strong likeness of itself one period later
 
 
 def test_corpus_noisy_cli_takes_speechocean_and_a_noise_folder(tmp_path, speechocean):

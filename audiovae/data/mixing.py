@@ -55,10 +55,10 @@ def factory_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def engine_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """An engine or rotating machine: harmonics of a rotation that wanders (15-160 Hz, log-uniform, drifting up to
-    ±30 % over the clip), shaped by a random spectral slope and a few resonances, over broadband noise of random
-    colour and level (air, tyres, exhaust), sometimes with a whine (a blade-pass line at 8-40x the rotation), and in
-    half the clips firing pulses: short bursts of coloured noise at 3-40 per second that follow the same drift (an
+    """An engine or rotating machine: harmonics of a rotation centred at 15-160 Hz (log-uniform) that wanders within
+    -26...+35 % of it over the clip, shaped by a random spectral slope and 1-3 resonances, over broadband noise of
+    random colour and level (air, tyres, exhaust); in 30 % of clips a whine (a blade-pass line at 8-40x the
+    rotation), in half of them firing pulses (:func:`firing_pulses` at 3-40 per second, following the same drift: an
     engine at low revs, a locomotive's chuffs, a press). Unit RMS.
 
     A family rather than one machine: a denoiser that must meet engines, fans, vehicles and appliances it never heard
@@ -89,8 +89,9 @@ def engine_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     harmonic *= 1.0 + rng.uniform(0.0, 0.4) * np.sin(2 * np.pi * phase * rng.choice([0.5, 1.0, 2.0]))
     y = harmonic / max(rms(harmonic), 1e-12)
     if rng.random() < 0.3:
-        whine = np.sin(2 * np.pi * phase * int(rng.integers(8, 41)))
-        y += 10.0 ** (rng.uniform(-20.0, -6.0) / 20.0) * np.sqrt(2.0) * whine * (freq.max() * 40 < 0.45 * sr)
+        blades = int(rng.integers(8, 41))
+        whine = np.sin(2 * np.pi * phase * blades)
+        y += 10.0 ** (rng.uniform(-20.0, -6.0) / 20.0) * np.sqrt(2.0) * whine * (freq.max() * blades < 0.45 * sr)
     if rng.random() < 0.5:
         pulses = firing_pulses(n, sr, float(np.exp(rng.uniform(np.log(3.0), np.log(40.0)))) * drift, rng)
         y += 10.0 ** (rng.uniform(-10.0, 15.0) / 20.0) * pulses
@@ -101,8 +102,9 @@ def engine_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def firing_pulses(n: int, sr: int, rate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Bursts of coloured noise (3-40 ms decay) at ``rate`` per second (per sample, so it may drift), each a little
-    louder or softer than the last (±3 dB) and a little early or late (±5 % of a period); unit RMS."""
+    """Bursts of coloured noise (3-40 ms decay) at ``rate`` per second (per sample, so it may drift), each at its own
+    level (±3 dB) and a little early or late (±5 % of a period). Every burst is the same waveform (one engine's
+    firing, not a fresh noise each time). Unit RMS; silence when no burst falls inside ``n`` samples."""
     beats = np.flatnonzero(np.diff(np.floor(np.cumsum(rate) / sr + rng.random())) > 0)
     jitter = (rng.uniform(-0.05, 0.05, beats.size) * sr / rate[beats]).astype(np.int64)
     train = np.zeros(n)

@@ -95,6 +95,7 @@ class NoisyCorpusConfig:
         if unknown:
             raise AudiovaeError(f"unknown noise type(s) {sorted(unknown)}; known: "
                                 f"{', '.join(TRAIN_NOISES + TEST_ONLY_NOISES)}")
+        object.__setattr__(self, "train_only_noises", tuple(dict.fromkeys(self.train_only_noises)))  # once each
         unknown = set(self.train_only_noises) - set(TRAIN_ONLY_NOISES)
         if unknown:
             raise AudiovaeError(f"unknown training-only noise type(s) {sorted(unknown)}; known: "
@@ -227,7 +228,7 @@ def recorded_noises(noise_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
         files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         if not files:
             continue
-        if folder.name in TRAIN_NOISES + TEST_ONLY_NOISES + (CLEAN,):
+        if folder.name in TRAIN_NOISES + TEST_ONLY_NOISES + TRAIN_ONLY_NOISES + (CLEAN,):
             raise AudiovaeError(f"{folder}: {folder.name!r} is a built-in noise type; rename the folder")
         types[folder.name] = files
     if not types:
