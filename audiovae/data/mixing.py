@@ -82,10 +82,7 @@ def engine_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     top = min(k.size, spectrum.size - 1)
     spectrum[1: top + 1] = amp[:top] * np.exp(2j * np.pi * rng.random(top))
     table = np.fft.irfft(spectrum, table_size)
-    pos = (phase % 1.0) * table_size
-    i = pos.astype(np.int64)
-    frac = pos - i
-    harmonic = table[i] * (1 - frac) + table[(i + 1) % table_size] * frac
+    harmonic = np.interp((phase % 1.0) * table_size, np.arange(table_size + 1), np.append(table, table[0]))
     harmonic *= 1.0 + rng.uniform(0.0, 0.4) * np.sin(2 * np.pi * phase * rng.choice([0.5, 1.0, 2.0]))
     y = harmonic / max(rms(harmonic), 1e-12)
     if rng.random() < 0.3:
@@ -105,6 +102,7 @@ def firing_pulses(n: int, sr: int, rate: np.ndarray, rng: np.random.Generator) -
     """Bursts of coloured noise (3-40 ms decay) at ``rate`` per second (per sample, so it may drift), each at its own
     level (±3 dB) and a little early or late (±5 % of a period). Every burst is the same waveform (one engine's
     firing, not a fresh noise each time). Unit RMS; silence when no burst falls inside ``n`` samples."""
+    from scipy.signal import fftconvolve  # here, not at import: the mixing dataset imports this module at start-up
     beats = np.flatnonzero(np.diff(np.floor(np.cumsum(rate) / sr + rng.random())) > 0)
     jitter = (rng.uniform(-0.05, 0.05, beats.size) * sr / rate[beats]).astype(np.int64)
     train = np.zeros(n)
@@ -112,8 +110,7 @@ def firing_pulses(n: int, sr: int, rate: np.ndarray, rng: np.random.Generator) -
     length = int(0.2 * sr)
     decay = np.exp(-np.arange(length) / (rng.uniform(0.003, 0.04) * sr))
     burst = coloured_noise(length, rng.uniform(0.0, 2.0), rng) * decay
-    size = 1 << int(np.ceil(np.log2(n + length)))
-    y = np.fft.irfft(np.fft.rfft(train, size) * np.fft.rfft(burst, size), size)[:n]
+    y = fftconvolve(train, burst)[:n]
     return y / max(rms(y), 1e-12)
 
 
