@@ -8,7 +8,9 @@ Two layouts, both read by :func:`load_checkpoint`:
   metadata ``{"model": {type, config}, "mel", "vocoder", ...}``. Models rename format-1 weight keys on load.
 * format 2 (written): named components in one file, weights prefixed by component (``model.*``, ``vocoder.*``) and
   metadata ``{"components": {name: {"type", "config"}}, "mel", ...}``: a model alone, a VAE together with its trained
-  vocoder or its learned prior (``prior.*``), or a vocoder alone (:func:`save_vocoder` / :func:`load_vocoder`).
+  vocoder or its learned prior (``prior.*``), an anomaly detector with its normal clips' line spectra
+  (``lines.*``, :class:`~audiovae.machine_lines.MachineLines`), or a vocoder alone (:func:`save_vocoder` /
+  :func:`load_vocoder`).
   Every component shares the file's ``mel``. An older release refuses a format-2 file as "written by a newer
   audiovae" instead of misreading it.
 
@@ -34,6 +36,7 @@ from . import __version__
 from .errors import AudiovaeError, ConfigError
 from .features import MelConfig
 from .fileio import atomic_path, write_errors
+from .machine_lines import MachineLines
 from .models import LatentModel, LatentPrior, build_model, build_prior
 from .vocoders import DEFAULT_SYNTHESIS, VOCODERS, Vocoder, build_vocoder
 
@@ -67,6 +70,8 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                              Vocoder),
     "prior": ComponentKind(lambda p: (p.prior_type, p.config.to_dict()), lambda t, c, mel: build_prior(t, c),
                            LatentPrior),
+    "lines": ComponentKind(lambda m: (m.lines_type, m.settings()), lambda t, c, mel: MachineLines.build(t, c),
+                           MachineLines),
 }
 
 

@@ -371,4 +371,5 @@ def test_fit_on_a_plain_folder_of_recordings(tmp_path):
     assert sorted(e.split for e in trained).count("valid") == 4 and len(trained) == 12
     r = run_cli("anomaly", "score", folder / "rec_00.flac", "--model", out)
     assert r.returncode == 0 and "rec_00.flac" in r.stdout and "scored 1 of 1 files" in r.stdout
-    assert DetectorSettings.of(load_checkpoint(out)).selection == {}  # one config given: no choice to make
+    s = DetectorSettings.of(load_checkpoint(out))  # one config given: the only choice is whether to add lines
+    assert set(s.selection) == {"anomaly_vae", "anomaly_vae + machine lines"} and "with machine lines" in s.chosen

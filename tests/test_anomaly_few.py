@@ -14,6 +14,7 @@ from conftest import fan_corpus, run_cli
 from audiovae.data.corpora.machines import MachineCorpusConfig, _unit, build_machine_corpus, machine_sound
 from audiovae.data.manifest import Entry, read_manifest
 from audiovae.errors import ConfigError
+from audiovae.training.anomaly import lines_name
 from audiovae.training.config import load_run_config
 from audiovae.training.faults import FAULTS, inject, strongest_line
 
@@ -142,13 +143,19 @@ def test_fit_on_a_few_clips_chooses_on_injected_faults(few_corpus, tmp_path):
     r = run_cli("anomaly", "fit", few_corpus, "--clips", "9", "-o", out, "train.steps=20",
                 "data.segment_frames=16", "data.cache_dir=null", "--device", "cpu", timeout=900)
     assert r.returncode == 0, r.stderr
-    s = DetectorSettings.of(load_checkpoint(out))
-    assert set(s.selection) == {"anomaly_vae", "anomaly_vae_fine"} and r.stdout.count("<- kept") == 1
+    ckpt = load_checkpoint(out)
+    s = DetectorSettings.of(ckpt)
+    configs = {"anomaly_vae", "anomaly_vae_fine"}
+    assert set(s.selection) == configs | {lines_name(s.config)} and r.stdout.count("<- kept") == 1
     for figures in s.selection.values():  # no anomalous clip of the corpus was used: only injected faults
         assert set(figures["faults"]) == set(FAULTS) and 0 <= figures["auc"] <= 1
         assert figures["normal"] == 4 and figures["anomalous"] == 4 * 2 * len(FAULTS)
-    assert s.config == max(s.selection, key=lambda n: s.selection[n]["auc"])
-    assert s.chosen.startswith(s.config) and "injected" in s.chosen
+    assert s.config == max(configs, key=lambda n: s.selection[n]["auc"])
+    assert s.chosen.startswith(s.config) and "injected" in s.chosen and "with machine lines" in s.chosen
+    added = s.selection[lines_name(s.config)]["auc"] > s.selection[s.config]["auc"]
+    assert (s.lines > 0) == added == ("lines" in ckpt.components) == ("machine lines added" in r.stdout)
+    if added:  # the lines of all 9 clips, as the refitted model heard them
+        assert ckpt.components["lines"].spectra.shape[0] == 9
     trained = read_manifest(tmp_path / "fan_run" / "normal.jsonl")
     assert len(trained) == 9 and {e.unit for e in trained} == {"id_00", "id_02"}
     assert all(e.label == "" and "valid_" not in e.path for e in trained)  # training clips only, unlabelled

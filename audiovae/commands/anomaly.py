@@ -34,7 +34,10 @@ def anomaly_fit(
                                                      autocompletion=names_or_files(_config_names))] = None,
     clips: Annotated[int, typer.Option(help="Use only this many normal clips (spread over units and noise "
                                        "levels), split afresh and chosen among without anomalous clips, as a user "
-                                       "with a few recordings would be; 0: all.", min=0)] = 0,
+                                       "with a few recordings would be; 0: all. Under 100 clips, the kept "
+                                       "detector is tried with machine lines added (lines at orders of the "
+                                       "machine's rotation, new or lost) and keeps them if that scores the "
+                                       "injected faults better.", min=0)] = 0,
     machine: Annotated[str, typer.Option(help="The machine type to fit (needed when NORMAL holds several).")] = "",
     unit: Annotated[str, typer.Option(help="Only this machine of the type (a unit id such as id_00): one detector "
                                       "per machine, as the MIMII baseline trains them.")] = "",
@@ -56,19 +59,21 @@ def anomaly_fit(
 
     Example: audiovae anomaly fit corpora/machines --machine fan -o fan.safetensors
     """
-    from ..training.anomaly import DEFAULT_CONFIGS, fit_detector
+    from ..training.anomaly import DEFAULT_CONFIGS, fit_detector, lines_name
 
     path, s = fit_detector(normal, output, config or DEFAULT_CONFIGS, overrides or [], machine, percentile, pooling,
                            score, work, device, resume, clips=clips, unit=unit)
+    kept = lines_name(s.config) if s.lines > 0 else s.config
     for name, r in s.selection.items():
         figures = (f"injected-fault AUC {r['auc']:.3f} (" + ", ".join(f"{k} {v:.2f}" for k, v in r["faults"].items())
                    + f"; {r['normal']} normal clips, {r['anomalous']} faulted copies)" if "faults" in r else
                    f"valid AUC {r['auc']:.3f}, pAUC {r['pauc']:.3f} ({r['normal']} normal, {r['anomalous']} "
                    "anomalous clips)")
-        typer.echo(f"{name}: {figures}" + ("  <- kept" if name == s.config else ""))
+        typer.echo(f"{name}: {figures}" + ("  <- kept" if name == kept else ""))
     typer.echo(f"wrote {path}: {s.config}, {s.score} score, {s.pooling} over frames, threshold {s.threshold:.4g} "
                f"(the {s.percentile:g}th percentile of {s.normal['clips']} held-out normal clips)"
-               + (f", machine type {s.machine}" if s.machine else "") + (f", unit {s.unit}" if s.unit else ""))
+               + (f", machine type {s.machine}" if s.machine else "") + (f", unit {s.unit}" if s.unit else "")
+               + (", machine lines added" if s.lines > 0 else ""))
 
 
 @command("Score clips with a detector: a line per file, CSV, plots.", on=anomaly_app, name="score")

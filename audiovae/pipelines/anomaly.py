@@ -84,6 +84,10 @@ class DetectorSettings:
         selection: when ``fit`` chose among several configs, each one's AUC (and pAUC) on the valid split's
             anomalous clips, or on faults injected into the held-out normal clips (then per kind of fault too).
         chosen: which config ``fit`` kept and why, in one line.
+        lines: weight of the machine-lines exceedance added to the pooled frame score (0: off). Needs the
+            checkpoint's ``lines`` component (:class:`~audiovae.machine_lines.MachineLines`); ``fit`` of a few
+            clips sets it to half the spread of the held-out normal clips' scores when that scores the injected
+            faults better.
     """
 
     score: str = "recon"
@@ -97,12 +101,15 @@ class DetectorSettings:
     config: str = ""
     selection: dict = field(default_factory=dict)
     chosen: str = ""
+    lines: float = 0.0
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
             raise ConfigError(f"anomaly score {self.score!r} must be one of {', '.join(SCORES)}")
         check_pooling(self.pooling)
         check_percentile(self.percentile)
+        if not self.lines >= 0:
+            raise ConfigError(f"machine-lines weight {self.lines} must be >= 0")
 
     @classmethod
     def of(cls, ckpt: Checkpoint) -> DetectorSettings:
@@ -149,6 +156,9 @@ class Detector:
         frames = model.frame_scores(mel, self.settings.score)[0].float().cpu().numpy()
         edge = self.settings.edge_frames
         value = pool(frames[edge: len(frames) - edge] if len(frames) > 4 * edge else frames, self.settings.pooling)
+        lines = self.ckpt.components.get("lines")
+        if self.settings.lines > 0 and lines is not None:
+            value += self.settings.lines * lines.score(wave.detach().cpu().float().numpy(), self.sample_rate)
         t = self.settings.threshold
         return ClipScore(value, None if t is None else value > t, frames, wave.numel() / self.sample_rate,
                          mel[0].cpu())

@@ -30,6 +30,7 @@ from ..data.manifest import Entry, write_manifest
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import check_output_path
+from ..machine_lines import MachineLines
 from ..metrics import auc_pair
 from ..pipelines.anomaly import Detector, DetectorSettings, threshold_at
 from ..progress import bar_off
@@ -172,7 +173,8 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
         e.path, e.split = str(Path(e.path).resolve()), split
     write_manifest(manifest, train_set + held)
     seconds = sum(e.duration for e in train_set)
-    faulted = _faulted(held, progress) if len(configs) > 1 and not anomalous else []
+    few = fresh and len(train_set) + len(held) < REFIT_BELOW
+    faulted = _faulted(held, progress) if (len(configs) > 1 or few) and not anomalous else []
     best, selection = None, {}
     for config_name, name, kind in zip(configs, names, scores, strict=True):
         out_dir = run if len(configs) == 1 else run / name
@@ -184,34 +186,99 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
         normal = _clip_scores(detector, held, f"threshold ({name})", progress)
         settings = DetectorSettings(score=kind, pooling=pooling, threshold=threshold_at(normal, percentile),
                                     percentile=percentile, machine=machine, unit=unit, config=name,
-                                    normal={"clips": int(normal.size), "mean": float(normal.mean()),
-                                            "std": float(normal.std())})
-        if anomalous and len(configs) > 1:
-            bad = _clip_scores(detector, anomalous, f"valid anomalies ({name})", progress)
-            auc, pauc = auc_pair([0] * normal.size + [1] * bad.size, np.concatenate([normal, bad]).tolist())
-            selection[name] = {"auc": auc, "pauc": pauc, "normal": int(normal.size), "anomalous": int(bad.size)}
-            key = (auc, pauc)
-        elif faulted:
-            selection[name] = _injected_auc(detector, normal, faulted)
-            key = (selection[name]["auc"], 0.0)
-        else:
-            key = (0.0, 0.0)
+                                    normal=_summary(normal))
+        figures = _choice_figures(detector, normal, anomalous, faulted, name, progress) \
+            if len(configs) > 1 or few else {}
+        if figures:
+            selection[name] = figures
+        key = (figures.get("auc", 0.0), figures.get("pauc", 0.0))
         if best is None or key > best[0]:
-            best = (key, ckpt, settings)
-    _, ckpt, settings = best
-    if fresh and len(train_set) + len(held) < REFIT_BELOW:
+            best = (key, ckpt, settings, detector, normal)
+    _, ckpt, settings, detector, normal = best
+    lines = _try_lines(detector, normal, train_set, held, anomalous, faulted, selection, settings, progress) \
+        if few else None
+    if few:
         ckpt = _refit(configs[names.index(settings.config)], overrides, train_set, held, run, device, resume)
         settings.normal["refit_clips"] = len(train_set) + len(held)
+        if lines is not None:  # the normal line spectra of every clip, as the refitted model has heard them all
+            lines = MachineLines.fit(_waves(train_set + held, detector.sample_rate), detector.sample_rate)
+    if lines is not None:
+        ckpt.components["lines"] = lines
     settings.selection = selection
     if selection:
         how = ("the valid split's anomalous clips" if anomalous else
                f"faults injected into them ({', '.join(FAULTS)}; {FAULTS_PER_CLIP} copies of each clip per kind)")
-        others = ", ".join(f"{n} {r['auc']:.3f}" for n, r in selection.items() if n != settings.config)
+        others = ", ".join(f"{n} {r['auc']:.3f}" for n, r in selection.items()
+                           if n != settings.config and n in names)
         settings.chosen = (f"{settings.config}: the highest AUC of {len(held)} held-out normal clips against "
-                           f"{how}, {selection[settings.config]['auc']:.3f} (against {others})")
+                           f"{how}, {selection[settings.config]['auc']:.3f}" + (f" (against {others})" if others
+                                                                                   else ""))
+        with_lines = selection.get(lines_name(settings.config))
+        if with_lines is not None:
+            settings.chosen += (f"; with machine lines {with_lines['auc']:.3f}: "
+                                + ("added" if settings.lines > 0 else "not added"))
     ckpt.info["anomaly"] = settings.to_dict()
     ckpt.task = "anomaly"
     return save_checkpoint(out, ckpt), settings
+
+
+def lines_name(config: str) -> str:
+    """The name under which ``fit`` records a config tried with machine lines added."""
+    return f"{config} + machine lines"
+
+
+def _summary(normal: np.ndarray) -> dict:
+    return {"clips": int(normal.size), "mean": float(normal.mean()), "std": float(normal.std())}
+
+
+def _choice_figures(detector: Detector, normal: np.ndarray, anomalous: Sequence[Entry],
+                    faulted: dict[str, list[tuple[np.ndarray, int]]], name: str, progress: bool) -> dict:
+    """What a candidate is chosen by: the valid split's anomalous clips against the held-out normal scores, else the
+    injected faults; ``{}`` when there is neither."""
+    if anomalous:
+        bad = _clip_scores(detector, anomalous, f"valid anomalies ({name})", progress)
+        auc, pauc = auc_pair([0] * normal.size + [1] * bad.size, np.concatenate([normal, bad]).tolist())
+        return {"auc": auc, "pauc": pauc, "normal": int(normal.size), "anomalous": int(bad.size)}
+    return _injected_auc(detector, normal, faulted) if faulted else {}
+
+
+def _try_lines(detector: Detector, normal: np.ndarray, train_set: list[Entry], held: list[Entry],
+               anomalous: Sequence[Entry], faulted: dict[str, list[tuple[np.ndarray, int]]], selection: dict,
+               settings: DetectorSettings, progress: bool) -> MachineLines | None:
+    """The kept detector with :class:`~audiovae.machine_lines.MachineLines` of the training clips added (weight:
+    half the spread of the held-out normal scores), judged as the configs were; if it scores higher, ``settings``
+    take its weight, threshold and normal scores and the lines are returned, else ``None``. Either way its figures
+    go into ``selection``."""
+    waves = _waves(train_set, detector.sample_rate)
+    weight = 0.5 * float(normal.std())
+    before = selection.get(settings.config)
+    if len(waves) < 3 or weight <= 0 or before is None:
+        return None
+    lines = MachineLines.fit(waves, detector.sample_rate)
+    trial = Detector(replace(detector.ckpt, components={**detector.ckpt.components, "lines": lines}),
+                     **{**settings.to_dict(), "threshold": None, "lines": weight})
+    fused = _clip_scores(trial, held, "threshold (machine lines)", progress)
+    figures = _choice_figures(trial, fused, anomalous, faulted, lines_name(settings.config), progress)
+    selection[lines_name(settings.config)] = figures
+    if (figures["auc"], figures.get("pauc", 0.0)) <= (before["auc"], before.get("pauc", 0.0)):
+        return None
+    settings.lines = weight
+    settings.threshold = threshold_at(fused, settings.percentile)
+    settings.normal = _summary(fused)
+    return lines
+
+
+def _waves(clips: Sequence[Entry], sample_rate: int) -> list[np.ndarray]:
+    """The clips' waveforms at ``sample_rate`` (an unreadable one is skipped with a warning)."""
+    from .. import audio
+
+    out = []
+    for e in clips:
+        try:
+            out.append(audio.load(e.path, sample_rate)[0].numpy())
+        except AudiovaeError as err:
+            warnings.warn(f"machine lines: skipping {err}", DataWarning, stacklevel=2)
+    return out
 
 
 def _refit(config: str, overrides: Sequence[str], train_set: list[Entry], held: list[Entry], run: Path,
