@@ -38,6 +38,9 @@ def anomaly_fit(
                                        "detector is tried with machine lines added (lines at orders of the "
                                        "machine's rotation, new or lost) and keeps them if that scores the "
                                        "injected faults better.", min=0)] = 0,
+    lines: Annotated[bool, typer.Option(help="With under 100 clips, try machine lines beside the frame model (off: "
+                                        "the frame model alone, e.g. for the DCASE baseline as published).")
+                     ] = True,
     machine: Annotated[str, typer.Option(help="The machine type to fit (needed when NORMAL holds several).")] = "",
     unit: Annotated[str, typer.Option(help="Only this machine of the type (a unit id such as id_00): one detector "
                                       "per machine, as the MIMII baseline trains them.")] = "",
@@ -62,7 +65,7 @@ def anomaly_fit(
     from ..training.anomaly import DEFAULT_CONFIGS, fit_detector, lines_name
 
     path, s = fit_detector(normal, output, config or DEFAULT_CONFIGS, overrides or [], machine, percentile, pooling,
-                           score, work, device, resume, clips=clips, unit=unit)
+                           score, work, device, resume, clips=clips, unit=unit, lines=lines)
     kept = lines_name(s.config) if s.lines > 0 else s.config
     for name, r in s.selection.items():
         figures = (f"injected-fault AUC {r['auc']:.3f} (" + ", ".join(f"{k} {v:.2f}" for k, v in r["faults"].items())

@@ -131,7 +131,8 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
                  config: str | Sequence[str] = DEFAULT_CONFIGS, overrides: Sequence[str] = (), machine: str = "",
                  percentile: float = 90.0, pooling: str = "mean", score: str | None = None,
                  work_dir: str | os.PathLike[str] | None = None, device: str = "auto", resume: bool = False,
-                 progress: bool = True, clips: int = 0, unit: str = "") -> tuple[Path, DetectorSettings]:
+                 progress: bool = True, clips: int = 0, unit: str = "", lines: bool = True
+                 ) -> tuple[Path, DetectorSettings]:
     """Train ``config`` on the normal clips of ``source`` and write the detector to ``output``; returns its path and
     settings. ``score`` defaults to the model's own first kind (``nelbo`` for a VAE, ``recon`` for the dense AE).
 
@@ -144,7 +145,8 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     ``clips``: use only that many normal clips (:func:`few_clips`),
     held out and split afresh as for a folder of recordings, and no anomalous clip: what a user with a few
     recordings of one healthy machine has. Fewer than :data:`REFIT_BELOW` clips held out afresh: the kept config is
-    then trained again on all of them (:func:`_refit`). The runs (checkpoints, log, the manifests) are kept in
+    then trained again on all of them (:func:`_refit`), and with ``lines`` the kept detector is also tried with
+    machine lines added (:func:`_try_lines`). The runs (checkpoints, log, the manifests) are kept in
     ``work_dir`` (default: ``output``'s name with ``_run``; one sub-folder per config when there are several), so
     ``resume=True`` continues them."""
     out = Path(output)
@@ -174,7 +176,8 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     write_manifest(manifest, train_set + held)
     seconds = sum(e.duration for e in train_set)
     few = fresh and len(train_set) + len(held) < REFIT_BELOW
-    faulted = _faulted(held, progress) if (len(configs) > 1 or few) and not anomalous else []
+    choose = len(configs) > 1 or (few and lines)  # among configs, or whether to add machine lines
+    faulted = _faulted(held, progress) if choose and not anomalous else []
     best, selection = None, {}
     for config_name, name, kind in zip(configs, names, scores, strict=True):
         out_dir = run if len(configs) == 1 else run / name
@@ -187,23 +190,22 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
         settings = DetectorSettings(score=kind, pooling=pooling, threshold=threshold_at(normal, percentile),
                                     percentile=percentile, machine=machine, unit=unit, config=name,
                                     normal=_summary(normal))
-        figures = _choice_figures(detector, normal, anomalous, faulted, name, progress) \
-            if len(configs) > 1 or few else {}
+        figures = _choice_figures(detector, normal, anomalous, faulted, name, progress) if choose else {}
         if figures:
             selection[name] = figures
         key = (figures.get("auc", 0.0), figures.get("pauc", 0.0))
         if best is None or key > best[0]:
             best = (key, ckpt, settings, detector, normal)
     _, ckpt, settings, detector, normal = best
-    lines = _try_lines(detector, normal, train_set, held, anomalous, faulted, selection, settings, progress) \
-        if few else None
+    machine_lines = _try_lines(detector, normal, train_set, held, anomalous, faulted, selection, settings, progress) \
+        if few and lines else None
     if few:
         ckpt = _refit(configs[names.index(settings.config)], overrides, train_set, held, run, device, resume)
         settings.normal["refit_clips"] = len(train_set) + len(held)
-        if lines is not None:  # the normal line spectra of every clip, as the refitted model has heard them all
-            lines = MachineLines.fit(_waves(train_set + held, detector.sample_rate), detector.sample_rate)
-    if lines is not None:
-        ckpt.components["lines"] = lines
+        if machine_lines is not None:  # the normal line spectra of every clip, as the refitted model heard them all
+            machine_lines = MachineLines.fit(_waves(train_set + held, detector.sample_rate), detector.sample_rate)
+    if machine_lines is not None:
+        ckpt.components["lines"] = machine_lines
     settings.selection = selection
     if selection:
         how = ("the valid split's anomalous clips" if anomalous else

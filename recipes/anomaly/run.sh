@@ -25,10 +25,11 @@ sizes=${SIZES:-13 50 480}
 fit() {  # fit NAME_PREFIX OUT_DIR CACHE [fit options...]: the VAE and the DCASE baseline, each at both resolutions
   local prefix=$1 dir=$2 cache=$3; shift 3
   for config in anomaly_vae anomaly_dense_ae; do
-    local name=${config#anomaly_}_$prefix start
+    local name=${config#anomaly_}_$prefix start lines=--lines
+    [ "$config" = anomaly_vae ] || lines=--no-lines  # the DCASE baseline as published: its frame model alone
     start=$(date +%s)
     rm -rf "$dir/${name}_run"  # a rerun starts afresh (anomaly fit --resume continues an interrupted one)
-    audiovae anomaly fit --config "$config" --config "${config}_fine" -o "$dir/$name.safetensors" \
+    audiovae anomaly fit --config "$config" --config "${config}_fine" -o "$dir/$name.safetensors" $lines \
       "$@" "data.cache_dir=$cache" ${extra[@]+"${extra[@]}"} > "$dir/$name.log" 2>&1 \
       || { tail -5 "$dir/$name.log"; exit 1; }
     echo "$name: fitted in $(( $(date +%s) - start )) s"
