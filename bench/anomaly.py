@@ -58,7 +58,7 @@ def main() -> None:
     if not args.model:
         detectors["anomaly_vae+lines"] = with_lines(detectors["anomaly_vae"])
     header("anomaly scoring speed: file -> clip score, against file -> log-mel")
-    print(f"{'device':6s} {'seconds':>8s} {'detector':18s} {'x realtime':>11s} {'front end x rt':>15s} "
+    print(f"{'device':6s} {'seconds':>8s} {'detector':21s} {'x realtime':>11s} {'front end x rt':>15s} "
           f"{'share of time in front end':>27s}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +76,7 @@ def main() -> None:
 
                     best = race({"front": front, "score": lambda d=d, path=path: d.score_file(path)},
                                 repeat=args.repeat, rounds=2, sync=device == "cuda")
-                    print(f"{device:6s} {seconds:8.1f} {name:18s} {seconds / best['score']:11.0f} "
+                    print(f"{device:6s} {seconds:8.1f} {name:21s} {seconds / best['score']:11.0f} "
                           f"{seconds / best['front']:15.0f} {best['front'] / best['score']:27.0%}")
 
 

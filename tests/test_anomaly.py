@@ -363,13 +363,14 @@ def test_fit_on_a_plain_folder_of_recordings(tmp_path):
         y = machine_sound("fan", _unit("fan", 0, 0), SR, SR, np.random.default_rng(i))
         sf.write(folder / f"rec_{i:02d}.flac", (0.1 * y).astype(np.float32), SR)
     out = tmp_path / "fan.safetensors"
-    r = run_cli("anomaly", "fit", folder, "-o", out, "--config", "anomaly_vae", "train.steps=20", "data.cache_dir=null",
-                "data.segment_frames=16", "--percentile", "75", "--device", "cpu")
+    r = run_cli("anomaly", "fit", folder, "-o", out, "--config", "anomaly_vae", "--no-lines", "train.steps=20",
+                "data.cache_dir=null", "data.segment_frames=16", "--percentile", "75", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "75th percentile of 4 held-out normal clips" in r.stdout
     trained = read_manifest(tmp_path / "fan_run" / "normal.jsonl")
     assert sorted(e.split for e in trained).count("valid") == 4 and len(trained) == 12
     r = run_cli("anomaly", "score", folder / "rec_00.flac", "--model", out)
     assert r.returncode == 0 and "rec_00.flac" in r.stdout and "scored 1 of 1 files" in r.stdout
-    s = DetectorSettings.of(load_checkpoint(out))  # one config given: the only choice is whether to add lines
-    assert set(s.selection) == {"anomaly_vae", "anomaly_vae + machine lines"} and "with machine lines" in s.chosen
+    ckpt = load_checkpoint(out)  # one config and --no-lines: no choice to make, no lines
+    assert DetectorSettings.of(ckpt).selection == {} and DetectorSettings.of(ckpt).lines == 0
+    assert "lines" not in ckpt.components
