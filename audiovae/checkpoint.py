@@ -112,7 +112,7 @@ class Checkpoint:
 
     def summary(self) -> dict[str, str]:
         """What a person wants to know first, one line each (``audiovae info`` and the web page's Models tab): task,
-        model, latent rate, front end, vocoder, and the prior and speakers when there are any."""
+        model, latent rate, front end, vocoder, and the prior, machine lines and speakers when there are any."""
         model, voc, prior = self.model, self.trained_vocoder, self.prior
         pointer = self.vocoder.get("path")
         where = f"from {pointer}" if pointer else "in this file"
@@ -125,6 +125,11 @@ class Checkpoint:
             c = prior.config
             rows["prior"] = (f"{prior.prior_type}, {_millions(prior)} M parameters ({c.layers} x {c.hidden}, "
                              f"{c.mixtures} Gaussians per frame)")
+        lines = self.components.get("lines")
+        if isinstance(lines, MachineLines):
+            c = lines.config
+            rows["machine lines"] = (f"line spectra of {lines.spectra.shape[0]} normal clips, {c.f_lo:g} Hz-"
+                                     f"{c.f_hi:g} Hz")
         if self.speakers:
             rows["speakers"] = ", ".join(self.speakers)
         return rows

@@ -99,6 +99,7 @@ def test_lines_travel_in_a_detector_checkpoint_and_add_to_its_score(lines, tmp_p
     back = load_checkpoint(path)
     assert torch.equal(back.components["lines"].spectra, lines.spectra)
     assert back.components["lines"].calibration == lines.calibration
+    assert back.summary()["machine lines"].startswith("line spectra of 10 normal clips")
     faulty = torch.from_numpy(_clip(400, half_orders=20.0))
     with_lines, without = Detector(back), Detector(back, lines=0.0)
     gap = with_lines.score(faulty).score - without.score(faulty).score
