@@ -9,7 +9,7 @@ of a factory's engines (another frequency in every clip, often louder) share the
 unit's speed. A fine spectrum can, if it is read **relative to the machine's own lines** and compared only with the
 recordings of the same machine:
 
-* the **line spectrum** of a clip: its power on a 0.125-Hz grid from 10 Hz to 1 kHz, in dB above a running median
+* the **line spectrum** of a clip: its power on a 0.125-Hz grid from 5 Hz to 1 kHz, in dB above a running median
   over 10 Hz (the local floor), so a line reads the same at any level of broadband noise;
 * its **neighbours**: the few normal clips whose line spectra correlate best with it (the same unit, usually);
 * the **rotation** of the clip: its lowest line that at least two neighbours share (an engine's line is in one clip
@@ -35,17 +35,19 @@ from torch import nn
 from .errors import ConfigError
 
 GRID_HZ = 0.125  # the line spectrum's resolution: an 8-s window (shorter clips are zero-padded)
+CALIBRATION = ("new_q75", "new_std", "lost_q75", "lost_std")
 
 
 @dataclass(frozen=True)
 class LinesConfig:
     """How line spectra are read and compared (the defaults are the measured ones)."""
 
-    f_lo: float = 10.0
+    f_lo: float = 5.0  # half the lowest rotation looked for, so its 0.5x order is on the grid
     f_hi: float = 1000.0
     floor_hz: float = 10.0  # width of the running median that is a line's floor
     peak_db: float = 12.0  # a line: a local maximum this far above its floor
-    tolerance: float = 0.006  # two lines are one within 0.6 % (a machine's speed wanders by about that much)
+    tolerance: float = 0.006  # two lines are one within 0.6 % (a machine's speed wanders by about that much), or
+    # within one grid bin, whichever is wider
     neighbours: int = 3
     orders: tuple[float, ...] = tuple(0.5 * k for k in range(1, 13))  # 0.5x ... 6x the rotation
     min_rotation: float = 12.0
@@ -54,8 +56,13 @@ class LinesConfig:
     lost_from: float = 50.0  # lost lines are looked for from here up to f_hi
 
     def __post_init__(self) -> None:
-        if not 0 < self.f_lo < self.f_hi or self.neighbours < 1 or not self.orders:
-            raise ConfigError(f"LinesConfig: need 0 < f_lo < f_hi, neighbours >= 1 and some orders ({self})")
+        if not 0 < self.f_lo < self.f_hi:
+            raise ConfigError(f"LinesConfig: f_lo {self.f_lo} and f_hi {self.f_hi} must satisfy 0 < f_lo < f_hi")
+        if self.neighbours < 1 or not self.orders:
+            raise ConfigError(f"LinesConfig: neighbours ({self.neighbours}) must be >= 1 and orders not empty")
+        if self.min_rotation * min(self.orders) < self.f_lo:
+            raise ConfigError(f"LinesConfig: the lowest order of the lowest rotation ({self.min_rotation} Hz x "
+                              f"{min(self.orders)}) lies below f_lo ({self.f_lo} Hz)")
 
     @property
     def bins(self) -> int:
@@ -77,7 +84,8 @@ class LinesConfig:
 
 def line_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = LinesConfig()) -> np.ndarray:
     """``[bins]`` float32: the clip's power in dB above its local floor (never below 0), on a ``GRID_HZ`` grid from
-    ``f_lo`` to ``f_hi``. Clips longer than 8 s average the power of 8-s Hann windows (half overlapping)."""
+    ``f_lo`` to ``f_hi``. Clips longer than 8 s average the power of 8-s Hann windows (half overlapping, the last
+    one ending with the clip)."""
     from scipy.ndimage import median_filter
 
     x = np.asarray(wave, dtype=np.float64).reshape(-1)
@@ -86,12 +94,16 @@ def line_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = Line
     nfft = int(round(sample_rate / GRID_HZ))
     size = min(x.size, nfft)
     window = np.hanning(size)
-    starts = range(0, x.size - size + 1, max(size // 2, 1))
-    p = np.mean([np.abs(np.fft.rfft(x[s: s + size] * window, nfft)) ** 2 for s in starts], 0)
+    starts = sorted(set(range(0, x.size - size + 1, max(size // 2, 1))) | {x.size - size})
+    p = np.zeros(nfft // 2 + 1)
+    for s in starts:  # a running sum: an hour-long file never holds all its windows' spectra at once
+        p += np.abs(np.fft.rfft(x[s: s + size] * window, nfft)) ** 2
+    width = int(round(config.floor_hz / GRID_HZ)) | 1
     lo = int(round(config.f_lo / GRID_HZ))
-    db = 10 * np.log10(p[lo: lo + config.bins] + 1e-20)
-    floor = median_filter(db, size=int(round(config.floor_hz / GRID_HZ)) | 1, mode="nearest")
-    return np.maximum(db - floor, 0).astype(np.float32)
+    a, b = max(lo - width // 2, 0), min(lo + config.bins + width // 2, p.size)  # the floor sees past both ends
+    db = 10 * np.log10(p[a:b] / len(starts) + 1e-20)
+    floor = median_filter(db, size=width, mode="reflect")
+    return np.maximum(db - floor, 0)[lo - a: lo - a + config.bins].astype(np.float32)
 
 
 def _peaks(spec: np.ndarray, config: LinesConfig) -> np.ndarray:
@@ -103,7 +115,8 @@ def _peaks(spec: np.ndarray, config: LinesConfig) -> np.ndarray:
 
 
 def _strength(spec: np.ndarray, freqs: np.ndarray, config: LinesConfig) -> np.ndarray:
-    """The strongest bin within ``tolerance`` of each frequency (dB above floor; 0 off the grid)."""
+    """The strongest bin within ``tolerance`` of each frequency, widened to the bins either side of that span (dB
+    above floor; 0 off the grid)."""
     out = np.zeros(len(freqs))
     for j, f in enumerate(freqs):
         a = max(int((f * (1 - config.tolerance) - config.f_lo) / GRID_HZ), 0)
@@ -114,12 +127,14 @@ def _strength(spec: np.ndarray, freqs: np.ndarray, config: LinesConfig) -> np.nd
 
 
 def _shared(freqs: np.ndarray, others: list[np.ndarray], config: LinesConfig) -> np.ndarray:
-    """How many of ``others`` (line lists) hold each of ``freqs`` within ``tolerance``."""
+    """How many of ``others`` (line lists) hold each of ``freqs`` within ``tolerance``, or one grid bin where that
+    is wider (below about 21 Hz)."""
+    freqs = np.asarray(freqs, dtype=np.float64)
     count = np.zeros(len(freqs), dtype=int)
+    reach = np.maximum(config.tolerance * freqs, GRID_HZ * 1.01)
     for other in others:
         if other.size and len(freqs):
-            nearest = np.abs(other[None, :] / np.asarray(freqs)[:, None] - 1).min(1)
-            count += nearest < config.tolerance
+            count += np.abs(other[None, :] - freqs[:, None]).min(1) <= reach
     return count
 
 
@@ -174,16 +189,22 @@ class MachineLines(nn.Module):
     @classmethod
     def fit(cls, waves: list[np.ndarray], sample_rate: int, config: LinesConfig = LinesConfig()) -> MachineLines:
         """From the normal clips (at least 3); each is scored against the others to calibrate."""
-        if len(waves) < 3:
-            raise ConfigError(f"machine lines: need at least 3 normal clips, got {len(waves)}")
-        refs = np.stack([line_spectrum(w, sample_rate, config) for w in waves])
+        return cls.from_spectra([line_spectrum(w, sample_rate, config) for w in waves], config)
+
+    @classmethod
+    def from_spectra(cls, spectra: list[np.ndarray], config: LinesConfig = LinesConfig()) -> MachineLines:
+        """From the normal clips' :func:`line_spectrum` (at least 3). The spreads have floors (1 dB for new lines,
+        0.5 dB for lost ones), so a few clips that happen to agree exactly do not make every change look huge."""
+        if len(spectra) < 3:
+            raise ConfigError(f"machine lines: need at least 3 normal clips, got {len(spectra)}")
+        refs = np.stack(spectra).astype(np.float32)
         peaks = [_peaks(r, config) for r in refs]
         own = np.array([line_scores(r, refs, config, peaks, exclude=i) for i, r in enumerate(refs)])
-        calibration = {"sample_rate": int(sample_rate)}
+        calibration = {}
         for k, name in enumerate(("new", "lost")):
             calibration[f"{name}_q75"] = float(np.percentile(own[:, k], 75))
             calibration[f"{name}_std"] = float(max(own[:, k].std(), 1.0 if name == "new" else 0.5))
-        module = cls(config, len(waves), calibration)
+        module = cls(config, len(refs), calibration)
         module.spectra.copy_(torch.from_numpy(refs))
         return module
 
@@ -194,7 +215,11 @@ class MachineLines(nn.Module):
     def build(cls, kind: str, settings: dict) -> MachineLines:
         if kind != cls.lines_type:
             raise ConfigError(f"unknown lines component {kind!r} (known: {cls.lines_type})")
-        return cls(LinesConfig.from_dict(settings["config"]), int(settings["clips"]), settings.get("calibration"))
+        calibration = settings.get("calibration") or {}
+        missing = [k for k in CALIBRATION if not isinstance(calibration.get(k), (int, float))]
+        if missing:
+            raise ConfigError(f"machine lines without their calibration ({', '.join(missing)} missing)")
+        return cls(LinesConfig.from_dict(settings["config"]), int(settings["clips"]), calibration)
 
     def raw(self, wave: np.ndarray, sample_rate: int) -> tuple[float, float]:
         """(new, lost) of a clip against the normal clips."""

@@ -106,3 +106,77 @@ def test_lines_travel_in_a_detector_checkpoint_and_add_to_its_score(lines, tmp_p
     assert gap == pytest.approx(2.0 * lines.score(faulty.numpy(), SR), rel=1e-5) and gap > 0
     with pytest.raises(ConfigError, match="machine-lines weight"):
         DetectorSettings(lines=-1.0)
+
+
+def test_a_long_clip_is_read_to_its_end():
+    """A 10-s clip whose last 2 s hold a line: the 8-s windows reach the end (the last one ends with the clip)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(10 * SR)
+    t = np.arange(2 * SR) / SR
+    x[-2 * SR:] += 0.5 * np.sin(2 * np.pi * 300.0 * t)
+    spec = line_spectrum(x, SR)
+    assert abs(LinesConfig().f_lo + spec.argmax() * GRID_HZ - 300.0) <= 2 * GRID_HZ and spec.max() > 12
+
+
+def test_lines_a_bin_apart_are_shared_at_low_frequencies():
+    """Below about 21 Hz 0.6 % is less than a bin: a neighbour's line one bin away is still the same line."""
+    from audiovae.machine_lines import _shared
+
+    cfg = LinesConfig()
+    assert list(_shared(np.array([18.0, 18.0, 200.0]), [np.array([18.125, 50.0, 201.0])], cfg)) == [1, 1, 1]
+    assert list(_shared(np.array([18.0, 200.0]), [np.array([18.5, 202.0])], cfg)) == [0, 0]
+    with pytest.raises(ConfigError, match="below f_lo"):
+        LinesConfig(f_lo=10.0, min_rotation=12.0)
+
+
+def test_loaded_spectra_replace_the_cached_lines_and_a_file_needs_its_calibration():
+    a = MachineLines.fit([_clip(s) for s in range(4)], SR)
+    b = MachineLines.fit([_clip(s, rotation=31.0) for s in range(50, 54)], SR)
+    probe = _clip(60, rotation=31.0, half_orders=20.0)
+    a.raw(probe, SR)  # fills a's cache of its clips' lines
+    a.load_state_dict(b.state_dict())
+    assert a.raw(probe, SR) == b.raw(probe, SR)
+    with pytest.raises(ConfigError, match="calibration"):
+        MachineLines.build("machine_lines", {"config": LinesConfig().to_dict(), "clips": 4})
+
+
+def test_fit_adds_machine_lines_only_when_they_score_better(monkeypatch, tmp_path):
+    """`_try_lines` either way: better on the choice's figures, the detector takes the lines' weight and a threshold
+    from the held-out clips' scores with the lines; no better, nothing changes."""
+    import soundfile as sf
+
+    from audiovae.checkpoint import Checkpoint
+    from audiovae.data.manifest import Entry
+    from audiovae.features import MelConfig
+    from audiovae.models import build_model
+    from audiovae.pipelines.anomaly import Detector, DetectorSettings
+    from audiovae.training import anomaly as fit
+
+    paths = []
+    for s in range(8):
+        paths.append(tmp_path / f"clip_{s}.wav")
+        sf.write(paths[-1], _clip(s), SR)
+    train_set = [Entry(path=str(p), duration=4.0) for p in paths[:5]]
+    held = [Entry(path=str(p), duration=4.0) for p in paths[5:]]
+    mel = MelConfig(sample_rate=SR, n_fft=256, hop_length=128, win_length=256, n_mels=32, f_max=4000.0)
+    torch.manual_seed(0)
+    model = build_model("vae", {"n_mels": 32, "latent_dim": 4, "channels": (16, 16), "blocks": 1}).eval()
+    detector = Detector(Checkpoint(model, mel, task="anomaly"), score="nelbo")
+    normal = np.array([detector.score_file(e.path).score for e in held])
+    for better in (False, True):
+        settings = DetectorSettings(score="nelbo", threshold=123.0, config="anomaly_vae")
+        selection = {"anomaly_vae": {"auc": 0.7}}
+        monkeypatch.setattr(fit, "_choice_figures", lambda *a, better=better, **k: {"auc": 0.8 if better else 0.6})
+        lines = fit._try_lines(detector, normal, train_set, held, [], {"tone": []}, selection, settings, False)
+        assert selection[fit.lines_name("anomaly_vae")]["auc"] == (0.8 if better else 0.6)
+        if not better:
+            assert lines is None and settings.lines == 0 and settings.threshold == 123.0
+            continue
+        assert lines.spectra.shape[0] == 5 and settings.lines == pytest.approx(0.5 * normal.std())
+        with_lines = Detector(Checkpoint(model, mel, task="anomaly", components={"lines": lines}),
+                              **settings.to_dict())
+        fused = [with_lines.score_file(e.path).score for e in held]
+        assert settings.threshold == pytest.approx(np.percentile(fused, settings.percentile))
+        assert settings.normal["clips"] == 3
+    with pytest.raises(ConfigError, match="carries no machine lines"):
+        Detector(Checkpoint(model, mel, task="anomaly"), lines=1.0)

@@ -1,5 +1,6 @@
 """Anomalous sound detection by reconstruction: a model trained on normal sounds only scores each frame by how
-badly it reconstructs it; a clip's score pools the frames; a threshold set on held-out normal clips decides.
+badly it reconstructs it; a clip's score pools the frames (plus, where ``fit`` added them, the machine lines'
+exceedance: :mod:`audiovae.machine_lines`); a threshold set on held-out normal clips decides.
 
     detector = Detector(load_checkpoint("fan.safetensors"))
     result = detector.score_file("clip.wav")        # result.score, result.anomalous, result.frames
@@ -82,7 +83,8 @@ class DetectorSettings:
         normal: summary of the held-out normal scores (count, mean, std) the threshold came from.
         config: the name of the run config the model was trained from.
         selection: when ``fit`` chose among several configs, each one's AUC (and pAUC) on the valid split's
-            anomalous clips, or on faults injected into the held-out normal clips (then per kind of fault too).
+            anomalous clips, or on faults injected into the held-out normal clips (then per kind of fault too); and
+            ``"<config> + machine lines"``: the kept config with machine lines added, judged the same way.
         chosen: which config ``fit`` kept and why, in one line.
         lines: weight of the machine-lines exceedance added to the pooled frame score (0: off). Needs the
             checkpoint's ``lines`` component (:class:`~audiovae.machine_lines.MachineLines`); ``fit`` of a few
@@ -142,6 +144,9 @@ class Detector:
             self.settings = replace(DetectorSettings.of(ckpt), **overrides)
         except TypeError as e:
             raise ConfigError(f"detector settings: {e}") from None
+        if self.settings.lines > 0 and "lines" not in ckpt.components:
+            raise ConfigError(f"detector settings: machine-lines weight {self.settings.lines:g}, but the checkpoint "
+                              "carries no machine lines")
 
     @property
     def sample_rate(self) -> int:

@@ -30,7 +30,7 @@ from ..data.manifest import Entry, write_manifest
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import check_output_path
-from ..machine_lines import MachineLines
+from ..machine_lines import LinesConfig, MachineLines, line_spectrum
 from ..metrics import auc_pair
 from ..pipelines.anomaly import Detector, DetectorSettings, threshold_at
 from ..progress import bar_off
@@ -176,7 +176,8 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     write_manifest(manifest, train_set + held)
     seconds = sum(e.duration for e in train_set)
     few = fresh and len(train_set) + len(held) < REFIT_BELOW
-    choose = len(configs) > 1 or (few and lines)  # among configs, or whether to add machine lines
+    lines = lines and few and len(train_set) >= 3  # machine lines need 3 clips to compare each with the others
+    choose = len(configs) > 1 or lines  # among configs, or whether to add machine lines
     faulted = _faulted(held, progress) if choose and not anomalous else []
     best, selection = None, {}
     for config_name, name, kind in zip(configs, names, scores, strict=True):
@@ -198,12 +199,12 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
             best = (key, ckpt, settings, detector, normal)
     _, ckpt, settings, detector, normal = best
     machine_lines = _try_lines(detector, normal, train_set, held, anomalous, faulted, selection, settings, progress) \
-        if few and lines else None
+        if lines else None
     if few:
         ckpt = _refit(configs[names.index(settings.config)], overrides, train_set, held, run, device, resume)
         settings.normal["refit_clips"] = len(train_set) + len(held)
         if machine_lines is not None:  # the normal line spectra of every clip, as the refitted model heard them all
-            machine_lines = MachineLines.fit(_waves(train_set + held, detector.sample_rate), detector.sample_rate)
+            machine_lines = MachineLines.from_spectra(_line_spectra(train_set + held, detector.sample_rate))
     if machine_lines is not None:
         ckpt.components["lines"] = machine_lines
     settings.selection = selection
@@ -251,12 +252,14 @@ def _try_lines(detector: Detector, normal: np.ndarray, train_set: list[Entry], h
     half the spread of the held-out normal scores), judged as the configs were; if it scores higher, ``settings``
     take its weight, threshold and normal scores and the lines are returned, else ``None``. Either way its figures
     go into ``selection``."""
-    waves = _waves(train_set, detector.sample_rate)
     weight = 0.5 * float(normal.std())
     before = selection.get(settings.config)
-    if len(waves) < 3 or weight <= 0 or before is None:
+    if detector.sample_rate / 2 < LinesConfig().f_hi or weight <= 0 or before is None:
+        return None  # lines up to 1 kHz need 2 kHz audio; a spread of 0 gives no scale
+    spectra = _line_spectra(train_set, detector.sample_rate)
+    if len(spectra) < 3:
         return None
-    lines = MachineLines.fit(waves, detector.sample_rate)
+    lines = MachineLines.from_spectra(spectra)
     trial = Detector(replace(detector.ckpt, components={**detector.ckpt.components, "lines": lines}),
                      **{**settings.to_dict(), "threshold": None, "lines": weight})
     fused = _clip_scores(trial, held, "threshold (machine lines)", progress)
@@ -270,14 +273,15 @@ def _try_lines(detector: Detector, normal: np.ndarray, train_set: list[Entry], h
     return lines
 
 
-def _waves(clips: Sequence[Entry], sample_rate: int) -> list[np.ndarray]:
-    """The clips' waveforms at ``sample_rate`` (an unreadable one is skipped with a warning)."""
+def _line_spectra(clips: Sequence[Entry], sample_rate: int) -> list[np.ndarray]:
+    """The clips' :func:`~audiovae.machine_lines.line_spectrum`, one clip in memory at a time (an unreadable one is
+    skipped with a warning)."""
     from .. import audio
 
     out = []
     for e in clips:
         try:
-            out.append(audio.load(e.path, sample_rate)[0].numpy())
+            out.append(line_spectrum(audio.load(e.path, sample_rate)[0].numpy(), sample_rate))
         except AudiovaeError as err:
             warnings.warn(f"machine lines: skipping {err}", DataWarning, stacklevel=2)
     return out
