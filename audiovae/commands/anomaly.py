@@ -34,13 +34,14 @@ def anomaly_fit(
                                                      autocompletion=names_or_files(_config_names))] = None,
     clips: Annotated[int, typer.Option(help="Use only this many normal clips (spread over units and noise "
                                        "levels), split afresh and chosen among without anomalous clips, as a user "
-                                       "with a few recordings would be; 0: all. Under 100 clips, the kept "
-                                       "detector is tried with machine lines added (lines at orders of the "
+                                       "with a few recordings would be; 0: all. Under 100 clips split afresh "
+                                       "(this, or a folder of recordings), the kept detector is tried with "
+                                       "machine lines added (lines at orders of the "
                                        "machine's rotation, new or lost) and keeps them if that scores the "
                                        "injected faults better.", min=0)] = 0,
-    lines: Annotated[bool, typer.Option(help="With under 100 clips, try machine lines beside the frame model (off: "
-                                        "the frame model alone, e.g. for the DCASE baseline as published).")
-                     ] = True,
+    lines: Annotated[bool, typer.Option(help="Under 100 clips split afresh, try machine lines beside the frame "
+                                        "model (off: the frame model alone, e.g. for the DCASE baseline as "
+                                        "published).")] = True,
     machine: Annotated[str, typer.Option(help="The machine type to fit (needed when NORMAL holds several).")] = "",
     unit: Annotated[str, typer.Option(help="Only this machine of the type (a unit id such as id_00): one detector "
                                       "per machine, as the MIMII baseline trains them.")] = "",
