@@ -28,7 +28,8 @@ SIZE_EXEMPT = ("cli.py", "commands/")
 # layer is "shared", else only its own modules and lower layers. A new top-level module or subpackage must be placed.
 LAYERS: tuple[tuple[str, bool, frozenset[str]], ...] = (
     ("foundations", True, frozenset({"errors", "fileio", "features", "losses", "progress", "device", "threads",
-                                     "trainable", "audio", "metrics", "plots", "data", "pitch"})),
+                                     "trainable", "audio", "metrics", "plots", "data", "pitch",
+                                     "machine_lines"})),
     ("models and vocoders (neither imports the other)", False, frozenset({"models", "vocoders"})),
     ("checkpoints", False, frozenset({"checkpoint"})),
     ("bundled files", False, frozenset({"pretrained"})),
