@@ -72,7 +72,7 @@ def test_new_lines_at_half_orders_stand_out_and_engines_do_not(lines):
 def test_a_speed_drift_loses_the_machines_lines(lines):
     normal = [lines.raw(_clip(300 + s), SR)[1] for s in range(12)]
     drifting = [lines.raw(_clip(300 + s, drift=0.05), SR)[1] for s in range(12)]  # the same, 5 % faster at the end
-    assert _auc(normal, drifting) > 0.85  # measured 0.91
+    assert _auc(normal, drifting) > 0.85  # measured 0.92
     assert np.median(normal) < 0.5 < 10 < np.median(drifting)
 
 

@@ -161,9 +161,9 @@ class Detector:
         frames = model.frame_scores(mel, self.settings.score)[0].float().cpu().numpy()
         edge = self.settings.edge_frames
         value = pool(frames[edge: len(frames) - edge] if len(frames) > 4 * edge else frames, self.settings.pooling)
-        lines = self.ckpt.components.get("lines")
-        if self.settings.lines > 0 and lines is not None:
-            value += self.settings.lines * lines.score(wave.detach().cpu().float().numpy(), self.sample_rate)
+        if self.settings.lines > 0:  # __init__ made sure the checkpoint carries the lines
+            value += self.settings.lines * self.ckpt.components["lines"].score(wave.detach().cpu().float().numpy(),
+                                                                                self.sample_rate)
         t = self.settings.threshold
         return ClipScore(value, None if t is None else value > t, frames, wave.numel() / self.sample_rate,
                          mel[0].cpu())

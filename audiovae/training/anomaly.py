@@ -204,7 +204,8 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
         ckpt = _refit(configs[names.index(settings.config)], overrides, train_set, held, run, device, resume)
         settings.normal["refit_clips"] = len(train_set) + len(held)
         if machine_lines is not None:  # the normal line spectra of every clip, as the refitted model heard them all
-            machine_lines = MachineLines.from_spectra(_line_spectra(train_set + held, detector.sample_rate))
+            machine_lines = MachineLines.from_spectra([*machine_lines.spectra.numpy(),
+                                                       *_line_spectra(held, detector.sample_rate)])
     if machine_lines is not None:
         ckpt.components["lines"] = machine_lines
     settings.selection = selection
