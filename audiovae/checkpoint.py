@@ -129,7 +129,8 @@ class Checkpoint:
         if isinstance(lines, MachineLines):
             c = lines.config
             rows["machine lines"] = (f"line spectra of {lines.spectra.shape[0]} normal clips, {c.f_lo:g} Hz-"
-                                     f"{c.f_hi:g} Hz")
+                                     f"{c.f_hi:g} Hz" + (f"; envelope spectra of {len(c.bands)} bands, {c.env_lo:g}-"
+                                                         f"{c.env_hi:g} Hz" if c.envelope else ""))
         if self.speakers:
             rows["speakers"] = ", ".join(self.speakers)
         return rows

@@ -16,7 +16,12 @@ recordings of the same machine:
   only, so it is not shared);
 * **new lines**: the clip's lines at half and whole orders of that rotation (0.5x...6x) above the weakest of the
   neighbours' there, summed (dB);
-* **lost lines**: the lines every neighbour shares (50 Hz-1 kHz) that the clip has lost, by how much (dB, mean).
+* **lost lines**: the lines every neighbour shares (50 Hz-1 kHz) that the clip has lost, by how much (dB, mean);
+* **envelope lines**: what an analyst reads in a bearing or a rubbing part, the *envelope spectrum* of the high
+  bands (1 kHz wide, every 500 Hz from 1 to 8 kHz): how each band's power pulses, 5-500 Hz at 1 Hz. Impacts that
+  repeat (a worn race, a rub once per turn) and a modulated level (imbalance) are lines there, in whatever band they
+  ring, while a factory's loud impacts are first clipped (a band's power at 10 times its median), so they cannot
+  fill the spectrum. A clip's envelope lines above its neighbours' (the weakest of them) are summed per band.
 
 :class:`MachineLines` keeps the normal clips' line spectra and turns both sums into exceedances over what the normal
 clips score against each other (leave one out): zero for most normal clips, so adding it to a detector's clip score
@@ -26,7 +31,7 @@ changes nothing until a clip's lines do. Measured on the synthetic machine corpu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -36,6 +41,9 @@ from .errors import ConfigError
 
 GRID_HZ = 0.125  # the line spectrum's resolution: an 8-s window (shorter clips are zero-padded)
 CALIBRATION = ("new_q75", "new_std", "lost_q75", "lost_std")
+ENVELOPE_CALIBRATION = ("envelope_q75", "envelope_std")  # one figure per band
+ENVELOPE_TOP = ("envelope_top_q75", "envelope_top_std")  # of the most exceeded band
+ENV_RATE = 2000  # Hz: a band's envelope is read at this rate (a 1-kHz band shifted to baseband holds it exactly)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,19 @@ class LinesConfig:
     new_margin_db: float = 3.0
     lost_margin_db: float = 6.0
     lost_from: float = 50.0  # lost lines are looked for from here up to f_hi
+    envelope: bool = True  # read envelope lines too (detectors fitted before them have none)
+    env_lo: float = 1000.0  # the envelope bands: env_width wide, every env_hop from env_lo to env_hi
+    env_hi: float = 8000.0
+    env_width: float = 1000.0
+    env_hop: float = 500.0
+    env_segment: float = 1.0  # s: the envelope spectrum averages Hann windows of this (resolution 1/env_segment Hz)
+    env_clip: float = 10.0  # a band's power is clipped at this multiple of its median: loud impacts count as few
+    env_f_lo: float = 5.0  # the envelope spectrum is read from here to env_f_hi
+    env_f_hi: float = 500.0
+    env_floor_hz: float = 15.0  # width of its running-median floor
+    env_spread_hz: float = 2.0  # a neighbour's line counts within this much, or within tolerance where wider
+    env_margin_db: float = 3.0
+    env_top: int = 20  # per band, the sum of the clip's this many strongest new envelope lines
 
     def __post_init__(self) -> None:
         if not 0 < self.f_lo < self.f_hi:
@@ -63,6 +84,31 @@ class LinesConfig:
         if self.min_rotation * min(self.orders) < self.f_lo:
             raise ConfigError(f"LinesConfig: the lowest order of the lowest rotation ({self.min_rotation} Hz x "
                               f"{min(self.orders)}) lies below f_lo ({self.f_lo} Hz)")
+        if self.envelope and not (0 < self.env_width <= ENV_RATE / 2 and self.env_hop > 0
+                                  and self.env_lo + self.env_width <= self.env_hi
+                                  and 0 < self.env_f_lo < self.env_f_hi <= ENV_RATE / 2 and self.env_top >= 1
+                                  and self.env_segment * self.env_f_lo >= 1):
+            raise ConfigError("LinesConfig: the envelope bands need 0 < env_width <= 1000 Hz, env_lo + env_width "
+                              "<= env_hi, env_hop > 0, 1/env_segment <= env_f_lo < env_f_hi <= 1000 Hz and "
+                              "env_top >= 1")
+
+    def for_rate(self, sample_rate: int) -> LinesConfig:
+        """This config with envelope bands only as far as ``sample_rate`` audio reaches (none below 4 kHz audio)."""
+        top = min(self.env_hi, sample_rate / 2)
+        return replace(self, env_hi=top, envelope=self.envelope and top >= self.env_lo + self.env_width)
+
+    @property
+    def bands(self) -> list[tuple[float, float]]:
+        """The envelope bands (Hz), none when ``envelope`` is off."""
+        if not self.envelope:
+            return []
+        count = int(np.floor((self.env_hi - self.env_lo - self.env_width) / self.env_hop + 1e-9)) + 1
+        return [(self.env_lo + k * self.env_hop, self.env_lo + k * self.env_hop + self.env_width)
+                for k in range(count)]
+
+    @property
+    def env_bins(self) -> int:
+        return int(round((self.env_f_hi - self.env_f_lo) * self.env_segment))
 
     @property
     def bins(self) -> int:
@@ -104,6 +150,70 @@ def line_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = Line
     db = 10 * np.log10(p[a:b] / len(starts) + 1e-20)
     floor = median_filter(db, size=width, mode="reflect")
     return np.maximum(db - floor, 0)[lo - a: lo - a + config.bins].astype(np.float32)
+
+
+def envelope_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = LinesConfig()) -> np.ndarray:
+    """``[bands, env_bins]`` float32: each band's envelope spectrum (how its power pulses) in dB above its local
+    floor (never below 0), ``env_f_lo``-``env_f_hi`` on a ``1/env_segment``-Hz grid. A band's power is normalised by
+    its median and clipped at ``env_clip`` times that, so loud impacts now and then weigh as little as a steady
+    pulse train's share of them; the spectrum averages Hann windows of ``env_segment`` (half overlapping)."""
+    from scipy.ndimage import median_filter
+
+    if not config.bands:
+        return np.zeros((0, config.env_bins), dtype=np.float32)
+    if sample_rate / 2 < config.env_hi:
+        raise ConfigError(f"machine lines: {sample_rate} Hz audio does not reach {config.env_hi:g} Hz (envelope bands)")
+    x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    spec = np.fft.rfft(x)
+    step = sample_rate / x.size  # Hz per bin of spec
+    m = max(int(round(x.size * ENV_RATE / sample_rate)), 2)  # envelope samples at ENV_RATE
+    nfft = int(round(config.env_segment * ENV_RATE))
+    size = min(nfft, m)
+    window = np.hanning(size)
+    starts = sorted(set(range(0, m - size + 1, max(size // 2, 1))) | {m - size})
+    width = int(round(config.env_floor_hz * config.env_segment)) | 1
+    lo = int(round(config.env_f_lo * config.env_segment))
+    out = np.zeros((len(config.bands), config.env_bins), dtype=np.float32)
+    for k, (f_lo, f_hi) in enumerate(config.bands):
+        a, b = int(np.ceil(f_lo / step)), min(int(np.floor(f_hi / step)) + 1, spec.size)
+        power = np.abs(np.fft.ifft(spec[a:b], m)) ** 2  # the band shifted to baseband: its envelope, exactly
+        power = np.minimum(power / max(float(np.median(power)), 1e-30), config.env_clip)
+        power -= power.mean()
+        p = np.zeros(nfft // 2 + 1)
+        for s in starts:
+            p += np.abs(np.fft.rfft(power[s: s + size] * window, nfft)) ** 2
+        db = 10 * np.log10(p / len(starts) + 1e-12)
+        out[k] = np.maximum(db - median_filter(db, size=width, mode="reflect"), 0)[lo: lo + config.env_bins]
+    return out
+
+
+def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesConfig(),
+                    exclude: int | None = None) -> np.ndarray:
+    """Per band, the new envelope lines of one :func:`envelope_spectrum` against the normal clips' ``refs``
+    ``[clips, bands, bins]``: the sum of its ``env_top`` strongest bins above the weakest of its nearest neighbours
+    there (each neighbour's line widened by ``env_spread_hz`` or ``tolerance``, whichever is wider) plus
+    ``env_margin_db``; ``exclude``: a row of
+    ``refs`` that is this clip itself."""
+    from scipy.ndimage import maximum_filter1d
+
+    flat = refs.reshape(len(refs), -1)
+    a = flat - flat.mean(1, keepdims=True)
+    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-9
+    b = spec.reshape(-1) - spec.mean()
+    sim = a @ (b / (np.linalg.norm(b) + 1e-9))
+    if exclude is not None:
+        sim[exclude] = -np.inf
+    nn_ = np.argsort(-sim)[: min(config.neighbours, int(np.isfinite(sim).sum()))]
+    if nn_.size == 0 or not spec.size:
+        return np.zeros(len(spec))
+    freqs = config.env_f_lo + np.arange(config.env_bins) / config.env_segment
+    reach = np.round(np.maximum(config.env_spread_hz, config.tolerance * freqs) * config.env_segment).astype(int)
+    reference = np.zeros_like(spec)
+    for r in np.unique(reach):  # a neighbour's line widened by its reach at that frequency
+        at = reach == r
+        reference[:, at] = maximum_filter1d(refs[nn_], 2 * r + 1, axis=2).min(0)[:, at]
+    over = np.maximum(spec - reference - config.env_margin_db, 0)
+    return np.sort(over, axis=1)[:, -config.env_top:].sum(1)
 
 
 def _peaks(spec: np.ndarray, config: LinesConfig) -> np.ndarray:
@@ -172,10 +282,10 @@ def line_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesC
 
 
 class MachineLines(nn.Module):
-    """The normal clips' line spectra and how far their own scores spread (leave one out): :meth:`score` gives a
-    clip's exceedance, 0 for a clip whose lines are as normal as the normal clips' own.
+    """The normal clips' line spectra (and envelope spectra) and how far their own scores spread (leave one out):
+    :meth:`score` gives a clip's exceedance, 0 for a clip whose lines are as normal as the normal clips' own.
 
-    A checkpoint component (``lines``): the spectra are its buffer, the config and calibration its settings."""
+    A checkpoint component (``lines``): the spectra are its buffers, the config and calibration its settings."""
 
     lines_type = "machine_lines"
 
@@ -184,19 +294,28 @@ class MachineLines(nn.Module):
         self.config = config
         self.calibration = dict(calibration or {})
         self.register_buffer("spectra", torch.zeros(clips, config.bins))
+        self.register_buffer("envelopes", torch.zeros(clips, len(config.bands), config.env_bins))
         self._peaks: list[np.ndarray] | None = None
 
     @classmethod
-    def fit(cls, waves: list[np.ndarray], sample_rate: int, config: LinesConfig = LinesConfig()) -> MachineLines:
-        """From the normal clips (at least 3); each is scored against the others to calibrate."""
-        return cls.from_spectra([line_spectrum(w, sample_rate, config) for w in waves], config)
+    def fit(cls, waves: list[np.ndarray], sample_rate: int, config: LinesConfig | None = None) -> MachineLines:
+        """From the normal clips (at least 3); each is scored against the others to calibrate. By default
+        ``LinesConfig().for_rate(sample_rate)``."""
+        config = config or LinesConfig().for_rate(sample_rate)
+        return cls.from_spectra([line_spectrum(w, sample_rate, config) for w in waves], config,
+                                [envelope_spectrum(w, sample_rate, config) for w in waves])
 
     @classmethod
-    def from_spectra(cls, spectra: list[np.ndarray], config: LinesConfig = LinesConfig()) -> MachineLines:
-        """From the normal clips' :func:`line_spectrum` (at least 3). The spreads have floors (1 dB for new lines,
+    def from_spectra(cls, spectra: list[np.ndarray], config: LinesConfig = LinesConfig(),
+                     envelopes: list[np.ndarray] | None = None) -> MachineLines:
+        """From the normal clips' :func:`line_spectrum` and, where ``config.envelope``, their
+        :func:`envelope_spectrum` (at least 3). The spreads have floors (1 dB for new lines and envelope lines,
         0.5 dB for lost ones), so a few clips that happen to agree exactly do not make every change look huge."""
         if len(spectra) < 3:
             raise ConfigError(f"machine lines: need at least 3 normal clips, got {len(spectra)}")
+        if config.envelope and (envelopes is None or len(envelopes) != len(spectra)):
+            raise ConfigError("machine lines: the envelope spectra of the same clips are needed "
+                              "(or LinesConfig(envelope=False))")
         refs = np.stack(spectra).astype(np.float32)
         peaks = [_peaks(r, config) for r in refs]
         own = np.array([line_scores(r, refs, config, peaks, exclude=i) for i, r in enumerate(refs)])
@@ -206,6 +325,15 @@ class MachineLines(nn.Module):
             calibration[f"{name}_std"] = float(max(own[:, k].std(), 1.0 if name == "new" else 0.5))
         module = cls(config, len(refs), calibration)
         module.spectra.copy_(torch.from_numpy(refs))
+        if config.envelope:
+            env = np.stack(envelopes).astype(np.float32)
+            scores = np.array([envelope_scores(e, env, config, exclude=i) for i, e in enumerate(env)])
+            module.calibration["envelope_q75"] = np.percentile(scores, 75, axis=0).tolist()
+            module.calibration["envelope_std"] = np.maximum(scores.std(0), 1.0).tolist()
+            top = np.array([module._envelope_top(s) for s in scores])  # the same again for the most exceeded band
+            module.calibration["envelope_top_q75"] = float(np.percentile(top, 75))
+            module.calibration["envelope_top_std"] = float(max(top.std(), 0.1))
+            module.envelopes.copy_(torch.from_numpy(env))
         return module
 
     def settings(self) -> dict:
@@ -216,24 +344,46 @@ class MachineLines(nn.Module):
         if kind != cls.lines_type:
             raise ConfigError(f"unknown lines component {kind!r} (known: {cls.lines_type})")
         calibration = settings.get("calibration") or {}
-        missing = [k for k in CALIBRATION if not isinstance(calibration.get(k), (int, float))]
+        config = LinesConfig.from_dict(settings["config"])
+        if "envelope" not in settings["config"]:  # written before envelope lines: it has none
+            config = replace(config, envelope=False)
+        scalars = CALIBRATION + (ENVELOPE_TOP if config.envelope else ())
+        missing = [k for k in scalars if not isinstance(calibration.get(k), (int, float))]
+        missing += [k for k in (ENVELOPE_CALIBRATION if config.envelope else ())
+                    if not (isinstance(calibration.get(k), list) and len(calibration[k]) == len(config.bands))]
         if missing:
             raise ConfigError(f"machine lines without their calibration ({', '.join(missing)} missing)")
-        return cls(LinesConfig.from_dict(settings["config"]), int(settings["clips"]), calibration)
+        return cls(config, int(settings["clips"]), calibration)
 
-    def raw(self, wave: np.ndarray, sample_rate: int) -> tuple[float, float]:
-        """(new, lost) of a clip against the normal clips."""
+    def raw(self, wave: np.ndarray, sample_rate: int) -> tuple[float, float, np.ndarray]:
+        """(new, lost, envelope lines per band) of a clip against the normal clips."""
         refs = self.spectra.detach().cpu().float().numpy()
         if self._peaks is None:
             self._peaks = [_peaks(r, self.config) for r in refs]
-        return line_scores(line_spectrum(wave, sample_rate, self.config), refs, self.config, self._peaks)
+        new, lost = line_scores(line_spectrum(wave, sample_rate, self.config), refs, self.config, self._peaks)
+        env = (envelope_scores(envelope_spectrum(wave, sample_rate, self.config),
+                               self.envelopes.detach().cpu().float().numpy(), self.config)
+               if self.config.envelope else np.zeros(0))
+        return new, lost, env
 
     def score(self, wave: np.ndarray, sample_rate: int) -> float:
-        """The clip's exceedance: new and lost lines above the normal clips' 75th percentile, in their spreads."""
-        new, lost = self.raw(wave, sample_rate)
+        """The clip's exceedance: new and lost lines above the normal clips' 75th percentile, in their spreads, and
+        alike the band whose envelope lines exceed theirs most (calibrated on the normal clips' own most exceeded
+        band, so it too is 0 for most normal clips)."""
+        new, lost, env = self.raw(wave, sample_rate)
         c = self.calibration
-        return float(max(new - c["new_q75"], 0) / c["new_std"] + max(lost - c["lost_q75"], 0) / c["lost_std"])
+        total = max(new - c["new_q75"], 0) / c["new_std"] + max(lost - c["lost_q75"], 0) / c["lost_std"]
+        if env.size:
+            total += max(self._envelope_top(env) - c["envelope_top_q75"], 0) / c["envelope_top_std"]
+        return float(total)
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:  # new spectra: forget the cached lines
-        self._peaks = None
-        super()._load_from_state_dict(*args, **kwargs)
+    def _envelope_top(self, env: np.ndarray) -> float:
+        """The most exceeded band: its envelope lines against the normal clips' 75th percentile, in their spread."""
+        c = self.calibration
+        return float(np.max((env - np.asarray(c["envelope_q75"])) / np.asarray(c["envelope_std"])))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        self._peaks = None  # new spectra: forget the cached lines
+        if not self.config.envelope:  # a file written before envelope lines holds no envelope spectra
+            state_dict.setdefault(prefix + "envelopes", self.envelopes)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -30,7 +30,7 @@ from ..data.manifest import Entry, write_manifest
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import check_output_path
-from ..machine_lines import LinesConfig, MachineLines, line_spectrum
+from ..machine_lines import LinesConfig, MachineLines, envelope_spectrum, line_spectrum
 from ..metrics import auc_pair
 from ..pipelines.anomaly import Detector, DetectorSettings, threshold_at
 from ..progress import bar_off
@@ -203,9 +203,10 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     if few:
         ckpt = _refit(configs[names.index(settings.config)], overrides, train_set, held, run, device, resume)
         settings.normal["refit_clips"] = len(train_set) + len(held)
-        if machine_lines is not None:  # the normal line spectra of every clip, as the refitted model heard them all
-            machine_lines = MachineLines.from_spectra([*machine_lines.spectra.numpy(),
-                                                       *_line_spectra(held, detector.sample_rate)])
+        if machine_lines is not None:  # the normal spectra of every clip, as the refitted model heard them all
+            spectra, envelopes = _line_spectra(held, detector.sample_rate, machine_lines.config)
+            machine_lines = MachineLines.from_spectra([*machine_lines.spectra.numpy(), *spectra], machine_lines.config,
+                                                      [*machine_lines.envelopes.numpy(), *envelopes])
     if machine_lines is not None:
         ckpt.components["lines"] = machine_lines
     settings.selection = selection
@@ -255,12 +256,13 @@ def _try_lines(detector: Detector, normal: np.ndarray, train_set: list[Entry], h
     go into ``selection``."""
     weight = 0.5 * float(normal.std())
     before = selection.get(settings.config)
-    if detector.sample_rate / 2 < LinesConfig().f_hi or weight <= 0 or before is None:
+    config = LinesConfig().for_rate(detector.sample_rate)
+    if detector.sample_rate / 2 < config.f_hi or weight <= 0 or before is None:
         return None  # lines up to 1 kHz need 2 kHz audio; a spread of 0 gives no scale
-    spectra = _line_spectra(train_set, detector.sample_rate)
+    spectra, envelopes = _line_spectra(train_set, detector.sample_rate, config)
     if len(spectra) < 3:
         return None
-    lines = MachineLines.from_spectra(spectra)
+    lines = MachineLines.from_spectra(spectra, config, envelopes)
     trial = Detector(replace(detector.ckpt, components={**detector.ckpt.components, "lines": lines}),
                      **{**settings.to_dict(), "threshold": None, "lines": weight})
     fused = _clip_scores(trial, held, "threshold (machine lines)", progress)
@@ -274,18 +276,23 @@ def _try_lines(detector: Detector, normal: np.ndarray, train_set: list[Entry], h
     return lines
 
 
-def _line_spectra(clips: Sequence[Entry], sample_rate: int) -> list[np.ndarray]:
-    """The clips' :func:`~audiovae.machine_lines.line_spectrum`, one clip in memory at a time (an unreadable one is
-    skipped with a warning)."""
+def _line_spectra(clips: Sequence[Entry], sample_rate: int, config: LinesConfig
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The clips' :func:`~audiovae.machine_lines.line_spectrum` and
+    :func:`~audiovae.machine_lines.envelope_spectrum`, one clip in memory at a time (an unreadable one is skipped with
+    a warning)."""
     from .. import audio
 
-    out = []
+    spectra, envelopes = [], []
     for e in clips:
         try:
-            out.append(line_spectrum(audio.load(e.path, sample_rate)[0].numpy(), sample_rate))
+            wave = audio.load(e.path, sample_rate)[0].numpy()
         except AudiovaeError as err:
             warnings.warn(f"machine lines: skipping {err}", DataWarning, stacklevel=2)
-    return out
+            continue
+        spectra.append(line_spectrum(wave, sample_rate, config))
+        envelopes.append(envelope_spectrum(wave, sample_rate, config))
+    return spectra, envelopes
 
 
 def _refit(config: str, overrides: Sequence[str], train_set: list[Entry], held: list[Entry], run: Path,
