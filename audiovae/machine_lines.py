@@ -44,6 +44,7 @@ CALIBRATION = ("new_q75", "new_std", "lost_q75", "lost_std")
 ENVELOPE_CALIBRATION = ("envelope_q75", "envelope_std")  # one figure per band
 ENVELOPE_TOP = ("envelope_top_q75", "envelope_top_std")  # of the most exceeded band
 ENV_RATE = 2000  # Hz: a band's envelope is read at this rate (a 1-kHz band shifted to baseband holds it exactly)
+ENV_CHUNK_S = 60.0  # longer audio is read in parts of at most this (s), their windows averaged together
 
 
 @dataclass(frozen=True)
@@ -164,27 +165,38 @@ def envelope_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = 
     if sample_rate / 2 < config.env_hi:
         raise ConfigError(f"machine lines: {sample_rate} Hz audio does not reach {config.env_hi:g} Hz (envelope bands)")
     x = np.asarray(wave, dtype=np.float64).reshape(-1)
-    spec = np.fft.rfft(x)
-    step = sample_rate / x.size  # Hz per bin of spec
-    m = max(int(round(x.size * ENV_RATE / sample_rate)), 2)  # envelope samples at ENV_RATE
     nfft = int(round(config.env_segment * ENV_RATE))
+    width = int(round(config.env_floor_hz * config.env_segment)) | 1
+    lo = int(round(config.env_f_lo * config.env_segment))
+    power = np.zeros((len(config.bands), nfft // 2 + 1))
+    windows = 0
+    # parts of at most a minute, so an hour-long file never holds its whole spectrum at once
+    for part in np.array_split(x, max(int(np.ceil(x.size / (ENV_CHUNK_S * sample_rate))), 1)):
+        p, n = _envelope_power(part, sample_rate, config, nfft)
+        power += p
+        windows += n
+    db = 10 * np.log10(power / max(windows, 1) + 1e-12)
+    floor = median_filter(db, size=(1, width), mode="reflect")
+    return np.maximum(db - floor, 0)[:, lo: lo + config.env_bins].astype(np.float32)
+
+
+def _envelope_power(x: np.ndarray, sample_rate: int, config: LinesConfig, nfft: int) -> tuple[np.ndarray, int]:
+    """Per band, the summed power spectra of ``x``'s clipped envelope over its Hann windows, and how many."""
+    spec = np.fft.rfft(x)
+    step = sample_rate / max(x.size, 1)  # Hz per bin of spec
+    m = max(int(round(x.size * ENV_RATE / sample_rate)), 2)  # envelope samples at ENV_RATE
     size = min(nfft, m)
     window = np.hanning(size)
     starts = sorted(set(range(0, m - size + 1, max(size // 2, 1))) | {m - size})
-    width = int(round(config.env_floor_hz * config.env_segment)) | 1
-    lo = int(round(config.env_f_lo * config.env_segment))
-    out = np.zeros((len(config.bands), config.env_bins), dtype=np.float32)
+    out = np.zeros((len(config.bands), nfft // 2 + 1))
     for k, (f_lo, f_hi) in enumerate(config.bands):
         a, b = int(np.ceil(f_lo / step)), min(int(np.floor(f_hi / step)) + 1, spec.size)
         power = np.abs(np.fft.ifft(spec[a:b], m)) ** 2  # the band shifted to baseband: its envelope, exactly
         power = np.minimum(power / max(float(np.median(power)), 1e-30), config.env_clip)
         power -= power.mean()
-        p = np.zeros(nfft // 2 + 1)
         for s in starts:
-            p += np.abs(np.fft.rfft(power[s: s + size] * window, nfft)) ** 2
-        db = 10 * np.log10(p / len(starts) + 1e-12)
-        out[k] = np.maximum(db - median_filter(db, size=width, mode="reflect"), 0)[lo: lo + config.env_bins]
-    return out
+            out[k] += np.abs(np.fft.rfft(power[s: s + size] * window, nfft)) ** 2
+    return out, len(starts)
 
 
 def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesConfig(),

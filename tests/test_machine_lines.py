@@ -234,6 +234,11 @@ def test_envelope_spectrum_shows_an_impact_train_in_its_band_and_not_a_factorys_
     assert np.percentile(quiet, 99) < 10  # noise alone: no envelope lines
     with pytest.raises(ConfigError, match="envelope bands"):
         envelope_spectrum(noise, SR, LinesConfig())  # 8 kHz audio does not reach the default 8-kHz top
+    n_long = 150 * SR  # read in three parts of 50 s: an impact train in the last 40 s still shows
+    long = 0.05 * rng.standard_normal(n_long)
+    long[-40 * SR:] += _rings(40 * SR, 87.0, 3200.0, 0.2, rng)
+    spec = envelope_spectrum(long, SR, cfg)
+    assert abs(cfg.env_f_lo + spec[band].argmax() / cfg.env_segment - 87.0) <= 1.0 and spec[band].max() > 10
 
 
 def test_envelope_lines_find_a_worn_bearing_under_factory_bangs():
