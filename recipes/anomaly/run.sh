@@ -21,7 +21,7 @@ set -euo pipefail
 work=${1:-work/anomaly}; shift || true
 machines="fan pump bearing slider"
 units="id_00 id_02 id_04 id_06"
-sizes=${SIZES:-13 50 480}
+sizes=${SIZES-13 50 480}  # SIZES="" (set but empty): none
 fit() {  # fit NAME_PREFIX OUT_DIR CACHE [fit options...]: the VAE and the DCASE baseline, each at both resolutions
   local prefix=$1 dir=$2 cache=$3; shift 3
   for config in anomaly_vae anomaly_dense_ae; do
