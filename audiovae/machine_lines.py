@@ -21,12 +21,16 @@ recordings of the same machine:
   bands (1 kHz wide, every 500 Hz from 1 to 8 kHz): how each band's power pulses, 5-500 Hz at 1 Hz. Impacts that
   repeat (a worn race, a rub once per turn) and a modulated level (imbalance) are lines there, in whatever band they
   ring, while a factory's loud impacts are first clipped (a band's power at 10 times its median), so they cannot
-  fill the spectrum. A clip's envelope lines above its neighbours' (the weakest of them) are summed per band.
+  fill the spectrum. A clip's envelope lines above its neighbours' (the weakest of them) are summed per band;
+* **bursts**: a click, a crack, a rub's scrape is a moment when one band (of 16 from 1 to 8 kHz) is loud and the
+  others are not: per 32-ms frame, each band's level above its own median over the clip, less the frame's median
+  of that over the bands (a factory's bang lifts every band, so it cancels), and per band the clip's highest.
 
-:class:`MachineLines` keeps the normal clips' line spectra and turns both sums into exceedances over what the normal
-clips score against each other (leave one out): zero for most normal clips, so adding it to a detector's clip score
-changes nothing until a clip's lines do. Measured on the synthetic machine corpus with 13 clips per machine type
-(recipes/anomaly/README.md).
+:class:`MachineLines` keeps these of the normal clips and turns each into an exceedance over what the normal clips
+score against each other (leave one out): above their 75th percentile, in their spread, and for the per-band
+measures the same again of the most exceeded band. Each part is 0 for 3 in 4 normal clips, so adding them to a
+detector's clip score changes little until something does. Measured on the synthetic machine corpus with 13 clips per
+machine type (recipes/anomaly/README.md).
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from .errors import ConfigError
 
 GRID_HZ = 0.125  # the line spectrum's resolution: an 8-s window (shorter clips are zero-padded)
 CALIBRATION = ("new_q75", "new_std", "lost_q75", "lost_std")
-ENVELOPE_CALIBRATION = ("envelope_q75", "envelope_std")  # one figure per band
-ENVELOPE_TOP = ("envelope_top_q75", "envelope_top_std")  # of the most exceeded band
+BAND_PARTS = ("envelope", "bursts")  # the per-band parts: each calibrated per band and on its most exceeded band
+ENV_NOISE_DB = 5.57  # the spread (dB) of one window's periodogram: averaging K windows divides it by about sqrt(K)
 ENV_RATE = 2000  # Hz: a band's envelope is read at this rate (a 1-kHz band shifted to baseband holds it exactly)
 ENV_CHUNK_S = 60.0  # longer audio is read in parts of at most this (s), their windows averaged together
 
@@ -75,7 +79,12 @@ class LinesConfig:
     env_floor_hz: float = 15.0  # width of its running-median floor
     env_spread_hz: float = 2.0  # a neighbour's line counts within this much, or within tolerance where wider
     env_margin_db: float = 3.0
-    env_top: int = 20  # per band, the sum of the clip's this many strongest new envelope lines
+    env_top: int = 20  # per band, the sum of the clip's this many strongest bins of new envelope lines
+    bursts: bool = True  # read bursts too
+    burst_lo: float = 1000.0  # the burst bands: burst_bands of them, equal on a log scale, burst_lo-burst_hi
+    burst_hi: float = 8000.0
+    burst_bands: int = 16
+    burst_frame_s: float = 0.032  # frames of this, half overlapping
 
     def __post_init__(self) -> None:
         if not 0 < self.f_lo < self.f_hi:
@@ -92,11 +101,17 @@ class LinesConfig:
             raise ConfigError("LinesConfig: the envelope bands need 0 < env_width <= 1000 Hz, env_lo + env_width "
                               "<= env_hi, env_hop > 0, 1/env_segment <= env_f_lo < env_f_hi <= 1000 Hz and "
                               "env_top >= 1")
+        if self.bursts and not (0 < self.burst_lo < self.burst_hi and self.burst_bands >= 2
+                                and self.burst_frame_s > 0):
+            raise ConfigError("LinesConfig: the burst bands need 0 < burst_lo < burst_hi, burst_bands >= 2 and "
+                              "burst_frame_s > 0")
 
     def for_rate(self, sample_rate: int) -> LinesConfig:
-        """This config with envelope bands only as far as ``sample_rate`` audio reaches (none below 4 kHz audio)."""
-        top = min(self.env_hi, sample_rate / 2)
-        return replace(self, env_hi=top, envelope=self.envelope and top >= self.env_lo + self.env_width)
+        """This config with envelope and burst bands only as far as ``sample_rate`` audio reaches (none below 4 kHz
+        audio)."""
+        env, burst = min(self.env_hi, sample_rate / 2), min(self.burst_hi, sample_rate / 2)
+        return replace(self, env_hi=env, envelope=self.envelope and env >= self.env_lo + self.env_width,
+                       burst_hi=burst, bursts=self.bursts and burst >= 2 * self.burst_lo)
 
     @property
     def bands(self) -> list[tuple[float, float]]:
@@ -163,8 +178,11 @@ def envelope_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = 
     if not config.bands:
         return np.zeros((0, config.env_bins), dtype=np.float32)
     if sample_rate / 2 < config.env_hi:
-        raise ConfigError(f"machine lines: {sample_rate} Hz audio does not reach {config.env_hi:g} Hz (envelope bands)")
+        raise ConfigError(f"machine lines: the envelope bands reach {config.env_hi:g} Hz, above what {sample_rate} Hz "
+                          f"audio holds ({sample_rate / 2:g} Hz; LinesConfig.for_rate limits them)")
     x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        return np.zeros((len(config.bands), config.env_bins), dtype=np.float32)
     nfft = int(round(config.env_segment * ENV_RATE))
     width = int(round(config.env_floor_hz * config.env_segment)) | 1
     lo = int(round(config.env_f_lo * config.env_segment))
@@ -187,7 +205,7 @@ def _envelope_power(x: np.ndarray, sample_rate: int, config: LinesConfig, nfft: 
     m = max(int(round(x.size * ENV_RATE / sample_rate)), 2)  # envelope samples at ENV_RATE
     size = min(nfft, m)
     window = np.hanning(size)
-    starts = sorted(set(range(0, m - size + 1, max(size // 2, 1))) | {m - size})
+    starts = _window_starts(m, size)
     out = np.zeros((len(config.bands), nfft // 2 + 1))
     for k, (f_lo, f_hi) in enumerate(config.bands):
         a, b = int(np.ceil(f_lo / step)), min(int(np.floor(f_hi / step)) + 1, spec.size)
@@ -199,13 +217,62 @@ def _envelope_power(x: np.ndarray, sample_rate: int, config: LinesConfig, nfft: 
     return out, len(starts)
 
 
+def _window_starts(m: int, size: int) -> list[int]:
+    """Half-overlapping windows of ``size`` over ``m`` samples, the last one ending with them."""
+    return sorted(set(range(0, m - size + 1, max(size // 2, 1))) | {m - size})
+
+
+def envelope_windows(samples: int, sample_rate: int, config: LinesConfig = LinesConfig()) -> int:
+    """How many windows :func:`envelope_spectrum` averages for a clip of ``samples``: fewer, a noisier spectrum."""
+    parts = max(int(np.ceil(samples / (ENV_CHUNK_S * sample_rate))), 1)
+    nfft = int(round(config.env_segment * ENV_RATE))
+    total = 0
+    for k in range(parts):  # the sizes np.array_split gives
+        part = samples // parts + (1 if k < samples % parts else 0)
+        m = max(int(round(part * ENV_RATE / sample_rate)), 2)
+        total += len(_window_starts(m, min(nfft, m)))
+    return total
+
+
+def burst_profile(wave: np.ndarray, sample_rate: int, config: LinesConfig = LinesConfig()) -> np.ndarray:
+    """``[burst_bands]`` float32: per band, the clip's loudest moment that the band has alone (dB). Per frame, each
+    band's level above its own median over the clip, less the median of that over the bands in the frame: a click
+    ringing in one band stands out, a bang that lifts every band cancels. A longer clip has more moments, so its
+    highest reads a little higher."""
+    if not config.bursts:
+        return np.zeros(0, dtype=np.float32)
+    if sample_rate / 2 < config.burst_hi:
+        raise ConfigError(f"machine lines: the burst bands reach {config.burst_hi:g} Hz, above what {sample_rate} Hz "
+                          f"audio holds ({sample_rate / 2:g} Hz; LinesConfig.for_rate limits them)")
+    n = max(int(round(config.burst_frame_s * sample_rate)), 4)
+    hop = n // 2
+    x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    if x.size < n:
+        x = np.pad(x, (0, n - x.size))
+    edges = np.geomspace(config.burst_lo, config.burst_hi, config.burst_bands + 1)
+    freqs = np.fft.rfftfreq(n, 1 / sample_rate)
+    band = np.searchsorted(edges, freqs, side="right") - 1
+    band[freqs == edges[-1]] = config.burst_bands - 1  # the top edge belongs to the top band
+    window = np.hanning(n)
+    count = 1 + (x.size - n) // hop
+    energy = np.zeros((config.burst_bands, count))
+    for first in range(0, count, 4096):  # frames in blocks: an hour-long file never holds its whole STFT
+        idx = np.arange(first, min(first + 4096, count))
+        power = np.abs(np.fft.rfft(x[idx[:, None] * hop + np.arange(n)] * window, axis=1)) ** 2
+        for b in range(config.burst_bands):
+            energy[b, idx] = power[:, band == b].sum(1)
+    level = 10 * np.log10(energy + 1e-20)
+    level -= np.median(level, axis=1, keepdims=True)
+    level -= np.median(level, axis=0, keepdims=True)
+    return level.max(1).astype(np.float32)
+
+
 def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesConfig(),
-                    exclude: int | None = None) -> np.ndarray:
+                    exclude: int | None = None, margin_db: float | None = None) -> np.ndarray:
     """Per band, the new envelope lines of one :func:`envelope_spectrum` against the normal clips' ``refs``
     ``[clips, bands, bins]``: the sum of its ``env_top`` strongest bins above the weakest of its nearest neighbours
     there (each neighbour's line widened by ``env_spread_hz`` or ``tolerance``, whichever is wider) plus
-    ``env_margin_db``; ``exclude``: a row of
-    ``refs`` that is this clip itself."""
+    ``margin_db`` (default ``env_margin_db``); ``exclude``: a row of ``refs`` that is this clip itself."""
     from scipy.ndimage import maximum_filter1d
 
     flat = refs.reshape(len(refs), -1)
@@ -224,7 +291,7 @@ def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = Li
     for r in np.unique(reach):  # a neighbour's line widened by its reach at that frequency
         at = reach == r
         reference[:, at] = maximum_filter1d(refs[nn_], 2 * r + 1, axis=2).min(0)[:, at]
-    over = np.maximum(spec - reference - config.env_margin_db, 0)
+    over = np.maximum(spec - reference - (config.env_margin_db if margin_db is None else margin_db), 0)
     return np.sort(over, axis=1)[:, -config.env_top:].sum(1)
 
 
@@ -293,11 +360,24 @@ def line_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesC
     return new, lost
 
 
-class MachineLines(nn.Module):
-    """The normal clips' line spectra (and envelope spectra) and how far their own scores spread (leave one out):
-    :meth:`score` gives a clip's exceedance, 0 for a clip whose lines are as normal as the normal clips' own.
+def _band_calibration(scores: np.ndarray, floor: float) -> dict:
+    """A per-band measure's calibration from the normal clips' ``scores`` ``[clips, bands]``: per band the 75th
+    percentile and the spread (at least ``floor``), and the same of each clip's most exceeded band, read against the
+    *other* clips' figures (against figures it helped set, the most exceeded of many bands reads too low)."""
+    def top(row: np.ndarray, ref: np.ndarray) -> float:
+        return float(np.max((row - np.percentile(ref, 75, axis=0)) / np.maximum(ref.std(0), floor)))
 
-    A checkpoint component (``lines``): the spectra are its buffers, the config and calibration its settings."""
+    tops = np.array([top(row, np.delete(scores, i, axis=0)) for i, row in enumerate(scores)])
+    return {"q75": np.percentile(scores, 75, axis=0).tolist(), "std": np.maximum(scores.std(0), floor).tolist(),
+            "top_q75": float(np.percentile(tops, 75)), "top_std": float(max(tops.std(), 0.5))}
+
+
+class MachineLines(nn.Module):
+    """The normal clips' line spectra, envelope spectra and burst profiles, and how far their own scores spread
+    (leave one out): :meth:`score` gives a clip's exceedance, 0 for a clip as normal as the normal clips' own.
+
+    A checkpoint component (``lines``): the clips' figures are its buffers, the config and calibration its settings.
+    A file written before envelope lines or bursts loads and scores without them."""
 
     lines_type = "machine_lines"
 
@@ -307,28 +387,33 @@ class MachineLines(nn.Module):
         self.calibration = dict(calibration or {})
         self.register_buffer("spectra", torch.zeros(clips, config.bins))
         self.register_buffer("envelopes", torch.zeros(clips, len(config.bands), config.env_bins))
+        self.register_buffer("bursts", torch.zeros(clips, config.burst_bands if config.bursts else 0))
         self._peaks: list[np.ndarray] | None = None
+
+    @staticmethod
+    def features(wave: np.ndarray, sample_rate: int, config: LinesConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What is kept of one normal clip: its line spectrum, envelope spectrum and burst profile."""
+        return (line_spectrum(wave, sample_rate, config), envelope_spectrum(wave, sample_rate, config),
+                burst_profile(wave, sample_rate, config))
 
     @classmethod
     def fit(cls, waves: list[np.ndarray], sample_rate: int, config: LinesConfig | None = None) -> MachineLines:
-        """From the normal clips (at least 3); each is scored against the others to calibrate. By default
-        ``LinesConfig().for_rate(sample_rate)``."""
-        config = config or LinesConfig().for_rate(sample_rate)
-        return cls.from_spectra([line_spectrum(w, sample_rate, config) for w in waves], config,
-                                [envelope_spectrum(w, sample_rate, config) for w in waves])
+        """From the normal clips (at least 3, about as long as the clips it will score); each is scored against the
+        others to calibrate. The config's bands are limited to what ``sample_rate`` audio holds."""
+        config = (config or LinesConfig()).for_rate(sample_rate)
+        return cls.from_features([cls.features(w, sample_rate, config) for w in waves], config,
+                                 windows=[envelope_windows(len(w), sample_rate, config) for w in waves])
 
     @classmethod
-    def from_spectra(cls, spectra: list[np.ndarray], config: LinesConfig = LinesConfig(),
-                     envelopes: list[np.ndarray] | None = None) -> MachineLines:
-        """From the normal clips' :func:`line_spectrum` and, where ``config.envelope``, their
-        :func:`envelope_spectrum` (at least 3). The spreads have floors (1 dB for new lines and envelope lines,
-        0.5 dB for lost ones), so a few clips that happen to agree exactly do not make every change look huge."""
-        if len(spectra) < 3:
-            raise ConfigError(f"machine lines: need at least 3 normal clips, got {len(spectra)}")
-        if config.envelope and (envelopes is None or len(envelopes) != len(spectra)):
-            raise ConfigError("machine lines: the envelope spectra of the same clips are needed "
-                              "(or LinesConfig(envelope=False))")
-        refs = np.stack(spectra).astype(np.float32)
+    def from_features(cls, features: list[tuple[np.ndarray, np.ndarray, np.ndarray]], config: LinesConfig,
+                      windows: list[int] | None = None) -> MachineLines:
+        """From the normal clips' :meth:`features` (at least 3) and how many windows their envelope spectra averaged
+        (:func:`envelope_windows`; by default that of 8-s clips). The spreads have floors (1 dB for new lines and
+        envelope lines, 0.5 dB for lost lines and bursts, 0.5 for a most exceeded band), so a few clips that happen
+        to agree exactly do not make every change look huge."""
+        if len(features) < 3:
+            raise ConfigError(f"machine lines: need at least 3 normal clips, got {len(features)}")
+        refs = np.stack([f[0] for f in features]).astype(np.float32)
         peaks = [_peaks(r, config) for r in refs]
         own = np.array([line_scores(r, refs, config, peaks, exclude=i) for i, r in enumerate(refs)])
         calibration = {}
@@ -338,15 +423,25 @@ class MachineLines(nn.Module):
         module = cls(config, len(refs), calibration)
         module.spectra.copy_(torch.from_numpy(refs))
         if config.envelope:
-            env = np.stack(envelopes).astype(np.float32)
+            env = np.stack([f[1] for f in features]).astype(np.float32)
             scores = np.array([envelope_scores(e, env, config, exclude=i) for i, e in enumerate(env)])
-            module.calibration["envelope_q75"] = np.percentile(scores, 75, axis=0).tolist()
-            module.calibration["envelope_std"] = np.maximum(scores.std(0), 1.0).tolist()
-            top = np.array([module._envelope_top(s) for s in scores])  # the same again for the most exceeded band
-            module.calibration["envelope_top_q75"] = float(np.percentile(top, 75))
-            module.calibration["envelope_top_std"] = float(max(top.std(), 0.1))
+            module._calibrate("envelope", scores, 1.0)
+            module.calibration["envelope_windows"] = float(np.median(windows) if windows else
+                                                           envelope_windows(8 * ENV_RATE, ENV_RATE, config))
             module.envelopes.copy_(torch.from_numpy(env))
+        if config.bursts:
+            bursts = np.stack([f[2] for f in features]).astype(np.float32)
+            module._calibrate("bursts", bursts, 0.5)
+            module.bursts.copy_(torch.from_numpy(bursts))
         return module
+
+    def clip_features(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The kept clips' :meth:`features`, as :meth:`from_features` takes them (to add clips and calibrate anew)."""
+        return list(zip(self.spectra.numpy(), self.envelopes.numpy(), self.bursts.numpy(), strict=True))
+
+    def _calibrate(self, part: str, scores: np.ndarray, floor: float) -> None:
+        for key, value in _band_calibration(scores, floor).items():
+            self.calibration[f"{part}_{key}"] = value
 
     def settings(self) -> dict:
         return {"config": self.config.to_dict(), "clips": int(self.spectra.shape[0]), "calibration": self.calibration}
@@ -357,45 +452,59 @@ class MachineLines(nn.Module):
             raise ConfigError(f"unknown lines component {kind!r} (known: {cls.lines_type})")
         calibration = settings.get("calibration") or {}
         config = LinesConfig.from_dict(settings["config"])
-        if "envelope" not in settings["config"]:  # written before envelope lines: it has none
-            config = replace(config, envelope=False)
-        scalars = CALIBRATION + (ENVELOPE_TOP if config.envelope else ())
-        missing = [k for k in scalars if not isinstance(calibration.get(k), (int, float))]
-        missing += [k for k in (ENVELOPE_CALIBRATION if config.envelope else ())
-                    if not (isinstance(calibration.get(k), list) and len(calibration[k]) == len(config.bands))]
+        # a file written before envelope lines or bursts has none of them
+        config = replace(config, **{part: False for part in BAND_PARTS if part not in settings["config"]})
+        missing = [k for k in CALIBRATION if not isinstance(calibration.get(k), (int, float))]
+        for part, on, bands in (("envelope", config.envelope, len(config.bands)),
+                                ("bursts", config.bursts, config.burst_bands)):
+            if on:
+                missing += [f"{part}_{k}" for k in ("top_q75", "top_std")
+                            if not isinstance(calibration.get(f"{part}_{k}"), (int, float))]
+                missing += [f"{part}_{k}" for k in ("q75", "std")
+                            if not (isinstance(calibration.get(f"{part}_{k}"), list)
+                                    and len(calibration[f"{part}_{k}"]) == bands)]
+        if config.envelope and not isinstance(calibration.get("envelope_windows"), (int, float)):
+            missing.append("envelope_windows")
         if missing:
             raise ConfigError(f"machine lines without their calibration ({', '.join(missing)} missing)")
         return cls(config, int(settings["clips"]), calibration)
 
-    def raw(self, wave: np.ndarray, sample_rate: int) -> tuple[float, float, np.ndarray]:
-        """(new, lost, envelope lines per band) of a clip against the normal clips."""
+    def raw(self, wave: np.ndarray, sample_rate: int) -> dict:
+        """A clip against the normal clips: ``new`` and ``lost`` lines (dB), and per band its ``envelope`` lines and
+        ``bursts`` (empty arrays where the detector has none)."""
         refs = self.spectra.detach().cpu().float().numpy()
         if self._peaks is None:
             self._peaks = [_peaks(r, self.config) for r in refs]
         new, lost = line_scores(line_spectrum(wave, sample_rate, self.config), refs, self.config, self._peaks)
-        env = (envelope_scores(envelope_spectrum(wave, sample_rate, self.config),
-                               self.envelopes.detach().cpu().float().numpy(), self.config)
-               if self.config.envelope else np.zeros(0))
-        return new, lost, env
+        env = np.zeros(0)
+        if self.config.envelope:  # a clip of fewer windows than the normal ones: a noisier spectrum, a wider margin
+            fewer = max(1 / np.sqrt(envelope_windows(len(wave), sample_rate, self.config))
+                        - 1 / np.sqrt(self.calibration["envelope_windows"]), 0)
+            env = envelope_scores(envelope_spectrum(wave, sample_rate, self.config),
+                                  self.envelopes.detach().cpu().float().numpy(), self.config,
+                                  margin_db=self.config.env_margin_db + 3 * ENV_NOISE_DB * fewer)
+        return {"new": new, "lost": lost, "envelope": env, "bursts": burst_profile(wave, sample_rate, self.config)}
+
+    def parts(self, wave: np.ndarray, sample_rate: int) -> dict[str, float]:
+        """Each part's exceedance for a clip (their sum is :meth:`score`): new and lost lines above the normal
+        clips' 75th percentile, in their spreads, and for envelope lines and bursts the same of the band that
+        exceeds the normal clips' most."""
+        r, c = self.raw(wave, sample_rate), self.calibration
+        out = {"new": max(r["new"] - c["new_q75"], 0) / c["new_std"],
+               "lost": max(r["lost"] - c["lost_q75"], 0) / c["lost_std"]}
+        for part in BAND_PARTS:
+            if r[part].size:
+                top = float(np.max((r[part] - np.asarray(c[f"{part}_q75"])) / np.asarray(c[f"{part}_std"])))
+                out[part] = max(top - c[f"{part}_top_q75"], 0) / c[f"{part}_top_std"]
+        return {k: float(v) for k, v in out.items()}
 
     def score(self, wave: np.ndarray, sample_rate: int) -> float:
-        """The clip's exceedance: new and lost lines above the normal clips' 75th percentile, in their spreads, and
-        alike the band whose envelope lines exceed theirs most (calibrated on the normal clips' own most exceeded
-        band, so it too is 0 for most normal clips)."""
-        new, lost, env = self.raw(wave, sample_rate)
-        c = self.calibration
-        total = max(new - c["new_q75"], 0) / c["new_std"] + max(lost - c["lost_q75"], 0) / c["lost_std"]
-        if env.size:
-            total += max(self._envelope_top(env) - c["envelope_top_q75"], 0) / c["envelope_top_std"]
-        return float(total)
-
-    def _envelope_top(self, env: np.ndarray) -> float:
-        """The most exceeded band: its envelope lines against the normal clips' 75th percentile, in their spread."""
-        c = self.calibration
-        return float(np.max((env - np.asarray(c["envelope_q75"])) / np.asarray(c["envelope_std"])))
+        """The clip's exceedance: the sum of its :meth:`parts`."""
+        return float(sum(self.parts(wave, sample_rate).values()))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         self._peaks = None  # new spectra: forget the cached lines
-        if not self.config.envelope:  # a file written before envelope lines holds no envelope spectra
-            state_dict.setdefault(prefix + "envelopes", self.envelopes)
+        for part, name in (("envelope", "envelopes"), ("bursts", "bursts")):
+            if not getattr(self.config, part):  # a file written before this part holds none of it
+                state_dict.setdefault(prefix + name, getattr(self, name))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

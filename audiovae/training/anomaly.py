@@ -30,7 +30,7 @@ from ..data.manifest import Entry, write_manifest
 from ..device import resolve_device
 from ..errors import AudiovaeError, ConfigError
 from ..fileio import check_output_path
-from ..machine_lines import LinesConfig, MachineLines, envelope_spectrum, line_spectrum
+from ..machine_lines import LinesConfig, MachineLines, envelope_windows
 from ..metrics import auc_pair
 from ..pipelines.anomaly import Detector, DetectorSettings, threshold_at
 from ..progress import bar_off
@@ -203,10 +203,11 @@ def fit_detector(source: str | os.PathLike[str], output: str | os.PathLike[str],
     if few:
         ckpt = _refit(configs[names.index(settings.config)], overrides, train_set, held, run, device, resume)
         settings.normal["refit_clips"] = len(train_set) + len(held)
-        if machine_lines is not None:  # the normal spectra of every clip, as the refitted model heard them all
-            spectra, envelopes = _line_spectra(held, detector.sample_rate, machine_lines.config)
-            machine_lines = MachineLines.from_spectra([*machine_lines.spectra.numpy(), *spectra], machine_lines.config,
-                                                      [*machine_lines.envelopes.numpy(), *envelopes])
+        if machine_lines is not None:  # the normal figures of every clip, as the refitted model heard them all
+            features, windows = _line_features(held, detector.sample_rate, machine_lines.config)
+            kept = machine_lines.clip_features()  # their windows: the median the trial's lines were calibrated with
+            windows = [machine_lines.calibration.get("envelope_windows", 0)] * len(kept) + windows
+            machine_lines = MachineLines.from_features([*kept, *features], machine_lines.config, windows)
     if machine_lines is not None:
         ckpt.components["lines"] = machine_lines
     settings.selection = selection
@@ -259,10 +260,10 @@ def _try_lines(detector: Detector, normal: np.ndarray, train_set: list[Entry], h
     config = LinesConfig().for_rate(detector.sample_rate)
     if detector.sample_rate / 2 < config.f_hi or weight <= 0 or before is None:
         return None  # lines up to 1 kHz need 2 kHz audio; a spread of 0 gives no scale
-    spectra, envelopes = _line_spectra(train_set, detector.sample_rate, config)
-    if len(spectra) < 3:
+    features, windows = _line_features(train_set, detector.sample_rate, config)
+    if len(features) < 3:
         return None
-    lines = MachineLines.from_spectra(spectra, config, envelopes)
+    lines = MachineLines.from_features(features, config, windows)
     trial = Detector(replace(detector.ckpt, components={**detector.ckpt.components, "lines": lines}),
                      **{**settings.to_dict(), "threshold": None, "lines": weight})
     fused = _clip_scores(trial, held, "threshold (machine lines)", progress)
@@ -276,23 +277,22 @@ def _try_lines(detector: Detector, normal: np.ndarray, train_set: list[Entry], h
     return lines
 
 
-def _line_spectra(clips: Sequence[Entry], sample_rate: int, config: LinesConfig
-                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The clips' :func:`~audiovae.machine_lines.line_spectrum` and
-    :func:`~audiovae.machine_lines.envelope_spectrum`, one clip in memory at a time (an unreadable one is skipped with
-    a warning)."""
+def _line_features(clips: Sequence[Entry], sample_rate: int, config: LinesConfig
+                   ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list[int]]:
+    """The clips' :meth:`~audiovae.machine_lines.MachineLines.features` and the windows their envelope spectra
+    averaged, one clip in memory at a time (an unreadable one is skipped with a warning)."""
     from .. import audio
 
-    spectra, envelopes = [], []
+    features, windows = [], []
     for e in clips:
         try:
             wave = audio.load(e.path, sample_rate)[0].numpy()
         except AudiovaeError as err:
             warnings.warn(f"machine lines: skipping {err}", DataWarning, stacklevel=2)
             continue
-        spectra.append(line_spectrum(wave, sample_rate, config))
-        envelopes.append(envelope_spectrum(wave, sample_rate, config))
-    return spectra, envelopes
+        features.append(MachineLines.features(wave, sample_rate, config))
+        windows.append(envelope_windows(wave.size, sample_rate, config))
+    return features, windows
 
 
 def _refit(config: str, overrides: Sequence[str], train_set: list[Entry], held: list[Entry], run: Path,
