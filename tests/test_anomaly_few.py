@@ -14,7 +14,7 @@ from conftest import fan_corpus, run_cli
 from audiovae.data.corpora.machines import MachineCorpusConfig, _unit, build_machine_corpus, machine_sound
 from audiovae.data.manifest import Entry, read_manifest
 from audiovae.errors import ConfigError
-from audiovae.training.anomaly import lines_name
+from audiovae.training.anomaly import LINES_TOLERANCE, lines_name
 from audiovae.training.config import load_run_config
 from audiovae.training.faults import FAULTS, inject, strongest_line
 
@@ -152,7 +152,7 @@ def test_fit_on_a_few_clips_chooses_on_injected_faults(few_corpus, tmp_path):
         assert figures["normal"] == 4 and figures["anomalous"] == 4 * 2 * len(FAULTS)
     assert s.config in configs and s.selection[s.config]["auc"] == max(s.selection[n]["auc"] for n in configs)
     assert s.chosen.startswith(s.config) and "injected" in s.chosen and "with machine lines" in s.chosen
-    added = s.selection[lines_name(s.config)]["auc"] > s.selection[s.config]["auc"]
+    added = s.selection[lines_name(s.config)]["auc"] >= s.selection[s.config]["auc"] - LINES_TOLERANCE
     assert (s.lines > 0) == added == ("lines" in ckpt.components) == ("machine lines added" in r.stdout)
     if added:  # the lines of all 9 clips, as the refitted model heard them
         assert ckpt.components["lines"].spectra.shape[0] == 9

@@ -37,8 +37,9 @@ def anomaly_fit(
                                        "with a few recordings would be; 0: all. Under 100 clips split afresh "
                                        "(this, or a folder of recordings), the kept detector is tried with "
                                        "machine lines added (lines at orders of the "
-                                       "machine's rotation, new or lost) and keeps them if that scores the "
-                                       "injected faults better.", min=0)] = 0,
+                                       "machine's rotation, new or lost; envelope lines of the high bands; "
+                                       "bursts) and keeps them unless that scores the injected faults more than "
+                                       "0.01 lower.", min=0)] = 0,
     lines: Annotated[bool, typer.Option(help="Under 100 clips split afresh, try machine lines beside the frame "
                                         "model (off: the frame model alone, e.g. for the DCASE baseline as "
                                         "published).")] = True,
