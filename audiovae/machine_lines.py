@@ -47,6 +47,7 @@ GRID_HZ = 0.125  # the line spectrum's resolution: an 8-s window (shorter clips 
 CALIBRATION = ("new_q75", "new_std", "lost_q75", "lost_std")
 BAND_PARTS = ("envelope", "bursts")  # the per-band parts: each calibrated per band and on its most exceeded band
 ENV_NOISE_DB = 5.57  # the spread (dB) of one window's periodogram: averaging K windows divides it by about sqrt(K)
+DEFAULT_WINDOWS = 15  # the windows of an 8-s clip's envelope spectrum: what fit assumes when not told
 ENV_RATE = 2000  # Hz: a band's envelope is read at this rate (a 1-kHz band shifted to baseband holds it exactly)
 ENV_CHUNK_S = 60.0  # longer audio is read in parts of at most this (s), their windows averaged together
 
@@ -150,7 +151,7 @@ def line_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = Line
     one ending with the clip)."""
     from scipy.ndimage import median_filter
 
-    x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    x = _finite(wave)
     if sample_rate / 2 < config.f_hi:
         raise ConfigError(f"machine lines: {sample_rate} Hz audio does not reach {config.f_hi:g} Hz")
     nfft = int(round(sample_rate / GRID_HZ))
@@ -180,7 +181,7 @@ def envelope_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = 
     if sample_rate / 2 < config.env_hi:
         raise ConfigError(f"machine lines: the envelope bands reach {config.env_hi:g} Hz, above what {sample_rate} Hz "
                           f"audio holds ({sample_rate / 2:g} Hz; LinesConfig.for_rate limits them)")
-    x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    x = _finite(wave)
     if x.size == 0:
         return np.zeros((len(config.bands), config.env_bins), dtype=np.float32)
     nfft = int(round(config.env_segment * ENV_RATE))
@@ -217,6 +218,13 @@ def _envelope_power(x: np.ndarray, sample_rate: int, config: LinesConfig, nfft: 
     return out, len(starts)
 
 
+def _finite(wave: np.ndarray) -> np.ndarray:
+    x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    if not np.isfinite(x).all():
+        raise ConfigError("machine lines: the audio holds NaN or infinite samples")
+    return x
+
+
 def _window_starts(m: int, size: int) -> list[int]:
     """Half-overlapping windows of ``size`` over ``m`` samples, the last one ending with them."""
     return sorted(set(range(0, m - size + 1, max(size // 2, 1))) | {m - size})
@@ -246,15 +254,14 @@ def burst_profile(wave: np.ndarray, sample_rate: int, config: LinesConfig = Line
                           f"audio holds ({sample_rate / 2:g} Hz; LinesConfig.for_rate limits them)")
     n = max(int(round(config.burst_frame_s * sample_rate)), 4)
     hop = n // 2
-    x = np.asarray(wave, dtype=np.float64).reshape(-1)
-    if x.size < n:
-        x = np.pad(x, (0, n - x.size))
+    x = _finite(wave)
+    count = 1 + int(np.ceil(max(x.size - n, 0) / hop))
+    x = np.pad(x, (0, (count - 1) * hop + n - x.size))  # the last frame ends with the clip (or past it, in zeros)
     edges = np.geomspace(config.burst_lo, config.burst_hi, config.burst_bands + 1)
     freqs = np.fft.rfftfreq(n, 1 / sample_rate)
     band = np.searchsorted(edges, freqs, side="right") - 1
     band[freqs == edges[-1]] = config.burst_bands - 1  # the top edge belongs to the top band
     window = np.hanning(n)
-    count = 1 + (x.size - n) // hop
     energy = np.zeros((config.burst_bands, count))
     for first in range(0, count, 4096):  # frames in blocks: an hour-long file never holds its whole STFT
         idx = np.arange(first, min(first + 4096, count))
@@ -360,6 +367,13 @@ def line_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesC
     return new, lost
 
 
+def _envelope_margin(config: LinesConfig, windows: float, reference: float) -> float:
+    """The envelope lines' margin (dB) for a clip whose spectrum averaged ``windows`` windows, against normal clips
+    that averaged ``reference``: fewer windows, a noisier spectrum, so a margin wider by 3 spreads of the
+    difference."""
+    return config.env_margin_db + 3 * ENV_NOISE_DB * max(1 / np.sqrt(max(windows, 1)) - 1 / np.sqrt(reference), 0)
+
+
 def _band_calibration(scores: np.ndarray, floor: float) -> dict:
     """A per-band measure's calibration from the normal clips' ``scores`` ``[clips, bands]``: per band the 75th
     percentile and the spread (at least ``floor``), and the same of each clip's most exceeded band, read against the
@@ -424,10 +438,14 @@ class MachineLines(nn.Module):
         module.spectra.copy_(torch.from_numpy(refs))
         if config.envelope:
             env = np.stack([f[1] for f in features]).astype(np.float32)
-            scores = np.array([envelope_scores(e, env, config, exclude=i) for i, e in enumerate(env)])
+            if windows is not None and len(windows) != len(features):
+                raise ConfigError(f"machine lines: {len(windows)} window counts for {len(features)} clips")
+            windows = windows or [DEFAULT_WINDOWS] * len(features)
+            module.calibration["envelope_windows"] = reference = float(np.median(windows))
+            scores = np.array([envelope_scores(e, env, config, exclude=i,
+                                               margin_db=_envelope_margin(config, k, reference))
+                               for i, (e, k) in enumerate(zip(env, windows, strict=True))])
             module._calibrate("envelope", scores, 1.0)
-            module.calibration["envelope_windows"] = float(np.median(windows) if windows else
-                                                           envelope_windows(8 * ENV_RATE, ENV_RATE, config))
             module.envelopes.copy_(torch.from_numpy(env))
         if config.bursts:
             bursts = np.stack([f[2] for f in features]).astype(np.float32)
@@ -463,10 +481,9 @@ class MachineLines(nn.Module):
                 missing += [f"{part}_{k}" for k in ("q75", "std")
                             if not (isinstance(calibration.get(f"{part}_{k}"), list)
                                     and len(calibration[f"{part}_{k}"]) == bands)]
-        if config.envelope and not isinstance(calibration.get("envelope_windows"), (int, float)):
-            missing.append("envelope_windows")
         if missing:
             raise ConfigError(f"machine lines without their calibration ({', '.join(missing)} missing)")
+        calibration.setdefault("envelope_windows", float(DEFAULT_WINDOWS))  # files from before it: 8-s clips
         return cls(config, int(settings["clips"]), calibration)
 
     def raw(self, wave: np.ndarray, sample_rate: int) -> dict:
@@ -477,12 +494,12 @@ class MachineLines(nn.Module):
             self._peaks = [_peaks(r, self.config) for r in refs]
         new, lost = line_scores(line_spectrum(wave, sample_rate, self.config), refs, self.config, self._peaks)
         env = np.zeros(0)
-        if self.config.envelope:  # a clip of fewer windows than the normal ones: a noisier spectrum, a wider margin
-            fewer = max(1 / np.sqrt(envelope_windows(len(wave), sample_rate, self.config))
-                        - 1 / np.sqrt(self.calibration["envelope_windows"]), 0)
+        if self.config.envelope:
+            windows = envelope_windows(np.asarray(wave).size, sample_rate, self.config)
             env = envelope_scores(envelope_spectrum(wave, sample_rate, self.config),
                                   self.envelopes.detach().cpu().float().numpy(), self.config,
-                                  margin_db=self.config.env_margin_db + 3 * ENV_NOISE_DB * fewer)
+                                  margin_db=_envelope_margin(self.config, windows,
+                                                             self.calibration["envelope_windows"]))
         return {"new": new, "lost": lost, "envelope": env, "bursts": burst_profile(wave, sample_rate, self.config)}
 
     def parts(self, wave: np.ndarray, sample_rate: int) -> dict[str, float]:

@@ -319,3 +319,21 @@ def test_a_detector_file_from_before_envelope_lines_and_bursts_still_loads_and_s
     back = MachineLines.build("machine_lines", settings)
     back.load_state_dict({"spectra": with_env.spectra, "envelopes": with_env.envelopes})
     assert back.score(probe, SR) == pytest.approx(with_env.score(probe, SR))
+    del settings["calibration"]["envelope_windows"]  # the first files with envelope lines: taken as 8-s clips
+    assert MachineLines.build("machine_lines", settings).calibration["envelope_windows"] == 15
+
+
+def test_bursts_read_a_clip_to_its_end_and_audio_must_be_finite():
+    from audiovae.machine_lines import burst_profile
+
+    rng = np.random.default_rng(4)
+    cfg = LinesConfig().for_rate(SR)
+    ring = 0.5 * np.sin(2 * np.pi * 2000 * np.arange(100) / SR) * np.exp(-np.arange(100) / 24)
+    for length in (4 * SR, 4 * SR + 37):  # whole frames, and a tail shorter than a hop
+        clip = 0.05 * rng.standard_normal(length)
+        clip[-100:] += ring  # a click in the last 12.5 ms
+        assert burst_profile(clip, SR, cfg).max() > 12
+    bad = 0.05 * rng.standard_normal(SR)
+    bad[100] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        burst_profile(bad, SR, cfg)
