@@ -130,7 +130,9 @@ class Checkpoint:
             c = lines.config
             rows["machine lines"] = (f"line spectra of {lines.spectra.shape[0]} normal clips, {c.f_lo:g} Hz-"
                                      f"{c.f_hi:g} Hz" + (f"; envelope spectra of {len(c.bands)} bands, {c.env_lo:g}-"
-                                                         f"{c.env_hi:g} Hz" if c.envelope else ""))
+                                                         f"{c.env_hi:g} Hz" if c.envelope else "")
+                                     + (f"; bursts in {c.burst_bands} bands, {c.burst_lo:g}-{c.burst_hi:g} Hz"
+                                        if c.bursts else ""))
         if self.speakers:
             rows["speakers"] = ", ".join(self.speakers)
         return rows

@@ -157,7 +157,7 @@ def line_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = Line
     nfft = int(round(sample_rate / GRID_HZ))
     size = min(x.size, nfft)
     window = np.hanning(size)
-    starts = sorted(set(range(0, x.size - size + 1, max(size // 2, 1))) | {x.size - size})
+    starts = _window_starts(x.size, size)
     p = np.zeros(nfft // 2 + 1)
     for s in starts:  # a running sum: an hour-long file never holds all its windows' spectra at once
         p += np.abs(np.fft.rfft(x[s: s + size] * window, nfft)) ** 2
@@ -189,9 +189,8 @@ def envelope_spectrum(wave: np.ndarray, sample_rate: int, config: LinesConfig = 
     lo = int(round(config.env_f_lo * config.env_segment))
     power = np.zeros((len(config.bands), nfft // 2 + 1))
     windows = 0
-    # parts of at most a minute, so an hour-long file never holds its whole spectrum at once
-    for part in np.array_split(x, max(int(np.ceil(x.size / (ENV_CHUNK_S * sample_rate))), 1)):
-        p, n = _envelope_power(part, sample_rate, config, nfft)
+    for a, b in _chunks(x.size, sample_rate):  # an hour-long file never holds its whole spectrum at once
+        p, n = _envelope_power(x[a:b], sample_rate, config, nfft)
         power += p
         windows += n
     db = 10 * np.log10(power / max(windows, 1) + 1e-12)
@@ -203,7 +202,7 @@ def _envelope_power(x: np.ndarray, sample_rate: int, config: LinesConfig, nfft: 
     """Per band, the summed power spectra of ``x``'s clipped envelope over its Hann windows, and how many."""
     spec = np.fft.rfft(x)
     step = sample_rate / max(x.size, 1)  # Hz per bin of spec
-    m = max(int(round(x.size * ENV_RATE / sample_rate)), 2)  # envelope samples at ENV_RATE
+    m = _envelope_samples(x.size, sample_rate)
     size = min(nfft, m)
     window = np.hanning(size)
     starts = _window_starts(m, size)
@@ -230,16 +229,24 @@ def _window_starts(m: int, size: int) -> list[int]:
     return sorted(set(range(0, m - size + 1, max(size // 2, 1))) | {m - size})
 
 
+def _chunks(samples: int, sample_rate: int) -> list[tuple[int, int]]:
+    """(start, stop) of the equal parts of at most ``ENV_CHUNK_S`` that :func:`envelope_spectrum` reads."""
+    parts = max(int(np.ceil(samples / (ENV_CHUNK_S * sample_rate))), 1)
+    sizes = [samples // parts + (1 if k < samples % parts else 0) for k in range(parts)]
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _envelope_samples(samples: int, sample_rate: int) -> int:
+    """How many envelope samples (at ``ENV_RATE``) a part of ``samples`` gives."""
+    return max(int(round(samples * ENV_RATE / sample_rate)), 2)
+
+
 def envelope_windows(samples: int, sample_rate: int, config: LinesConfig = LinesConfig()) -> int:
     """How many windows :func:`envelope_spectrum` averages for a clip of ``samples``: fewer, a noisier spectrum."""
-    parts = max(int(np.ceil(samples / (ENV_CHUNK_S * sample_rate))), 1)
     nfft = int(round(config.env_segment * ENV_RATE))
-    total = 0
-    for k in range(parts):  # the sizes np.array_split gives
-        part = samples // parts + (1 if k < samples % parts else 0)
-        m = max(int(round(part * ENV_RATE / sample_rate)), 2)
-        total += len(_window_starts(m, min(nfft, m)))
-    return total
+    sizes = [_envelope_samples(b - a, sample_rate) for a, b in _chunks(samples, sample_rate)]
+    return sum(len(_window_starts(m, min(nfft, m))) for m in sizes)
 
 
 def burst_profile(wave: np.ndarray, sample_rate: int, config: LinesConfig = LinesConfig()) -> np.ndarray:
@@ -282,14 +289,7 @@ def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = Li
     ``margin_db`` (default ``env_margin_db``); ``exclude``: a row of ``refs`` that is this clip itself."""
     from scipy.ndimage import maximum_filter1d
 
-    flat = refs.reshape(len(refs), -1)
-    a = flat - flat.mean(1, keepdims=True)
-    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-9
-    b = spec.reshape(-1) - spec.mean()
-    sim = a @ (b / (np.linalg.norm(b) + 1e-9))
-    if exclude is not None:
-        sim[exclude] = -np.inf
-    nn_ = np.argsort(-sim)[: min(config.neighbours, int(np.isfinite(sim).sum()))]
+    nn_ = _nearest(spec, refs, config.neighbours, exclude)
     if nn_.size == 0 or not spec.size:
         return np.zeros(len(spec))
     freqs = config.env_f_lo + np.arange(config.env_bins) / config.env_segment
@@ -300,6 +300,19 @@ def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = Li
         reference[:, at] = maximum_filter1d(refs[nn_], 2 * r + 1, axis=2).min(0)[:, at]
     over = np.maximum(spec - reference - (config.env_margin_db if margin_db is None else margin_db), 0)
     return np.sort(over, axis=1)[:, -config.env_top:].sum(1)
+
+
+def _nearest(spec: np.ndarray, refs: np.ndarray, count: int, exclude: int | None = None) -> np.ndarray:
+    """Rows of ``refs`` (``[clips, ...]``) whose values correlate best with ``spec``'s, best first, at most
+    ``count``; ``exclude``: a row that is this clip itself (leave one out)."""
+    flat = refs.reshape(len(refs), -1)
+    a = flat - flat.mean(1, keepdims=True)
+    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-9
+    b = spec.reshape(-1) - spec.mean()
+    sim = a @ (b / (np.linalg.norm(b) + 1e-9))
+    if exclude is not None:
+        sim[exclude] = -np.inf
+    return np.argsort(-sim)[: min(count, int(np.isfinite(sim).sum()))]
 
 
 def _peaks(spec: np.ndarray, config: LinesConfig) -> np.ndarray:
@@ -339,14 +352,7 @@ def line_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesC
     """(new, lost) of one line spectrum against the normal clips' ``refs`` ``[clips, bins]`` (module docstring);
     ``exclude``: a row of ``refs`` that is this clip itself (leave one out)."""
     ref_peaks = ref_peaks if ref_peaks is not None else [_peaks(r, config) for r in refs]
-    a = refs - refs.mean(1, keepdims=True)
-    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-9
-    b = spec - spec.mean()
-    sim = a @ (b / (np.linalg.norm(b) + 1e-9))
-    if exclude is not None:
-        sim[exclude] = -np.inf
-    usable = int(np.isfinite(sim).sum())
-    nn_ = np.argsort(-sim)[: min(config.neighbours, usable)]
+    nn_ = _nearest(spec, refs, config.neighbours, exclude)
     if nn_.size == 0:
         return 0.0, 0.0
     own = _peaks(spec, config)
@@ -374,12 +380,17 @@ def _envelope_margin(config: LinesConfig, windows: float, reference: float) -> f
     return config.env_margin_db + 3 * ENV_NOISE_DB * max(1 / np.sqrt(max(windows, 1)) - 1 / np.sqrt(reference), 0)
 
 
+def _band_top(values: np.ndarray, q75: np.ndarray, std: np.ndarray) -> float:
+    """The most exceeded band: how far above the normal clips' 75th percentile, in their spreads."""
+    return float(np.max((np.asarray(values) - np.asarray(q75)) / np.asarray(std)))
+
+
 def _band_calibration(scores: np.ndarray, floor: float) -> dict:
     """A per-band measure's calibration from the normal clips' ``scores`` ``[clips, bands]``: per band the 75th
     percentile and the spread (at least ``floor``), and the same of each clip's most exceeded band, read against the
     *other* clips' figures (against figures it helped set, the most exceeded of many bands reads too low)."""
     def top(row: np.ndarray, ref: np.ndarray) -> float:
-        return float(np.max((row - np.percentile(ref, 75, axis=0)) / np.maximum(ref.std(0), floor)))
+        return _band_top(row, np.percentile(ref, 75, axis=0), np.maximum(ref.std(0), floor))
 
     tops = np.array([top(row, np.delete(scores, i, axis=0)) for i, row in enumerate(scores)])
     return {"q75": np.percentile(scores, 75, axis=0).tolist(), "std": np.maximum(scores.std(0), floor).tolist(),
@@ -416,7 +427,7 @@ class MachineLines(nn.Module):
         others to calibrate. The config's bands are limited to what ``sample_rate`` audio holds."""
         config = (config or LinesConfig()).for_rate(sample_rate)
         return cls.from_features([cls.features(w, sample_rate, config) for w in waves], config,
-                                 windows=[envelope_windows(len(w), sample_rate, config) for w in waves])
+                                 windows=[envelope_windows(np.asarray(w).size, sample_rate, config) for w in waves])
 
     @classmethod
     def from_features(cls, features: list[tuple[np.ndarray, np.ndarray, np.ndarray]], config: LinesConfig,
@@ -511,7 +522,7 @@ class MachineLines(nn.Module):
                "lost": max(r["lost"] - c["lost_q75"], 0) / c["lost_std"]}
         for part in BAND_PARTS:
             if r[part].size:
-                top = float(np.max((r[part] - np.asarray(c[f"{part}_q75"])) / np.asarray(c[f"{part}_std"])))
+                top = _band_top(r[part], c[f"{part}_q75"], c[f"{part}_std"])
                 out[part] = max(top - c[f"{part}_top_q75"], 0) / c[f"{part}_top_std"]
         return {k: float(v) for k, v in out.items()}
 

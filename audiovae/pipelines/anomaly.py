@@ -88,8 +88,8 @@ class DetectorSettings:
         chosen: which config ``fit`` kept and why, in one line.
         lines: weight of the machine-lines exceedance added to the pooled frame score (0: off). Needs the
             checkpoint's ``lines`` component (:class:`~audiovae.machine_lines.MachineLines`); ``fit`` of a few
-            clips sets it to half the spread of the held-out normal clips' scores when that scores the injected
-            faults better.
+            clips sets it to half the spread of the held-out normal clips' scores unless that scores the injected
+            faults more than 0.01 lower (``training.anomaly.LINES_TOLERANCE``).
     """
 
     score: str = "recon"
