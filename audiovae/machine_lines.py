@@ -14,14 +14,16 @@ recordings of the same machine:
 * its **neighbours**: the few normal clips whose line spectra correlate best with it (the same unit, usually);
 * the **rotation** of the clip: its lowest line that at least two neighbours share (an engine's line is in one clip
   only, so it is not shared);
-* **new lines**: the clip's lines at half and whole orders of that rotation (0.5x...6x) above the weakest of the
-  neighbours' there, summed (dB);
+* **new lines**: the clip's lines at half and whole orders of that rotation (0.5x...6x) above the neighbours' there
+  (their median: one neighbour of another unit or noise level, without the clip's lines, does not make them all
+  new), summed (dB);
 * **lost lines**: the lines every neighbour shares (50 Hz-1 kHz) that the clip has lost, by how much (dB, mean);
 * **envelope lines**: what an analyst reads in a bearing or a rubbing part, the *envelope spectrum* of the high
   bands (1 kHz wide, every 500 Hz from 1 to 8 kHz): how each band's power pulses, 5-500 Hz at 1 Hz. Impacts that
   repeat (a worn race, a rub once per turn) and a modulated level (imbalance) are lines there, in whatever band they
   ring, while a factory's loud impacts are first clipped (a band's power at 10 times its median), so they cannot
-  fill the spectrum. A clip's envelope lines above its neighbours' (the weakest of them) are summed per band;
+  fill the spectrum. A clip's envelope lines above its neighbours' (their median, as for new lines) are summed per
+  band;
 * **bursts**: a click, a crack, a rub's scrape is a moment when one band (of 16 from 1 to 8 kHz) is loud and the
   others are not: per 32-ms frame, each band's level above its own median over the clip, less the frame's median
   of that over the bands (a factory's bang lifts every band, so it cancels), and per band the clip's highest.
@@ -44,6 +46,7 @@ from torch import nn
 from .errors import ConfigError
 
 GRID_HZ = 0.125  # the line spectrum's resolution: an 8-s window (shorter clips are zero-padded)
+REFERENCES = ("median", "weakest")  # how the nearest neighbours' lines become one reference
 CALIBRATION = ("new_q75", "new_std", "lost_q75", "lost_std")
 BAND_PARTS = ("envelope", "bursts")  # the per-band parts: each calibrated per band and on its most exceeded band
 ENV_NOISE_DB = 5.57  # the spread (dB) of one window's periodogram: averaging K windows divides it by about sqrt(K)
@@ -63,6 +66,8 @@ class LinesConfig:
     tolerance: float = 0.006  # two lines are one within 0.6 % (a machine's speed wanders by about that much), or
     # within one grid bin, whichever is wider
     neighbours: int = 3
+    reference: str = "median"  # new and envelope lines are read against the neighbours' median ("weakest": their
+    # minimum, as detectors fitted before 2026-12-07 did; a file without this key loads so)
     orders: tuple[float, ...] = tuple(0.5 * k for k in range(1, 13))  # 0.5x ... 6x the rotation
     min_rotation: float = 12.0
     new_margin_db: float = 3.0
@@ -90,6 +95,8 @@ class LinesConfig:
     def __post_init__(self) -> None:
         if not 0 < self.f_lo < self.f_hi:
             raise ConfigError(f"LinesConfig: f_lo {self.f_lo} and f_hi {self.f_hi} must satisfy 0 < f_lo < f_hi")
+        if self.reference not in REFERENCES:
+            raise ConfigError(f"LinesConfig: reference {self.reference!r} must be one of {', '.join(REFERENCES)}")
         if self.neighbours < 1 or not self.orders:
             raise ConfigError(f"LinesConfig: neighbours ({self.neighbours}) must be >= 1 and orders not empty")
         if self.min_rotation * min(self.orders) < self.f_lo:
@@ -284,9 +291,10 @@ def burst_profile(wave: np.ndarray, sample_rate: int, config: LinesConfig = Line
 def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesConfig(),
                     exclude: int | None = None, margin_db: float | None = None) -> np.ndarray:
     """Per band, the new envelope lines of one :func:`envelope_spectrum` against the normal clips' ``refs``
-    ``[clips, bands, bins]``: the sum of its ``env_top`` strongest bins above the weakest of its nearest neighbours
-    there (each neighbour's line widened by ``env_spread_hz`` or ``tolerance``, whichever is wider) plus
-    ``margin_db`` (default ``env_margin_db``); ``exclude``: a row of ``refs`` that is this clip itself."""
+    ``[clips, bands, bins]``: the sum of its ``env_top`` strongest bins above its nearest neighbours' there (each
+    neighbour's line widened by ``env_spread_hz`` or ``tolerance``, whichever is wider; their median, or the weakest:
+    ``reference``) plus ``margin_db`` (default ``env_margin_db``); ``exclude``: a row of ``refs`` that is this clip
+    itself."""
     from scipy.ndimage import maximum_filter1d
 
     nn_ = _nearest(spec, refs, config.neighbours, exclude)
@@ -297,9 +305,15 @@ def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = Li
     reference = np.zeros_like(spec)
     for r in np.unique(reach):  # a neighbour's line widened by its reach at that frequency
         at = reach == r
-        reference[:, at] = maximum_filter1d(refs[nn_], 2 * r + 1, axis=2).min(0)[:, at]
+        reference[:, at] = _reference(maximum_filter1d(refs[nn_], 2 * r + 1, axis=2), config)[:, at]
     over = np.maximum(spec - reference - (config.env_margin_db if margin_db is None else margin_db), 0)
     return np.sort(over, axis=1)[:, -config.env_top:].sum(1)
+
+
+def _reference(values: np.ndarray, config: LinesConfig) -> np.ndarray:
+    """The neighbours' ``values`` (first axis) as one reference: their median, or the weakest
+    (``config.reference``)."""
+    return np.median(values, axis=0) if config.reference == "median" else values.min(0)
 
 
 def _nearest(spec: np.ndarray, refs: np.ndarray, count: int, exclude: int | None = None) -> np.ndarray:
@@ -361,7 +375,7 @@ def line_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = LinesC
     new = 0.0
     if shared.size:
         at = shared.min() * np.asarray(config.orders)
-        reference = np.min([_strength(refs[j], at, config) for j in nn_], 0)
+        reference = _reference(np.array([_strength(refs[j], at, config) for j in nn_]), config)
         new = float(np.maximum(_strength(spec, at, config) - reference - config.new_margin_db, 0).sum())
     base = ref_peaks[nn_[0]]
     base = base[base >= config.lost_from]
@@ -483,6 +497,8 @@ class MachineLines(nn.Module):
         config = LinesConfig.from_dict(settings["config"])
         # a file written before envelope lines or bursts has none of them
         config = replace(config, **{part: False for part in BAND_PARTS if part not in settings["config"]})
+        if "reference" not in settings["config"]:  # one written before the median: calibrated on the weakest
+            config = replace(config, reference="weakest")
         missing = [k for k in CALIBRATION if not isinstance(calibration.get(k), (int, float))]
         for part, on, bands in (("envelope", config.envelope, len(config.bands)),
                                 ("bursts", config.bursts, config.burst_bands)):

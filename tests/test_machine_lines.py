@@ -300,6 +300,24 @@ def test_a_shorter_normal_clip_does_not_read_as_new_envelope_lines():
     assert sum(x == 0 for x in short) >= 6  # 2-s clips: 3 windows against 15, their noisier spectra allowed for
 
 
+def test_one_neighbour_of_another_unit_does_not_make_a_clips_own_lines_new():
+    # two clips of a 25-Hz unit and eight of a 31-Hz one: a third clip of the first unit has one neighbour of the
+    # other among its three nearest, which holds none of its lines; against the weakest neighbour every line of the
+    # clip reads as new, against their median none does, and lines at half orders still do
+    fitted = [_clip(s) for s in range(2)] + [_clip(10 + s, rotation=31.0) for s in range(8)]
+    median = MachineLines.fit(fitted, SR, LinesConfig(envelope=False, bursts=False))
+    weakest = MachineLines.fit(fitted, SR, LinesConfig(envelope=False, bursts=False, reference="weakest"))
+    own = [_clip(40 + s) for s in range(6)]
+    against_weakest = [weakest.raw(c, SR)["new"] for c in own]  # its 2x...6x lines, where one neighbour has none
+    against_median = [median.raw(c, SR)["new"] for c in own]
+    assert min(against_weakest) > 60 and max(against_median) < min(against_weakest)  # measured 86-124 and 0-28
+    assert np.median(against_median) < 5  # what remains: an engine's line near an order now and then
+    loose = [_clip(50 + s, half_orders=26.0) for s in range(6)]
+    assert _auc([median.raw(c, SR)["new"] for c in own], [median.raw(c, SR)["new"] for c in loose]) > 0.9
+    with pytest.raises(ConfigError, match="reference"):
+        LinesConfig(reference="mean")
+
+
 def test_a_detector_file_from_before_envelope_lines_and_bursts_still_loads_and_scores():
     old = MachineLines.fit([_clip(s) for s in range(4)], SR, LinesConfig(envelope=False, bursts=False))
     settings = old.settings()
@@ -321,6 +339,12 @@ def test_a_detector_file_from_before_envelope_lines_and_bursts_still_loads_and_s
     assert back.score(probe, SR) == pytest.approx(with_env.score(probe, SR))
     del settings["calibration"]["envelope_windows"]  # the first files with envelope lines: taken as 8-s clips
     assert MachineLines.build("machine_lines", settings).calibration["envelope_windows"] == 15
+    weakest = MachineLines.fit([_clip(s) for s in range(4)], SR, LinesConfig(reference="weakest"))
+    settings = weakest.settings()  # files from before the neighbours' median: read against the weakest, as fitted
+    del settings["config"]["reference"]
+    back = MachineLines.build("machine_lines", settings)
+    back.load_state_dict(weakest.state_dict())
+    assert back.config.reference == "weakest" and back.score(probe, SR) == pytest.approx(weakest.score(probe, SR))
 
 
 def test_bursts_read_a_clip_to_its_end_and_audio_must_be_finite():
