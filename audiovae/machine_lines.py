@@ -66,8 +66,8 @@ class LinesConfig:
     tolerance: float = 0.006  # two lines are one within 0.6 % (a machine's speed wanders by about that much), or
     # within one grid bin, whichever is wider
     neighbours: int = 3
-    reference: str = "median"  # new and envelope lines are read against the neighbours' median ("weakest": their
-    # minimum, as detectors fitted before 2026-12-07 did; a file without this key loads so)
+    reference: str = "median"  # new and envelope lines are read against the neighbours' median (of 2, their mean;
+    # "weakest": their minimum, as detectors fitted before 2026-12-07 did; a file without this key loads so)
     orders: tuple[float, ...] = tuple(0.5 * k for k in range(1, 13))  # 0.5x ... 6x the rotation
     min_rotation: float = 12.0
     new_margin_db: float = 3.0
@@ -311,8 +311,8 @@ def envelope_scores(spec: np.ndarray, refs: np.ndarray, config: LinesConfig = Li
 
 
 def _reference(values: np.ndarray, config: LinesConfig) -> np.ndarray:
-    """The neighbours' ``values`` (first axis) as one reference: their median, or the weakest
-    (``config.reference``)."""
+    """The neighbours' ``values`` (first axis) as one reference: their median (of 2, their mean; of 1, its own), or
+    the weakest (``config.reference``)."""
     return np.median(values, axis=0) if config.reference == "median" else values.min(0)
 
 
