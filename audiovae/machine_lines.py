@@ -49,6 +49,9 @@ GRID_HZ = 0.125  # the line spectrum's resolution: an 8-s window (shorter clips 
 REFERENCES = ("median", "weakest")  # how the nearest neighbours' lines become one reference
 CALIBRATION = ("new_q75", "new_std", "lost_q75", "lost_std")
 BAND_PARTS = ("envelope", "bursts")  # the per-band parts: each calibrated per band and on its most exceeded band
+# a config key a detector file written before it lacks, and what such a file was fitted with: no envelope lines or
+# bursts, new and envelope lines read against the weakest neighbour
+BEFORE = {"envelope": False, "bursts": False, "reference": "weakest"}
 ENV_NOISE_DB = 5.57  # the spread (dB) of one window's periodogram: averaging K windows divides it by about sqrt(K)
 DEFAULT_WINDOWS = 15  # the windows of an 8-s clip's envelope spectrum: what fit assumes when not told
 ENV_RATE = 2000  # Hz: a band's envelope is read at this rate (a 1-kHz band shifted to baseband holds it exactly)
@@ -495,10 +498,7 @@ class MachineLines(nn.Module):
             raise ConfigError(f"unknown lines component {kind!r} (known: {cls.lines_type})")
         calibration = settings.get("calibration") or {}
         config = LinesConfig.from_dict(settings["config"])
-        # a file written before envelope lines or bursts has none of them
-        config = replace(config, **{part: False for part in BAND_PARTS if part not in settings["config"]})
-        if "reference" not in settings["config"]:  # one written before the median: calibrated on the weakest
-            config = replace(config, reference="weakest")
+        config = replace(config, **{k: v for k, v in BEFORE.items() if k not in settings["config"]})
         missing = [k for k in CALIBRATION if not isinstance(calibration.get(k), (int, float))]
         for part, on, bands in (("envelope", config.envelope, len(config.bands)),
                                 ("bursts", config.bursts, config.burst_bands)):
