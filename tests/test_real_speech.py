@@ -182,11 +182,12 @@ def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speecho
     training mixtures and only them; a training-only type is heard in training and never in test."""
     noises = noise_folder(tmp_path / "noise")
     tests, trains = [], []
-    for per_file, vary, extra in ((1, 0.0, ()), (4, 0.0, ()), (1, 1.0, ()), (2, 0.0, ("engine",))):
+    for per_file, vary, extra, pulse in ((1, 0.0, (), 0.0), (4, 0.0, (), 0.0), (1, 1.0, (), 0.0),
+                                         (2, 0.0, ("engine",), 0.0), (1, 0.0, (), 1.0)):
         cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(noises), snrs=(0.0, 10.0),
                                 train_noises=("pink",), test_only_noises=(), mixtures_per_file=per_file,
-                                vary_recorded=vary, train_only_noises=extra)
-        out = tmp_path / f"c{per_file}_{vary}_{len(extra)}"
+                                vary_recorded=vary, train_only_noises=extra, pulse_recorded=pulse)
+        out = tmp_path / f"c{per_file}_{vary}_{len(extra)}_{pulse}"
         build_noisy_corpus(out, cfg, progress=False)
         entries = read_manifest(out / "manifest.jsonl")
         train = [e for e in entries if e.split == "train"]
@@ -194,7 +195,7 @@ def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speecho
         tests.append([(e.path, e.noise, e.snr, sf.read(out / e.path)[0].tobytes())
                       for e in entries if e.split == "test"])
         trains.append({e.path: (e.noise, sf.read(out / e.path)[0].tobytes()) for e in train})
-    assert tests[0] == tests[1] == tests[2] == tests[3] and tests[0]
+    assert tests[0] == tests[1] == tests[2] == tests[3] == tests[4] and tests[0]
     assert "engine" in {noise for noise, _ in trains[3].values()}
     assert "engine" not in {noise for _, noise, _, _ in tests[3]}
     plain, varied = trains[0], trains[2]
@@ -202,6 +203,9 @@ def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speecho
     same = {path: plain[path] == varied[path] for path in plain}
     assert all(same[p] for p, (noise, _) in plain.items() if noise in ("pink", CLEAN))
     assert not any(same[p] for p, (noise, _) in plain.items() if noise in ("rain", "fan", "tap"))
+    pulsed = trains[4]  # pulses change the recorded-noise training mixtures and only them, as varying does
+    assert all(pulsed[p] == plain[p] for p, (noise, _) in plain.items() if noise in ("pink", CLEAN))
+    assert not any(pulsed[p] == plain[p] for p, (noise, _) in plain.items() if noise in ("rain", "fan", "tap"))
 
 
 def test_a_varied_noise_is_the_recording_faster_or_slower_under_a_tilt():
@@ -225,6 +229,29 @@ def test_a_varied_noise_is_the_recording_faster_or_slower_under_a_tilt():
         f = np.fft.rfftfreq(sr, 1 / sr)
         tilts.append(10 * np.log10(spec[(f > 2000) & (f < 4000)].mean() / spec[(f > 250) & (f < 500)].mean()))
     assert max(tilts) > 6 and min(tilts) < -6 and max(np.abs(tilts)) < 3 * 4 + 1  # 3 octaves of at most 4 dB each
+
+
+def test_pulsed_noise_comes_in_bursts_at_its_rate_each_a_fresh_stretch():
+    """``pulse_gate``: steady noise comes out as bursts at the given rate (the frame energy's spectrum peaks there),
+    the quietest frames at least 10 dB under the loudest, never louder than the input; two bursts differ."""
+    from audiovae.data.mixing import pulse_gate
+
+    sr = 16000
+    noise = np.random.default_rng(0).standard_normal(8 * sr).astype(np.float32)
+    for seed, rate in ((0, 3.0), (1, 7.0), (2, 13.0)):
+        out = pulse_gate(noise, sr, np.random.default_rng(seed), rate=(rate, rate))
+        assert out.shape == noise.shape and np.all(np.abs(out) <= np.abs(noise) + 1e-6)
+        energy = np.square(out[: out.size // 80 * 80].reshape(-1, 80)).mean(1)  # 5-ms frames, 200 a second
+        db = 10 * np.log10(energy + 1e-12)
+        assert np.percentile(db, 99) - np.percentile(db, 1) > 10
+        spec = np.abs(np.fft.rfft((energy - energy.mean()) * np.hanning(energy.size)))
+        f = np.fft.rfftfreq(energy.size, 1 / 200)
+        band = (f > 1.5) & (f < 20)
+        assert abs(f[band][np.argmax(spec[band])] - rate) < 0.1 * rate
+        loud = np.flatnonzero(energy > np.percentile(energy, 99))
+        a, b = loud[0], loud[np.argmax(loud > loud[0] + 100 / rate)]  # the loudest frames of two bursts
+        first, second = out[a * 80:(a + 4) * 80], out[b * 80:(b + 4) * 80]
+        assert abs(np.corrcoef(first, second)[0, 1]) < 0.3  # not one waveform repeated
 
 
 def _comb_contrast(second: np.ndarray) -> tuple[float, float]:

@@ -144,6 +144,10 @@ def noisy(
                                                  "whose noise is played at a random speed (0.5-2x) under a random "
                                                  "spectral tilt: more kinds of machine, engine and weather than the "
                                                  "recordings hold (never in test).", min=0.0, max=1.0)] = 0.0,
+    pulse_recorded: Annotated[float, typer.Option(help="Share of training and validation mixtures of recorded noise "
+                                                  "heard in pulses (2-15 a second, a fresh stretch of the recording "
+                                                  "in each): transient noise such as chuffs, strokes and footsteps "
+                                                  "(never in test).", min=0.0, max=1.0)] = 0.0,
     train_only_noise: Annotated[list[str] | None, typer.Option(help="A synthetic noise type heard only in training "
                                                                "and validation (engine: harmonics of a wandering "
                                                                "rotation over broadband noise); repeatable. The "
@@ -173,7 +177,8 @@ def noisy(
                             music=str(music) if music else None, snrs=snr_values, real_voice=real_voice,
                             noise_dir=str(noise_dir) if noise_dir else None,
                             test_only_recorded=tuple(test_only_noise or ()), clean_fraction=clean_fraction,
-                            vary_recorded=vary_recorded, train_only_noises=tuple(train_only_noise or ()),
+                            vary_recorded=vary_recorded, pulse_recorded=pulse_recorded,
+                            train_only_noises=tuple(train_only_noise or ()),
                             test_files_per_speaker=test_files_per_speaker, mixtures_per_file=mixtures_per_file,
                             workers=workers, seed=seed)
     typer.echo(str(build_noisy_corpus(out, cfg)))

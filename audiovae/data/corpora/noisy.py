@@ -49,6 +49,7 @@ from ..mixing import (
     mains_hum,
     noise_gain,
     peak_scale,
+    pulse_gate,
     rms,
     vary_noise,
 )
@@ -84,6 +85,7 @@ class NoisyCorpusConfig:
     test_only_recorded: tuple[str, ...] = ()  # recorded types kept out of training and validation
     clean_fraction: float = 0.0  # share of train/valid mixtures with no noise at all (the target is the input)
     vary_recorded: float = 0.0  # share of train/valid recorded-noise mixtures whose noise is varied (vary_noise)
+    pulse_recorded: float = 0.0  # share of train/valid recorded-noise mixtures whose noise comes in pulses (pulse_gate)
     train_only_noises: tuple[str, ...] = ()  # of TRAIN_ONLY_NOISES: types drawn in train/valid only
     test_files_per_speaker: int = 0  # > 0: at most this many clean test files per speaker (a seeded choice)
     sample_rate: int = 22050
@@ -106,8 +108,9 @@ class NoisyCorpusConfig:
             raise AudiovaeError("NoisyCorpusConfig.train_noises: give at least one noise type")
         if not 0.0 <= self.clean_fraction < 1.0:
             raise AudiovaeError(f"NoisyCorpusConfig.clean_fraction must be in [0, 1), got {self.clean_fraction}")
-        if not 0.0 <= self.vary_recorded <= 1.0:
-            raise AudiovaeError(f"NoisyCorpusConfig.vary_recorded must be in [0, 1], got {self.vary_recorded}")
+        for name in ("vary_recorded", "pulse_recorded"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise AudiovaeError(f"NoisyCorpusConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.test_only_recorded and not self.noise_dir:
             raise AudiovaeError("NoisyCorpusConfig.test_only_recorded names recorded noise types but no noise_dir "
                                 "is given")
@@ -259,6 +262,9 @@ def _mix(job: _Job, out: Path, cfg: NoisyCorpusConfig) -> tuple[Entry | None, st
             if job.split != "test" and vary.random() < cfg.vary_recorded:
                 noise = vary_noise(noise, sr, vary)
             noise = audible_crop(noise, n, rng)
+            pulse = np.random.default_rng([job.seed, 2])  # its own too: corpora without pulses are unchanged
+            if job.split != "test" and pulse.random() < cfg.pulse_recorded:
+                noise = pulse_gate(noise, sr, pulse)
         elif job.noise in NOISE_COLOURS:
             noise = coloured_noise(n, NOISE_COLOURS[job.noise], rng)
         elif job.noise == "hum":
