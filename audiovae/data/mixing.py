@@ -98,15 +98,24 @@ def engine_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     return (y / max(rms(y), 1e-12)).astype(np.float32)
 
 
-def firing_pulses(n: int, sr: int, rate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Bursts of coloured noise (3-40 ms decay) at ``rate`` per second (per sample, so it may drift), each at its own
-    level (±3 dB) and a little early or late (±5 % of a period). Every burst is the same waveform (one engine's
-    firing, not a fresh noise each time). Unit RMS; silence when no burst falls inside ``n`` samples."""
-    from scipy.signal import fftconvolve  # here, not at import: the mixing dataset imports this module at start-up
+def beat_train(n: int, sr: int, rate: np.ndarray, rng: np.random.Generator, jitter: float = 0.05,
+               level_db: float = 3.0) -> np.ndarray:
+    """Impulses at ``rate`` per second (per sample, so it may drift) from a random phase, each at its own level
+    (±``level_db``) and a little early or late (±``jitter`` of a period): the beats of pulsed noise. ``n`` samples;
+    none when ``n`` is shorter than the first beat's draw within one period."""
     beats = np.flatnonzero(np.diff(np.floor(np.cumsum(rate) / sr + rng.random())) > 0)
-    jitter = (rng.uniform(-0.05, 0.05, beats.size) * sr / rate[beats]).astype(np.int64)
+    shift = (rng.uniform(-jitter, jitter, beats.size) * sr / rate[beats]).astype(np.int64)
     train = np.zeros(n)
-    np.add.at(train, np.clip(beats + jitter, 0, n - 1), 10.0 ** (rng.uniform(-3.0, 3.0, beats.size) / 20.0))
+    np.add.at(train, np.clip(beats + shift, 0, n - 1), 10.0 ** (rng.uniform(-level_db, level_db, beats.size) / 20.0))
+    return train
+
+
+def firing_pulses(n: int, sr: int, rate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bursts of coloured noise (3-40 ms decay) on a :func:`beat_train` at ``rate`` per second (±3 dB, ±5 % of a
+    period). Every burst is the same waveform (one engine's firing, not a fresh noise each time). Unit RMS; silence
+    when no burst falls inside ``n`` samples."""
+    from scipy.signal import fftconvolve  # here, not at import: the mixing dataset imports this module at start-up
+    train = beat_train(n, sr, rate, rng)
     length = int(0.2 * sr)
     decay = np.exp(-np.arange(length) / (rng.uniform(0.003, 0.04) * sr))
     burst = coloured_noise(length, rng.uniform(0.0, 2.0), rng) * decay
@@ -165,22 +174,21 @@ def vary_noise(noise: np.ndarray, sample_rate: int, rng: np.random.Generator,
 def pulse_gate(noise: np.ndarray, sample_rate: int, rng: np.random.Generator, rate: tuple[float, float] = (2.0, 15.0),
                decay_ms: tuple[float, float] = (10.0, 80.0), floor_db: tuple[float, float] = (-40.0, -15.0)
                ) -> np.ndarray:
-    """``noise`` heard in pulses: a train of bursts at a random rate (log-uniform in ``rate`` per second, each beat
-    ±10 % of a period early or late, each burst ±4 dB), each a 1-5 ms attack and an exponential decay (``decay_ms``),
-    the noise between them down to a random floor (``floor_db``). Every burst is a fresh stretch of the recording (not
-    one waveform repeated, as in :func:`firing_pulses`): a locomotive's chuffs, a jackhammer, a pump's strokes or
-    footsteps in the textures of rain, water or wind. Domain randomisation for transient noise, which the recordings
-    hold little of and which a denoiser otherwise leaves between words. The level is set by the SNR later."""
+    """``noise`` heard in pulses: ``noise`` times a gate in [floor, 1] that opens on a :func:`beat_train` at a random
+    rate (log-uniform in ``rate`` per second, each beat ±10 % of a period early or late, each burst ±4 dB) with a 1-5
+    ms attack and an exponential decay (``decay_ms``), and falls towards a random floor (``floor_db``) between bursts
+    (not all the way when fast bursts overlap). So every burst is a fresh stretch of the recording (not one waveform
+    repeated, as in :func:`firing_pulses`): a locomotive's chuffs, a jackhammer, a pump's strokes or footsteps in the
+    textures of rain, water or wind. Domain randomisation for transient noise, which the recordings hold little of
+    and which a denoiser otherwise leaves between words. The level is set on the RMS by the SNR later, so the bursts
+    stand above it. A clip shorter than one period may hold no burst (the floor throughout)."""
     from scipy.signal import fftconvolve  # here, not at import: the mixing dataset imports this module at start-up
     n = noise.size
     per_second = float(np.exp(rng.uniform(np.log(rate[0]), np.log(rate[1]))))
-    period = sample_rate / per_second
-    beats = np.arange(rng.uniform(0.0, period), n, period)
-    beats = np.clip(beats + rng.uniform(-0.1, 0.1, beats.size) * period, 0, n - 1).astype(np.int64)
-    train = np.zeros(n)
-    np.add.at(train, beats, 10.0 ** (rng.uniform(-4.0, 4.0, beats.size) / 20.0))
+    train = beat_train(n, sample_rate, np.full(n, per_second), rng, jitter=0.1, level_db=4.0)
     attack = np.linspace(0.0, 1.0, max(2, int(rng.uniform(0.001, 0.005) * sample_rate)), endpoint=False)
-    tail = np.exp(-np.arange(int(0.4 * sample_rate)) / (rng.uniform(*decay_ms) * 1e-3 * sample_rate))
+    tau = rng.uniform(*decay_ms) * 1e-3 * sample_rate
+    tail = np.exp(-np.arange(int(6 * tau) + 1) / tau)  # to -52 dB
     envelope = fftconvolve(train, np.concatenate([attack, tail]))[:n]
     envelope /= max(float(envelope.max(initial=0.0)), 1e-12)
     floor = 10.0 ** (rng.uniform(*floor_db) / 20.0)
