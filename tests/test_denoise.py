@@ -317,3 +317,41 @@ def test_envelope_correlation_scores_intelligibility_as_stoi_does(speech):
     assert "envelope" not in model.loss({"mel": crop["mel"]}, step=5).logs
     out = model.loss(crop, step=5)
     assert float(out.logs["envelope"]) > 0 and torch.isfinite(out.losses["model"])
+
+
+def test_deepen_pauses_lowers_only_the_pauses_of_noisy_items(speech):
+    """The deeper-pause target: frames of a recording's pause (its floor, 60 dB under the speech) come down by the
+    cut, the speech's frames stay as they are, a noise-free item (input = target) keeps its target; and the training
+    loss uses it only where it is configured."""
+    from audiovae.losses import deepen_pauses
+
+    rng = np.random.default_rng(TEST_SEED)
+    pause = int(0.6 * SR)
+    peak = float(np.abs(speech).max())
+    floor = (peak * 1e-3 * rng.standard_normal(pause)).astype(np.float32)  # a recording's floor, -60 dB
+    wave = np.concatenate([speech, floor, speech])
+    mel = MelSpectrogram()
+    clean = mel(torch.from_numpy(wave)[None])
+    noisy = mel(torch.from_numpy(mix(wave, 5.0))[None])
+    target = deepen_pauses(clean, noisy, below_db=30.0, cut_db=20.0)
+    start = speech.size // 256
+    inside = slice(start + 10, start + pause // 256 - 10)  # the pause, away from the STFT's reach into speech
+    cut_db = (clean - target)[0, :, inside] * 20 / np.log(10)
+    assert torch.allclose(cut_db, torch.full_like(cut_db, 20.0), atol=1e-3)
+    energy = 10 * torch.log10(torch.exp(2 * clean[0]).sum(dim=0))
+    loud = energy > energy.max() - 24.0  # frames well within 30 dB of the loudest: speech
+    assert loud.sum() > 100 and torch.equal(target[0][:, loud], clean[0][:, loud])
+    batch_clean, batch_noisy = torch.cat([clean, clean]), torch.cat([noisy, clean])  # the second item: noise-free
+    both = deepen_pauses(batch_clean, batch_noisy, 30.0, 20.0)
+    assert torch.equal(both[0], target[0]) and torch.equal(both[1], clean[0])
+
+    config = {"channels": (32, 32), "latent_dim": 8, "blocks": 1, "output": "log_gain", "mask_loss": 1.0}
+    around = slice(start - 64, start + 128)  # speech, the pause, speech
+    crop = {"mel": noisy[..., around], "clean": clean[..., around]}
+    losses = []
+    for options in (config, config | {"pause_cut_db": 20.0}):
+        torch.manual_seed(0)
+        losses.append(build_model("vae", options).loss(crop, step=5).losses["model"].mean().item())
+    assert losses[0] != losses[1] and all(np.isfinite(losses))
+    with pytest.raises(ConfigError, match="pause_cut_db"):
+        build_model("vae", config | {"pause_cut_db": -1.0})

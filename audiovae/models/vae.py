@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import KLSchedule, envelope_correlation, masked_magnitude, reconstruction
+from ..losses import KLSchedule, deepen_pauses, envelope_correlation, masked_magnitude, reconstruction
 from ..trainable import ValidationResult
 from .base import LatentModel, LossOutput, ModelConfig
 from .bottlenecks import Bottleneck, GaussianBottleneck, Posterior
@@ -55,6 +55,9 @@ class ConvConfig(ModelConfig):
             log-mel one, for models trained on noisy/clean pairs whose estimate becomes a gain (0 disables).
         envelope_loss: weight of the envelope-correlation loss (:func:`~audiovae.losses.envelope_correlation`,
             STOI's measure on mel bands) for such models (0 disables).
+        pause_cut_db: such models' target has the clean recording's pauses (frames more than ``pause_below_db``
+            under its loudest) lowered by this many dB (:func:`~audiovae.losses.deepen_pauses`; 0 disables).
+        pause_below_db: how far under an item's loudest clean frame a frame counts as a pause.
         output: ``logmel``: the decoder's output is the estimate; ``log_gain``: it is a gain in ``(0, 1]`` per band
             and frame, ``log sigmoid(out + GAIN_BIAS)``, added to the input's log-mel (:meth:`ConvAutoencoder.
             estimate`). A denoiser's estimate then keeps the input's detail (harmonics the latent's rate cannot
@@ -78,6 +81,8 @@ class ConvConfig(ModelConfig):
     speaker_encoder_weight: float = 1.0
     mask_loss: float = 0.0
     envelope_loss: float = 0.0
+    pause_cut_db: float = 0.0
+    pause_below_db: float = 30.0
     output: str = "logmel"
     refine_channels: int = 0
     refine_blocks: int = 2
@@ -94,6 +99,9 @@ class ConvConfig(ModelConfig):
             raise ConfigError(f"{name}.factors={self.factors}: each must be 1 or even")
         if self.recon not in ("l1", "l2", "nll"):
             raise ConfigError(f"{name}.recon={self.recon!r} must be 'l1', 'l2' or 'nll'")
+        if self.pause_cut_db < 0 or self.pause_below_db <= 0:
+            raise ConfigError(f"{name}.pause_cut_db={self.pause_cut_db} must be >= 0 and pause_below_db="
+                              f"{self.pause_below_db} > 0")
         if self.refine_channels < 0 or self.refine_blocks < 0:
             raise ConfigError(f"{name}.refine_channels={self.refine_channels} and refine_blocks="
                               f"{self.refine_blocks} must be >= 0")
@@ -229,6 +237,8 @@ class ConvAutoencoder(LatentModel):
         valid, fill = mask.bool(), self.mel_mean[:, None].to(batch["mel"].dtype)
         mel = torch.where(valid, batch["mel"], fill)
         target = torch.where(valid, batch["clean"], fill) if "clean" in batch else mel
+        if "clean" in batch and self.config.pause_cut_db > 0:
+            target = deepen_pauses(target, mel, self.config.pause_below_db, self.config.pause_cut_db, mask)
         batch = {**batch, "mel": mel}
         speaker, extra = self.training_condition(batch, mask)
         posterior = self.encode(mel, speaker)
