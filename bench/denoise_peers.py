@@ -8,6 +8,8 @@ file's), its output is resampled back and aligned to the input by cross-correlat
 SI-SDR while PESQ barely moves), then scored by the same ``evaluate denoise`` code as audiovae's model: PESQ-wb,
 STOI, SI-SDR on every row of its report (the headline: unheard real speakers in unheard recorded noise at 0-10 dB;
 per SNR; per noise type) and, with ``--clean-speech``, on clean speech passed through, printed as one Markdown table.
+``--noise-alone`` also passes each mixture's noise without its speech (noisy - clean) through each candidate and
+prints how many dB it removes (median per noise type): what a denoiser does to a noise where nobody speaks.
 ``--noise vehicle fire machinery`` keeps the test-only recorded types (the headline's mixtures at every SNR: 98 files,
 8 minutes for all six candidates on one thread). Peers that are not installed are skipped with a note. Speed is
 x-realtime over the whole subset.
@@ -170,6 +172,34 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def noise_alone(denoiser: Callable, test: list, limit: int) -> dict[str, list[float]]:
+    """dB by which ``denoiser`` lowers the noise of each mixture heard alone (``noisy - clean``), by noise type."""
+    if 0 < limit < len(test):
+        test = [test[i] for i in np.linspace(0, len(test) - 1, limit).round().astype(int)]
+    removed: dict[str, list[float]] = {}
+    for e in test:
+        noisy, sr = audio.load(e.path)
+        clean, _ = audio.load(e.clean, sr)
+        n = min(noisy.numel(), clean.numel())
+        noise = noisy[:n] - clean[:n]
+        out = np.asarray(denoiser(noise, sr), dtype=np.float64)[:n]
+        ratio = np.mean(out ** 2) / max(float(noise.double().square().mean()), 1e-20)
+        removed.setdefault(e.noise, []).append(-10 * np.log10(max(ratio, 1e-12)))
+    return removed
+
+
+def noise_alone_table(removed: dict[str, dict[str, list[float]]]) -> str:
+    """Median dB removed from the noise alone, per noise type (rows) and candidate (columns), as Markdown."""
+    names = list(removed)
+    types = sorted({t for r in removed.values() for t in r})
+    lines = ["| noise alone: dB removed (median) | n | " + " | ".join(names) + " |",
+             "| --- | ---: |" + " ---: |" * len(names)]
+    for t in types + ["all"]:
+        vals = [sum(removed[n].values(), []) if t == "all" else removed[n][t] for n in names]
+        lines.append(f"| {t} | {len(vals[0])} | " + " | ".join(f"{np.median(v):.1f}" for v in vals) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -182,6 +212,8 @@ def main() -> None:
                     help="only the candidates whose name contains one of these words (e.g. audiovae RNNoise)")
     ap.add_argument("--clean-speech", action="store_true",
                     help="also pass the unheard real speakers' clean references through each denoiser")
+    ap.add_argument("--noise-alone", action="store_true",
+                    help="also pass each mixture's noise without its speech through each denoiser: dB removed")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     header("denoising beside the offline peers")
@@ -200,7 +232,7 @@ def main() -> None:
             print(f"skipped {name}: {e} (pip install 'audiovae[peers]')")
     if args.only:
         candidates = {k: v for k, v in candidates.items() if any(w.lower() in k.lower() for w in args.only)}
-    results = {}
+    results, removed = {}, {}
     for name, denoiser in candidates.items():
         timed = Timed(denoiser)
         report = evaluate_denoise(timed, test, train_noises, limit=args.limit, progress=False,
@@ -208,7 +240,12 @@ def main() -> None:
         rows = report.rows + ([report.clean_pass] if report.clean_pass else [])
         results[name] = {"rows": {r.name: {"n": r.n, "noisy": r.noisy, "output": r.output} for r in rows},
                          "x_realtime": timed.audio_seconds / timed.seconds}
+        if args.noise_alone:
+            removed[name] = noise_alone(denoiser, test, args.limit)
+            results[name]["noise_alone_db"] = removed[name]
     print(table(results))
+    if removed:
+        print(noise_alone_table(removed))
     print("speed on 2 cores, the denoiser alone (resampling to its rate included):")
     for name, res in results.items():
         print(f"  {name:34s} {res['x_realtime']:7.0f}x realtime")

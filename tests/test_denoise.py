@@ -355,3 +355,31 @@ def test_deepen_pauses_lowers_only_the_pauses_of_noisy_items(speech):
     assert losses[0] != losses[1] and all(np.isfinite(losses))
     with pytest.raises(ConfigError, match="pause_cut_db"):
         build_model("vae", config | {"pause_cut_db": -1.0})
+
+
+def test_noise_alone_bench_measures_what_a_denoiser_removes_where_nobody_speaks(tmp_path, speech):
+    """bench/denoise_peers.py --noise-alone: the noise of each mixture without its speech through a candidate, in dB
+    removed: nothing for the identity, 6.02 dB for a halving, per noise type and over all."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location(
+        "denoise_peers", Path(__file__).resolve().parent.parent / "bench" / "denoise_peers.py")
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    entries = []
+    for i, noise in enumerate(("pink", "pink", "hum")):
+        noisy = mix(speech, 5.0, seed=i)
+        sf.write(tmp_path / f"n{i}.wav", noisy, SR)
+        sf.write(tmp_path / f"c{i}.wav", speech, SR)
+        entries.append(SimpleNamespace(path=str(tmp_path / f"n{i}.wav"), clean=str(tmp_path / f"c{i}.wav"),
+                                       noise=noise))
+    removed = {"identity": peers.noise_alone(lambda x, sr: x.numpy(), entries, 0),
+               "half": peers.noise_alone(lambda x, sr: 0.5 * x.numpy(), entries, 0)}
+    assert {k: len(v) for k, v in removed["half"].items()} == {"pink": 2, "hum": 1}
+    assert np.allclose(sum(removed["identity"].values(), []), 0.0, atol=1e-6)
+    assert np.allclose(sum(removed["half"].values(), []), 6.0206, atol=1e-3)
+    lines = peers.noise_alone_table(removed).splitlines()
+    assert lines[2].split("|")[1:5] == [" hum ", " 1 ", " 0.0 ", " 6.0 "]
+    assert lines[-1].split("|")[1:5] == [" all ", " 3 ", " 0.0 ", " 6.0 "]
