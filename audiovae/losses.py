@@ -51,21 +51,22 @@ def masked_magnitude(noisy: torch.Tensor, clean: torch.Tensor, estimate: torch.T
 
 def deepen_pauses(clean: torch.Tensor, noisy: torch.Tensor, below_db: float = 30.0, cut_db: float = 20.0,
                   mask: torch.Tensor | None = None, ramp_db: float = 6.0) -> torch.Tensor:
-    """A denoising target whose pauses lie deeper than the clean recording's own floor: frames of ``clean`` (log-mel
-    in nats, ``[B, M, F]``) more than ``below_db`` under the item's loudest clean frame lowered by ``cut_db``
-    (reached over a ``ramp_db`` ramp, so a frame near the threshold is cut in part). Items whose input is their
-    clean reference (``noisy == clean``: a corpus's noise-free share) keep their target, so clean speech still
-    teaches the denoiser to leave it alone.
+    """A denoising target whose pauses lie deeper than the clean recording's own floor.
 
-    A clean reference is a recording: its pauses hold the room's and the microphone's noise, and a model trained
-    towards it stops there, leaving unheard noise in the pauses about as loud as that floor allows. Intelligibility
-    (STOI) counts what is left in the pauses: cutting the pauses of the output 30 dB by an oracle was worth +0.009
-    STOI to the bundled denoiser (recipes/denoise/README.md)."""
+    Frames of ``clean`` (log-mel in nats, ``[B, M, F]``) more than ``below_db`` under the item's loudest clean frame
+    (in training, the loudest of its crop) come down by up to ``cut_db``: a frame ``below_db + ramp_db`` under it or
+    lower by all of it, one in between by its share of the ramp. Items whose input is their clean reference
+    (``noisy == clean``: a corpus's noise-free share) and frames outside ``mask`` keep their target, so clean speech
+    still teaches the denoiser to leave it alone.
+
+    Why: a clean reference is a recording whose pauses hold its room's and microphone's noise, and a model trained
+    towards it stops at that floor. An oracle that cut the output's pauses 30 dB was worth +0.009 STOI to the bundled
+    denoiser; trained in, this target did not help (recipes/denoise/README.md), so it is off by default."""
     energy = torch.logsumexp(2.0 * clean.float(), dim=1, keepdim=True) * (10.0 / math.log(10.0))  # dB per frame
-    if mask is not None:
-        energy = torch.where(mask.bool(), energy, torch.full_like(energy, -1e4))
+    valid = torch.ones_like(energy, dtype=torch.bool) if mask is None else mask.bool()
+    energy = torch.where(valid, energy, torch.full_like(energy, -1e4))
     depth = (energy.amax(dim=-1, keepdim=True) - below_db - energy) / ramp_db
-    cut = depth.clamp(0.0, 1.0) * (cut_db * math.log(10.0) / 20.0)  # nats of magnitude
+    cut = depth.clamp(0.0, 1.0) * (cut_db * math.log(10.0) / 20.0) * valid  # nats of magnitude
     noise_free = (noisy - clean).abs().amax(dim=(1, 2), keepdim=True) < 1e-4
     return clean - torch.where(noise_free, torch.zeros_like(cut), cut).to(clean.dtype)
 

@@ -11,8 +11,8 @@ per SNR; per noise type) and, with ``--clean-speech``, on clean speech passed th
 ``--noise-alone`` also passes each mixture's noise without its speech (noisy - clean) through each candidate and
 prints how many dB it removes (median per noise type): what a denoiser does to a noise where nobody speaks.
 ``--noise vehicle fire machinery`` keeps the test-only recorded types (the headline's mixtures at every SNR: 98 files,
-8 minutes for all six candidates on one thread). Peers that are not installed are skipped with a note. Speed is
-x-realtime over the whole subset.
+8 minutes for all six candidates on one thread; ``--noise-alone`` adds a pass of each file's noise). Peers that
+are not installed are skipped with a note. Speed is x-realtime over the whole subset (the scored pass only).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ from _common import header  # noqa: E402
 from audiovae import audio  # noqa: E402
 from audiovae.checkpoint import load_checkpoint  # noqa: E402
 from audiovae.data.layouts import discover  # noqa: E402
-from audiovae.evaluation.denoise import evaluate_denoise  # noqa: E402
+from audiovae.data.manifest import Entry  # noqa: E402
+from audiovae.evaluation.denoise import evaluate_denoise, scored_subset  # noqa: E402
 from audiovae.pipelines.denoise import Denoiser  # noqa: E402
 from audiovae.pretrained import resolve_model  # noqa: E402
 
@@ -172,19 +174,21 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def noise_alone(denoiser: Callable, test: list, limit: int) -> dict[str, list[float]]:
-    """dB by which ``denoiser`` lowers the noise of each mixture heard alone (``noisy - clean``), by noise type."""
-    if 0 < limit < len(test):
-        test = [test[i] for i in np.linspace(0, len(test) - 1, limit).round().astype(int)]
+def noise_alone(denoiser: Callable[[torch.Tensor, int], np.ndarray], test: list[Entry], limit: int
+                ) -> dict[str, list[float]]:
+    """dB by which ``denoiser`` lowers the noise of each mixture heard alone (``noisy - clean``), by noise type, on
+    the files ``evaluate_denoise`` scores; a mixture without noise (a noise-free share) has nothing to lower."""
     removed: dict[str, list[float]] = {}
-    for e in test:
+    for e in scored_subset(test, limit):
         noisy, sr = audio.load(e.path)
         clean, _ = audio.load(e.clean, sr)
         n = min(noisy.numel(), clean.numel())
         noise = noisy[:n] - clean[:n]
+        energy = float(noise.double().square().mean())
+        if energy <= 0:
+            continue
         out = np.asarray(denoiser(noise, sr), dtype=np.float64)[:n]
-        ratio = np.mean(out ** 2) / max(float(noise.double().square().mean()), 1e-20)
-        removed.setdefault(e.noise, []).append(-10 * np.log10(max(ratio, 1e-12)))
+        removed.setdefault(e.noise or "unlabelled", []).append(-10 * np.log10(max(np.mean(out ** 2) / energy, 1e-12)))
     return removed
 
 
@@ -195,7 +199,7 @@ def noise_alone_table(removed: dict[str, dict[str, list[float]]]) -> str:
     lines = ["| noise alone: dB removed (median) | n | " + " | ".join(names) + " |",
              "| --- | ---: |" + " ---: |" * len(names)]
     for t in types + ["all"]:
-        vals = [sum(removed[n].values(), []) if t == "all" else removed[n][t] for n in names]
+        vals = [list(chain.from_iterable(removed[n].values())) if t == "all" else removed[n][t] for n in names]
         lines.append(f"| {t} | {len(vals[0])} | " + " | ".join(f"{np.median(v):.1f}" for v in vals) + " |")
     return "\n".join(lines)
 

@@ -320,39 +320,51 @@ def test_envelope_correlation_scores_intelligibility_as_stoi_does(speech):
 
 
 def test_deepen_pauses_lowers_only_the_pauses_of_noisy_items(speech):
-    """The deeper-pause target: frames of a recording's pause (its floor, 60 dB under the speech) come down by the
-    cut, the speech's frames stay as they are, a noise-free item (input = target) keeps its target; and the training
-    loss uses it only where it is configured."""
+    """The deeper-pause target: frames of a pause (a floor 60 dB under the speech) come down by the cut, frames within
+    ``below_db`` of the loudest stay exactly as they are, those in the ramp by their share, a noise-free item (input =
+    target) and padded frames keep their target; the training loss is the loss towards that target."""
     from audiovae.losses import deepen_pauses
 
     rng = np.random.default_rng(TEST_SEED)
     pause = int(0.6 * SR)
-    peak = float(np.abs(speech).max())
-    floor = (peak * 1e-3 * rng.standard_normal(pause)).astype(np.float32)  # a recording's floor, -60 dB
+    floor = (float(np.abs(speech).max()) * 1e-3 * rng.standard_normal(pause)).astype(np.float32)
     wave = np.concatenate([speech, floor, speech])
     mel = MelSpectrogram()
     clean = mel(torch.from_numpy(wave)[None])
     noisy = mel(torch.from_numpy(mix(wave, 5.0))[None])
     target = deepen_pauses(clean, noisy, below_db=30.0, cut_db=20.0)
+    cut_db = (clean - target)[0] * 20 / np.log(10)  # [M, F], the same across bands
     start = speech.size // 256
     inside = slice(start + 10, start + pause // 256 - 10)  # the pause, away from the STFT's reach into speech
-    cut_db = (clean - target)[0, :, inside] * 20 / np.log(10)
-    assert torch.allclose(cut_db, torch.full_like(cut_db, 20.0), atol=1e-3)
+    assert torch.allclose(cut_db[:, inside], torch.full_like(cut_db[:, inside], 20.0), atol=1e-3)
     energy = 10 * torch.log10(torch.exp(2 * clean[0]).sum(dim=0))
-    loud = energy > energy.max() - 24.0  # frames well within 30 dB of the loudest: speech
-    assert loud.sum() > 100 and torch.equal(target[0][:, loud], clean[0][:, loud])
+    under = energy.max() - energy
+    near = under < 30.0 - 1e-3
+    assert near.sum() > 100 and torch.equal(target[0][:, near], clean[0][:, near])
+    ramp = (under > 30.5) & (under < 35.5)
+    assert ramp.any() and torch.allclose(cut_db[0, ramp], (under[ramp] - 30.0) / 6.0 * 20.0, atol=0.05)
     batch_clean, batch_noisy = torch.cat([clean, clean]), torch.cat([noisy, clean])  # the second item: noise-free
     both = deepen_pauses(batch_clean, batch_noisy, 30.0, 20.0)
     assert torch.equal(both[0], target[0]) and torch.equal(both[1], clean[0])
+    frames = clean.shape[-1]
+    mask = torch.zeros(1, 1, frames)
+    mask[..., : start + pause // 256] = 1.0  # the second sentence is padding
+    masked = deepen_pauses(clean, noisy, 30.0, 20.0, mask=mask)
+    assert torch.equal(masked[..., start + pause // 256:], clean[..., start + pause // 256:])
+    assert torch.equal(masked[..., inside], target[..., inside])
 
-    config = {"channels": (32, 32), "latent_dim": 8, "blocks": 1, "output": "log_gain", "mask_loss": 1.0}
+    config = {"channels": (32, 32), "latent_dim": 8, "blocks": 1, "output": "log_gain", "mask_loss": 1.0,
+              "envelope_loss": 1.0}
     around = slice(start - 64, start + 128)  # speech, the pause, speech
     crop = {"mel": noisy[..., around], "clean": clean[..., around]}
+    deepened = {"mel": crop["mel"], "clean": deepen_pauses(crop["clean"], crop["mel"], 30.0, 20.0)}
     losses = []
-    for options in (config, config | {"pause_cut_db": 20.0}):
+    for options, batch in ((config, crop), (config | {"pause_cut_db": 20.0}, crop), (config, deepened)):
         torch.manual_seed(0)
-        losses.append(build_model("vae", options).loss(crop, step=5).losses["model"].mean().item())
-    assert losses[0] != losses[1] and all(np.isfinite(losses))
+        model = build_model("vae", options)
+        torch.manual_seed(1)
+        losses.append(model.loss(batch, step=5).losses["model"].mean().item())
+    assert losses[1] == pytest.approx(losses[2], rel=1e-6) and abs(losses[0] - losses[1]) > 1e-3 * abs(losses[0])
     with pytest.raises(ConfigError, match="pause_cut_db"):
         build_model("vae", config | {"pause_cut_db": -1.0})
 
@@ -375,8 +387,19 @@ def test_noise_alone_bench_measures_what_a_denoiser_removes_where_nobody_speaks(
         sf.write(tmp_path / f"c{i}.wav", speech, SR)
         entries.append(SimpleNamespace(path=str(tmp_path / f"n{i}.wav"), clean=str(tmp_path / f"c{i}.wav"),
                                        noise=noise))
-    removed = {"identity": peers.noise_alone(lambda x, sr: x.numpy(), entries, 0),
+    heard = []
+
+    def identity(x, sr):
+        heard.append(x.numpy().copy())
+        return x.numpy()
+
+    removed = {"identity": peers.noise_alone(identity, entries, 0),
                "half": peers.noise_alone(lambda x, sr: 0.5 * x.numpy(), entries, 0)}
+    for i, x in enumerate(heard):  # the noise alone: the mixture less its speech, as the files hold them
+        noisy, _ = sf.read(tmp_path / f"n{i}.wav", dtype="float32")
+        assert np.allclose(x, noisy - sf.read(tmp_path / f"c{i}.wav", dtype="float32")[0], atol=1e-6)
+        assert np.abs(x).max() > 0.01
+    assert {k: len(v) for k, v in peers.noise_alone(identity, entries, 2).items()} == {"pink": 1, "hum": 1}
     assert {k: len(v) for k, v in removed["half"].items()} == {"pink": 2, "hum": 1}
     assert np.allclose(sum(removed["identity"].values(), []), 0.0, atol=1e-6)
     assert np.allclose(sum(removed["half"].values(), []), 6.0206, atol=1e-3)

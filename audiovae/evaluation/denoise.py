@@ -101,6 +101,18 @@ def _scores(pesq, stoi, reference: np.ndarray, y: np.ndarray, sr: int) -> dict[s
     return {"pesq": p, "stoi": float(stoi(reference, y, sr, extended=False)), "si_sdr": si_sdr(reference, y)}
 
 
+def scored_subset(test: list[Entry], limit: int = 0) -> list[Entry]:
+    """The mixtures an evaluation scores: those with a clean reference, ``limit`` > 0 of them evenly spaced (so every
+    tool that scores a subset scores the same files)."""
+    test = [e for e in test if e.clean]
+    if not test:
+        raise AudiovaeError("evaluate denoise needs noisy files with their clean reference (the `clean` field of a "
+                            "manifest, e.g. the test split of `audiovae corpus noisy` or VoiceBank-DEMAND)")
+    if 0 < limit < len(test):
+        test = [test[i] for i in np.linspace(0, len(test) - 1, limit).round().astype(int)]
+    return test
+
+
 def evaluate_denoise(denoiser: Denoiser | Callable, test: list[Entry], train_noises: set[str] | None = None,
                      real_speakers: tuple[str, ...] = REAL_SPEAKERS, limit: int = 0,
                      progress: bool = True, clean_pass: bool = False,
@@ -112,12 +124,7 @@ def evaluate_denoise(denoiser: Denoiser | Callable, test: list[Entry], train_noi
     headline and the clean pass)."""
     heard = train_speakers or set()
     pesq, stoi = _metric_fns()
-    test = [e for e in test if e.clean]
-    if not test:
-        raise AudiovaeError("evaluate denoise needs noisy files with their clean reference (the `clean` field of a "
-                            "manifest, e.g. the test split of `audiovae corpus noisy` or VoiceBank-DEMAND)")
-    if 0 < limit < len(test):
-        test = [test[i] for i in np.linspace(0, len(test) - 1, limit).round().astype(int)]
+    test = scored_subset(test, limit)
     records = []
     for e in tqdm(test, desc="evaluate denoise", unit="file", disable=bar_off(progress)):
         with warnings.catch_warnings():

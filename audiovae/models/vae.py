@@ -56,7 +56,8 @@ class ConvConfig(ModelConfig):
         envelope_loss: weight of the envelope-correlation loss (:func:`~audiovae.losses.envelope_correlation`,
             STOI's measure on mel bands) for such models (0 disables).
         pause_cut_db: such models' target has the clean recording's pauses (frames more than ``pause_below_db``
-            under its loudest) lowered by this many dB (:func:`~audiovae.losses.deepen_pauses`; 0 disables).
+            under the crop's loudest, over a 6 dB ramp) lowered by this many dB (:func:`~audiovae.losses.
+            deepen_pauses`; 0 disables: measured, it did not help the bundled denoiser).
         pause_below_db: how far under an item's loudest clean frame a frame counts as a pause.
         output: ``logmel``: the decoder's output is the estimate; ``log_gain``: it is a gain in ``(0, 1]`` per band
             and frame, ``log sigmoid(out + GAIN_BIAS)``, added to the input's log-mel (:meth:`ConvAutoencoder.
