@@ -54,8 +54,8 @@ def deepen_pauses(clean: torch.Tensor, noisy: torch.Tensor, below_db: float = 30
     """A denoising target whose pauses lie deeper than the clean recording's own floor.
 
     Frames of ``clean`` (log-mel in nats, ``[B, M, F]``) more than ``below_db`` under the item's loudest clean frame
-    (in training, the loudest of its crop) come down by up to ``cut_db``: a frame ``below_db + ramp_db`` under it or
-    lower by all of it, one in between by its share of the ramp. Items whose input is their clean reference
+    (in training, the loudest of its crop) come down: by all of ``cut_db`` from ``below_db + ramp_db`` under it, by
+    their share of it on the ``ramp_db`` ramp between. Items whose input is their clean reference
     (``noisy == clean``: a corpus's noise-free share) and frames outside ``mask`` keep their target, so clean speech
     still teaches the denoiser to leave it alone.
 
