@@ -23,23 +23,35 @@ class ConvEncoder(nn.Module):
 
     Residual stages downsample time by ``prod(factors)``; the input is padded (replicating its last frame) to a
     multiple of that. ``instance_norm`` strips per-utterance channel statistics (timbre) in every block; ``cond_dim``
-    > 0 conditions the blocks on a vector (the speaker) by FiLM.
+    > 0 conditions the blocks on a vector (the speaker) by FiLM. ``floor_window`` > 0 adds the input's
+    :func:`noise_floor` over that many frames each way through a layer that starts at zero.
     """
 
     def __init__(self, n_mels: int, channels: tuple[int, ...], factors: tuple[int, ...], blocks: int,
-                 instance_norm: bool = False, cond_dim: int = 0) -> None:
+                 instance_norm: bool = False, cond_dim: int = 0, floor_window: int = 0) -> None:
         super().__init__()
         self.hop_factor = math.prod(factors)
         self.out_channels = channels[-1]
+        self.floor_window = floor_window
         self.inp = conv1d(n_mels, channels[0], 5)
+        self.floor = nn.Conv1d(n_mels, channels[0], 5, padding=2, bias=False) if floor_window else None
+        if self.floor is not None:
+            nn.init.zeros_(self.floor.weight)
         outs = channels[1:] + (channels[-1],)
         self.stages = nn.ModuleList(Stage(ci, co, f, blocks, up=False, instance_norm=instance_norm, cond_dim=cond_dim)
                                     for ci, co, f in zip(channels, outs, factors, strict=True))
+
+    @property
+    def floor_context(self) -> int:
+        """Frames each way that the noise floor adds to what one feature sees (its window, smoothing and layer)."""
+        return self.floor_window + 2 + 2 if self.floor is not None else 0
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         # unconditional (a zero pad is a no-op) so that an exported graph has no branch on the input's length
         x = F.pad(x, (0, (-x.shape[-1]) % self.hop_factor), mode="replicate")
         h = self.inp(x)
+        if self.floor is not None:
+            h = h + self.floor(noise_floor(x, self.floor_window))
         for stage in self.stages:
             h = stage(h, cond)
         return F.silu(h)
@@ -84,27 +96,46 @@ class ConvDecoder(nn.Module):
         return self.out(F.silu(h))
 
 
+def noise_floor(logmel: torch.Tensor, window: int, smooth: int = 5) -> torch.Tensor:
+    """Per band and frame, the lowest level of ``logmel`` ``[B, M, T]`` (averaged over ``smooth`` frames) within
+    ``window`` frames each way: minimum statistics (Martin, 2001), the level that stays when nobody speaks. It is a
+    cue of what is noise that holds for noises never heard in training, whatever they sound like, as long as they
+    last longer than speech's pauses. Any per-band increasing affine map of the input commutes with it."""
+    x = F.avg_pool1d(logmel, smooth, 1, smooth // 2, count_include_pad=False) if smooth > 1 else logmel
+    return -F.max_pool1d(-x, 2 * window + 1, 1, window)
+
+
 class GainRefiner(nn.Module):
     """A frame-rate correction to a decoded log-gain from the input it applies to: ``[gain | input]`` ``[B, 2M, T]``
     -> ``gain + delta``. The decoder reaches the gain only through latents at 1/``hop_factor`` of the frame rate; this
     head sees the noisy log-mel itself, frame by frame, so the gain can follow the input's onsets and gaps (what STOI's
-    band envelopes measure). Its output layer starts at zero: an untrained refiner leaves the decoded gain as it is."""
+    band envelopes measure). Its output layer starts at zero: an untrained refiner leaves the decoded gain as it is.
 
-    def __init__(self, n_mels: int, channels: int, blocks: int) -> None:
+    ``floor_window`` > 0 also gives it the input's :func:`noise_floor` over that many frames each way, through a
+    layer that starts at zero (so a refiner trained without it is where a warm start begins)."""
+
+    def __init__(self, n_mels: int, channels: int, blocks: int, floor_window: int = 0) -> None:
         super().__init__()
+        self.floor_window = floor_window
         self.inp = conv1d(2 * n_mels, channels, 3)
         self.blocks = nn.ModuleList(ResBlock(channels, 3 ** (i % 3)) for i in range(blocks))
         self.out = nn.Conv1d(channels, n_mels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.floor = nn.Conv1d(n_mels, channels, 3, padding=1, bias=False) if floor_window else None
+        if self.floor is not None:
+            nn.init.zeros_(self.floor.weight)
 
     @property
     def context(self) -> int:
         """Frames each side that one output frame sees."""
-        return 2 + sum(3 ** (i % 3) + 1 for i in range(len(self.blocks)))
+        own = 2 + sum(3 ** (i % 3) + 1 for i in range(len(self.blocks)))
+        return own + (self.floor_window + 2 + 1 if self.floor is not None else 0)  # + the smoothing and the layer
 
     def forward(self, gain: torch.Tensor, normalized_input: torch.Tensor) -> torch.Tensor:
         h = self.inp(torch.cat([gain, normalized_input], dim=1))
+        if self.floor is not None:
+            h = h + self.floor(noise_floor(normalized_input, self.floor_window))
         for block in self.blocks:
             h = block(h)
         return gain + self.out(F.silu(h))

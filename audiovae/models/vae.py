@@ -66,6 +66,9 @@ class ConvConfig(ModelConfig):
         refine_channels: with ``output="log_gain"``, the width of a :class:`~audiovae.models.parts.GainRefiner`
             that corrects the decoded gain frame by frame from the input (0: none; the gain is the decoder's alone).
         refine_blocks: its residual blocks (dilations 1, 3, 9, ...).
+        refine_floor: frames each way over which the refiner also sees the input's noise floor
+            (:func:`~audiovae.models.parts.noise_floor`, minimum statistics; 0: not).
+        encoder_floor: the same for the encoder's first layer.
     """
 
     channels: tuple[int, ...] = (256, 256)
@@ -87,6 +90,8 @@ class ConvConfig(ModelConfig):
     output: str = "logmel"
     refine_channels: int = 0
     refine_blocks: int = 2
+    refine_floor: int = 0
+    encoder_floor: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -103,9 +108,14 @@ class ConvConfig(ModelConfig):
         if self.pause_cut_db < 0 or self.pause_below_db <= 0:
             raise ConfigError(f"{name}.pause_cut_db={self.pause_cut_db} must be >= 0 and pause_below_db="
                               f"{self.pause_below_db} > 0")
-        if self.refine_channels < 0 or self.refine_blocks < 0:
-            raise ConfigError(f"{name}.refine_channels={self.refine_channels} and refine_blocks="
-                              f"{self.refine_blocks} must be >= 0")
+        if self.refine_channels < 0 or self.refine_blocks < 0 or self.refine_floor < 0:
+            raise ConfigError(f"{name}.refine_channels={self.refine_channels}, refine_blocks={self.refine_blocks} "
+                              f"and refine_floor={self.refine_floor} must be >= 0")
+        if self.encoder_floor < 0:
+            raise ConfigError(f"{name}.encoder_floor={self.encoder_floor} must be >= 0")
+        if self.refine_floor and not self.refine_channels:
+            raise ConfigError(f"{name}.refine_floor={self.refine_floor}: the noise floor goes to the gain refiner; "
+                              "it needs refine_channels > 0")
         if self.refine_channels and self.output != "log_gain":
             raise ConfigError(f"{name}.refine_channels={self.refine_channels}: a refiner corrects a gain; it needs "
                               "output: log_gain")
@@ -150,7 +160,8 @@ class ConvAutoencoder(LatentModel):
     """
 
     config_class = ConvConfig
-    identity_parts = ("refiner",)  # starts as the identity: a warm start (train.init) may come from a model without
+    # start as the identity: a warm start (train.init) may come from a model without them
+    identity_parts = ("refiner", "encoder.floor")
 
     def __init__(self, config: ConvConfig, bottleneck: Bottleneck | None = None) -> None:
         super().__init__(config)
@@ -158,14 +169,15 @@ class ConvAutoencoder(LatentModel):
         cond = c.speaker_dim if c.n_speakers else 0
         # registration order (encoder, bottleneck, decoder) keeps the parameter order of format-1 models
         self.encoder = ConvEncoder(c.n_mels, c.channels, c.factors, c.blocks, c.instance_norm,
-                                   cond if c.encoder_speaker else 0)
+                                   cond if c.encoder_speaker else 0, c.encoder_floor)
         self.bottleneck = bottleneck if bottleneck is not None else self.make_bottleneck(self.encoder.out_channels)
         if self.bottleneck.latent_dim != c.latent_dim:
             raise ConfigError(f"bottleneck of latent_dim {self.bottleneck.latent_dim} in a model configured for "
                               f"latent_dim={c.latent_dim}")
         self.decoder = ConvDecoder(c.latent_dim, c.n_mels, c.channels, c.factors, c.blocks, cond)
         self.logscale = nn.Parameter(torch.zeros(c.n_mels, 1)) if c.recon == "nll" else None
-        self.refiner = GainRefiner(c.n_mels, c.refine_channels, c.refine_blocks) if c.refine_channels else None
+        self.refiner = (GainRefiner(c.n_mels, c.refine_channels, c.refine_blocks, c.refine_floor)
+                        if c.refine_channels else None)
 
     def make_bottleneck(self, in_channels: int) -> Bottleneck:
         """The bottleneck over ``in_channels`` encoder features (each model type its own)."""
