@@ -178,16 +178,22 @@ def test_noisy_corpus_of_real_speakers_and_recorded_noise(real_corpus):
 
 def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speechocean):
     """The test split is drawn first: a corpus with more training mixtures per file, with its recorded training
-    noises varied, or with a training-only noise type, scores on the same mixtures. Varying changes the recorded-noise
-    training mixtures and only them; a training-only type is heard in training and never in test."""
+    noises varied, or with a training-only noise type (synthetic or recorded), scores on the same mixtures. Varying
+    changes the recorded-noise training mixtures and only them; a training-only type is heard in training and never
+    in test."""
     noises = noise_folder(tmp_path / "noise")
+    more = noise_folder(tmp_path / "more")  # the same folder and a recorded type more, heard in training only
+    (more / "knock").mkdir()
+    sf.write(more / "knock" / "k.flac", (0.3 * (np.arange(48000) % 4000 < 200)).astype(np.float32), 16000)
     tests, trains = [], []
-    for per_file, vary, extra, pulse in ((1, 0.0, (), 0.0), (4, 0.0, (), 0.0), (1, 1.0, (), 0.0),
-                                         (2, 0.0, ("engine",), 0.0), (1, 0.0, (), 1.0)):
-        cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(noises), snrs=(0.0, 10.0),
+    for per_file, vary, extra, pulse, folder in ((1, 0.0, (), 0.0, noises), (4, 0.0, (), 0.0, noises),
+                                                 (1, 1.0, (), 0.0, noises), (2, 0.0, ("engine",), 0.0, noises),
+                                                 (1, 0.0, (), 1.0, noises), (1, 0.0, (), 0.0, more)):
+        cfg = NoisyCorpusConfig(clean=str(speechocean), real_voice=False, noise_dir=str(folder), snrs=(0.0, 10.0),
                                 train_noises=("pink",), test_only_noises=(), mixtures_per_file=per_file,
-                                vary_recorded=vary, train_only_noises=extra, pulse_recorded=pulse)
-        out = tmp_path / f"c{per_file}_{vary}_{len(extra)}_{pulse}"
+                                vary_recorded=vary, train_only_noises=extra, pulse_recorded=pulse,
+                                train_only_recorded=("knock",) if folder == more else ())
+        out = tmp_path / f"c{per_file}_{vary}_{len(extra)}_{pulse}_{folder.name}"
         build_noisy_corpus(out, cfg, progress=False)
         entries = read_manifest(out / "manifest.jsonl")
         train = [e for e in entries if e.split == "train"]
@@ -195,9 +201,10 @@ def test_more_training_mixtures_leave_the_test_split_unchanged(tmp_path, speecho
         tests.append([(e.path, e.noise, e.snr, sf.read(out / e.path)[0].tobytes())
                       for e in entries if e.split == "test"])
         trains.append({e.path: (e.noise, sf.read(out / e.path)[0].tobytes()) for e in train})
-    assert tests[0] == tests[1] == tests[2] == tests[3] == tests[4] and tests[0]
+    assert tests[0] == tests[1] == tests[2] == tests[3] == tests[4] == tests[5] and tests[0]
     assert "engine" in {noise for noise, _ in trains[3].values()}
     assert "engine" not in {noise for _, noise, _, _ in tests[3]}
+    assert "knock" in {noise for noise, _ in trains[5].values()}
     plain, varied = trains[0], trains[2]
     assert plain.keys() == varied.keys()
     same = {path: plain[path] == varied[path] for path in plain}
@@ -318,8 +325,10 @@ def test_corpus_noisy_cli_takes_speechocean_and_a_noise_folder(tmp_path, speecho
     r = run_cli("corpus", "noisy", tmp_path / "d", "--clean", speechocean, "--noise-dir", noises,
                 "--test-only-noise", "drill")
     assert r.returncode != 0 and "drill" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("corpus", "noisy", tmp_path / "e", "--clean", speechocean, "--train-only-noise", "jet")
-    assert r.returncode != 0 and "jet" in r.stderr and "engine" in r.stderr and "Traceback" not in r.stderr
+    for folder in ([], ["--noise-dir", noises]):  # neither a synthetic family nor a folder of the noise folder
+        r = run_cli("corpus", "noisy", tmp_path / "e", "--clean", speechocean, "--train-only-noise", "jet", *folder)
+        assert r.returncode != 0 and "jet" in r.stderr and "engine" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "e" / "manifest.jsonl").exists()
 
 
 def test_evaluate_denoise_leads_with_unheard_speakers_in_unheard_noise(tmp_path, real_corpus):
@@ -348,6 +357,31 @@ def test_evaluate_denoise_leads_with_unheard_speakers_in_unheard_noise(tmp_path,
     assert head.output == pytest.approx(head.noisy, abs=1e-3)  # strength 0: the output is the input
     assert report.clean_pass.n == len({e.clean for e in test}) and report.clean_pass.output["pesq"] > 4.6
     assert "clean speech in" in report.table()
+
+
+def test_an_event_scene_scatters_its_events_at_their_rate_and_gains():
+    """``event_scene``: events start about once per ``mean_gap`` (a 60-s scene at 0.5 s: about 120), each a copy of
+    one of the clips at -20…0 dB, silence between them, the same scene for the same seed; loud overlapping events
+    stay within full scale."""
+    from audiovae.data.corpora.noise import event_scene
+
+    sr = 16000
+    click = np.hanning(160).astype(np.float32)  # 10-ms events: none overlap at gaps of 50 ms and more
+    burst = -0.5 * np.hanning(160).astype(np.float32)  # another clip, of the other sign and half the peak
+    scene = event_scene([click, burst], 60.0, sr, np.random.default_rng(0))
+    assert scene.shape == (60 * sr,) and np.array_equal(scene, event_scene([click, burst], 60.0, sr,
+                                                                           np.random.default_rng(0)))
+    active = np.abs(scene) > 1e-6
+    starts = np.flatnonzero(active[1:] & ~active[:-1]) + 1
+    assert 90 <= len(starts) <= 150, len(starts)
+    assert active.mean() < 0.1  # silence between the events
+    peaks = np.array([scene[s: s + 160][np.abs(scene[s: s + 160]).argmax()] for s in starts[:-1]])
+    clicks, bursts = peaks[peaks > 0], -2 * peaks[peaks < 0]  # each against its clip's own peak
+    assert len(clicks) > 20 and len(bursts) > 20
+    for level in (clicks, bursts):
+        assert level.min() > 10 ** (-20.5 / 20) and level.max() <= 1.0 + 1e-6
+    loud = event_scene([np.ones(8000, np.float32)], 5.0, sr, np.random.default_rng(1), mean_gap=0.05)
+    assert np.abs(loud).max() <= 1.0 and np.abs(loud).max() > 0.99
 
 
 def test_corpus_noise_gathers_catalogued_recordings_by_type(tmp_path):
@@ -381,3 +415,29 @@ def test_corpus_noise_gathers_catalogued_recordings_by_type(tmp_path):
         assert files and all(sf.info(f).channels == 1 and sf.info(f).samplerate == 16000 for f in files)
     r = run_cli("corpus", "noise", tmp_path / "none", "--root", tmp_path)
     assert r.returncode != 0 and "fetch_noise.sh" in r.stderr and "Traceback" not in r.stderr
+    # --clatter: scenes of the short events (one of each events package here), every event file in sources.csv
+    from audiovae.data.corpora.noise import EVENTS
+
+    events = {}
+    for source in EVENTS:
+        if source.package in events:
+            continue
+        name = re.sub(r"\[(.)[^\]]*\]", r"\1", source.patterns[0]).replace("*", "x")
+        path = tmp_path / "root" / source.base / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, (0.5 * np.hanning(4000)).astype(np.float32), 22050,
+                 format="OGG" if path.suffix == ".ogg" else "WAV", subtype="VORBIS" if path.suffix == ".ogg" else None)
+        events[source.package] = path
+    r = run_cli("corpus", "noise", tmp_path / "clatter", "--root", tmp_path / "root", "--sample-rate", "16000",
+                "--clatter", "2")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "clatter" / "sources.csv", encoding="utf-8")))
+    clatter = [row for row in rows if row["type"] == "clatter"]
+    assert len(clatter) == len(events) and all(row["licence"] for row in clatter)
+    assert len(rows) - len(clatter) == len(made)  # the catalogued types as without --clatter
+    scenes = sorted((tmp_path / "clatter" / "clatter").glob("*.flac"))
+    assert [f.name for f in scenes] == ["scene_00.flac", "scene_01.flac"]
+    for f in scenes:
+        y, sr = sf.read(f)
+        assert sr == 16000 and len(y) == 30 * sr and np.abs(y).max() > 0.05
+    assert not np.array_equal(sf.read(scenes[0])[0], sf.read(scenes[1])[0])

@@ -148,10 +148,12 @@ def noisy(
                                                   "heard in pulses (2-15 a second, a fresh stretch of the recording "
                                                   "in each): transient noise such as chuffs, strokes and footsteps "
                                                   "(never in test).", min=0.0, max=1.0)] = 0.0,
-    train_only_noise: Annotated[list[str] | None, typer.Option(help="A synthetic noise type heard only in training "
-                                                               "and validation (engine: harmonics of a wandering "
-                                                               "rotation over broadband noise); repeatable. The "
-                                                               "test split is unchanged by it.")] = None,
+    train_only_noise: Annotated[list[str] | None, typer.Option(help="A noise type heard only in training and "
+                                                               "validation: a synthetic family (engine: harmonics "
+                                                               "of a wandering rotation over broadband noise) or a "
+                                                               "recorded type (a folder of --noise-dir); "
+                                                               "repeatable. The test split is unchanged by it.")]
+    = None,
     test_files_per_speaker: Annotated[int, typer.Option(help="At most this many clean test files per speaker "
                                                         "(0 = all).", min=0)] = 0,
     mixtures_per_file: Annotated[int, typer.Option(help="Training mixtures made of each clean file, each with its "
@@ -165,7 +167,7 @@ def noisy(
     Examples: audiovae corpus noisy corpora/noisy --clean corpora/speech --music corpora/music;
     audiovae corpus noisy corpora/real --clean speechocean762 --noise-dir corpora/noise --test-only-noise rain
     """
-    from ..data.corpora.noisy import NoisyCorpusConfig, build_noisy_corpus, composition
+    from ..data.corpora.noisy import TRAIN_ONLY_NOISES, NoisyCorpusConfig, build_noisy_corpus, composition
     from ..data.manifest import read_manifest
     from ..errors import ConfigError
 
@@ -178,7 +180,8 @@ def noisy(
                             noise_dir=str(noise_dir) if noise_dir else None,
                             test_only_recorded=tuple(test_only_noise or ()), clean_fraction=clean_fraction,
                             vary_recorded=vary_recorded, pulse_recorded=pulse_recorded,
-                            train_only_noises=tuple(train_only_noise or ()),
+                            train_only_noises=tuple(n for n in train_only_noise or () if n in TRAIN_ONLY_NOISES),
+                            train_only_recorded=tuple(n for n in train_only_noise or () if n not in TRAIN_ONLY_NOISES),
                             test_files_per_speaker=test_files_per_speaker, mixtures_per_file=mixtures_per_file,
                             workers=workers, seed=seed)
     typer.echo(str(build_noisy_corpus(out, cfg)))
@@ -193,6 +196,10 @@ def noise(
                                        "folder recipes/denoise/fetch_noise.sh unpacked them into.",
                                        file_okay=False)] = Path("/"),
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the files written.", min=8000)] = 22050,
+    clatter: Annotated[int, typer.Option(help="Also write this many 30-s scenes of short recorded events "
+                                         "(footsteps, doors, keys, glass) scattered at random: the clatter type of "
+                                         "a house or an office (0: none).", min=0)] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Gather the real recorded noise that Debian's game and simulator data packages ship (rain, wind, water,
     nature, crowds, thunder, vehicles, fire, machinery; CC0, CC-BY, CC-BY-SA or GPL) into a noise folder for
@@ -202,7 +209,7 @@ def noise(
     """
     from ..data.corpora.noise import build_noise_folder
 
-    seconds = build_noise_folder(out, root, sample_rate)
+    seconds = build_noise_folder(out, root, sample_rate, clatter_scenes=clatter, seed=seed)
     for kind, secs in seconds.items():
         typer.echo(f"  {kind:10s} {secs / 60:5.1f} min")
 

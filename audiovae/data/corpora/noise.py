@@ -132,32 +132,72 @@ CATALOGUE: tuple[NoiseSource, ...] = (
     NoiseSource("machinery", "flightgear-data-base", _FG, ("Sounds/fan.wav", "Aircraft/c172p/Sounds/flaps-motor.wav"),
                 "GPL-2+"),
 )
+_MTD = f"{_MT}/default/sounds"
+# Short recorded events (a step, a door, keys, glass), scattered into scenes by `event_scene` (the "clatter" type:
+# a house, an office, a kitchen); not in the catalogue's default types, so the bundled recipe's corpus is unchanged.
+EVENTS: tuple[NoiseSource, ...] = (
+    NoiseSource("clatter", "minetest-data", _MTD, ("default_*footstep*.ogg", "default_dug_node*.ogg",
+                                                   "default_place_node*.ogg", "default_break_glass*.ogg",
+                                                   "default_chest_*.ogg"), "CC-BY-SA-3.0 (Minetest contributors)"),
+    NoiseSource("clatter", "minetest-data", f"{_MT}/doors/sounds", ("doors_door_*.ogg", "doors_steel_door_*.ogg",
+                                                                   "doors_fencegate_*.ogg"), "CC-BY-3.0"),
+    NoiseSource("clatter", "minetest-data", f"{_MT}/doors/sounds", ("doors_glass_door_*.ogg",), "CC0"),
+    NoiseSource("clatter", "minetest-data", f"{_MT}/xpanes/sounds", ("xpanes_steel_bar_door_*.ogg",),
+                "CC-BY-SA-3.0 (Minetest contributors)"),
+    NoiseSource("clatter", "redeclipse-data", "usr/share/games/redeclipse/data/sounds/player",
+                ("footstep*.ogg", "concstep*.ogg", "land*.ogg"), "CC-BY-SA-3.0+"),
+    NoiseSource("clatter", "flightgear-data-base", _FG, ("Sounds/door_close.wav", "Aircraft/c172p/Sounds/keys*.wav",
+                                                         "Aircraft/c172p/Sounds/door-*.wav"), "GPL-2+"),
+)
 NOISE_TYPES = tuple(dict.fromkeys(s.noise for s in CATALOGUE))
-PACKAGES = tuple(sorted({s.package for s in CATALOGUE}))
+PACKAGES = tuple(sorted({s.package for s in CATALOGUE}))  # the events' packages are among them
 # recorded types the bundled denoiser never hears in training: its headline is measured on them
 TEST_ONLY = ("vehicle", "fire", "machinery")
 
 
-def find_sources(root: str | os.PathLike[str]) -> list[tuple[NoiseSource, Path]]:
-    """Every catalogued file found under ``root``, in catalogue order; raises naming the packages with none (a
+def event_scene(events: list[np.ndarray], seconds: float, sample_rate: int, rng: np.random.Generator,
+                mean_gap: float = 0.5) -> np.ndarray:
+    """``seconds`` of events (mono clips) one after another at random: each starts a gap after the previous one
+    started (exponential, mean ``mean_gap`` s, at least 50 ms, so events may overlap) at a gain of -20…0 dB, the
+    whole kept within full scale. Between events the scene is silent, as a quiet room is: the noisy corpus mixes only
+    audible crops of it."""
+    out = np.zeros(int(seconds * sample_rate), np.float32)
+    t = float(rng.uniform(0.0, mean_gap))
+    while (start := int(t * sample_rate)) < out.size:
+        clip = events[int(rng.integers(len(events)))]
+        end = min(out.size, start + clip.size)
+        out[start:end] += 10 ** (rng.uniform(-20.0, 0.0) / 20) * clip[: end - start]
+        t += max(0.05, float(rng.exponential(mean_gap)))
+    return out / max(1.0, float(np.abs(out).max()))
+
+
+def find_sources(root: str | os.PathLike[str], catalogue: tuple[NoiseSource, ...] = CATALOGUE
+                 ) -> list[tuple[NoiseSource, Path]]:
+    """Every file of ``catalogue`` found under ``root``, in catalogue order; raises naming the packages with none (a
     package whose release moved a few files still counts: ``sources.csv`` says what was used)."""
     root = Path(root)
     found = []
-    for source in CATALOGUE:
+    for source in catalogue:
         base = root / source.base
         files = sorted({p for pattern in source.patterns for p in base.glob(pattern) if p.is_file()})
         found += [(source, p) for p in files]
-    missing = set(PACKAGES) - {source.package for source, _ in found}
+    missing = {s.package for s in catalogue} - {source.package for source, _ in found}
     if missing:
         raise AudiovaeError(f"{root}: no catalogued recordings of {', '.join(sorted(missing))}; unpack them with "
                             "`bash recipes/denoise/fetch_noise.sh DIR` (or apt-get install them and use --root /)")
     return found
 
 
+SCENE_SECONDS = 30.0
+
+
 def build_noise_folder(out_dir: str | os.PathLike[str], root: str | os.PathLike[str] = "/",
-                       sample_rate: int = 22050, progress: bool = True) -> dict[str, float]:
+                       sample_rate: int = 22050, progress: bool = True, clatter_scenes: int = 0,
+                       seed: int = 0) -> dict[str, float]:
     """Write every catalogued recording under ``root`` as ``out_dir/<type>/<package>__<name>.flac`` (mono,
-    ``sample_rate``) and ``out_dir/sources.csv``; returns seconds per type."""
+    ``sample_rate``) and ``out_dir/sources.csv``; returns seconds per type. ``clatter_scenes`` > 0 also writes that
+    many scenes of :data:`EVENTS` (``clatter/scene_NN.flac``, 30 s each, :func:`event_scene`), every event file
+    listed in ``sources.csv``."""
     from tqdm.auto import tqdm
 
     from ...progress import bar_off
@@ -165,9 +205,11 @@ def build_noise_folder(out_dir: str | os.PathLike[str], root: str | os.PathLike[
     t0 = time.perf_counter()
     out = Path(out_dir)
     sources = find_sources(root)
+    events = find_sources(root, EVENTS) if clatter_scenes > 0 else []
     seconds: dict[str, float] = {}
     rows = []
-    for source, path in tqdm(sources, desc="noise", unit="file", disable=bar_off(progress)):
+    clips = []
+    for source, path in tqdm(sources + events, desc="noise", unit="file", disable=bar_off(progress)):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a few recordings touch full scale; they are noise, kept as made
@@ -177,12 +219,21 @@ def build_noise_folder(out_dir: str | os.PathLike[str], root: str | os.PathLike[
         if not np.any(wave):
             continue
         rel = path.relative_to(Path(root) / source.base)
+        secs = wave.size / sample_rate
+        rows.append([source.noise, source.package, str(Path(source.base) / rel), source.licence, f"{secs:.2f}"])
+        if (source, path) in events:
+            clips.append(wave / np.abs(wave).max())  # each event at full scale; the scene draws its gain
+            continue
         name = f"{source.package}__{'_'.join(rel.with_suffix('').parts)}.flac"
         (out / source.noise).mkdir(parents=True, exist_ok=True)
         audio.save(out / source.noise / name, wave, sample_rate)
-        secs = wave.size / sample_rate
         seconds[source.noise] = seconds.get(source.noise, 0.0) + secs
-        rows.append([source.noise, source.package, str(Path(source.base) / rel), source.licence, f"{secs:.2f}"])
+    if clips:
+        (out / "clatter").mkdir(parents=True, exist_ok=True)
+        for n in range(clatter_scenes):
+            scene = event_scene(clips, SCENE_SECONDS, sample_rate, np.random.default_rng([seed, n]))
+            audio.save(out / "clatter" / f"scene_{n:02d}.flac", scene, sample_rate)
+        seconds["clatter"] = clatter_scenes * SCENE_SECONDS
     with atomic_path(out / "sources.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["type", "package", "path", "licence", "seconds"])

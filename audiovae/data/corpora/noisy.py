@@ -87,6 +87,7 @@ class NoisyCorpusConfig:
     vary_recorded: float = 0.0  # share of train/valid recorded-noise mixtures whose noise is varied (vary_noise)
     pulse_recorded: float = 0.0  # share of train/valid recorded-noise mixtures whose noise comes in pulses (pulse_gate)
     train_only_noises: tuple[str, ...] = ()  # of TRAIN_ONLY_NOISES: types drawn in train/valid only
+    train_only_recorded: tuple[str, ...] = ()  # recorded types kept out of test (which stays byte for byte the same)
     test_files_per_speaker: int = 0  # > 0: at most this many clean test files per speaker (a seeded choice)
     sample_rate: int = 22050
     seed: int = 0
@@ -114,6 +115,12 @@ class NoisyCorpusConfig:
         if self.test_only_recorded and not self.noise_dir:
             raise AudiovaeError("NoisyCorpusConfig.test_only_recorded names recorded noise types but no noise_dir "
                                 "is given")
+        if self.train_only_recorded and not self.noise_dir:
+            raise AudiovaeError(f"training-only noise type(s) {sorted(self.train_only_recorded)}: not a synthetic "
+                                f"family ({', '.join(TRAIN_ONLY_NOISES)}) and no noise folder to find them in")
+        both = set(self.test_only_recorded) & set(self.train_only_recorded)
+        if both:
+            raise AudiovaeError(f"recorded noise type(s) {sorted(both)} both test-only and training-only")
         if self.max_seconds < 0.1:
             raise AudiovaeError(f"NoisyCorpusConfig.max_seconds must be at least 0.1 s, got {self.max_seconds}")
 
@@ -417,15 +424,19 @@ def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str],
     score is tied to an SNR, no noise type's to an SNR mix. Babble is other speakers reading other sentences; a file
     with nobody else in its split to babble gets the next cell (test) or another noise type (train). Recorded types
     (``recorded``: type -> files) join the built-in ones; those in ``cfg.test_only_recorded`` only in test, those in
-    ``cfg.train_only_noises`` only in train and valid (test is planned first, so they leave it unchanged). A share
+    ``cfg.train_only_noises`` and ``cfg.train_only_recorded`` only in train and valid (test is planned first, so they
+    leave it unchanged). A share
     ``cfg.clean_fraction`` of train and valid mixtures carries no noise.
     """
     recorded = recorded or {}
-    unknown = set(cfg.test_only_recorded) - set(recorded)
-    if unknown:
-        raise AudiovaeError(f"test-only recorded noise type(s) {sorted(unknown)} not found; the noise folder has: "
-                            f"{', '.join(sorted(recorded)) or 'none'}")
-    recorded_train = tuple(t for t in sorted(recorded) if t not in cfg.test_only_recorded)
+    for kind, names in (("test-only", cfg.test_only_recorded), ("training-only", cfg.train_only_recorded)):
+        unknown = set(names) - set(recorded)
+        if unknown:
+            families = f" (synthetic families: {', '.join(TRAIN_ONLY_NOISES)})" if kind == "training-only" else ""
+            raise AudiovaeError(f"{kind} recorded noise type(s) {sorted(unknown)} not found; the noise folder has: "
+                                f"{', '.join(sorted(recorded)) or 'none'}{families}")
+    kept_apart = cfg.test_only_recorded + cfg.train_only_recorded
+    recorded_train = tuple(t for t in sorted(recorded) if t not in kept_apart)
     rng = np.random.default_rng(cfg.seed)
     music_rng = np.random.default_rng([cfg.seed, 1])  # its own stream: --music changes nothing but the music
     by_split: dict[str, list[Entry]] = {}
@@ -434,7 +445,8 @@ def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str],
     jobs: list[_Job] = []
     for split, items in sorted(by_split.items()):
         all_noises = cfg.train_noises + recorded_train + (
-            cfg.test_only_noises + tuple(cfg.test_only_recorded) if split == "test" else cfg.train_only_noises)
+            cfg.test_only_noises + tuple(cfg.test_only_recorded) if split == "test"
+            else cfg.train_only_noises + tuple(cfg.train_only_recorded))
         per_file = {"train": cfg.mixtures_per_file, "test": cfg.test_mixtures_per_file}.get(split, 1)
         pools = _BabblePools(items)
         grid, k = noise_snr_grid(all_noises, cfg.snrs, rng), 0
