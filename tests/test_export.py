@@ -157,20 +157,20 @@ def test_force_replaces_earlier_exports_but_never_what_is_exported(tmp_path, tin
     assert tiny_cvae.is_file()
 
 
-@pytest.mark.parametrize("refine", [0, 16])
-def test_a_denoisers_decoder_exports_its_log_gain_and_says_so(tmp_path, refine):
+@pytest.mark.parametrize("refine, floor", [(0, 0), (16, 0), (16, 8)])
+def test_a_denoisers_decoder_exports_its_log_gain_and_says_so(tmp_path, refine, floor):
     """A ``log_gain`` decoder's graph gives the log-gain, and export.json tells how it becomes the clean log-mel:
     following that recipe from the graphs alone gives what the library's denoiser estimates. With a gain refiner
-    the decoder's graph also takes the input log-mel (the refiner reads it)."""
+    the decoder's graph also takes the input log-mel (the refiner reads it), and so do noise floors."""
     from audiovae.checkpoint import Checkpoint, save_checkpoint
     from audiovae.models import build_model
 
     torch.manual_seed(0)
     model = build_model("vae", {"channels": (32, 32), "latent_dim": 8, "blocks": 1, "output": "log_gain",
-                                "refine_channels": refine}).eval()
+                                "refine_channels": refine, "refine_floor": floor, "encoder_floor": floor}).eval()
     with torch.no_grad():
-        for p in model.decoder.parameters() if not refine else [*model.decoder.parameters(),
-                                                                 *model.refiner.parameters()]:
+        for p in [*model.decoder.parameters(), *(model.refiner.parameters() if refine else ()),
+                  *(model.encoder.floor.parameters() if floor else ())]:
             p.add_(0.3 * torch.randn_like(p))  # a gain far from its start, not the same everywhere
     ckpt = save_checkpoint(tmp_path / "den.safetensors", Checkpoint(model, MelConfig(), task="denoise"))
     r = run_cli("export", ckpt, "--format", "torchscript", "-o", tmp_path / "ts")

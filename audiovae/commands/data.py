@@ -167,7 +167,7 @@ def noisy(
     Examples: audiovae corpus noisy corpora/noisy --clean corpora/speech --music corpora/music;
     audiovae corpus noisy corpora/real --clean speechocean762 --noise-dir corpora/noise --test-only-noise rain
     """
-    from ..data.corpora.noisy import TRAIN_ONLY_NOISES, NoisyCorpusConfig, build_noisy_corpus, composition
+    from ..data.corpora.noisy import NoisyCorpusConfig, build_noisy_corpus, composition, split_train_only
     from ..data.manifest import read_manifest
     from ..errors import ConfigError
 
@@ -175,13 +175,13 @@ def noisy(
         snr_values = tuple(float(x) for x in snrs.split(","))
     except ValueError:
         raise ConfigError(f"--snrs {snrs!r}: expected comma-separated numbers, e.g. -5,0,5,10") from None
+    families, recorded_only = split_train_only(train_only_noise or ())
     cfg = NoisyCorpusConfig(clean=str(clean) if clean else None, clean_sentences=sentences,
                             music=str(music) if music else None, snrs=snr_values, real_voice=real_voice,
                             noise_dir=str(noise_dir) if noise_dir else None,
                             test_only_recorded=tuple(test_only_noise or ()), clean_fraction=clean_fraction,
                             vary_recorded=vary_recorded, pulse_recorded=pulse_recorded,
-                            train_only_noises=tuple(n for n in train_only_noise or () if n in TRAIN_ONLY_NOISES),
-                            train_only_recorded=tuple(n for n in train_only_noise or () if n not in TRAIN_ONLY_NOISES),
+                            train_only_noises=families, train_only_recorded=recorded_only,
                             test_files_per_speaker=test_files_per_speaker, mixtures_per_file=mixtures_per_file,
                             workers=workers, seed=seed)
     typer.echo(str(build_noisy_corpus(out, cfg)))
@@ -198,7 +198,8 @@ def noise(
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the files written.", min=8000)] = 22050,
     clatter: Annotated[int, typer.Option(help="Also write this many 30-s scenes of short recorded events "
                                          "(footsteps, doors, keys, glass) scattered at random: the clatter type of "
-                                         "a house or an office (0: none).", min=0)] = 0,
+                                         "a house or an office (0: none). `corpus noisy` mixes it into every split "
+                                         "unless named by --train-only-noise or --test-only-noise.", min=0)] = 0,
     seed: SeedOpt = 0,
 ) -> None:
     """Gather the real recorded noise that Debian's game and simulator data packages ship (rain, wind, water,

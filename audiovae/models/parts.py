@@ -43,8 +43,8 @@ class ConvEncoder(nn.Module):
 
     @property
     def floor_context(self) -> int:
-        """Frames each way that the noise floor adds to what one feature sees (its window, smoothing and layer)."""
-        return self.floor_window + 2 + 2 if self.floor is not None else 0
+        """Frames each way that the noise floor adds to what one feature sees (its layer is as wide as ``inp``)."""
+        return floor_reach(self.floor_window) if self.floor is not None else 0
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         # unconditional (a zero pad is a no-op) so that an exported graph has no branch on the input's length
@@ -96,7 +96,15 @@ class ConvDecoder(nn.Module):
         return self.out(F.silu(h))
 
 
-def noise_floor(logmel: torch.Tensor, window: int, smooth: int = 5) -> torch.Tensor:
+FLOOR_SMOOTH = 5  # frames the log-mel is averaged over before its minimum is taken
+
+
+def floor_reach(window: int) -> int:
+    """Frames each way that :func:`noise_floor` over ``window`` frames reads beyond the frame it is for."""
+    return window + FLOOR_SMOOTH // 2
+
+
+def noise_floor(logmel: torch.Tensor, window: int, smooth: int = FLOOR_SMOOTH) -> torch.Tensor:
     """Per band and frame, the lowest level of ``logmel`` ``[B, M, T]`` (averaged over ``smooth`` frames) within
     ``window`` frames each way: minimum statistics (Martin, 2001), the level that stays when nobody speaks. It is a
     cue of what is noise that holds for noises never heard in training, whatever they sound like, as long as they
@@ -130,7 +138,7 @@ class GainRefiner(nn.Module):
     def context(self) -> int:
         """Frames each side that one output frame sees."""
         own = 2 + sum(3 ** (i % 3) + 1 for i in range(len(self.blocks)))
-        return own + (self.floor_window + 2 + 1 if self.floor is not None else 0)  # + the smoothing and the layer
+        return own + (floor_reach(self.floor_window) if self.floor is not None else 0)  # its layer is as wide as inp
 
     def forward(self, gain: torch.Tensor, normalized_input: torch.Tensor) -> torch.Tensor:
         h = self.inp(torch.cat([gain, normalized_input], dim=1))

@@ -189,7 +189,7 @@ def stream_processor(denoiser: Denoiser, sample_rate: int, block: float = 0.5) -
     model = denoiser.ckpt.model
     frames = getattr(getattr(model, "encoder", None), "floor_context", 0)  # an encoder's noise floor sees further
     refiner = getattr(model, "refiner", None)
-    if refiner is not None:  # a gain refiner sees that many frames more each way
+    if refiner is not None:  # a gain refiner sees that many frames more each way (with a noise floor: a bound)
         frames += refiner.context
     context = STREAM_CONTEXT + frames * cfg.hop_length / cfg.sample_rate
     return process, StreamConfig.seconds(sample_rate, block, context, 0.0 if align > 1 else 0.01, align)

@@ -135,15 +135,29 @@ CATALOGUE: tuple[NoiseSource, ...] = (
 _MTD = f"{_MT}/default/sounds"
 # Short recorded events (a step, a door, keys, glass), scattered into scenes by `event_scene` (the "clatter" type:
 # a house, an office, a kitchen); not in the catalogue's default types, so the bundled recipe's corpus is unchanged.
+# Licences per file from the mods' README.txt (Debian's copyright file gives only the games' blanket licence).
 EVENTS: tuple[NoiseSource, ...] = (
-    NoiseSource("clatter", "minetest-data", _MTD, ("default_*footstep*.ogg", "default_dug_node*.ogg",
-                                                   "default_place_node*.ogg", "default_break_glass*.ogg",
-                                                   "default_chest_*.ogg"), "CC-BY-SA-3.0 (Minetest contributors)"),
+    NoiseSource("clatter", "minetest-data", _MTD, ("default_dug_node*.ogg", "default_place_node.*.ogg",
+                                                   "default_place_node_hard*.ogg", "default_glass_footstep.ogg",
+                                                   "default_grass_footstep*.ogg", "default_gravel_footstep*.ogg",
+                                                   "default_wood_footstep*.ogg", "default_dirt_footstep*.ogg"),
+                "CC-BY-SA-3.0 (freesound: Mito551)"),
+    NoiseSource("clatter", "minetest-data", _MTD, ("default_break_glass*.ogg",),
+                "CC-BY-3.0 (freesound: cmusounddesign, Tomlija, lsprice)"),
+    NoiseSource("clatter", "minetest-data", _MTD, ("default_hard_footstep*.ogg",), "CC-BY-3.0 (freesound: Erdie)"),
+    NoiseSource("clatter", "minetest-data", _MTD, ("default_ice_footstep*.ogg",),
+                "CC-BY-3.0 (freesound: InspectorJ)"),
+    NoiseSource("clatter", "minetest-data", _MTD, ("default_water_footstep*.ogg",), "CC-BY-3.0 (freesound: AGFX)"),
+    NoiseSource("clatter", "minetest-data", _MTD, ("default_chest_*.ogg",),
+                "CC-BY-3.0 and CC0 (freesound: Percy Duke, kingsamas; Sevin7; mixed by sofar)"),
+    NoiseSource("clatter", "minetest-data", _MTD, ("default_metal_footstep*.ogg", "default_place_node_metal*.ogg",
+                                                   "default_snow_footstep*.ogg", "default_sand_footstep*.ogg"),
+                "CC0 (freesound: mypantsfelldown, Ryding, worthahep88; opengameart: Ogrebane)"),
     NoiseSource("clatter", "minetest-data", f"{_MT}/doors/sounds", ("doors_door_*.ogg", "doors_steel_door_*.ogg",
-                                                                   "doors_fencegate_*.ogg"), "CC-BY-3.0"),
-    NoiseSource("clatter", "minetest-data", f"{_MT}/doors/sounds", ("doors_glass_door_*.ogg",), "CC0"),
-    NoiseSource("clatter", "minetest-data", f"{_MT}/xpanes/sounds", ("xpanes_steel_bar_door_*.ogg",),
-                "CC-BY-SA-3.0 (Minetest contributors)"),
+                                                                   "doors_fencegate_*.ogg"),
+                "CC-BY-3.0 (freesound: CGEffex, bennstir, HazMattt, BarkersPinhead, rivernile7); CC0 (mhtaylor67)"),
+    NoiseSource("clatter", "minetest-data", f"{_MT}/doors/sounds", ("doors_glass_door_*.ogg",),
+                "CC0 (freesound: SkeetMasterFunk69)"),
     NoiseSource("clatter", "redeclipse-data", "usr/share/games/redeclipse/data/sounds/player",
                 ("footstep*.ogg", "concstep*.ogg", "land*.ogg"), "CC-BY-SA-3.0+"),
     NoiseSource("clatter", "flightgear-data-base", _FG, ("Sounds/door_close.wav", "Aircraft/c172p/Sounds/keys*.wav",
@@ -209,7 +223,7 @@ def build_noise_folder(out_dir: str | os.PathLike[str], root: str | os.PathLike[
     seconds: dict[str, float] = {}
     rows = []
     clips = []
-    for source, path in tqdm(sources + events, desc="noise", unit="file", disable=bar_off(progress)):
+    for i, (source, path) in enumerate(tqdm(sources + events, desc="noise", unit="file", disable=bar_off(progress))):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a few recordings touch full scale; they are noise, kept as made
@@ -221,14 +235,19 @@ def build_noise_folder(out_dir: str | os.PathLike[str], root: str | os.PathLike[
         rel = path.relative_to(Path(root) / source.base)
         secs = wave.size / sample_rate
         rows.append([source.noise, source.package, str(Path(source.base) / rel), source.licence, f"{secs:.2f}"])
-        if (source, path) in events:
-            clips.append(wave / np.abs(wave).max())  # each event at full scale; the scene draws its gain
+        if i >= len(sources):  # an event: at full scale (the scene draws its gain), unless it is all but silent
+            if np.abs(wave).max() < 1e-3:
+                rows.pop()
+            else:
+                clips.append(wave / np.abs(wave).max())
             continue
         name = f"{source.package}__{'_'.join(rel.with_suffix('').parts)}.flac"
         (out / source.noise).mkdir(parents=True, exist_ok=True)
         audio.save(out / source.noise / name, wave, sample_rate)
         seconds[source.noise] = seconds.get(source.noise, 0.0) + secs
-    if clips:
+    if clatter_scenes > 0:
+        if not clips:
+            raise AudiovaeError(f"{root}: the event recordings for --clatter are all silent")
         (out / "clatter").mkdir(parents=True, exist_ok=True)
         for n in range(clatter_scenes):
             scene = event_scene(clips, SCENE_SECONDS, sample_rate, np.random.default_rng([seed, n]))

@@ -98,7 +98,8 @@ class NoisyCorpusConfig:
         if unknown:
             raise AudiovaeError(f"unknown noise type(s) {sorted(unknown)}; known: "
                                 f"{', '.join(TRAIN_NOISES + TEST_ONLY_NOISES)}")
-        object.__setattr__(self, "train_only_noises", tuple(dict.fromkeys(self.train_only_noises)))  # once each
+        for name in ("train_only_noises", "train_only_recorded"):  # each once
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
         unknown = set(self.train_only_noises) - set(TRAIN_ONLY_NOISES)
         if unknown:
             raise AudiovaeError(f"unknown training-only noise type(s) {sorted(unknown)}; known: "
@@ -123,6 +124,12 @@ class NoisyCorpusConfig:
             raise AudiovaeError(f"recorded noise type(s) {sorted(both)} both test-only and training-only")
         if self.max_seconds < 0.1:
             raise AudiovaeError(f"NoisyCorpusConfig.max_seconds must be at least 0.1 s, got {self.max_seconds}")
+
+
+def split_train_only(names: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Training-only noise types as ``(synthetic families, recorded types)``: a name that is not one of
+    :data:`TRAIN_ONLY_NOISES` is a folder of the noise folder (``train_only_noises``, ``train_only_recorded``)."""
+    return (tuple(n for n in names if n in TRAIN_ONLY_NOISES), tuple(n for n in names if n not in TRAIN_ONLY_NOISES))
 
 
 @dataclass
