@@ -18,6 +18,16 @@ from ..errors import ConfigError
 from .layers import ResBlock, Stage, conv1d
 
 
+def zero_conv1d(c_in: int, c_out: int, kernel: int, bias: bool = True) -> nn.Conv1d:
+    """A plain 'same' convolution whose weights (and bias) start at zero: a part added to a trained model that must
+    start by changing nothing (weight normalisation cannot start at zero)."""
+    conv = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
+    nn.init.zeros_(conv.weight)
+    if bias:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 class ConvEncoder(nn.Module):
     """Normalised log-mel ``[B, n_mels, T]`` -> features ``[B, channels[-1], ceil(T / hop_factor)]`` (after SiLU).
 
@@ -34,9 +44,7 @@ class ConvEncoder(nn.Module):
         self.out_channels = channels[-1]
         self.floor_window = floor_window
         self.inp = conv1d(n_mels, channels[0], 5)
-        self.floor = nn.Conv1d(n_mels, channels[0], 5, padding=2, bias=False) if floor_window else None
-        if self.floor is not None:
-            nn.init.zeros_(self.floor.weight)
+        self.floor = zero_conv1d(n_mels, channels[0], 5, bias=False) if floor_window else None
         outs = channels[1:] + (channels[-1],)
         self.stages = nn.ModuleList(Stage(ci, co, f, blocks, up=False, instance_norm=instance_norm, cond_dim=cond_dim)
                                     for ci, co, f in zip(channels, outs, factors, strict=True))
@@ -127,12 +135,8 @@ class GainRefiner(nn.Module):
         self.floor_window = floor_window
         self.inp = conv1d(2 * n_mels, channels, 3)
         self.blocks = nn.ModuleList(ResBlock(channels, 3 ** (i % 3)) for i in range(blocks))
-        self.out = nn.Conv1d(channels, n_mels, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-        self.floor = nn.Conv1d(n_mels, channels, 3, padding=1, bias=False) if floor_window else None
-        if self.floor is not None:
-            nn.init.zeros_(self.floor.weight)
+        self.out = zero_conv1d(channels, n_mels, 3)
+        self.floor = zero_conv1d(n_mels, channels, 3, bias=False) if floor_window else None
 
     @property
     def context(self) -> int:

@@ -432,8 +432,7 @@ def _plan(sources: list[Entry], cfg: NoisyCorpusConfig, music: list[str],
     with nobody else in its split to babble gets the next cell (test) or another noise type (train). Recorded types
     (``recorded``: type -> files) join the built-in ones; those in ``cfg.test_only_recorded`` only in test, those in
     ``cfg.train_only_noises`` and ``cfg.train_only_recorded`` only in train and valid (test is planned first, so they
-    leave it unchanged). A share
-    ``cfg.clean_fraction`` of train and valid mixtures carries no noise.
+    leave it unchanged). A share ``cfg.clean_fraction`` of train and valid mixtures carries no noise.
     """
     recorded = recorded or {}
     for kind, names in (("test-only", cfg.test_only_recorded), ("training-only", cfg.train_only_recorded)):
