@@ -4,7 +4,7 @@
 # mixtures with varied recorded noise -> stage 3: clatter (short recorded events) added to the training noise ->
 # evaluate on unheard speakers in unheard noise types -> speed -> the offline peers on the same mixtures -> export
 # (installed only when it denoises better).
-# Usage: [STEPS=12000] [REFINE_STEPS=3000] [CLATTER_STEPS=3000] [SPEECHOCEAN=DIR] bash recipes/denoise/run.sh
+# Usage: [STEPS=12000] [REFINE_STEPS=3000] [CLATTER_STEPS=6000] [SPEECHOCEAN=DIR] bash recipes/denoise/run.sh
 #   [WORK_DIR] [key=value overrides for every `audiovae train` stage]
 #   SPEECHOCEAN: speechocean762 as its authors release it (default ../shared/data/speechocean762-adults, the 141 adult
 #   speakers); the noise packages are fetched once into WORK_DIR/noise_debs (recipes/denoise/fetch_noise.sh, ~5 GB).
@@ -42,7 +42,7 @@ audiovae train denoise_vae "data.train=$work/noisy_varied" "data.cache_dir=$work
   "train.init=$work/run/model.safetensors" model.refine_channels=128 model.refine_blocks=3 \
   "train.steps=${REFINE_STEPS:-3000}" train.lr=5e-4 train.warmup_steps=100 "${resume[@]}" "$@"
 # stage 3: clatter (short recorded events: steps on a dozen floors, doors, keys, glass; 16 scenes of 30 s) added to
-# the stage-2 corpus as a training-only type, 3,000 steps more from stage 2; the test split byte for byte the same
+# the stage-2 corpus as a training-only type, 6,000 steps more from stage 2; the test split byte for byte the same
 [ -f "$work/noise_clatter/sources.csv" ] || audiovae corpus noise "$work/noise_clatter" --root "$noise_root" \
   --clatter 16
 [ -f "$work/noisy_clatter/manifest.jsonl" ] || audiovae corpus noisy "$work/noisy_clatter" --clean "$speech" \
@@ -53,7 +53,7 @@ audiovae cache "$work/noisy_clatter" --cache-dir "$work/cache"
 resume=(); [ -f "$work/clatter/state.pt" ] && resume=(--resume)
 audiovae train denoise_vae "data.train=$work/noisy_clatter" "data.cache_dir=$work/cache" \
   "train.out_dir=$work/clatter" "train.init=$work/refine/model.safetensors" model.refine_channels=128 \
-  model.refine_blocks=3 "train.steps=${CLATTER_STEPS:-3000}" train.lr=3e-4 train.warmup_steps=100 "${resume[@]}" "$@"
+  model.refine_blocks=3 "train.steps=${CLATTER_STEPS:-6000}" train.lr=3e-4 train.warmup_steps=100 "${resume[@]}" "$@"
 model="$work/clatter/model.safetensors"
 audiovae evaluate denoise --model "$model" --data "$work/noisy" --json "$work/evaluate_denoise.json"
 python "$root/bench/denoise.py" --model "$model" --data "$work/noisy"
