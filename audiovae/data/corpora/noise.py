@@ -230,16 +230,15 @@ def build_noise_folder(out_dir: str | os.PathLike[str], root: str | os.PathLike[
                 wave = audio.load(path, sample_rate)[0].numpy()
         except audio.AudioError as e:
             raise AudiovaeError(f"{path}: {e}") from None
-        if not np.any(wave):
-            continue
+        peak = np.abs(wave).max(initial=0.0)
         event = i >= len(sources)
-        if event and np.abs(wave).max() < 1e-3:  # an all but silent event would be raised to full scale
+        if peak == 0 or (event and peak < 1e-3):  # silent; an all but silent event would be raised to full scale
             continue
         rel = path.relative_to(Path(root) / source.base)
         secs = wave.size / sample_rate
         rows.append([source.noise, source.package, str(Path(source.base) / rel), source.licence, f"{secs:.2f}"])
         if event:
-            clips.append(wave / np.abs(wave).max())  # at full scale: the scene draws its gain
+            clips.append(wave / peak)  # at full scale: the scene draws its gain
             continue
         name = f"{source.package}__{'_'.join(rel.with_suffix('').parts)}.flac"
         (out / source.noise).mkdir(parents=True, exist_ok=True)
