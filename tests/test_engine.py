@@ -9,6 +9,7 @@ import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -160,6 +161,36 @@ def test_pairs_mix_clean_speech_with_noise_files_on_the_fly(clips, tmp_path):
     assert float(log_rows(tmp_path / "run")[-1]["loss"]) > 0
     with pytest.raises(ConfigError, match="data.dataset"):
         load_run_config("speech_vae", ["data.dataset=frames"])
+
+
+def test_max_snr_trains_on_the_loud_noise_mixtures_only(tmp_path):
+    from audiovae.data.manifest import Entry, write_manifest
+
+    rng = np.random.default_rng(0)
+    speech = chirp(0.6, fmin=200.0, fmax=4000.0)
+    entries = []
+    for i, snr in enumerate((-5.0, 5.0, 15.0, 20.0, None, 10.0)):
+        split = "valid" if i == 5 else "train"
+        noisy = speech if snr is None else speech + 10 ** (-snr / 20) * np.std(speech) * rng.standard_normal(
+            speech.size).astype(np.float32)
+        sf.write(tmp_path / f"noisy{i}.wav", noisy, SR)
+        sf.write(tmp_path / f"clean{i}.wav", speech, SR)
+        entries.append(Entry(path=f"noisy{i}.wav", clean=f"clean{i}.wav", duration=0.6, split=split, snr=snr,
+                             noise="clean" if snr is None else "white"))
+    write_manifest(tmp_path / "manifest.jsonl", entries)
+    base = [f"data.train={tmp_path}", f"train.out_dir={tmp_path / 'run'}", *TINY, "train.steps=1"]
+
+    def trained(*extra: str) -> list[float | None]:
+        trainer = Trainer(load_run_config("denoise_vae", [*base, *extra]), "cpu", progress=False)
+        assert [e.snr for e in trainer.valid_set.entries] == [10.0]  # validation is never filtered
+        return [e.snr for e in trainer.train_set.entries]
+
+    assert sorted(trained(), key=str) == sorted([-5.0, 5.0, 15.0, 20.0, None], key=str)
+    assert sorted(trained("data.max_snr=5"), key=str) == sorted([-5.0, 5.0, None], key=str)  # noise-free kept
+    assert trained("data.max_snr=-10") == [None]
+    write_manifest(tmp_path / "noisy_only.jsonl", [e for e in entries if e.snr is not None])
+    with pytest.raises(ConfigError, match=r"noisy_only.jsonl: no training file at or below data.max_snr=-10 dB"):
+        trained(f"data.train={tmp_path / 'noisy_only.jsonl'}", "data.max_snr=-10")
 
 
 def test_progress_without_a_terminal_is_one_line_per_log_row():

@@ -53,6 +53,9 @@ class DataConfig:
             vocoders).
         noise: for ``pairs``: a folder, manifest or corpus of noise recordings (every file); none: coloured noise.
         snr_range: for ``pairs``: SNRs in dB drawn uniformly.
+        max_snr: train only on the mixtures of a noisy corpus at or below this SNR in dB (noise-free ones and
+            entries without an SNR kept; validation unchanged), to spend the steps where noise is loud; ``None``:
+            every mixture.
     """
 
     train: str = ""
@@ -67,6 +70,7 @@ class DataConfig:
     dataset: str = "segments"
     noise: str | None = None
     snr_range: tuple[float, float] = (-5.0, 20.0)
+    max_snr: float | None = None
 
     def __post_init__(self) -> None:
         self.exclude_speakers = tuple(self.exclude_speakers)
