@@ -6,7 +6,7 @@ per-group optimiser settings, every dataset kind and a log that stays readable w
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -189,8 +189,17 @@ def test_max_snr_trains_on_the_loud_noise_mixtures_only(tmp_path):
     assert sorted(trained("data.max_snr=5"), key=str) == sorted([-5.0, 5.0, None], key=str)  # noise-free kept
     assert trained("data.max_snr=-10") == [None]
     write_manifest(tmp_path / "noisy_only.jsonl", [e for e in entries if e.snr is not None])
-    with pytest.raises(ConfigError, match=r"noisy_only.jsonl: no training file at or below data.max_snr=-10 dB"):
+    with pytest.raises(ConfigError, match=r"noisy_only\.jsonl: no training file at or below data\.max_snr=-10 dB "
+                                          r"\(the lowest SNR is -5 dB\)"):
         trained(f"data.train={tmp_path / 'noisy_only.jsonl'}", "data.max_snr=-10")
+    write_manifest(tmp_path / "unlabelled.jsonl", [replace(e, snr=None) for e in entries])
+    with pytest.raises(ConfigError, match=r"no training file has an SNR"):
+        trained(f"data.train={tmp_path / 'unlabelled.jsonl'}", "data.max_snr=5")
+    for bad in ("abc", "true", ".nan", "[5]"):
+        with pytest.raises(ConfigError, match="data.max_snr=.* must be a"):
+            load_run_config("denoise_vae", [*base, f"data.max_snr={bad}"])
+    with pytest.raises(ConfigError, match="with data.dataset=pairs narrow data.snr_range"):
+        load_run_config("denoise_vae", [*base, "data.dataset=pairs", "data.max_snr=5"])
 
 
 def test_progress_without_a_terminal_is_one_line_per_log_row():

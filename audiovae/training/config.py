@@ -12,6 +12,7 @@ It is part of the training package because it checks ``model`` against what trai
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -53,9 +54,9 @@ class DataConfig:
             vocoders).
         noise: for ``pairs``: a folder, manifest or corpus of noise recordings (every file); none: coloured noise.
         snr_range: for ``pairs``: SNRs in dB drawn uniformly.
-        max_snr: train only on the mixtures of a noisy corpus at or below this SNR in dB (noise-free ones and
-            entries without an SNR kept; validation unchanged), to spend the steps where noise is loud; ``None``:
-            every mixture.
+        max_snr: for ``segments`` over a noisy corpus (entries with an ``snr``): train only on its mixtures at or
+            below this SNR in dB (noise-free ones kept; the validation split is not filtered), to spend the steps
+            where noise is loud; ``None``: every mixture. With ``pairs``, narrow ``snr_range`` instead.
     """
 
     train: str = ""
@@ -77,6 +78,18 @@ class DataConfig:
         self.snr_range = tuple(self.snr_range)
         if self.dataset not in DATASET_KINDS:
             raise ConfigError(f"data.dataset={self.dataset!r} must be one of {', '.join(DATASET_KINDS)}")
+        if self.max_snr is not None:
+            try:
+                if isinstance(self.max_snr, bool):
+                    raise ValueError
+                self.max_snr = float(self.max_snr)
+            except (TypeError, ValueError):
+                raise ConfigError(f"data.max_snr={self.max_snr!r} must be a number of dB (or null)") from None
+            if not math.isfinite(self.max_snr):
+                raise ConfigError(f"data.max_snr={self.max_snr} must be a finite number of dB (or null)")
+            if self.dataset == "pairs":
+                raise ConfigError("data.max_snr filters a noisy corpus's mixtures; with data.dataset=pairs narrow "
+                                  "data.snr_range instead (e.g. data.snr_range=[-5, 10])")
         if len(self.snr_range) != 2 or self.snr_range[0] > self.snr_range[1]:
             raise ConfigError(f"data.snr_range={list(self.snr_range)} must be [low, high] in dB")
         if self.conditioning not in ("speaker", "none"):
