@@ -78,15 +78,13 @@ class DataConfig:
         self.snr_range = tuple(self.snr_range)
         if self.dataset not in DATASET_KINDS:
             raise ConfigError(f"data.dataset={self.dataset!r} must be one of {', '.join(DATASET_KINDS)}")
-        if self.max_snr is not None:
-            try:
-                if isinstance(self.max_snr, bool):
-                    raise ValueError
-                self.max_snr = float(self.max_snr)
-            except (TypeError, ValueError):
-                raise ConfigError(f"data.max_snr={self.max_snr!r} must be a number of dB (or null)") from None
-            if not math.isfinite(self.max_snr):
-                raise ConfigError(f"data.max_snr={self.max_snr} must be a finite number of dB (or null)")
+        if self.max_snr is not None:  # _coerce passes a None default's values through as YAML read them
+            value = None
+            with contextlib.suppress(TypeError, ValueError):
+                value = None if isinstance(self.max_snr, bool) else float(self.max_snr)
+            if value is None or not math.isfinite(value):
+                raise ConfigError(f"data.max_snr={self.max_snr!r} must be a finite number of dB (or null)")
+            self.max_snr = value
             if self.dataset == "pairs":
                 raise ConfigError("data.max_snr filters a noisy corpus's mixtures; with data.dataset=pairs narrow "
                                   "data.snr_range instead (e.g. data.snr_range=[-5, 10])")

@@ -60,14 +60,14 @@ def _sources(config: RunConfig, is_main: bool) -> _Sources:
     entries = [e for e in entries if e.label != "anomaly"]  # a detector learns what normal sounds like, only that
     train, skipped = select(entries, "train", min_seconds)
     if dc.max_snr is not None and train:
-        if all(e.snr is None for e in train):
+        snrs = [e.snr for e in train if e.snr is not None]
+        if not snrs:
             raise ConfigError(f"{dc.train}: data.max_snr={dc.max_snr:g} but no training file has an SNR (it filters "
                               "a noisy corpus's mixtures)")
-        lowest = min(e.snr for e in train if e.snr is not None)
         train = [e for e in train if e.snr is None or e.snr <= dc.max_snr]
         if not train:
             raise ConfigError(f"{dc.train}: no training file at or below data.max_snr={dc.max_snr:g} dB (the lowest "
-                              f"SNR is {lowest:g} dB)")
+                              f"SNR is {min(snrs):g} dB)")
     if dc.valid:
         valid, skipped_valid = select([e for e in discover(dc.valid, dc.layout) if e.label != "anomaly"], None,
                                       min_seconds)
